@@ -1,0 +1,233 @@
+//! The token cache: one upstream request per token lifetime, however many clients ask.
+//!
+//! * Fast path: a lock-free `ArcSwap` load; no lock is held across an await for a cached token.
+//! * Slow path (no token, or past its refresh point): single flight. The first caller spawns the
+//!   upstream request as a task and publishes it as a shared future; every concurrent caller awaits
+//!   that same future (success or failure alike), so a burst costs exactly one upstream call.
+//! * Refresh point: `expiresAt - margin`, margin = max(30 s, 20% of lifetime), at most half of it.
+//! * A failure is never cached. While the previous token still has [`STALE_GRACE`] left, it is
+//!   served instead of an error (the client sees its true remaining lifetime).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+
+use crate::secret::Secret;
+use crate::upstream::{Upstream, UpstreamError, UpstreamToken};
+
+/// A token past its refresh point is still served on upstream failure while at least this much
+/// of its lifetime is left.
+pub const STALE_GRACE: Duration = Duration::from_secs(10);
+
+pub fn refresh_margin(lifetime: Duration) -> Duration {
+    let m = Duration::from_secs(30).max(lifetime / 5);
+    m.min(lifetime / 2)
+}
+
+#[derive(Debug)]
+pub struct CachedToken {
+    pub token: Secret,
+    pub fingerprint: String,
+    pub expires_at: Instant,
+    pub refresh_at: Instant,
+    pub lifetime: Duration,
+    /// Largest `expiresIn` to hand out (entra `--max-ttl`).
+    pub expires_in_cap: Option<u64>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+}
+
+impl CachedToken {
+    pub fn from_upstream(t: UpstreamToken) -> Self {
+        let margin = refresh_margin(t.lifetime);
+        CachedToken {
+            fingerprint: t.token.fingerprint(),
+            refresh_at: t.expires_at.checked_sub(margin).unwrap_or(t.expires_at),
+            token: t.token,
+            expires_at: t.expires_at,
+            lifetime: t.lifetime,
+            expires_in_cap: t.expires_in_cap,
+            region: t.region,
+            endpoint: t.endpoint,
+        }
+    }
+
+    /// Remaining lifetime in whole seconds (rounded down, capped, at least 1).
+    pub fn expires_in(&self, now: Instant) -> u64 {
+        let mut secs = self.expires_at.saturating_duration_since(now).as_secs();
+        if let Some(cap) = self.expires_in_cap {
+            secs = secs.min(cap);
+        }
+        secs.max(1)
+    }
+
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        now < self.refresh_at
+    }
+}
+
+type Flight = Shared<BoxFuture<'static, Result<Arc<CachedToken>, UpstreamError>>>;
+
+pub struct TokenCache {
+    upstream: Upstream,
+    current: ArcSwapOption<CachedToken>,
+    inflight: Mutex<Option<Flight>>,
+    generation: AtomicU64,
+    upstream_requests: AtomicU64,
+}
+
+struct ClearInflight(Arc<TokenCache>);
+impl Drop for ClearInflight {
+    fn drop(&mut self) {
+        *self.0.inflight.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+impl TokenCache {
+    pub fn new(upstream: Upstream) -> Arc<Self> {
+        Arc::new(TokenCache {
+            upstream,
+            current: ArcSwapOption::empty(),
+            inflight: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            upstream_requests: AtomicU64::new(0),
+        })
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    pub fn upstream_requests(&self) -> u64 {
+        self.upstream_requests.load(Ordering::Relaxed)
+    }
+
+    pub fn reset_counter(&self) {
+        self.upstream_requests.store(0, Ordering::Relaxed);
+    }
+
+    /// Drops the cached token; the next request goes upstream. A flight already under way is
+    /// still answered to its waiters but not stored.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.current.store(None);
+    }
+
+    fn fresh(&self) -> Option<Arc<CachedToken>> {
+        let cur = self.current.load_full()?;
+        cur.is_fresh(Instant::now()).then_some(cur)
+    }
+
+    pub async fn get(self: &Arc<Self>) -> Result<Arc<CachedToken>, UpstreamError> {
+        if let Some(t) = self.fresh() {
+            return Ok(t);
+        }
+        let flight = {
+            let mut slot = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            // A flight that completed between our check and the lock has stored its token first.
+            if let Some(t) = self.fresh() {
+                return Ok(t);
+            }
+            match slot.as_ref() {
+                Some(f) => f.clone(),
+                None => {
+                    let me = Arc::clone(self);
+                    let task = tokio::spawn(async move {
+                        let _clear = ClearInflight(Arc::clone(&me));
+                        me.refresh().await
+                    });
+                    let f: Flight = async move {
+                        task.await
+                            .unwrap_or_else(|_| Err(UpstreamError::new("internal error")))
+                    }
+                    .boxed()
+                    .shared();
+                    *slot = Some(f.clone());
+                    f
+                }
+            }
+        };
+        flight.await
+    }
+
+    async fn refresh(&self) -> Result<Arc<CachedToken>, UpstreamError> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        self.upstream_requests.fetch_add(1, Ordering::Relaxed);
+        match self.upstream.fetch().await {
+            Ok(tok) => {
+                let cached = Arc::new(CachedToken::from_upstream(tok));
+                tracing::info!(
+                    fingerprint = %cached.fingerprint,
+                    lifetime_s = cached.lifetime.as_secs(),
+                    refresh_in_s = cached.refresh_at.saturating_duration_since(Instant::now()).as_secs(),
+                    "upstream token acquired"
+                );
+                if self.generation.load(Ordering::SeqCst) == generation {
+                    self.current.store(Some(Arc::clone(&cached)));
+                }
+                Ok(cached)
+            }
+            Err(e) => {
+                if let Some(prev) = self.current.load_full() {
+                    if prev.expires_at.saturating_duration_since(Instant::now()) >= STALE_GRACE {
+                        tracing::warn!(detail = %e.detail, fingerprint = %prev.fingerprint,
+                            "upstream refresh failed; serving the still-valid previous token");
+                        return Ok(prev);
+                    }
+                }
+                tracing::warn!(detail = %e.detail, "upstream token request failed");
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn margins() {
+        assert_eq!(
+            refresh_margin(Duration::from_secs(600)),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(3599)),
+            Duration::from_secs_f64(719.8)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(100)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(20)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(2)),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn expires_in_rounds_down_caps_and_is_positive() {
+        let now = Instant::now();
+        let t = CachedToken::from_upstream(UpstreamToken {
+            token: Secret::new("t"),
+            lifetime: Duration::from_secs(3599),
+            expires_at: now + Duration::from_millis(3_598_900),
+            expires_in_cap: Some(600),
+            region: None,
+            endpoint: None,
+        });
+        assert_eq!(t.expires_in(now), 600);
+        assert_eq!(t.expires_in(now + Duration::from_secs(3_590)), 8);
+        assert_eq!(t.expires_in(now + Duration::from_secs(4_000)), 1);
+        assert!(t.is_fresh(now));
+        assert!(!t.is_fresh(now + Duration::from_secs(2_880)));
+    }
+}

@@ -1,0 +1,308 @@
+//! dev mode: a fake Azure Speech WebSocket service that speaks enough of the SDK's framing to make
+//! `recognizeOnceAsync` / continuous recognition succeed, and that accepts only valid, unexpired
+//! tokens signed by this process (rejecting others with HTTP 401 before the upgrade, as the real
+//! service does).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::devjwt::Verdict;
+use crate::http::json_error;
+use crate::secret::fingerprint;
+use crate::upstream::now_unix;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpeechBehaviour {
+    pub drop_after_ms: Option<u64>,
+    pub reply_after_audio_frames: u32,
+    /// Answer with all six frames, ending the turn (default). `false` answers only `turn.start`,
+    /// `speech.startDetected`, `speech.phrase` and leaves the turn open (continuous recognition).
+    pub end_turn: bool,
+}
+
+impl Default for SpeechBehaviour {
+    fn default() -> Self {
+        SpeechBehaviour {
+            drop_after_ms: None,
+            reply_after_audio_frames: 3,
+            end_turn: true,
+        }
+    }
+}
+
+/// One connection attempt, as reported by `/admin/stats`.
+#[derive(Debug)]
+pub struct SpeechConn {
+    pub at_ms: u64,
+    pub verdict: &'static str,
+    pub jti: Option<String>,
+    pub phrases: AtomicU64,
+}
+
+impl SpeechConn {
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "at": self.at_ms,
+            "verdict": self.verdict,
+            "jti": self.jti,
+            "phrases": self.phrases.load(Ordering::Relaxed),
+        })
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The token a client presented: `Authorization` query parameter (browser SDK), else the
+/// `Authorization` header; `Bearer ` prefix removed; `aad#<resourceId>#<token>` reduced to `<token>`.
+pub fn presented_token(query: Option<&str>, headers: &HeaderMap) -> Option<String> {
+    let from_query = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| v.into_owned())
+    });
+    let raw = from_query.or_else(|| {
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    })?;
+    let mut t = raw.trim();
+    if t.len() >= 6
+        && t.is_char_boundary(6)
+        && t[..6].eq_ignore_ascii_case("bearer")
+        && t[6..].chars().next().is_none_or(char::is_whitespace)
+    {
+        t = t[6..].trim();
+    }
+    if let Some(i) = t.rfind('#') {
+        t = &t[i + 1..];
+    }
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// Header lines of an SDK frame (`Name:value`), case-insensitive lookup.
+#[derive(Debug, Default)]
+pub struct FrameHeaders(Vec<(String, String)>);
+
+impl FrameHeaders {
+    pub fn parse(text: &str) -> Self {
+        FrameHeaders(
+            text.split("\r\n")
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .collect(),
+        )
+    }
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Text frame: headers, blank line, body.
+pub fn parse_text_frame(s: &str) -> (FrameHeaders, &str) {
+    match s.split_once("\r\n\r\n") {
+        Some((h, b)) => (FrameHeaders::parse(h), b),
+        None => (FrameHeaders::parse(s), ""),
+    }
+}
+
+/// Binary frame: u16 big-endian header length, header text, audio bytes.
+pub fn parse_binary_frame(b: &[u8]) -> Option<(FrameHeaders, &[u8])> {
+    if b.len() < 2 {
+        return None;
+    }
+    let n = u16::from_be_bytes([b[0], b[1]]) as usize;
+    let head = b.get(2..2 + n)?;
+    let text = std::str::from_utf8(head).ok()?;
+    Some((FrameHeaders::parse(text), &b[2 + n..]))
+}
+
+pub fn reply_frame(request_id: &str, path: &str, body: &str) -> String {
+    format!("X-RequestId:{request_id}\r\nContent-Type:application/json; charset=utf-8\r\nPath:{path}\r\n\r\n{body}")
+}
+
+/// The canned answer to one turn (see [`SpeechBehaviour::end_turn`]).
+pub fn turn_reply(request_id: &str, end_turn: bool) -> Vec<String> {
+    [
+        ("turn.start", r#"{"context":{"serviceTag":"fake"}}"#),
+        ("speech.startDetected", r#"{"Offset":0}"#),
+        ("speech.hypothesis", r#"{"Text":"hello","Offset":0,"Duration":5000000}"#),
+        ("speech.phrase", r#"{"RecognitionStatus":"Success","DisplayText":"Hello world.","Offset":0,"Duration":10000000}"#),
+        ("speech.endDetected", r#"{"Offset":10000000}"#),
+        ("turn.end", "{}"),
+    ]
+    .iter()
+    .filter(|(p, _)| end_turn || matches!(*p, "turn.start" | "speech.startDetected" | "speech.phrase"))
+    .map(|(p, b)| reply_frame(request_id, p, b))
+    .collect()
+}
+
+pub async fn speech_ws(
+    State(st): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Some(dev) = st.dev.as_ref() else {
+        return json_error(StatusCode::NOT_FOUND, "not-found", None);
+    };
+    let token = presented_token(query.as_deref(), &headers);
+    let verdict = match &token {
+        None => Verdict::Missing,
+        Some(t) => dev.signer.verify(t, now_unix()),
+    };
+    let conn = Arc::new(SpeechConn {
+        at_ms: now_ms(),
+        verdict: verdict.as_str(),
+        jti: verdict.jti().map(str::to_string),
+        phrases: AtomicU64::new(0),
+    });
+    dev.record_connection(Arc::clone(&conn));
+    let fp = token.as_deref().map(fingerprint).unwrap_or_default();
+    tracing::info!(verdict = verdict.as_str(), jti = conn.jti.as_deref().unwrap_or("-"), fingerprint = %fp,
+        "fake speech connection");
+    if !matches!(verdict, Verdict::Accepted { .. }) {
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            Some(json!({ "detail": verdict.as_str() })),
+        );
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let behaviour = dev.speech_behaviour();
+    ws.on_upgrade(move |socket| session(socket, behaviour, conn))
+}
+
+async fn session(mut socket: WebSocket, behaviour: SpeechBehaviour, conn: Arc<SpeechConn>) {
+    let k = behaviour.reply_after_audio_frames.max(1);
+    let deadline = behaviour
+        .drop_after_ms
+        .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+    let mut audio_frames: HashMap<String, u32> = HashMap::new();
+    let mut answered: HashSet<String> = HashSet::new();
+    let mut current_request = String::new();
+    loop {
+        let msg = tokio::select! {
+            m = socket.recv() => m,
+            _ = async { tokio::time::sleep_until(deadline.unwrap()).await }, if deadline.is_some() => {
+                tracing::debug!(jti = conn.jti.as_deref().unwrap_or("-"), "fake speech: dropping connection (dropAfterMs)");
+                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+                // let the close handshake finish, bounded
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while let Some(Ok(m)) = socket.recv().await {
+                        if matches!(m, Message::Close(_)) { break; }
+                    }
+                }).await;
+                return;
+            }
+        };
+        let Some(Ok(msg)) = msg else { return };
+        match msg {
+            Message::Text(t) => {
+                let (h, body) = parse_text_frame(t.as_str());
+                if let Some(id) = h.get("X-RequestId") {
+                    current_request = id.to_string();
+                }
+                tracing::debug!(path = h.get("Path").unwrap_or("-"), request = %current_request, body_len = body.len(), "fake speech: text frame");
+            }
+            Message::Binary(b) => {
+                let Some((h, audio)) = parse_binary_frame(&b) else {
+                    continue;
+                };
+                let id = h
+                    .get("X-RequestId")
+                    .map(str::to_string)
+                    .unwrap_or_else(|| current_request.clone());
+                tracing::trace!(request = %id, audio_len = audio.len(), "fake speech: audio frame");
+                current_request = id.clone();
+                let n = audio_frames.entry(id.clone()).or_insert(0);
+                *n += 1;
+                if *n >= k && !answered.contains(&id) {
+                    answered.insert(id.clone());
+                    for frame in turn_reply(&id, behaviour.end_turn) {
+                        if socket.send(Message::Text(frame.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    conn.phrases.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Message::Close(_) => return,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn token_from_query_or_header() {
+        let h = HeaderMap::new();
+        assert_eq!(
+            presented_token(
+                Some("language=en-US&Authorization=Bearer%20abc.def.ghi&X-ConnectionId=1"),
+                &h
+            )
+            .as_deref(),
+            Some("abc.def.ghi")
+        );
+        assert_eq!(
+            presented_token(
+                Some("Authorization=Bearer%20aad%23%2Fsubscriptions%2Fx%23tok"),
+                &h
+            )
+            .as_deref(),
+            Some("tok")
+        );
+        assert_eq!(presented_token(Some("language=en-US"), &h), None);
+        assert_eq!(presented_token(Some("Authorization=Bearer%20"), &h), None);
+        let mut h2 = HeaderMap::new();
+        h2.insert("authorization", HeaderValue::from_static("Bearer xyz"));
+        assert_eq!(presented_token(None, &h2).as_deref(), Some("xyz"));
+    }
+
+    #[test]
+    fn framing() {
+        let (h, body) = parse_text_frame("Path:speech.config\r\nX-RequestId:ABC\r\nContent-Type:application/json\r\n\r\n{\"a\":1}");
+        assert_eq!(h.get("path"), Some("speech.config"));
+        assert_eq!(h.get("x-requestid"), Some("ABC"));
+        assert_eq!(body, "{\"a\":1}");
+        let head = b"Path:audio\r\nX-RequestId:ABC\r\nContent-Type:audio/x-wav";
+        let mut frame = (head.len() as u16).to_be_bytes().to_vec();
+        frame.extend_from_slice(head);
+        frame.extend_from_slice(&[1, 2, 3]);
+        let (h, audio) = parse_binary_frame(&frame).unwrap();
+        assert_eq!(h.get("Path"), Some("audio"));
+        assert_eq!(audio, &[1, 2, 3]);
+        assert!(parse_binary_frame(&[0, 50, 1]).is_none());
+        assert_eq!(turn_reply("ID1", false).len(), 3);
+        let r = turn_reply("ID1", true);
+        assert_eq!(r.len(), 6);
+        assert!(r[3].starts_with("X-RequestId:ID1\r\nContent-Type:application/json; charset=utf-8\r\nPath:speech.phrase\r\n\r\n"));
+        assert!(r[3].contains("Hello world."));
+    }
+}

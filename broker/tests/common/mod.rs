@@ -1,0 +1,80 @@
+#![allow(dead_code)]
+//! Helpers shared by the integration tests: in-process brokers on port 0, loopback fakes of the
+//! upstream services, and a reqwest client that never uses a proxy.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use clap::Parser;
+use speech_token_broker::{Args, Broker, RunningBroker, Settings};
+
+pub fn settings(argv: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Settings> {
+    let mut full = vec!["speech-token-broker", "--listen", "127.0.0.1:0"];
+    full.extend_from_slice(argv);
+    let args = Args::try_parse_from(full)?;
+    let map: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Settings::resolve(args, &move |k| map.get(k).cloned())
+}
+
+pub async fn start(argv: &[&str], env: &[(&str, &str)]) -> RunningBroker {
+    Broker::spawn(settings(argv, env).expect("valid settings"))
+        .await
+        .expect("broker starts")
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// Serves `router` on a loopback port in the background.
+pub async fn serve_fake(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    addr
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An unsigned-looking JWT with the given lifetime and a unique `jti` (what issueToken returns is
+/// opaque to the broker except for `iat`/`exp`).
+pub fn fake_jwt(lifetime: u64, marker: &str) -> String {
+    let iat = now_unix();
+    let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = B64.encode(
+        format!(r#"{{"region":"westeurope","iat":{iat},"exp":{},"jti":"{marker}","scope":"speechservices"}}"#, iat + lifetime)
+            .as_bytes(),
+    );
+    let mut sig = [0u8; 32];
+    getrandom::fill(&mut sig).unwrap();
+    format!("{header}.{payload}.{}", B64.encode(sig))
+}
+
+pub fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).unwrap();
+    hex::encode(b)
+}
+
+pub fn decode_payload(token: &str) -> serde_json::Value {
+    let p = token.split('.').nth(1).expect("JWT payload");
+    serde_json::from_slice(&B64.decode(p).unwrap()).unwrap()
+}

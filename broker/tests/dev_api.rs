@@ -1,0 +1,566 @@
+//! dev mode over loopback: token contract, origins/CORS, auth hook, rate limit, admin, static files.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{client, decode_payload, start};
+use serde_json::{json, Value};
+use speech_token_broker::devjwt::Verdict;
+
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn token_shape_headers_and_signature() {
+    let b = start(&["--ttl", "60"], &[]).await;
+    let c = client();
+    for method in ["GET", "POST"] {
+        let req = if method == "GET" {
+            c.get(b.url("/api/speech-token"))
+        } else {
+            c.post(b.url("/api/speech-token"))
+        };
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{method}");
+        assert_eq!(header(&r, "cache-control"), Some("no-store"));
+        assert_eq!(header(&r, "pragma"), Some("no-cache"));
+        assert_eq!(header(&r, "content-type"), Some("application/json"));
+        let v: Value = r.json().await.unwrap();
+        let token = v["token"].as_str().unwrap();
+        let expires_in = v["expiresIn"].as_u64().expect("integer expiresIn");
+        assert!((58..=60).contains(&expires_in), "{expires_in}");
+        assert_eq!(v["region"], "local");
+        assert_eq!(
+            v["endpoint"].as_str().unwrap(),
+            format!(
+                "ws://{}/speech/recognition/conversation/cognitiveservices/v1",
+                b.addr
+            )
+        );
+        assert_eq!(v.as_object().unwrap().len(), 4);
+        // signed by this broker, unexpired, with the documented claims
+        assert!(matches!(
+            b.verify_dev_token(token),
+            Some(Verdict::Accepted { .. })
+        ));
+        let claims = decode_payload(token);
+        assert_eq!(claims["iss"], "speech-token-broker-dev");
+        assert_eq!(claims["aud"], "speech");
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+            60
+        );
+        assert_eq!(claims["jti"].as_str().unwrap().len(), 32);
+        // a token of another process does not verify
+        let other = start(&[], &[]).await;
+        assert!(matches!(
+            other.verify_dev_token(token),
+            Some(Verdict::BadSignature { .. })
+        ));
+    }
+    // one upstream (signer) call for both answers: cached
+    assert_eq!(b.upstream_requests(), 1);
+    let r = c.get(b.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn expires_in_is_remaining_lifetime() {
+    let b = start(&["--ttl", "10"], &[]).await;
+    let c = client();
+    let v: Value = c
+        .get(b.url("/api/speech-token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first = v["expiresIn"].as_u64().unwrap();
+    assert!((9..=10).contains(&first));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let v2: Value = c
+        .get(b.url("/api/speech-token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v2["token"], v["token"], "still cached");
+    let second = v2["expiresIn"].as_u64().unwrap();
+    assert!(second <= first - 2 && second >= 1, "{first} -> {second}");
+    // expiry is real: the token's exp is in the past once expiresIn has run out
+    let claims = decode_payload(v["token"].as_str().unwrap());
+    assert!(claims["exp"].as_u64().unwrap() >= common::now_unix() + second);
+}
+
+#[tokio::test]
+async fn origin_allow_list_and_cors() {
+    let b = start(
+        &[
+            "--allow-origin",
+            "https://app.example.com",
+            "--allow-loopback-origins=false",
+        ],
+        &[],
+    )
+    .await;
+    let c = client();
+    let url = b.url("/api/speech-token");
+
+    let r = c
+        .get(&url)
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(header(&r, "access-control-allow-credentials"), Some("true"));
+    assert!(r.headers().get_all("vary").iter().any(|v| v == "Origin"));
+
+    for bad in [
+        "https://evil.example",
+        "null",
+        "http://127.0.0.1:1234",
+        "https://app.example.com.evil.example",
+    ] {
+        let r = c.get(&url).header("Origin", bad).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{bad}");
+        assert_eq!(header(&r, "cache-control"), Some("no-store"));
+        assert!(header(&r, "access-control-allow-origin").is_none());
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "forbidden-origin");
+    }
+    // cross-site without Origin
+    let r = c
+        .get(&url)
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // same-origin browser request and non-browser request
+    let r = c
+        .get(&url)
+        .header("Sec-Fetch-Site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let own = format!("http://{}", b.addr);
+    let r = c.post(&url).header("Origin", &own).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the broker's own origin");
+
+    // preflight
+    let r = c
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization, x-app-session, cookie",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(
+        header(&r, "access-control-allow-methods"),
+        Some("GET, POST")
+    );
+    assert_eq!(
+        header(&r, "access-control-allow-headers"),
+        Some("authorization, x-app-session")
+    );
+    assert_eq!(header(&r, "access-control-allow-credentials"), Some("true"));
+    let r = c
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(header(&r, "access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn loopback_origins_allowed_in_dev_by_default() {
+    let b = start(&[], &[]).await;
+    let c = client();
+    for o in [
+        "http://127.0.0.1:45678",
+        "http://localhost:3000",
+        "http://[::1]:8000",
+    ] {
+        let r = c
+            .get(b.url("/api/speech-token"))
+            .header("Origin", o)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{o}");
+        assert_eq!(header(&r, "access-control-allow-origin"), Some(o));
+    }
+    let r = c
+        .get(b.url("/api/speech-token"))
+        .header("Origin", "https://example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // DNS-rebinding guard: a foreign Host name is refused in dev mode
+    let r = c
+        .get(b.url("/api/speech-token"))
+        .header("Host", "rebind.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn require_header_hook() {
+    let b = start(&["--require-header", "X-App-Session=s3ss10n"], &[]).await;
+    let c = client();
+    let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(header(&r, "cache-control"), Some("no-store"));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "unauthorized"})
+    );
+    let r = c
+        .get(b.url("/api/speech-token"))
+        .header("X-App-Session", "wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c
+        .get(b.url("/api/speech-token"))
+        .header("X-App-Session", "s3ss10n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // preflight does not need the header
+    let r = c
+        .request(reqwest::Method::OPTIONS, b.url("/api/speech-token"))
+        .header("Origin", "http://localhost:5173")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "x-app-session")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+#[tokio::test]
+async fn rate_limit_429_with_retry_after() {
+    let b = start(&["--rate-limit", "60", "--rate-burst", "3"], &[]).await;
+    let c = client();
+    for _ in 0..3 {
+        assert_eq!(
+            c.get(b.url("/api/speech-token"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(header(&r, "retry-after"), Some("1"));
+    assert_eq!(header(&r, "cache-control"), Some("no-store"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "rate-limited");
+    assert_eq!(v["retryAfter"], 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        c.get(b.url("/api/speech-token"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // 0 = off
+    let off = start(&["--rate-limit", "0"], &[]).await;
+    for _ in 0..50 {
+        assert_eq!(
+            c.get(off.url("/api/speech-token"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+}
+
+async fn admin(
+    c: &reqwest::Client,
+    b: &speech_token_broker::RunningBroker,
+    path: &str,
+    body: Value,
+) -> Value {
+    let r = c.post(b.url(path)).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.unwrap()
+}
+
+async fn stats(c: &reqwest::Client, b: &speech_token_broker::RunningBroker) -> Value {
+    c.get(b.url("/admin/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn admin_outage_fail_ttl_slow_stats_reset() {
+    let b = start(&["--rate-limit", "0"], &[]).await;
+    let c = client();
+    let tok = |r: Value| r["token"].as_str().unwrap().to_string();
+
+    // outage
+    admin(&c, &b, "/admin/outage", json!({"seconds": 30})).await;
+    let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(header(&r, "retry-after"), Some("1"));
+    assert_eq!(header(&r, "cache-control"), Some("no-store"));
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unavailable");
+    admin(&c, &b, "/admin/outage", json!({"seconds": 0})).await;
+    let first = tok(c
+        .get(b.url("/api/speech-token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap());
+
+    // fail injection: next 2 requests get 429 with Retry-After, then normal
+    admin(
+        &c,
+        &b,
+        "/admin/fail",
+        json!({"status": 429, "count": 2, "retryAfter": 7}),
+    )
+    .await;
+    for _ in 0..2 {
+        let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+        assert_eq!(r.status(), 429);
+        assert_eq!(header(&r, "retry-after"), Some("7"));
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "rate-limited");
+    }
+    assert_eq!(
+        c.get(b.url("/api/speech-token"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for (status, kind) in [
+        (401, "unauthorized"),
+        (403, "forbidden"),
+        (404, "not-found"),
+        (500, "internal"),
+        (503, "unavailable"),
+    ] {
+        admin(&c, &b, "/admin/fail", json!({"status": status, "count": 1})).await;
+        let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], kind);
+    }
+    // raw body with status 200 (malformed answers)
+    admin(
+        &c,
+        &b,
+        "/admin/fail",
+        json!({"status": 200, "count": 1, "body": "{\"token\": 42}"}),
+    )
+    .await;
+    let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "cache-control"), Some("no-store"));
+    assert_eq!(r.text().await.unwrap(), "{\"token\": 42}");
+    // redirect
+    admin(
+        &c,
+        &b,
+        "/admin/fail",
+        json!({"status": 302, "count": 1, "location": "/login"}),
+    )
+    .await;
+    let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(header(&r, "location"), Some("/login"));
+
+    // ttl: drops the cached token, new tokens carry the new lifetime
+    admin(&c, &b, "/admin/ttl", json!({"seconds": 5})).await;
+    let v: Value = c
+        .get(b.url("/api/speech-token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(tok(v.clone()), first);
+    assert!(v["expiresIn"].as_u64().unwrap() <= 5);
+    let r = c
+        .post(b.url("/admin/ttl"))
+        .json(&json!({"seconds": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .post(b.url("/admin/ttl"))
+        .body("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad-request");
+
+    // slow
+    admin(&c, &b, "/admin/slow", json!({"ms": 400})).await;
+    let t0 = Instant::now();
+    assert_eq!(
+        c.get(b.url("/api/speech-token"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(400));
+    admin(&c, &b, "/admin/slow", json!({"ms": 0})).await;
+
+    let s = stats(&c, &b).await;
+    assert_eq!(s["ttl"], 5);
+    assert!(s["tokenRequests"].as_u64().unwrap() >= 14);
+    assert_eq!(s["tokenResponsesOk"], 4);
+    assert_eq!(s["upstreamRequests"], 2);
+    assert_eq!(s["speechConnections"], json!([]));
+
+    admin(&c, &b, "/admin/outage", json!({"seconds": 60})).await;
+    admin(&c, &b, "/admin/fail", json!({"status": 500, "count": 5})).await;
+    admin(&c, &b, "/admin/reset", json!({})).await;
+    let s = stats(&c, &b).await;
+    assert_eq!(s["tokenRequests"], 0);
+    assert_eq!(s["tokenResponsesOk"], 0);
+    assert_eq!(s["upstreamRequests"], 0);
+    let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "reset ended outage and fail injection");
+    let s = stats(&c, &b).await;
+    assert_eq!(s["upstreamRequests"], 1, "reset dropped the cached token");
+}
+
+#[tokio::test]
+async fn admin_routes_exist_only_in_dev_and_refuse_foreign_origins() {
+    let b = start(&[], &[]).await;
+    let c = client();
+    let r = c
+        .post(b.url("/admin/reset"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let key = start(
+        &[
+            "--mode",
+            "key",
+            "--region",
+            "westeurope",
+            "--sts-base",
+            "http://127.0.0.1:9",
+        ],
+        &[("SPEECH_KEY", "k")],
+    )
+    .await;
+    let r = c.get(key.url("/admin/stats")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(header(&r, "content-type"), Some("application/json"));
+}
+
+#[tokio::test]
+async fn static_files_with_csp_and_types() {
+    let dir = std::env::temp_dir().join(format!("stb-static-{}", common::random_hex(6)));
+    let (www, pkg, vendor) = (dir.join("www"), dir.join("pkg"), dir.join("vendor"));
+    for d in [&www, &pkg, &vendor] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(www.join("index.html"), "<!doctype html><title>t</title>").unwrap();
+    std::fs::write(www.join("app.mjs"), "export const a = 1;").unwrap();
+    std::fs::write(pkg.join("client_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(pkg.join("client.js"), "export default 1;").unwrap();
+    std::fs::write(vendor.join("sdk.bundle.js"), "var SpeechSDK = {};").unwrap();
+    let b = start(
+        &[
+            "--www",
+            www.to_str().unwrap(),
+            "--pkg",
+            pkg.to_str().unwrap(),
+            "--vendor",
+            vendor.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let c = client();
+    let csp = format!(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' ws://{}; worker-src 'self' blob:; \
+         style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+        b.addr
+    );
+    for (path, ct, body) in [
+        ("/", "text/html", "<!doctype html>"),
+        ("/app.mjs", "text/javascript", "export const a"),
+        ("/pkg/client_bg.wasm", "application/wasm", "\0asm"),
+        ("/pkg/client.js", "text/javascript", "export default"),
+        ("/vendor/sdk.bundle.js", "text/javascript", "var SpeechSDK"),
+    ] {
+        let r = c.get(b.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(
+            header(&r, "content-security-policy"),
+            Some(csp.as_str()),
+            "{path}"
+        );
+        assert_eq!(header(&r, "x-content-type-options"), Some("nosniff"));
+        assert_eq!(header(&r, "referrer-policy"), Some("no-referrer"));
+        assert!(
+            header(&r, "content-type").unwrap().starts_with(ct),
+            "{path}: {:?}",
+            header(&r, "content-type")
+        );
+        assert!(r.text().await.unwrap().starts_with(body));
+    }
+    let r = c.get(b.url("/nope.js")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().contains_key("content-security-policy"));
+    let r = c.get(b.url("/pkg/../../etc/passwd")).send().await.unwrap();
+    assert_ne!(r.status(), 200);
+    std::fs::remove_dir_all(&dir).ok();
+}

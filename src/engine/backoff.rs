@@ -1,0 +1,50 @@
+//! Retry delays: exponential backoff with full jitter, as a pure function.
+//!
+//! Pure on purpose (unlike the Azure token cycler, whose backoff keeps state between calls): the
+//! attempt number and the random draw come in as arguments, so every delay is reproducible in
+//! tests and simulations.
+
+/// First retry waits up to this long. Source: DESIGN.md ("base 1 s").
+pub const BACKOFF_BASE_MS: f64 = 1_000.0;
+/// No retry waits longer than this. Source: DESIGN.md ("cap 30 s").
+pub const BACKOFF_CAP_MS: f64 = 30_000.0;
+/// Longest `Retry-After` we honour; a broker asking for more is treated as asking for this.
+/// An hour is longer than any Speech token lives, so the cap never shortens a sane request.
+pub const MAX_RETRY_AFTER_MS: f64 = 3_600_000.0;
+
+/// Delay before retry number `attempt` (0 for the first retry), given a uniform random draw
+/// `jitter` in `[0, 1)`: "full jitter", uniform in `[0, min(cap, base·2^attempt))`.
+///
+/// Full jitter spreads the retries of many clients after a shared outage (AWS Architecture Blog,
+/// "Exponential Backoff And Jitter"), which matters when every tab of every user retries one broker.
+pub fn retry_delay(attempt: u32, jitter: f64) -> f64 {
+    let ceiling = (BACKOFF_BASE_MS * 2f64.powi(attempt.min(30) as i32)).min(BACKOFF_CAP_MS);
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
+    jitter * ceiling
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceiling_doubles_then_caps() {
+        assert_eq!(retry_delay(0, 1.0), 1_000.0);
+        assert_eq!(retry_delay(1, 1.0), 2_000.0);
+        assert_eq!(retry_delay(4, 1.0), 16_000.0);
+        assert_eq!(retry_delay(5, 1.0), 30_000.0);
+        assert_eq!(retry_delay(u32::MAX, 1.0), 30_000.0);
+    }
+
+    #[test]
+    fn jitter_scales_within_the_ceiling() {
+        assert_eq!(retry_delay(3, 0.0), 0.0);
+        assert_eq!(retry_delay(3, 0.5), 4_000.0);
+        assert_eq!(retry_delay(3, 7.0), 8_000.0);
+        assert_eq!(retry_delay(3, f64::NAN), 4_000.0);
+    }
+}

@@ -1,0 +1,639 @@
+//! The token lifecycle as a state machine: inputs (the time, events) in, decisions out.
+//!
+//! [`Machine`] never reads a clock, sets a timer or performs I/O. The web shell tells it what
+//! happened (`demand`, `response`, `timer_fired`, `set_hidden`, `online`, `dispose`, …) together
+//! with the current time on both clocks ([`Now`]), and carries out the returned [`Decision`]: start
+//! a fetch, resolve or reject waiting callers, publish a token, emit events, arm one timer. That
+//! makes every rule testable natively, with simulated time, down to the millisecond.
+
+use crate::engine::backoff::{retry_delay, MAX_RETRY_AFTER_MS};
+use crate::engine::policy::{RefreshPolicy, HIDDEN_TIMER_GRANULARITY_MS, JITTER_FRACTION};
+use crate::engine::token::{Grant, Token};
+use crate::error::{Error, Invalid};
+
+/// The current time on both clocks the browser offers.
+///
+/// `wall_ms` is `Date.now()`: it keeps running while the machine sleeps but jumps when the clock
+/// is set. `mono_ms` is `performance.now()` (plus its time origin): it never jumps, but may stand
+/// still during sleep. A deadline has passed when *either* clock says so.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Now {
+    /// Milliseconds since the Unix epoch (`Date.now()`).
+    pub wall_ms: f64,
+    /// Milliseconds on a monotonic clock (`performance.now()`).
+    pub mono_ms: f64,
+}
+
+impl Now {
+    /// Both clocks at once.
+    pub fn new(wall_ms: f64, mono_ms: f64) -> Now {
+        Now { wall_ms, mono_ms }
+    }
+}
+
+/// A moment expressed on both clocks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Deadline {
+    /// On the wall clock (epoch ms).
+    pub wall_ms: f64,
+    /// On the monotonic clock (ms).
+    pub mono_ms: f64,
+}
+
+impl Deadline {
+    /// `delay_ms` after `now` on both clocks.
+    pub fn after(now: Now, delay_ms: f64) -> Deadline {
+        Deadline {
+            wall_ms: now.wall_ms + delay_ms,
+            mono_ms: now.mono_ms + delay_ms,
+        }
+    }
+
+    /// Whether either clock has reached the deadline.
+    pub fn passed(&self, now: Now) -> bool {
+        now.wall_ms >= self.wall_ms || now.mono_ms >= self.mono_ms
+    }
+
+    /// Milliseconds until the first clock reaches the deadline (0 if it has).
+    pub fn remaining(&self, now: Now) -> f64 {
+        (self.wall_ms - now.wall_ms)
+            .min(self.mono_ms - now.mono_ms)
+            .max(0.0)
+    }
+
+    /// The earlier of two deadlines, clock by clock.
+    fn earliest(self, other: Deadline) -> Deadline {
+        Deadline {
+            wall_ms: self.wall_ms.min(other.wall_ms),
+            mono_ms: self.mono_ms.min(other.mono_ms),
+        }
+    }
+}
+
+/// Where the client stands, as JavaScript sees it in `client.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// No token yet and nothing asked for one.
+    Idle,
+    /// Fetching a token while none is usable (callers wait).
+    Fetching,
+    /// A usable token is held; the next refresh is scheduled.
+    Valid,
+    /// A usable token is held and being replaced (request in flight or retry scheduled).
+    Refreshing,
+    /// The token expired and no fetch is under way.
+    Expired,
+    /// The last attempt failed: either no token is usable, or automatic retries have stopped
+    /// (401/403/…) and only `refreshNow()` or `getToken()` will try again.
+    Error,
+    /// `dispose()` was called; the client is inert.
+    Disposed,
+}
+
+impl Status {
+    /// The name used in the JS API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Idle => "idle",
+            Status::Fetching => "fetching",
+            Status::Valid => "valid",
+            Status::Refreshing => "refreshing",
+            Status::Expired => "expired",
+            Status::Error => "error",
+            Status::Disposed => "disposed",
+        }
+    }
+}
+
+/// One thing the shell must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send one broker request now; report its outcome with [`Machine::response`].
+    Fetch,
+    /// A new token is held: set it on attached targets and emit `token`.
+    Publish,
+    /// Resolve every waiting caller (`getToken()` and `refreshNow()`) with the new token.
+    ResolveWaiters,
+    /// Resolve the `getToken()` callers (not the `refreshNow()` ones) with the current token.
+    ServeWaiters,
+    /// Reject every waiting caller with this error.
+    RejectWaiters(Error),
+    /// A refresh started while a usable token is held: emit `refreshing`.
+    Refreshing,
+    /// A request failed: emit `error`.
+    Failed(Error),
+    /// The held token stopped being usable: emit `expired`.
+    Expired,
+    /// The status changed: emit `status`.
+    StatusChanged(Status),
+}
+
+/// What to do with the one timer the shell keeps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TimerPlan {
+    /// The armed timer (or its absence) is still right.
+    Keep,
+    /// Clear the timer; nothing is scheduled.
+    Clear,
+    /// (Re)arm the timer to fire in this many milliseconds, then call [`Machine::timer_fired`].
+    Arm(f64),
+}
+
+/// The machine's answer to one input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Effects, in the order they must be carried out.
+    pub effects: Vec<Effect>,
+    /// What to do with the timer.
+    pub timer: TimerPlan,
+}
+
+/// How a failure is retried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Retry {
+    /// Exponential backoff with full jitter.
+    Backoff,
+    /// Wait as long as the broker asked (`Retry-After`), in ms.
+    After(f64),
+    /// Do not retry automatically: only `refreshNow()` / a `getToken()` with no usable token will.
+    Stop,
+}
+
+/// The retry rule for an error. Source: DESIGN.md ("retry 5xx/network/timeout/invalid responses
+/// with exponential backoff ...; honour Retry-After on 429/503; do not auto-retry 400/401/403/404").
+pub fn retry_rule(error: &Error) -> Retry {
+    match error {
+        Error::Network | Error::Timeout | Error::InvalidResponse(_) => Retry::Backoff,
+        Error::RateLimited { retry_after } => match retry_after {
+            Some(s) => Retry::After(f64::from(*s) * 1000.0),
+            None => Retry::Backoff,
+        },
+        Error::Http {
+            status,
+            retry_after,
+        } => match (status, retry_after) {
+            (503, Some(s)) => Retry::After(f64::from(*s) * 1000.0),
+            // Request timeout and "too early" are transient; other 4xx will not fix themselves.
+            (408 | 425, _) => Retry::Backoff,
+            (400..=499, _) => Retry::Stop,
+            _ => Retry::Backoff,
+        },
+        Error::Unauthorized | Error::Forbidden | Error::Redirected | Error::Config(_) => {
+            Retry::Stop
+        }
+        Error::Disposed => Retry::Stop,
+    }
+}
+
+/// The token held right now, with its schedule.
+struct Held {
+    grant: Grant,
+    /// When the request that brought it was sent: expiry is anchored here, on the local clocks.
+    sent: Now,
+    /// Lifetime after the `maxLifetime` cap (ms).
+    lifetime_ms: f64,
+    /// This token's random draw for the refresh jitter, kept to re-plan on visibility changes.
+    jitter: f64,
+    expires: Deadline,
+    usable_until: Deadline,
+    refresh_at: Deadline,
+}
+
+impl Held {
+    fn new(grant: Grant, sent: Now, policy: &RefreshPolicy, jitter: f64, hidden: bool) -> Held {
+        let lifetime_ms = policy.effective_lifetime(grant.lifetime_ms);
+        let mut held = Held {
+            grant,
+            sent,
+            lifetime_ms,
+            jitter: if jitter.is_finite() {
+                jitter.clamp(0.0, 1.0)
+            } else {
+                0.5
+            },
+            expires: Deadline::after(sent, lifetime_ms),
+            usable_until: Deadline::after(sent, lifetime_ms - policy.slack(lifetime_ms)),
+            refresh_at: Deadline::after(sent, 0.0),
+        };
+        held.plan_refresh(policy, hidden);
+        held
+    }
+
+    /// Refresh at `expiry - margin - jitter·10%·margin`.
+    fn plan_refresh(&mut self, policy: &RefreshPolicy, hidden: bool) {
+        let margin = policy.margin(self.lifetime_ms, hidden);
+        let early = margin + self.jitter * JITTER_FRACTION * margin;
+        self.refresh_at = Deadline::after(self.sent, (self.lifetime_ms - early).max(0.0));
+    }
+}
+
+/// The lifecycle state machine. See the module docs.
+pub struct Machine {
+    policy: RefreshPolicy,
+    held: Option<Held>,
+    /// When the request in flight was sent.
+    in_flight: Option<Now>,
+    /// When the next retry is due, after a failure.
+    retry_at: Option<Deadline>,
+    /// Whether the scheduled retry follows a network-level failure (retried at once on `online`).
+    retry_is_network: bool,
+    /// Failed attempts since the last success (drives the backoff).
+    attempt: u32,
+    /// A failure that retrying will not fix stopped automatic refreshes.
+    stopped: bool,
+    /// The last request failed.
+    failed: bool,
+    /// A token was held at some point (so its absence now means "expired").
+    had_token: bool,
+    hidden: bool,
+    /// `getToken()` callers waiting for a token (the shell keeps their promises).
+    waiters: usize,
+    /// `refreshNow()` callers waiting for the next new token.
+    fresh_waiters: usize,
+    disposed: bool,
+    status: Status,
+    /// The deadline the shell's timer is armed for.
+    armed: Option<Deadline>,
+    requests: u64,
+}
+
+impl Machine {
+    /// A new, idle machine. Nothing happens until a caller asks for a token.
+    pub fn new(policy: RefreshPolicy) -> Machine {
+        Machine {
+            policy,
+            held: None,
+            in_flight: None,
+            retry_at: None,
+            retry_is_network: false,
+            attempt: 0,
+            stopped: false,
+            failed: false,
+            had_token: false,
+            hidden: false,
+            waiters: 0,
+            fresh_waiters: 0,
+            disposed: false,
+            status: Status::Idle,
+            armed: None,
+            requests: 0,
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &RefreshPolicy {
+        &self.policy
+    }
+
+    /// The status as of the last input.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The usable token as of the last input. Call an input first (`tick`) for a fresh answer;
+    /// [`Machine::token_at`] checks the clock as well.
+    pub fn token(&self) -> Option<&Token> {
+        self.held.as_ref().map(|h| &h.grant.token)
+    }
+
+    /// The token if it is usable at `now` (without changing anything).
+    pub fn token_at(&self, now: Now) -> Option<&Token> {
+        self.held
+            .as_ref()
+            .filter(|h| !h.usable_until.passed(now))
+            .map(|h| &h.grant.token)
+    }
+
+    /// The held grant (token, region, endpoint).
+    pub fn grant(&self) -> Option<&Grant> {
+        self.held.as_ref().map(|h| &h.grant)
+    }
+
+    /// When the held token expires, on the wall clock (epoch ms).
+    pub fn expires_at(&self) -> Option<f64> {
+        self.held.as_ref().map(|h| h.expires.wall_ms)
+    }
+
+    /// When the held token stops being handed out, on the wall clock (epoch ms).
+    pub fn usable_until(&self) -> Option<f64> {
+        self.held.as_ref().map(|h| h.usable_until.wall_ms)
+    }
+
+    /// When the next refresh or retry is planned, on the wall clock (epoch ms).
+    pub fn next_refresh_at(&self) -> Option<f64> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        if let Some(retry) = self.retry_at {
+            return Some(retry.wall_ms);
+        }
+        match &self.held {
+            Some(h) if !self.stopped => Some(h.refresh_at.wall_ms),
+            _ => None,
+        }
+    }
+
+    /// When the next refresh or retry is planned, on the monotonic clock (for measuring lateness).
+    pub fn next_refresh_mono(&self) -> Option<f64> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        if let Some(retry) = self.retry_at {
+            return Some(retry.mono_ms);
+        }
+        match &self.held {
+            Some(h) if !self.stopped => Some(h.refresh_at.mono_ms),
+            _ => None,
+        }
+    }
+
+    /// Whether a broker request is in flight.
+    pub fn is_fetching(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Broker requests started so far.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    /// Callers currently waiting (`getToken()` and `refreshNow()`).
+    pub fn waiters(&self) -> usize {
+        self.waiters + self.fresh_waiters
+    }
+
+    /// The hot path: the token if it is usable at `now` and nothing is due, so the caller can be
+    /// answered without any input being processed. `None` means: take the slow path (`demand`).
+    pub fn ready_token(&self, now: Now) -> Option<&Token> {
+        let held = self.held.as_ref()?;
+        if self.disposed || held.usable_until.passed(now) {
+            return None;
+        }
+        let refresh_due = self.in_flight.is_none()
+            && !self.stopped
+            && match self.retry_at {
+                Some(retry) => retry.passed(now),
+                None => held.refresh_at.passed(now),
+            };
+        (!refresh_due).then_some(&held.grant.token)
+    }
+
+    /// Re-check everything against the clock (visibility, focus, `pageshow`, a late timer).
+    pub fn tick(&mut self, now: Now) -> Decision {
+        self.settle(now, Vec::new())
+    }
+
+    /// The shell's timer fired.
+    pub fn timer_fired(&mut self, now: Now) -> Decision {
+        self.armed = None;
+        self.settle(now, Vec::new())
+    }
+
+    /// A caller wants a token. If one is usable the decision resolves waiters at once (the
+    /// shell registers the caller as a waiter before calling). Otherwise the caller waits for
+    /// the fetch in flight, or a new one (single flight), or for the retry already scheduled
+    /// (so that a loop of calls cannot defeat backoff or `Retry-After`).
+    pub fn demand(&mut self, now: Now) -> Decision {
+        if self.disposed {
+            return Decision {
+                effects: vec![Effect::RejectWaiters(Error::Disposed)],
+                timer: TimerPlan::Keep,
+            };
+        }
+        self.waiters += 1;
+        self.settle(now, Vec::new())
+    }
+
+    /// Force a refresh now (the user's `refreshNow()`); the caller waits for the new token.
+    /// Joins a request already in flight. Clears a stop after 401/403 and any pending backoff.
+    pub fn refresh_now(&mut self, now: Now) -> Decision {
+        if self.disposed {
+            return Decision {
+                effects: vec![Effect::RejectWaiters(Error::Disposed)],
+                timer: TimerPlan::Keep,
+            };
+        }
+        self.fresh_waiters += 1;
+        self.stopped = false;
+        if self.in_flight.is_none() {
+            self.retry_at = Some(Deadline::after(now, 0.0));
+        }
+        self.settle(now, Vec::new())
+    }
+
+    /// The outcome of the request in flight. `jitter` is a uniform random draw in `[0, 1)`,
+    /// used for the refresh jitter (success) or the backoff (failure).
+    pub fn response(&mut self, now: Now, result: Result<Grant, Error>, jitter: f64) -> Decision {
+        let mut effects = Vec::new();
+        if self.disposed {
+            return Decision {
+                effects,
+                timer: TimerPlan::Keep,
+            };
+        }
+        let Some(sent) = self.in_flight.take() else {
+            // No request was in flight: a stray answer (cannot happen with a correct shell).
+            return self.settle(now, effects);
+        };
+        let outcome = result.and_then(|grant| {
+            let held = Held::new(grant, sent, &self.policy, jitter, self.hidden);
+            if held.usable_until.passed(now) {
+                Err(Error::InvalidResponse(Invalid::ExpiredOnArrival))
+            } else {
+                Ok(held)
+            }
+        });
+        match outcome {
+            Ok(held) => {
+                self.held = Some(held);
+                self.had_token = true;
+                self.attempt = 0;
+                self.stopped = false;
+                self.failed = false;
+                self.retry_at = None;
+                effects.push(Effect::Publish);
+                if self.waiters() > 0 {
+                    self.waiters = 0;
+                    self.fresh_waiters = 0;
+                    effects.push(Effect::ResolveWaiters);
+                }
+            }
+            Err(error) => self.fail(now, error, jitter, &mut effects),
+        }
+        self.settle(now, effects)
+    }
+
+    fn fail(&mut self, now: Now, error: Error, jitter: f64, effects: &mut Vec<Effect>) {
+        self.failed = true;
+        let rule = retry_rule(&error);
+        self.stopped = rule == Retry::Stop;
+        self.retry_is_network = matches!(error, Error::Network | Error::Timeout);
+        let delay = match rule {
+            Retry::Stop => None,
+            Retry::After(ms) => Some(ms.min(MAX_RETRY_AFTER_MS)),
+            Retry::Backoff => Some(retry_delay(self.attempt, jitter)),
+        };
+        self.attempt = self.attempt.saturating_add(1);
+        let hidden = self.hidden;
+        self.retry_at = delay.map(|ms| {
+            let at = Deadline::after(now, ms);
+            // Never past expiry: losing the token costs the user more than an early retry. A
+            // hidden page's timer may fire up to a minute late, so aim that much earlier.
+            match &self.held {
+                Some(h) => {
+                    let left = h.usable_until.remaining(now);
+                    let budget = if hidden && left > HIDDEN_TIMER_GRANULARITY_MS {
+                        left - HIDDEN_TIMER_GRANULARITY_MS
+                    } else {
+                        left
+                    };
+                    at.earliest(Deadline::after(now, budget))
+                }
+                None => at,
+            }
+        });
+        effects.push(Effect::Failed(error.clone()));
+        if self.waiters() > 0 {
+            self.waiters = 0;
+            self.fresh_waiters = 0;
+            effects.push(Effect::RejectWaiters(error));
+        }
+    }
+
+    /// The page became hidden or visible. Hidden pages refresh with a wider margin (their timers
+    /// are throttled); becoming visible re-checks at once.
+    pub fn set_hidden(&mut self, now: Now, hidden: bool) -> Decision {
+        if !self.disposed && hidden != self.hidden {
+            self.hidden = hidden;
+            if let Some(held) = &mut self.held {
+                held.plan_refresh(&self.policy, hidden);
+            }
+        }
+        self.settle(now, Vec::new())
+    }
+
+    /// The browser came back online: a retry waiting after a network failure happens now.
+    pub fn online(&mut self, now: Now) -> Decision {
+        if self.retry_is_network && self.retry_at.is_some() {
+            self.retry_at = Some(Deadline::after(now, 0.0));
+        }
+        self.settle(now, Vec::new())
+    }
+
+    /// Stop for good: drop (and so wipe) the token, reject waiters, clear the timer.
+    pub fn dispose(&mut self) -> Decision {
+        let mut effects = Vec::new();
+        if self.disposed {
+            return Decision {
+                effects,
+                timer: TimerPlan::Keep,
+            };
+        }
+        self.disposed = true;
+        self.held = None;
+        self.in_flight = None;
+        self.retry_at = None;
+        if self.waiters() > 0 {
+            self.waiters = 0;
+            self.fresh_waiters = 0;
+            effects.push(Effect::RejectWaiters(Error::Disposed));
+        }
+        self.status = Status::Disposed;
+        effects.push(Effect::StatusChanged(Status::Disposed));
+        self.armed = None;
+        Decision {
+            effects,
+            timer: TimerPlan::Clear,
+        }
+    }
+
+    /// Apply the clock: expire, start what is due, derive the status, plan the timer.
+    fn settle(&mut self, now: Now, mut effects: Vec<Effect>) -> Decision {
+        if self.disposed {
+            return Decision {
+                effects,
+                timer: TimerPlan::Keep,
+            };
+        }
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.usable_until.passed(now))
+        {
+            self.held = None; // dropping the Grant wipes the token
+            effects.push(Effect::Expired);
+        }
+        if self.in_flight.is_none() {
+            let due = match (self.retry_at, &self.held) {
+                (Some(retry), _) => retry.passed(now),
+                (None, Some(held)) => !self.stopped && held.refresh_at.passed(now),
+                (None, None) => self.waiters() > 0 || (self.had_token && !self.stopped),
+            };
+            if due {
+                self.retry_at = None;
+                self.in_flight = Some(now);
+                self.requests += 1;
+                effects.push(Effect::Fetch);
+                if self.held.is_some() {
+                    effects.push(Effect::Refreshing);
+                }
+            }
+        }
+        if self.held.is_some() && self.waiters > 0 {
+            self.waiters = 0;
+            effects.push(Effect::ServeWaiters);
+        }
+        let status = self.derive_status();
+        if status != self.status {
+            self.status = status;
+            effects.push(Effect::StatusChanged(status));
+        }
+        let timer = self.plan_timer(now);
+        Decision { effects, timer }
+    }
+
+    fn derive_status(&self) -> Status {
+        match (&self.held, self.in_flight.is_some()) {
+            (Some(_), true) => Status::Refreshing,
+            (Some(_), false) if self.retry_at.is_some() => Status::Refreshing,
+            (Some(_), false) if self.stopped => Status::Error,
+            (Some(_), false) => Status::Valid,
+            (None, true) => Status::Fetching,
+            (None, false) if self.had_token && (self.stopped || !self.failed) => Status::Expired,
+            (None, false) if self.failed => Status::Error,
+            (None, false) => Status::Idle,
+        }
+    }
+
+    /// The earliest deadline that needs a wake-up, compared with what is armed.
+    fn plan_timer(&mut self, now: Now) -> TimerPlan {
+        let mut next: Option<Deadline> = None;
+        let mut consider = |d: Deadline| {
+            next = Some(match next {
+                Some(n) if n.remaining(now) <= d.remaining(now) => n,
+                _ => d,
+            })
+        };
+        if let Some(held) = &self.held {
+            consider(held.usable_until);
+            if self.in_flight.is_none() && self.retry_at.is_none() && !self.stopped {
+                consider(held.refresh_at);
+            }
+        }
+        if self.in_flight.is_none() {
+            if let Some(retry) = self.retry_at {
+                consider(retry);
+            }
+        }
+        if next == self.armed {
+            return TimerPlan::Keep;
+        }
+        self.armed = next;
+        match next {
+            // Whole milliseconds, at least one: browser timers have 1 ms resolution, and a
+            // sub-millisecond delay could wake before either clock reaches the deadline.
+            Some(d) => TimerPlan::Arm(d.remaining(now).ceil().max(1.0)),
+            None => TimerPlan::Clear,
+        }
+    }
+}

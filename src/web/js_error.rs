@@ -1,0 +1,37 @@
+//! The one conversion of [`Error`] into a JavaScript `Error` with `kind` (and `status`,
+//! `retryAfter` where they apply). Happens once, at the boundary.
+
+use wasm_bindgen::prelude::*;
+
+use crate::error::Error;
+
+/// The `name` of every error this module throws or rejects with.
+pub const ERROR_NAME: &str = "SpeechTokenError";
+
+/// Builds the JS `Error`. Its message comes from `Display`, which never holds a token.
+pub fn to_js(error: &Error) -> JsValue {
+    let js = js_sys::Error::new(&error.to_string());
+    js.set_name(ERROR_NAME);
+    set(&js, "kind", &JsValue::from_str(error.kind()));
+    if let Some(status) = error.status() {
+        set(&js, "status", &JsValue::from(status));
+    }
+    if let Some(seconds) = error.retry_after() {
+        set(&js, "retryAfter", &JsValue::from(seconds));
+    }
+    js.into()
+}
+
+/// `target[key] = value`, ignoring failure (only used on objects we created).
+pub fn set(target: &JsValue, key: &str, value: &JsValue) {
+    let _ = js_sys::Reflect::set(target, &JsValue::from_str(key), value);
+}
+
+/// A plain object from key/value pairs.
+pub fn object(pairs: &[(&str, JsValue)]) -> JsValue {
+    let object: JsValue = js_sys::Object::new().into();
+    for (key, value) in pairs {
+        set(&object, key, value);
+    }
+    object
+}

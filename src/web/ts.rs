@@ -1,0 +1,99 @@
+//! Precise TypeScript types for the JS API, appended to the generated `.d.ts`.
+//! No `any` in the public surface: options, events, targets and the SDK are typed here.
+
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** What `new TokenClient(options)` accepts. Unknown keys are rejected (kind "config"). */
+export interface TokenClientOptions {
+  /** The token broker: https, a same-origin relative URL, or http on a loopback host. */
+  brokerUrl: string;
+  /** Extra request headers (e.g. the app's own session bearer), or a function returning them per request. */
+  headers?: Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>);
+  /** Cookie policy for the broker request. Default "same-origin". */
+  credentials?: "same-origin" | "include" | "omit";
+  /** HTTP method. Default "GET"; "POST" sends an empty body. */
+  method?: "GET" | "POST";
+  /** Seconds before expiry to refresh. Default max(30, 20% of the lifetime), never more than half of it. */
+  refreshMargin?: number;
+  /** Broker request timeout in milliseconds. Default 10000. */
+  requestTimeout?: number;
+  /** Seconds after which a token is dropped from memory even if it lives longer. Default 3600. */
+  maxLifetime?: number;
+  /** Reserved for cross-tab single flight; `true` is rejected in this version. */
+  shareAcrossTabs?: boolean;
+}
+
+/** `client.status`. */
+export type TokenClientStatus = "idle" | "fetching" | "valid" | "refreshing" | "expired" | "error" | "disposed";
+
+/** The `kind` of every error this module throws or rejects with. */
+export type SpeechTokenErrorKind =
+  | "network" | "timeout" | "http" | "unauthorized" | "forbidden" | "rate-limited"
+  | "redirected" | "invalid-response" | "config" | "disposed";
+
+/** Errors are plain `Error`s named "SpeechTokenError" with a `kind`. They never contain a token. */
+export interface SpeechTokenError extends Error {
+  name: "SpeechTokenError";
+  kind: SpeechTokenErrorKind;
+  /** HTTP status, for kinds http, unauthorized, forbidden, rate-limited. */
+  status?: number;
+  /** Seconds from the broker's Retry-After header. */
+  retryAfter?: number;
+}
+
+/** Event details. None of them contains the token: read `client.token` in a listener. */
+export interface TokenClientEventMap {
+  token: { expiresAt: number; region?: string; endpoint?: string };
+  refreshing: Record<string, never>;
+  error: { error: SpeechTokenError };
+  expired: Record<string, never>;
+  status: { status: TokenClientStatus };
+  detach: { target: AuthorizationTokenTarget; reason: "closed" };
+}
+
+/** Anything with an `authorizationToken` setter: SpeechConfig, recognizers, synthesizers… */
+export interface AuthorizationTokenTarget {
+  authorizationToken: string;
+}
+
+/** The parts of `SpeechConfig` this module touches. */
+export interface SpeechConfigLike extends AuthorizationTokenTarget {}
+
+/** The parts of the Speech SDK namespace (`import * as SpeechSDK from "microsoft-cognitiveservices-speech-sdk"`) this module uses. */
+export interface SpeechSdkLike {
+  SpeechConfig: {
+    fromAuthorizationToken(token: string, region: string): SpeechConfigLike;
+    fromEndpoint(endpoint: URL): SpeechConfigLike;
+  };
+  SpeechTranslationConfig?: {
+    fromAuthorizationToken(token: string, region: string): SpeechConfigLike;
+    fromEndpoint(endpoint: URL): SpeechConfigLike;
+  };
+}
+
+/** Overrides for `speechConfig()`; by default the broker's region/endpoint are used. */
+export interface SpeechConfigOptions {
+  region?: string;
+  endpoint?: string;
+}
+
+/** `@azure/core-auth`'s AccessToken, as `tokenCredential().getToken()` resolves. */
+export interface AccessTokenLike {
+  token: string;
+  expiresOnTimestamp: number;
+  refreshAfterTimestamp?: number;
+  tokenType?: "Bearer";
+}
+
+/** `@azure/core-auth`'s TokenCredential, for `SpeechConfig.fromEndpoint(url, credential)`. */
+export interface TokenCredentialLike {
+  getToken(scopes: string | string[], options?: object): Promise<AccessTokenLike | null>;
+}
+
+export interface TokenClient {
+  /** Subscribes to an event; returns the function that unsubscribes. */
+  on<K extends keyof TokenClientEventMap>(event: K, listener: (detail: TokenClientEventMap[K]) => void): () => void;
+}
+"#;
