@@ -18,4 +18,8 @@ lld="$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld"
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$lld"
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
 export CARGO_UNSTABLE_BUILD_STD=std,panic_abort
+# Clippy for wasm32 must be Debian's (rustup's cannot read a std built by Debian's rustc).
+if [ "${1:-}" = cargo ] && [ "${2:-}" = clippy ]; then
+  export PATH="/usr/bin:$PATH"
+fi
 exec "$@"

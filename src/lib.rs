@@ -21,3 +21,5 @@ pub mod error;
 mod web;
 
 pub use error::Error;
+#[cfg(target_arch = "wasm32")]
+pub use web::TokenClient;

@@ -14,7 +14,7 @@ use std::collections::BinaryHeap;
 
 use crate::engine::machine::{Effect, Machine, Now, TimerPlan};
 use crate::engine::policy::RefreshPolicy;
-use crate::engine::token::{parse_grant, Json, JsonError};
+use crate::engine::token::{parse_grant, Field, Json, JsonError};
 use crate::error::Error;
 
 /// Chrome's intensive throttling aligns *chained* timers (set from a timer callback, chain
@@ -294,14 +294,23 @@ impl Queue {
 pub struct SerdeJson;
 
 impl Json for SerdeJson {
-    fn parse<T: serde::de::DeserializeOwned>(&self, text: &str) -> Result<T, JsonError> {
-        serde_json::from_str(text).map_err(|e| {
-            if e.is_data() {
-                JsonError::Shape
-            } else {
-                JsonError::Syntax
-            }
-        })
+    type Object = serde_json::Map<String, serde_json::Value>;
+
+    fn parse_object(&self, text: &str) -> Result<Self::Object, JsonError> {
+        match serde_json::from_str(text) {
+            Ok(serde_json::Value::Object(map)) => Ok(map),
+            Ok(_) => Err(JsonError::Shape),
+            Err(_) => Err(JsonError::Syntax),
+        }
+    }
+
+    fn field(&self, object: &Self::Object, key: &str) -> Field {
+        match object.get(key) {
+            None | Some(serde_json::Value::Null) => Field::Absent,
+            Some(serde_json::Value::String(s)) => Field::Str(s.clone()),
+            Some(serde_json::Value::Number(n)) => n.as_f64().map_or(Field::Other, Field::Num),
+            Some(_) => Field::Other,
+        }
     }
 }
 

@@ -3,13 +3,12 @@
 //! A [`Token`] never prints its value (`Debug`/`Display` are redacted) and wipes its bytes when
 //! dropped. A [`Grant`] is a validated broker answer: a token, its lifetime, and optionally the
 //! region or endpoint the Speech SDK should use. JSON parsing is delegated to a [`Json`]
-//! implementation so that the wasm build can use the browser's `JSON.parse` (no serde_json in the
-//! bundle) while native tests use serde_json.
+//! implementation so that the wasm build can use the browser's own `JSON.parse` and read fields
+//! with `Reflect` (no JSON parser and no serde in the bundle: serde's error formatting alone pulls
+//! in float printing, ~14 KB), while native tests use serde_json.
 
 use core::fmt;
 
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use zeroize::Zeroize;
 
 use crate::error::{Error, Invalid};
@@ -98,40 +97,80 @@ pub struct Grant {
 pub enum JsonError {
     /// Not JSON at all.
     Syntax,
-    /// JSON, but not of the expected shape (wrong field types).
+    /// JSON, but not an object.
     Shape,
 }
 
-/// Decodes JSON into serde types. The wasm shell implements it with `JSON.parse` +
-/// serde-wasm-bindgen; native tests with serde_json.
+/// The value of one field of a JSON object, as far as token parsing cares.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    /// Missing or `null`.
+    Absent,
+    /// A string.
+    Str(String),
+    /// A number.
+    Num(f64),
+    /// Anything else (boolean, array, object).
+    Other,
+}
+
+/// Decodes a JSON object and reads its fields. The wasm shell implements it with `JSON.parse`
+/// and `Reflect.get`; native code with serde_json.
 pub trait Json {
-    /// Parses `text` into a `T`.
-    fn parse<T: DeserializeOwned>(&self, text: &str) -> Result<T, JsonError>;
+    /// A parsed JSON object.
+    type Object;
+    /// Parses `text`, which must be a JSON object.
+    fn parse_object(&self, text: &str) -> Result<Self::Object, JsonError>;
+    /// One field of the object.
+    fn field(&self, object: &Self::Object, key: &str) -> Field;
+}
+
+/// Reads an optional string field; any other type is an error.
+fn string_field<J: Json>(
+    json: &J,
+    object: &J::Object,
+    key: &str,
+) -> Result<Option<String>, Invalid> {
+    match json.field(object, key) {
+        Field::Absent => Ok(None),
+        Field::Str(s) => Ok(Some(s)),
+        Field::Num(_) | Field::Other => Err(Invalid::WrongType),
+    }
+}
+
+/// Reads an optional number field; any other type is an error.
+fn number_field<J: Json>(json: &J, object: &J::Object, key: &str) -> Result<Option<f64>, Invalid> {
+    match json.field(object, key) {
+        Field::Absent => Ok(None),
+        Field::Num(n) => Ok(Some(n)),
+        Field::Str(_) | Field::Other => Err(Invalid::WrongType),
+    }
 }
 
 /// The JSON a broker may answer. Unknown fields are ignored (forward compatible); known fields
 /// with the wrong type are an error.
-#[derive(Deserialize, Default)]
-#[serde(default)]
 struct Reply {
     token: Option<String>,
-    access_token: Option<String>,
-    #[serde(rename = "expiresIn")]
     expires_in: Option<f64>,
-    #[serde(rename = "expires_in")]
-    expires_in_snake: Option<f64>,
-    #[serde(rename = "expiresOn")]
     expires_on: Option<f64>,
     region: Option<String>,
     endpoint: Option<String>,
 }
 
-/// The two JWT claims we read, only to schedule a refresh (never to trust anything).
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Claims {
-    exp: Option<f64>,
-    iat: Option<f64>,
+impl Reply {
+    fn read<J: Json>(json: &J, object: &J::Object) -> Result<Reply, Invalid> {
+        let token = string_field(json, object, "token")?;
+        let access_token = string_field(json, object, "access_token")?;
+        let expires_in = number_field(json, object, "expiresIn")?;
+        let expires_in_snake = number_field(json, object, "expires_in")?;
+        Ok(Reply {
+            token: token.or(access_token),
+            expires_in: expires_in.or(expires_in_snake),
+            expires_on: number_field(json, object, "expiresOn")?,
+            region: string_field(json, object, "region")?,
+            endpoint: string_field(json, object, "endpoint")?,
+        })
+    }
 }
 
 /// Parses and validates a broker answer.
@@ -165,10 +204,11 @@ pub fn parse_grant<J: Json>(
         return Err(Invalid::Html.into());
     }
     if media.ends_with("json") || text.starts_with('{') || text.starts_with('[') {
-        let reply: Reply = json.parse(text).map_err(|e| match e {
+        let object = json.parse_object(text).map_err(|e| match e {
             JsonError::Syntax => Invalid::NotJson,
             JsonError::Shape => Invalid::WrongType,
         })?;
+        let reply = Reply::read(json, &object)?;
         return grant_from_reply(reply, json, now_wall_ms);
     }
     let token = validate_token(text.to_owned())?;
@@ -184,16 +224,14 @@ pub fn parse_grant<J: Json>(
 fn grant_from_reply<J: Json>(reply: Reply, json: &J, now_wall_ms: f64) -> Result<Grant, Error> {
     let Reply {
         token,
-        access_token,
         expires_in,
-        expires_in_snake,
         expires_on,
         region,
         endpoint,
     } = reply;
-    let secret = token.or(access_token).ok_or(Invalid::MissingToken)?;
+    let secret = token.ok_or(Invalid::MissingToken)?;
     let token = validate_token(secret)?;
-    let lifetime_ms = match (expires_in.or(expires_in_snake), expires_on) {
+    let lifetime_ms = match (expires_in, expires_on) {
         (Some(seconds), _) => checked_lifetime(seconds * 1000.0)?,
         (None, Some(epoch_seconds)) => checked_lifetime(epoch_seconds * 1000.0 - now_wall_ms)?,
         (None, None) => {
@@ -316,10 +354,15 @@ fn lifetime_from_jwt<J: Json>(
     let Ok(text) = core::str::from_utf8(&bytes) else {
         return Ok(None);
     };
-    let Ok(claims) = json.parse::<Claims>(text) else {
+    let Ok(claims) = json.parse_object(text) else {
         return Ok(None);
     };
-    match (claims.exp, claims.iat) {
+    // Only to schedule a refresh, never to trust anything: odd claims mean "no lifetime".
+    let number = |key| match json.field(&claims, key) {
+        Field::Num(n) => Some(n),
+        _ => None,
+    };
+    match (number("exp"), number("iat")) {
         (Some(exp), Some(iat)) => checked_lifetime((exp - iat) * 1000.0).map(Some),
         (Some(exp), None) => checked_lifetime(exp * 1000.0 - now_wall_ms).map(Some),
         _ => Ok(None),

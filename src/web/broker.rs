@@ -9,7 +9,7 @@ use web_sys::{
     AbortController, Headers, RequestCache, RequestCredentials, RequestRedirect, ResponseType,
 };
 
-use crate::engine::token::{parse_grant, Json, JsonError, MAX_BODY_BYTES};
+use crate::engine::token::{parse_grant, Field, Json, JsonError, MAX_BODY_BYTES};
 use crate::engine::Grant;
 use crate::error::{parse_retry_after, Error, Invalid};
 use crate::web::clock;
@@ -42,14 +42,33 @@ pub struct BrokerConfig {
     pub timeout_ms: f64,
 }
 
-/// JSON decoding with the browser's own `JSON.parse` and serde-wasm-bindgen: no JSON parser in
-/// the wasm bundle.
+/// JSON decoding with the browser's own `JSON.parse`, fields read with `Reflect.get`: no JSON
+/// parser and no serde in the wasm bundle.
 pub struct BrowserJson;
 
 impl Json for BrowserJson {
-    fn parse<T: serde::de::DeserializeOwned>(&self, text: &str) -> Result<T, JsonError> {
+    type Object = JsValue;
+
+    fn parse_object(&self, text: &str) -> Result<JsValue, JsonError> {
         let value = js_sys::JSON::parse(text).map_err(|_| JsonError::Syntax)?;
-        serde_wasm_bindgen::from_value(value).map_err(|_| JsonError::Shape)
+        if value.is_object() && !js_sys::Array::is_array(&value) {
+            Ok(value)
+        } else {
+            Err(JsonError::Shape)
+        }
+    }
+
+    fn field(&self, object: &JsValue, key: &str) -> Field {
+        let value = js_sys::Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::NULL);
+        if value.is_undefined() || value.is_null() {
+            Field::Absent
+        } else if let Some(s) = value.as_string() {
+            Field::Str(s)
+        } else if let Some(n) = value.as_f64() {
+            Field::Num(n)
+        } else {
+            Field::Other
+        }
     }
 }
 

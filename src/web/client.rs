@@ -5,7 +5,6 @@
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{AbortController, RequestCredentials};
@@ -19,13 +18,22 @@ use crate::web::js_error::{object, to_js};
 use crate::web::lifecycle::{page_hidden, watch_page, Listener, PageEvent};
 use crate::web::timer::Timeout;
 
-/// The constructor's options, as JavaScript passes them. Unknown keys are rejected, so that a
-/// typo (`brokerURL`) is a clear error instead of a silently ignored option.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// The option names `new TokenClient(options)` accepts.
+const OPTION_KEYS: [&str; 8] = [
+    "brokerUrl",
+    "headers",
+    "credentials",
+    "method",
+    "refreshMargin",
+    "requestTimeout",
+    "maxLifetime",
+    "shareAcrossTabs",
+];
+
+/// The constructor's options, read with `Reflect` (no serde in the bundle). Unknown keys are
+/// rejected, so that a typo (`brokerURL`) is a clear error instead of a silently ignored option.
 struct Options {
     broker_url: String,
-    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     headers: JsValue,
     credentials: Option<String>,
     method: Option<String>,
@@ -33,6 +41,58 @@ struct Options {
     request_timeout: Option<f64>,
     max_lifetime: Option<f64>,
     share_across_tabs: Option<bool>,
+}
+
+impl Options {
+    fn read(options: &JsValue) -> Result<Options, JsValue> {
+        let object: &js_sys::Object = options
+            .dyn_ref()
+            .filter(|_| options.is_object())
+            .ok_or_else(|| config_error("options must be an object with a brokerUrl"))?;
+        for key in js_sys::Object::keys(object).iter() {
+            if !key
+                .as_string()
+                .is_some_and(|k| OPTION_KEYS.contains(&k.as_str()))
+            {
+                return Err(config_error(
+                    "unknown option: the options are brokerUrl, headers, credentials, method, refreshMargin, requestTimeout, maxLifetime, shareAcrossTabs",
+                ));
+            }
+        }
+        let get = |key: &str| {
+            let v =
+                js_sys::Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED);
+            (!v.is_undefined() && !v.is_null()).then_some(v)
+        };
+        let string = |key: &str, message: &'static str| match get(key) {
+            None => Ok(None),
+            Some(v) => v.as_string().map(Some).ok_or_else(|| config_error(message)),
+        };
+        let number = |key: &str, message: &'static str| match get(key) {
+            None => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| config_error(message)),
+        };
+        Ok(Options {
+            broker_url: string("brokerUrl", "brokerUrl must be a string")?
+                .ok_or_else(|| config_error("brokerUrl is required"))?,
+            headers: get("headers").unwrap_or(JsValue::UNDEFINED),
+            credentials: string("credentials", "credentials must be a string")?,
+            method: string("method", "method must be a string")?,
+            refresh_margin: number("refreshMargin", "refreshMargin must be a number of seconds")?,
+            request_timeout: number(
+                "requestTimeout",
+                "requestTimeout must be a number of milliseconds",
+            )?,
+            max_lifetime: number("maxLifetime", "maxLifetime must be a number of seconds")?,
+            share_across_tabs: match get("shareAcrossTabs") {
+                None => None,
+                Some(v) => Some(
+                    v.as_bool()
+                        .ok_or_else(|| config_error("shareAcrossTabs must be a boolean"))?,
+                ),
+            },
+        })
+    }
 }
 
 /// The events a listener can subscribe to.
@@ -377,12 +437,7 @@ impl TokenClient {
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "TokenClientOptions")] options: JsValue,
     ) -> Result<TokenClient, JsValue> {
-        if !options.is_object() {
-            return Err(config_error("options must be an object with a brokerUrl"));
-        }
-        let options: Options = serde_wasm_bindgen::from_value(options).map_err(|_| {
-            config_error("options: brokerUrl (a string) is required; unknown or mistyped options are rejected")
-        })?;
+        let options = Options::read(&options)?;
         let url = resolve_broker_url(&options.broker_url)?;
         let credentials = match options.credentials.as_deref() {
             None | Some("same-origin") => RequestCredentials::SameOrigin,

@@ -11,6 +11,8 @@ mod speech;
 mod timer;
 mod ts;
 
+pub use client::TokenClient;
+
 use wasm_bindgen::prelude::*;
 
 /// Runs once when the module is instantiated: route Rust panics to `console.error` with a

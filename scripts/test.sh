@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runs every check and test, then prints one summary line: "N passed, N failed".
+# Each test runner's own counts are added up; fmt and clippy count as one check each.
+# Exits non-zero if anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
+export CHROME_BIN=${CHROME_BIN:-/usr/bin/chromium}
+logdir=$(mktemp -d)
+passed=0
+failed=0
+failures=()
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Adds the counts a runner printed (cargo/libtest, wasm-bindgen-test, node --test).
+count() {
+  local log=$1 p f
+  p=$(grep -E '^test result: ' "$log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
+  f=$(grep -E '^test result: ' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
+  local np nf
+  np=$(grep -E '^# pass [0-9]+' "$log" | awk '{s+=$3} END {print s+0}')
+  nf=$(grep -E '^# fail [0-9]+' "$log" | awk '{s+=$3} END {print s+0}')
+  echo "$(( ${p:-0} + np )) $(( ${f:-0} + nf ))"
+}
+
+# run NAME KIND CMD...: KIND is "check" (counts as one) or "tests" (counts the runner's tests).
+run() {
+  local name=$1 kind=$2; shift 2
+  local log="$logdir/$(echo "$name" | tr ' /' '__').log"
+  step "$name"
+  "$@" 2>&1 | tee "$log"
+  local status=${PIPESTATUS[0]}
+  if [ "$kind" = check ]; then
+    if [ "$status" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$name"); fi
+    return
+  fi
+  read -r p f < <(count "$log")
+  passed=$((passed + p)); failed=$((failed + f))
+  if [ "$status" -ne 0 ]; then
+    failures+=("$name")
+    # A runner that failed without reporting a failed test (build error, crash) still counts.
+    [ "$f" -eq 0 ] && failed=$((failed + 1))
+  fi
+}
+
+run "cargo fmt --check" check cargo fmt --all -- --check
+run "clippy (native)" check cargo clippy --workspace --all-targets --locked -- -D warnings
+run "clippy (wasm32)" check scripts/wasm-env.sh cargo clippy --target wasm32-unknown-unknown -p speech-token-client --all-targets --locked -- -D warnings
+run "native tests (engine, broker)" tests cargo test --workspace --locked
+run "engine simulation (24 h, 20 seeds)" check cargo run --release --locked --quiet --example simulate -- --hours 24 --seeds 20
+run "browser tests (wasm-pack test, headless Chromium)" tests \
+  scripts/wasm-env.sh wasm-pack test --headless --chrome --mode no-install . --locked
+run "build npm package (pkg/)" check scripts/build-pkg.sh
+run "broker (release build for end-to-end tests)" check cargo build --release --locked -p speech-token-broker
+if ls tests/e2e/*.test.mjs >/dev/null 2>&1; then
+  run "end-to-end tests (Playwright + real Speech SDK)" tests \
+    env BROKER_BIN=target/release/speech-token-broker node --test --test-concurrency=1 tests/e2e/
+fi
+
+echo
+if [ ${#failures[@]} -gt 0 ]; then
+  echo "failed steps: ${failures[*]}"
+fi
+rm -rf "$logdir"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ ${#failures[@]} -eq 0 ]
