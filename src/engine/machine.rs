@@ -480,7 +480,9 @@ impl Machine {
             // Never past expiry: losing the token costs the user more than an early retry. A
             // hidden page's timer may fire up to a minute late, so aim that much earlier.
             match &self.held {
-                Some(h) => {
+                // A token that expired while the request was in flight does not shorten the
+                // wait: `settle` drops it right after, and Retry-After/backoff apply in full.
+                Some(h) if !h.usable_until.passed(now) => {
                     let left = h.usable_until.remaining(now);
                     let budget = if hidden && left > HIDDEN_TIMER_GRANULARITY_MS {
                         left - HIDDEN_TIMER_GRANULARITY_MS
@@ -489,7 +491,7 @@ impl Machine {
                     };
                     at.earliest(Deadline::after(now, budget))
                 }
-                None => at,
+                _ => at,
             }
         });
         effects.push(Effect::Failed(error.clone()));

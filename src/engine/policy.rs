@@ -122,7 +122,11 @@ impl RefreshPolicy {
         } else {
             base
         };
-        wanted.min(MAX_MARGIN_FRACTION * lifetime_ms)
+        // Refreshing after the token stopped being handed out would make callers wait for a
+        // broker round trip every lifetime: never plan a margin below the usable slack.
+        wanted
+            .max(self.slack(lifetime_ms))
+            .min(MAX_MARGIN_FRACTION * lifetime_ms)
     }
 
     /// How long before expiry a token stops being handed out.

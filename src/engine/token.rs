@@ -330,7 +330,7 @@ pub fn is_loopback_host(host: &str) -> bool {
             .all(|o| !o.is_empty() && o.len() <= 3 && o.bytes().all(|b| b.is_ascii_digit()))
         && octets
             .iter()
-            .all(|o| o.parse::<u16>().map_or(false, |n| n <= 255))
+            .all(|o| o.parse::<u16>().is_ok_and(|n| n <= 255))
 }
 
 /// Lifetime from a JWT's `exp - iat` (or `exp - now` without `iat`), read without verifying
