@@ -212,31 +212,31 @@ impl TokenClient {
 
     /// Waits for a token and builds an attached `SpeechConfig`: `fromEndpoint(new URL(endpoint))`
     /// when the broker (or `opts`) names an endpoint, else `fromAuthorizationToken(token, region)`.
-    #[wasm_bindgen(js_name = speechConfig, unchecked_return_type = "Promise<SpeechConfigLike>")]
+    #[wasm_bindgen(js_name = speechConfig, skip_typescript)]
     pub fn speech_config(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "SpeechSdkLike")] sdk: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "SpeechConfigOptions | undefined")] options: JsValue,
+        sdk: JsValue,
+        options: Option<JsValue>,
     ) -> js_sys::Promise {
         future_to_promise(speech_config(
             self.shell.clone(),
             sdk,
-            options,
+            options.unwrap_or_default(),
             "SpeechConfig",
         ))
     }
 
     /// The same as `speechConfig()`, for `SpeechTranslationConfig`.
-    #[wasm_bindgen(js_name = speechTranslationConfig, unchecked_return_type = "Promise<SpeechConfigLike>")]
+    #[wasm_bindgen(js_name = speechTranslationConfig, skip_typescript)]
     pub fn speech_translation_config(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "SpeechSdkLike")] sdk: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "SpeechConfigOptions | undefined")] options: JsValue,
+        sdk: JsValue,
+        options: Option<JsValue>,
     ) -> js_sys::Promise {
         future_to_promise(speech_config(
             self.shell.clone(),
             sdk,
-            options,
+            options.unwrap_or_default(),
             "SpeechTranslationConfig",
         ))
     }

@@ -93,6 +93,13 @@ export interface TokenCredentialLike {
 }
 
 export interface TokenClient {
+  /**
+   * Waits for a token and builds an attached `SpeechConfig`: `fromEndpoint(new URL(endpoint))` when
+   * the broker (or `options`) names an endpoint, else `fromAuthorizationToken(token, region)`.
+   */
+  speechConfig(sdk: SpeechSdkLike, options?: SpeechConfigOptions): Promise<SpeechConfigLike>;
+  /** The same as `speechConfig()`, for `SpeechTranslationConfig`. */
+  speechTranslationConfig(sdk: SpeechSdkLike, options?: SpeechConfigOptions): Promise<SpeechConfigLike>;
   /** Subscribes to an event; returns the function that unsubscribes. */
   on<K extends keyof TokenClientEventMap>(event: K, listener: (detail: TokenClientEventMap[K]) => void): () => void;
 }
