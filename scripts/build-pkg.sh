@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-pkg}
 target=${2:-web}
+# Panic locations would otherwise embed this machine's paths (home folder, checkout) in the
+# shipped binary: map them to neutral prefixes.
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$cargo_home/registry/src=/crates --remap-path-prefix=$PWD=/speech-token-client --remap-path-prefix=/usr/lib/rustlib/src/rust=/rust"
 echo "[pkg] wasm-pack build --target $target --release -> $out/"
 scripts/wasm-env.sh wasm-pack --log-level warn build . --target "$target" --mode no-install --release \
   --out-dir "$out" --out-name speech_token_client 2>&1 | grep -vE 'failed to get wasm-pack version|LICENSE' || true
