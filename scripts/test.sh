@@ -50,10 +50,22 @@ run "clippy (native)" check cargo clippy --workspace --all-targets --locked -- -
 run "clippy (wasm32)" check scripts/wasm-env.sh cargo clippy --target wasm32-unknown-unknown -p speech-token-client --all-targets --locked -- -D warnings
 run "native tests (engine, broker)" tests cargo test --workspace --locked
 run "engine simulation (24 h, 20 seeds)" check cargo run --release --locked --quiet --example simulate -- --hours 24 --seeds 20
+run "broker (release build for browser and end-to-end tests)" check cargo build --release --locked -p speech-token-broker
+
+# The browser tests' real-broker cases talk to a dev broker on loopback (URL baked in at compile
+# time through SPEECH_TOKEN_TEST_BROKER).
+broker_out="$logdir/broker.out"
+./target/release/speech-token-broker --listen 127.0.0.1:0 --rate-limit 0 >"$broker_out" 2>"$logdir/broker.err" &
+broker_pid=$!
+trap 'kill $broker_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q '^listening on ' "$broker_out" 2>/dev/null && break; sleep 0.1; done
+export SPEECH_TOKEN_TEST_BROKER=$(sed -n 's/^listening on //p' "$broker_out")
+[ -n "$SPEECH_TOKEN_TEST_BROKER" ] || echo "warning: the test broker did not start: $(cat "$logdir/broker.err")"
+
 run "browser tests (wasm-pack test, headless Chromium)" tests \
   scripts/wasm-env.sh wasm-pack test --headless --chrome --mode no-install . --locked
+kill $broker_pid 2>/dev/null || true
 run "build npm package (pkg/)" check scripts/build-pkg.sh
-run "broker (release build for end-to-end tests)" check cargo build --release --locked -p speech-token-broker
 if ls tests/e2e/*.test.mjs >/dev/null 2>&1; then
   run "end-to-end tests (Playwright + real Speech SDK)" tests \
     env BROKER_BIN=target/release/speech-token-broker node --test --test-concurrency=1 tests/e2e/

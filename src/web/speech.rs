@@ -213,11 +213,7 @@ impl TokenClient {
     /// Waits for a token and builds an attached `SpeechConfig`: `fromEndpoint(new URL(endpoint))`
     /// when the broker (or `opts`) names an endpoint, else `fromAuthorizationToken(token, region)`.
     #[wasm_bindgen(js_name = speechConfig, skip_typescript)]
-    pub fn speech_config(
-        &self,
-        sdk: JsValue,
-        options: Option<JsValue>,
-    ) -> js_sys::Promise {
+    pub fn speech_config(&self, sdk: JsValue, options: Option<JsValue>) -> js_sys::Promise {
         future_to_promise(speech_config(
             self.shell.clone(),
             sdk,
