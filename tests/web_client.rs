@@ -1,94 +1,389 @@
+#![cfg(target_arch = "wasm32")]
 //! Browser tests of the `TokenClient` shell against an in-page fake broker (a replaced `fetch`),
 //! in headless Chromium: `wasm-pack test --headless --chrome` (run by `make test`).
-#![cfg(target_arch = "wasm32")]
+//!
+//! This file: the happy path, single flight, timed refresh with real short lifetimes, retries,
+//! events and `dispose()`. Bad broker answers and options: `web_errors.rs`; the Speech SDK
+//! side (attach, speechConfig, tokenCredential): `web_speech.rs`.
+//!
+//! Timing: tokens live 2–4 s (DESIGN.md: a token of lifetime L refreshes after L/2 minus up to
+//! 10% of the margin, and is usable until L - min(5 s, L/4)), so the file runs in about 10 s,
+//! under wasm-bindgen-test-runner's 20 s default.
+
+mod support;
 
 use speech_token_client::TokenClient;
+use support::*;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-#[wasm_bindgen(module = "/tests/support/fake_broker.js")]
-extern "C" {
-    #[wasm_bindgen(js_name = installFakeBroker)]
-    fn install_fake_broker();
-    #[wasm_bindgen(js_name = uninstallFakeBroker)]
-    fn uninstall_fake_broker();
-    fn answer(step: JsValue);
-    #[wasm_bindgen(js_name = tokenAnswer)]
-    fn token_answer(token: &str, expires_in: f64, extra: JsValue) -> JsValue;
-    fn requests() -> u32;
-    #[wasm_bindgen(js_name = lastRequest)]
-    fn last_request() -> JsValue;
-    fn sleep(ms: f64) -> js_sys::Promise;
-    #[wasm_bindgen(js_name = storageDump)]
-    fn storage_dump() -> js_sys::Promise;
-}
-
-fn options(extra: &[(&str, JsValue)]) -> JsValue {
-    let o = js_sys::Object::new();
-    js_sys::Reflect::set(&o, &"brokerUrl".into(), &"/api/speech-token".into()).unwrap();
-    for (k, v) in extra {
-        js_sys::Reflect::set(&o, &(*k).into(), v).unwrap();
-    }
-    o.into()
-}
-
-fn get(v: &JsValue, key: &str) -> JsValue {
-    js_sys::Reflect::get(v, &key.into()).unwrap()
+/// A fresh fake broker and a client with default options (plus `extra`).
+fn client_with(extra: &[(&str, JsValue)]) -> TokenClient {
+    TokenClient::new(options(extra)).unwrap()
 }
 
 #[wasm_bindgen_test]
 async fn happy_path_fetches_once_with_safe_request_settings() {
     install_fake_broker();
     answer(token_answer("tok-happy-1", 600.0, JsValue::UNDEFINED));
-    let client = TokenClient::new(options(&[])).unwrap();
+    let client = client_with(&[]);
     assert_eq!(client.status(), "idle");
-    let token = JsFuture::from(client.get_token()).await.unwrap();
-    assert_eq!(token.as_string().as_deref(), Some("tok-happy-1"));
-    assert_eq!(client.token().as_string().as_deref(), Some("tok-happy-1"));
+    assert_eq!(
+        requests(),
+        0,
+        "nothing is fetched before a token is asked for"
+    );
+    expect_token(&client, "tok-happy-1").await;
+    assert_eq!(token_of(&client).as_deref(), Some("tok-happy-1"));
     assert_eq!(client.status(), "valid");
     assert_eq!(client.region().as_deref(), Some("westeurope"));
     assert_eq!(requests(), 1);
     let req = last_request();
-    assert_eq!(get(&req, "cache").as_string().as_deref(), Some("no-store"));
-    assert_eq!(get(&req, "redirect").as_string().as_deref(), Some("manual"));
-    assert_eq!(
-        get(&req, "credentials").as_string().as_deref(),
-        Some("same-origin")
-    );
+    assert_eq!(get_str(&req, "method").as_deref(), Some("GET"));
+    assert_eq!(get_str(&req, "cache").as_deref(), Some("no-store"));
+    assert_eq!(get_str(&req, "redirect").as_deref(), Some("manual"));
+    assert_eq!(get_str(&req, "credentials").as_deref(), Some("same-origin"));
+    assert!(get_str(&req, "url").unwrap().ends_with("/api/speech-token"));
     // A warm cache answers without another request.
-    let again = JsFuture::from(client.get_token()).await.unwrap();
-    assert_eq!(again, token);
+    expect_token(&client, "tok-happy-1").await;
     assert_eq!(requests(), 1);
     client.dispose();
     assert_eq!(client.status(), "disposed");
     assert!(client.token().is_undefined());
-    uninstall_fake_broker();
+    finish(client).await;
 }
 
 #[wasm_bindgen_test]
 async fn a_thousand_concurrent_callers_share_one_request() {
     install_fake_broker();
-    let mut step = token_answer("tok-flight", 600.0, JsValue::UNDEFINED);
+    let step = token_answer("tok-flight", 600.0, JsValue::UNDEFINED);
     js_sys::Reflect::set(&step, &"delay".into(), &50.into()).unwrap();
-    answer(std::mem::take(&mut step));
-    let client = TokenClient::new(options(&[])).unwrap();
+    answer(step);
+    let client = client_with(&[]);
     let promises: js_sys::Array = (0..1000)
         .map(|_| JsValue::from(client.get_token()))
         .collect();
-    let all = JsFuture::from(js_sys::Promise::all(&promises))
+    assert_eq!(client.status(), "fetching");
+    let all: js_sys::Array = settle(js_sys::Promise::all(&promises))
         .await
-        .unwrap();
-    let all: js_sys::Array = all.into();
+        .unwrap()
+        .into();
     assert_eq!(all.length(), 1000);
     assert!(all
         .iter()
         .all(|t| t.as_string().as_deref() == Some("tok-flight")));
     assert_eq!(requests(), 1);
+    assert_eq!(client.request_count(), 1.0);
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn refresh_happens_before_expiry_with_no_gap_and_events_without_the_token() {
+    install_fake_broker();
+    answer(token_answer("tok-r1", 4.0, JsValue::UNDEFINED));
+    answer(token_answer("tok-r2", 4.0, JsValue::UNDEFINED));
+    let client = client_with(&[]);
+    let events = record_events(&client);
+    let target = FakeTarget::new();
+    client.attach(target.clone()).unwrap(); // no token yet: starts the fetch
+    expect_token(&client, "tok-r1").await;
+    let first_sent = get(&request_log().get(0), "at").as_f64().unwrap();
+    let first_expires_at = client.expires_at().unwrap();
+    assert!(
+        (first_expires_at - first_sent - 4000.0).abs() < 250.0,
+        "expiresAt is anchored on when the request was sent"
+    );
+    assert_eq!(strings(&target.values()), ["tok-r1"]);
+
+    // Poll every 50 ms: the token is never undefined until the refreshed one is in.
+    let start = now_ms();
+    loop {
+        let token = token_of(&client);
+        assert!(
+            token.is_some(),
+            "client.token was undefined {} ms into a 4 s token's life (status {})",
+            now_ms() - first_sent,
+            client.status()
+        );
+        if token.as_deref() == Some("tok-r2") {
+            break;
+        }
+        assert!(now_ms() - start < 3500.0, "no refresh within 3.5 s");
+        wait_ms(50.0).await;
+    }
+    assert_eq!(requests(), 2);
+    let second_sent = get(&request_log().get(1), "at").as_f64().unwrap();
+    assert!(
+        second_sent < first_expires_at,
+        "the refresh must be sent before the first token expires"
+    );
+    // Half the lifetime minus up to 10% of the margin: 1.8–2.0 s (timers may run a bit late),
+    // i.e. neither a refresh storm nor a last-second refresh.
+    let age = second_sent - first_sent;
+    assert!(
+        (1700.0..2900.0).contains(&age),
+        "refresh sent {age} ms after the first request, expected ~1.8–2.0 s"
+    );
+    assert!(client.expires_at().unwrap() > first_expires_at);
+    assert_eq!(client.status(), "valid");
+    assert_eq!(
+        strings(&target.values()),
+        ["tok-r1", "tok-r2"],
+        "attached target updated on refresh"
+    );
+
+    // `token` events: {expiresAt, region}, never the token itself.
+    let details = events.details("token");
+    assert_eq!(details.length(), 2);
+    for detail in details.iter() {
+        assert!(get(&detail, "expiresAt").as_f64().unwrap() > first_sent);
+        assert_eq!(get_str(&detail, "region").as_deref(), Some("westeurope"));
+    }
+    assert_eq!(
+        get(&details.get(0), "expiresAt").as_f64(),
+        Some(first_expires_at)
+    );
+    assert_eq!(
+        get(&details.get(1), "expiresAt").as_f64(),
+        client.expires_at()
+    );
+    assert_eq!(events.details("refreshing").length(), 1);
+    assert_eq!(
+        strings(&events.statuses()),
+        ["fetching", "valid", "refreshing", "valid"]
+    );
+    let all = events.json();
+    assert!(
+        !all.contains("tok-r"),
+        "an event detail holds the token: {all}"
+    );
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_failed_refresh_is_retried_automatically_with_backoff() {
+    install_fake_broker();
+    answer(token_answer("tok-keep", 600.0, JsValue::UNDEFINED));
+    answer(raw_answer(500, None, "", JsValue::UNDEFINED));
+    answer(token_answer("tok-retried", 600.0, JsValue::UNDEFINED));
+    let client = client_with(&[]);
+    expect_token(&client, "tok-keep").await;
+    let error = expect_rejection(client.refresh_now(), "http", &["tok-keep"], "500").await;
+    assert_eq!(get(&error, "status").as_f64(), Some(500.0));
+    let failed_at = now_ms();
+    // Still serving the held token, and a retry is planned within the first backoff step (1 s).
+    assert_eq!(token_of(&client).as_deref(), Some("tok-keep"));
+    assert_eq!(client.status(), "refreshing");
+    let retry_at = client.next_refresh_at().expect("a retry is planned");
+    assert!(
+        retry_at - failed_at <= 1000.0,
+        "first backoff step is at most 1 s"
+    );
+    wait_until("the automatic retry succeeds", 2000.0, || {
+        token_of(&client).as_deref() == Some("tok-retried")
+    })
+    .await;
+    assert_eq!(requests(), 3);
+    assert_eq!(client.status(), "valid");
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_401_stops_automatic_retries_until_refresh_now() {
+    install_fake_broker();
+    answer(token_answer("tok-held", 600.0, JsValue::UNDEFINED));
+    answer(raw_answer(401, None, "", JsValue::UNDEFINED));
+    // Whatever else is asked gets a good answer: only the count can tell a retry happened.
+    answer_always(token_answer("tok-after", 600.0, JsValue::UNDEFINED));
+    let client = client_with(&[]);
+    let events = record_events(&client);
+    expect_token(&client, "tok-held").await;
+    let error = expect_rejection(client.refresh_now(), "unauthorized", &["tok-held"], "401").await;
+    assert_eq!(get(&error, "status").as_f64(), Some(401.0));
+    assert_eq!(client.status(), "error");
+    assert_eq!(client.next_refresh_at(), None, "no retry is planned");
+    wait_ms(2500.0).await;
+    assert_eq!(requests(), 2, "no automatic retry after a 401");
+    assert_eq!(client.status(), "error");
+    // The held token is still served meanwhile.
+    assert_eq!(token_of(&client).as_deref(), Some("tok-held"));
+    expect_token(&client, "tok-held").await;
+    assert_eq!(requests(), 2);
+    let errors = events.details("error");
+    assert_eq!(errors.length(), 1);
+    assert_speech_error(
+        &get(&errors.get(0), "error"),
+        "unauthorized",
+        &["tok-held"],
+        "error event",
+    );
+    // refreshNow() starts again.
+    let fresh = settle(client.refresh_now()).await.unwrap();
+    assert_eq!(fresh.as_string().as_deref(), Some("tok-after"));
+    assert_eq!(requests(), 3);
+    assert_eq!(client.status(), "valid");
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn dispose_rejects_pending_calls_and_cancels_the_request() {
+    install_fake_broker();
+    answer(special_answer("hang"));
+    let client = client_with(&[]);
+    let pending = client.get_token();
+    let pending_refresh = client.refresh_now();
+    wait_ms(20.0).await;
+    assert_eq!(client.status(), "fetching");
+    assert_eq!(requests(), 1);
     client.dispose();
-    let dump = JsFuture::from(storage_dump()).await.unwrap();
-    assert_eq!(dump.as_string().as_deref(), Some(""));
-    uninstall_fake_broker();
+    expect_rejection(pending, "disposed", &[], "pending getToken()").await;
+    expect_rejection(pending_refresh, "disposed", &[], "pending refreshNow()").await;
+    assert_eq!(
+        get(&request_log().get(0), "aborted").as_bool(),
+        Some(true),
+        "the request in flight is aborted"
+    );
+    assert_eq!(client.status(), "disposed");
+    assert!(client.token().is_undefined());
+    // Idempotent, and everything afterwards is refused.
+    client.dispose();
+    assert_eq!(client.status(), "disposed");
+    expect_rejection(
+        client.get_token(),
+        "disposed",
+        &[],
+        "getToken() after dispose",
+    )
+    .await;
+    expect_rejection(
+        client.refresh_now(),
+        "disposed",
+        &[],
+        "refreshNow() after dispose",
+    )
+    .await;
+    assert_eq!(requests(), 1);
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn dispose_stops_refreshes_and_events() {
+    install_fake_broker();
+    answer(token_answer("tok-short", 2.0, JsValue::UNDEFINED));
+    answer_always(token_answer("tok-never", 2.0, JsValue::UNDEFINED));
+    let client = client_with(&[]);
+    let events = record_events(&client);
+    let target = FakeTarget::new();
+    expect_token(&client, "tok-short").await;
+    client.attach(target.clone()).unwrap();
+    assert_eq!(client.attached_count(), 1);
+    client.dispose();
+    assert_eq!(client.status(), "disposed");
+    assert!(client.token().is_undefined());
+    assert_eq!(client.expires_at(), None);
+    assert_eq!(client.attached_count(), 0, "dispose detaches every target");
+    let seen = js_sys::JSON::stringify(&events.statuses()).unwrap();
+    // Past the planned refresh (~1 s) and the end of the token's usable life (1.5 s).
+    wait_ms(1700.0).await;
+    assert_eq!(requests(), 1, "no request after dispose");
+    assert_eq!(
+        js_sys::JSON::stringify(&events.statuses()).unwrap(),
+        seen,
+        "no event after dispose"
+    );
+    assert_eq!(events.details("expired").length(), 0);
+    assert_eq!(strings(&target.values()), ["tok-short"]);
+    client.dispose(); // still nothing to do, no throw
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn listeners_unsubscribe_survive_a_throwing_peer_and_see_idle_fetching_valid() {
+    install_fake_broker();
+    answer(token_answer("tok-events", 600.0, JsValue::UNDEFINED));
+    let client = client_with(&[]);
+    assert_eq!(client.status(), "idle");
+    let removed = EventLog::new();
+    let off = client.on("status", removed.listener("status")).unwrap();
+    off.call0(&JsValue::UNDEFINED).unwrap();
+    off.call0(&JsValue::UNDEFINED).unwrap(); // a second off() is harmless
+    client.on("token", throwing_listener()).unwrap();
+    let events = record_events(&client); // subscribed after the throwing one
+    catch_page_errors();
+    expect_token(&client, "tok-events").await;
+    let reported = strings(&stop_catching_page_errors());
+    assert_eq!(
+        removed.json(),
+        "[]",
+        "an unsubscribed listener is not called"
+    );
+    assert_eq!(strings(&events.statuses()), ["fetching", "valid"]);
+    assert_eq!(
+        events.details("token").length(),
+        1,
+        "a throwing listener does not stop the next one"
+    );
+    assert!(
+        reported.iter().any(|m| m.contains("listener failure")),
+        "the listener's exception is reported to the page, not swallowed: {reported:?}"
+    );
+    let bad = client.on("tokens", events.listener("tokens"));
+    assert_speech_error(&bad.unwrap_err(), "config", &[], "unknown event name");
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn expired_fires_when_the_token_runs_out_without_replacement() {
+    install_fake_broker();
+    answer(token_answer("tok-dying", 2.0, JsValue::UNDEFINED));
+    answer(raw_answer(401, None, "", JsValue::UNDEFINED)); // the refresh at ~1 s fails
+    let client = client_with(&[]);
+    let events = record_events(&client);
+    expect_token(&client, "tok-dying").await;
+    wait_until("the expired event", 3000.0, || {
+        events.details("expired").length() > 0
+    })
+    .await;
+    assert_eq!(requests(), 2);
+    assert_eq!(events.details("expired").length(), 1);
+    assert_eq!(client.status(), "expired");
+    assert!(client.token().is_undefined());
+    assert_eq!(client.expires_at(), None);
+    let errors = events.details("error");
+    assert_eq!(errors.length(), 1);
+    assert_eq!(
+        get_str(&get(&errors.get(0), "error"), "kind").as_deref(),
+        Some("unauthorized")
+    );
+    assert_eq!(
+        strings(&events.statuses()),
+        ["fetching", "valid", "refreshing", "error", "expired"]
+    );
+    // A caller asking now gets a fresh token (one new request).
+    answer(token_answer("tok-reborn", 600.0, JsValue::UNDEFINED));
+    expect_token(&client, "tok-reborn").await;
+    assert_eq!(requests(), 3);
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn max_lifetime_caps_how_long_a_token_is_kept() {
+    install_fake_broker();
+    answer(token_answer("tok-capped", 3600.0, JsValue::UNDEFINED));
+    let client = client_with(&[("maxLifetime", 60.into())]);
+    expect_token(&client, "tok-capped").await;
+    let left = client.expires_at().unwrap() - now_ms();
+    assert!(
+        (59_000.0..=60_000.0).contains(&left),
+        "a 1 h token is kept 60 s, got {left} ms"
+    );
+    // Refreshed well before the cap: margin max(30 s, 20%) capped at half the (capped) lifetime.
+    let refresh_in = client.next_refresh_at().unwrap() - now_ms();
+    assert!(
+        (26_000.0..=30_000.0).contains(&refresh_in),
+        "refresh in {refresh_in} ms"
+    );
+    finish(client).await;
 }

@@ -38,7 +38,9 @@ async fn admin(path: &str, body: &str) {
     init.set_headers(&headers);
     let url = format!("{}{}", broker(), path);
     let window = web_sys::window().unwrap();
-    let response = JsFuture::from(window.fetch_with_str_and_init(&url, &init)).await.unwrap();
+    let response = JsFuture::from(window.fetch_with_str_and_init(&url, &init))
+        .await
+        .unwrap();
     let response: web_sys::Response = response.into();
     assert_eq!(response.status(), 200, "admin {path} failed");
 }
@@ -47,13 +49,20 @@ async fn admin(path: &str, body: &str) {
 async fn a_real_dev_token_over_http() {
     admin("/admin/reset", "{}").await;
     let client = client();
-    let token = JsFuture::from(client.get_token()).await.unwrap().as_string().unwrap();
+    let token = JsFuture::from(client.get_token())
+        .await
+        .unwrap()
+        .as_string()
+        .unwrap();
     assert_eq!(token.split('.').count(), 3, "a dev JWT");
     assert_eq!(client.region().as_deref(), Some("local"));
     let endpoint = client.endpoint().unwrap();
     assert!(endpoint.starts_with("ws://127.0.0.1:"), "{endpoint}");
     let lifetime = client.expires_at().unwrap() - js_sys::Date::now();
-    assert!(lifetime > 60_000.0 && lifetime <= 600_000.0, "lifetime {lifetime}");
+    assert!(
+        lifetime > 60_000.0 && lifetime <= 600_000.0,
+        "lifetime {lifetime}"
+    );
     assert_eq!(client.status(), "valid");
     client.dispose();
 }
@@ -61,7 +70,11 @@ async fn a_real_dev_token_over_http() {
 #[wasm_bindgen_test]
 async fn a_real_redirect_is_reported_not_followed() {
     admin("/admin/reset", "{}").await;
-    admin("/admin/fail", r#"{"status":302,"count":1,"location":"/login"}"#).await;
+    admin(
+        "/admin/fail",
+        r#"{"status":302,"count":1,"location":"/login"}"#,
+    )
+    .await;
     let client = client();
     let error = JsFuture::from(client.get_token()).await.unwrap_err();
     let kind = js_sys::Reflect::get(&error, &"kind".into()).unwrap();

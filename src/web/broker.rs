@@ -6,7 +6,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    AbortController, Headers, RequestCache, RequestCredentials, RequestRedirect, ResponseType,
+    AbortController, AbortSignal, Headers, RequestCache, RequestCredentials, RequestRedirect,
+    ResponseType,
 };
 
 use crate::engine::token::{parse_grant, Field, Json, JsonError, MAX_BODY_BYTES};
@@ -75,7 +76,19 @@ impl Json for BrowserJson {
 const HEADERS_FAILED: &str =
     "the headers option threw, rejected, or gave a value that is not an object of strings";
 
-async fn build_headers(source: &HeaderSource) -> Result<Headers, Error> {
+/// Awaits `promise`, giving up (rejecting) as soon as `signal` aborts: the request timeout or
+/// `dispose()` must end a wait on the app's header function as well as the fetch itself.
+async fn until_aborted(promise: js_sys::Promise, signal: &AbortSignal) -> Result<JsValue, JsValue> {
+    let mut reject_on_abort = None;
+    let aborted = js_sys::Promise::new(&mut |_, reject| reject_on_abort = Some(reject));
+    signal.set_onabort(reject_on_abort.as_ref());
+    let either = js_sys::Promise::race(&js_sys::Array::of2(&promise, &aborted));
+    let result = JsFuture::from(either).await;
+    signal.set_onabort(None);
+    result
+}
+
+async fn build_headers(source: &HeaderSource, signal: &AbortSignal) -> Result<Headers, Error> {
     let headers = Headers::new().map_err(|_| Error::Config(HEADERS_FAILED))?;
     headers
         .set("Accept", "application/json, text/plain")
@@ -88,7 +101,7 @@ async fn build_headers(source: &HeaderSource) -> Result<Headers, Error> {
                 .call0(&JsValue::UNDEFINED)
                 .map_err(|_| Error::Config(HEADERS_FAILED))?;
             let promise = js_sys::Promise::resolve(&value);
-            JsFuture::from(promise)
+            until_aborted(promise, signal)
                 .await
                 .map_err(|_| Error::Config(HEADERS_FAILED))?
         }
@@ -113,7 +126,29 @@ async fn build_headers(source: &HeaderSource) -> Result<Headers, Error> {
 
 /// Fetches and validates one grant. `abort` lets `dispose()` cancel the request.
 pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Result<Grant, Error> {
-    let headers = build_headers(&config.headers).await?;
+    // The deadline covers the whole attempt, the app's header function included: the engine
+    // waits for every request it starts to end, so a header promise that never settles must not
+    // leave the client "fetching" for good.
+    let timed_out = std::rc::Rc::new(std::cell::Cell::new(false));
+    let _deadline = {
+        let abort = abort.clone();
+        let timed_out = timed_out.clone();
+        Timeout::new(config.timeout_ms, move || {
+            timed_out.set(true);
+            abort.abort();
+        })
+    };
+    let headers = build_headers(&config.headers, &abort.signal())
+        .await
+        .map_err(|error| {
+            if timed_out.get() {
+                Error::Timeout
+            } else if abort.signal().aborted() {
+                Error::Disposed
+            } else {
+                error
+            }
+        })?;
     let method = if config.post {
         Method::POST
     } else {
@@ -130,16 +165,6 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
         // unreachable broker (DESIGN.md), so "manual" it is.
         .redirect(RequestRedirect::Manual)
         .abort_signal(Some(&abort.signal()));
-
-    let timed_out = std::rc::Rc::new(std::cell::Cell::new(false));
-    let _deadline = {
-        let abort = abort.clone();
-        let timed_out = timed_out.clone();
-        Timeout::new(config.timeout_ms, move || {
-            timed_out.set(true);
-            abort.abort();
-        })
-    };
     let response = request.send().await.map_err(|_| {
         if timed_out.get() {
             Error::Timeout

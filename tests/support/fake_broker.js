@@ -1,27 +1,54 @@
 // An in-page fake token broker for the browser tests: replaces the global `fetch`, counts
 // requests, and answers from a script of responses (status, headers, body, delay), so that every
-// broker behaviour in DESIGN.md can be produced precisely.
+// broker behaviour in DESIGN.md can be produced precisely. Also: fake Speech SDK objects
+// (attach targets, a SpeechConfig namespace), an event recorder, and a storage dump.
 const realFetch = globalThis.fetch;
 let state = null;
 
+/**
+ * A response as Chromium gives it for a redirect under `redirect: "manual"`: type
+ * "opaqueredirect", status 0. The constructor cannot make one, so a subclass overrides the two
+ * getters (still a real `Response`, so `instanceof Response` holds).
+ */
+class OpaqueRedirect extends Response {
+  get type() { return "opaqueredirect"; }
+  get status() { return 0; }
+  get ok() { return false; }
+}
+
+// Uncaught exceptions (a wasm trap from a panic in a timer or fetch callback surfaces here),
+// errors reported with reportError, and unhandled promise rejections, while the fake is installed.
+const onUncaught = (event) => { state.uncaught.push(String(event.message ?? event.error)); };
+const onUnhandled = (event) => { state.uncaught.push("unhandled rejection: " + String(event.reason)); };
+
 export function installFakeBroker() {
-  state = { requests: 0, script: [], fallback: null, lastRequest: null, inits: [] };
+  if (state) uninstallFakeBroker();
+  state = { requests: 0, script: [], fallback: null, lastRequest: null, log: [], uncaught: [] };
+  globalThis.addEventListener("error", onUncaught);
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
   globalThis.fetch = (input, init) => {
     state.requests += 1;
     const request = input instanceof Request ? input : new Request(input, init);
-    state.lastRequest = {
+    const entry = {
+      at: Date.now(),
       url: request.url,
       method: request.method,
       cache: request.cache,
       redirect: request.redirect,
       credentials: request.credentials,
       headers: Object.fromEntries(request.headers.entries()),
+      aborted: false,
     };
+    state.lastRequest = entry;
+    state.log.push(entry);
     const step = state.script.length > 0 ? state.script.shift() : state.fallback;
     if (!step) return Promise.reject(new TypeError("Failed to fetch"));
     return new Promise((resolve, reject) => {
       const signal = request.signal;
-      const onAbort = () => reject(new DOMException("The operation was aborted.", "AbortError"));
+      const onAbort = () => {
+        entry.aborted = true;
+        reject(new DOMException("The operation was aborted.", "AbortError"));
+      };
       if (signal.aborted) return onAbort();
       signal.addEventListener("abort", onAbort, { once: true });
       if (step.hang) return; // never answers: only the abort ends it
@@ -29,6 +56,7 @@ export function installFakeBroker() {
         signal.removeEventListener("abort", onAbort);
         if (step.networkError) return reject(new TypeError("Failed to fetch"));
         if (step.redirect) return resolve(Response.redirect("https://login.example/", 302));
+        if (step.opaqueRedirect) return resolve(new OpaqueRedirect(null));
         resolve(new Response(step.body ?? "", { status: step.status ?? 200, headers: step.headers ?? {} }));
       }, step.delay ?? 0);
     });
@@ -37,8 +65,13 @@ export function installFakeBroker() {
 
 export function uninstallFakeBroker() {
   globalThis.fetch = realFetch;
+  globalThis.removeEventListener("error", onUncaught);
+  globalThis.removeEventListener("unhandledrejection", onUnhandled);
   state = null;
 }
+
+/** What reached the page uncaught since the install (see onUncaught). */
+export function uncaughtErrors() { return state.uncaught; }
 
 /** Queue one answer. */
 export function answer(step) { state.script.push(step); }
@@ -46,6 +79,8 @@ export function answer(step) { state.script.push(step); }
 export function answerAlways(step) { state.fallback = step; }
 export function requests() { return state.requests; }
 export function lastRequest() { return state.lastRequest; }
+/** Every request so far: {at (epoch ms), url, method, cache, redirect, credentials, headers, aborted}. */
+export function requestLog() { return state.log; }
 
 /** A JSON token answer. */
 export function tokenAnswer(token, expiresIn, extra) {
@@ -56,7 +91,37 @@ export function tokenAnswer(token, expiresIn, extra) {
   };
 }
 
+/** Any answer: a status, a content type (or null for none), a body and extra headers. */
+export function rawAnswer(status, contentType, body, headers) {
+  const all = { ...(headers || {}) };
+  if (contentType) all["content-type"] = contentType;
+  return { status, headers: all, body };
+}
+
+/** Special answers: "hang", "networkError", "redirect" (a 302), "opaqueRedirect". */
+export function specialAnswer(kind) { return { [kind]: true }; }
+
 export function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+/** A header function for the `headers` option that answers asynchronously. */
+export function asyncHeaders(headers) {
+  const f = () => {
+    f.calls += 1;
+    return new Promise((resolve) => setTimeout(() => resolve(headers), 5));
+  };
+  f.calls = 0;
+  return f;
+}
+
+/** A header function that never settles (the app's session lookup hangs). */
+export function hangingHeaders() {
+  return () => new Promise(() => {});
+}
+
+/** A header function that rejects (the app's session lookup failed). */
+export function rejectingHeaders() {
+  return () => Promise.reject(new Error("no session"));
+}
 
 /** Everything any persistent browser store holds for this origin, as one string. */
 export async function storageDump() {
@@ -74,11 +139,92 @@ export async function storageDump() {
   return parts.filter((p) => p !== "").join("\n");
 }
 
-/** Collects the client's events (only their names and the detail keys, never a token). */
-export function recordEvents(client) {
-  const log = [];
-  for (const name of ["token", "refreshing", "error", "expired", "status", "detach"]) {
-    client.on(name, (detail) => log.push({ name, detail }));
-  }
-  return log;
+/** An event log: `listener(name)` gives a listener that appends {name, detail} to `entries`. */
+export class EventLog {
+  constructor() { this.entries = []; }
+  listener(name) { return (detail) => { this.entries.push({ name, detail }); }; }
+  /** The details of one event, in order. */
+  details(name) { return this.entries.filter((e) => e.name === name).map((e) => e.detail); }
+  /** The `status` values seen, in order. */
+  statuses() { return this.details("status").map((d) => d.status); }
+  /** Every detail, serialized: to search for a token that must not be there. */
+  json() { return JSON.stringify(this.entries.map((e) => ({ name: e.name, detail: e.detail }))); }
 }
+
+/** A listener that throws (to prove it does not stop the others). */
+export function throwingListener() {
+  return () => { throw new Error("listener failure (expected by the test)"); };
+}
+
+/** Catches errors reported to the page (`reportError`, uncaught exceptions) while installed. */
+let pageErrors = null;
+const onPageError = (event) => { pageErrors.push(String(event.message)); event.preventDefault(); };
+export function catchPageErrors() {
+  pageErrors = [];
+  globalThis.addEventListener("error", onPageError);
+}
+export function stopCatchingPageErrors() {
+  globalThis.removeEventListener("error", onPageError);
+  const seen = pageErrors;
+  pageErrors = null;
+  return seen;
+}
+
+/** Every text a leaked token could hide in: message, String(), JSON, and own properties. */
+export function errorTexts(error) {
+  const own = {};
+  for (const key of Object.getOwnPropertyNames(error)) own[key] = String(error[key]);
+  return [String(error && error.message), String(error), JSON.stringify(error), JSON.stringify(own)].join("\n");
+}
+
+export function isError(value) { return value instanceof Error; }
+
+/**
+ * An attach target like a Speech SDK object: an `authorizationToken` accessor on the prototype
+ * that records every value set, and throws once `close()`d (as a disposed recognizer does).
+ */
+export class FakeTarget {
+  constructor() { this.values = []; this.closed = false; }
+  set authorizationToken(value) {
+    if (this.closed) throw new Error("the object is already disposed");
+    this.values.push(value);
+  }
+  get authorizationToken() { return this.values[this.values.length - 1]; }
+  close() { this.closed = true; }
+}
+
+/** The same, as a plain object with an own accessor made by Object.defineProperty. */
+export function definedPropertyTarget() {
+  const target = { values: [] };
+  Object.defineProperty(target, "authorizationToken", {
+    set(value) { target.values.push(value); },
+    get() { return target.values[target.values.length - 1]; },
+    enumerable: true,
+  });
+  return target;
+}
+
+/**
+ * A fake Speech SDK namespace: `SpeechConfig.fromAuthorizationToken(token, region)` and
+ * `SpeechConfig.fromEndpoint(url, credential?)` record their arguments in `sdk.calls` and return
+ * a config whose `authorizationToken` records every value set (like FakeTarget).
+ */
+export function fakeSdk() {
+  const calls = [];
+  class SpeechConfig {
+    constructor(token) { this.values = token === undefined ? [] : [token]; }
+    set authorizationToken(value) { this.values.push(value); }
+    get authorizationToken() { return this.values[this.values.length - 1]; }
+    static fromAuthorizationToken(token, region) {
+      calls.push({ method: "fromAuthorizationToken", args: [token, region] });
+      return new SpeechConfig(token);
+    }
+    static fromEndpoint(url, credential) {
+      calls.push({ method: "fromEndpoint", args: credential === undefined ? [url] : [url, credential] });
+      return new SpeechConfig();
+    }
+  }
+  return { SpeechConfig, calls };
+}
+
+export function isUrl(value) { return value instanceof URL; }

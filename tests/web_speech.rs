@@ -1,0 +1,254 @@
+#![cfg(target_arch = "wasm32")]
+//! Browser tests of the Speech SDK side of `TokenClient`: `attach()`/`detach()` on objects with
+//! an `authorizationToken` setter, `tokenCredential()`, and `speechConfig()` with a fake SDK
+//! namespace (tests/support/fake_broker.js) whose factories record their arguments.
+
+mod support;
+
+use speech_token_client::TokenClient;
+use support::*;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn client() -> TokenClient {
+    TokenClient::new(options(&[])).unwrap()
+}
+
+/// The calls the fake SDK recorded: (method, args).
+fn sdk_calls(sdk: &JsValue) -> Vec<(String, js_sys::Array)> {
+    js_sys::Array::from(&get(sdk, "calls"))
+        .iter()
+        .map(|c| (get_str(&c, "method").unwrap(), get(&c, "args").into()))
+        .collect()
+}
+
+#[wasm_bindgen_test]
+async fn attached_targets_follow_refreshes_until_closed_or_detached() {
+    install_fake_broker();
+    answer(token_answer("tok-a1", 600.0, JsValue::UNDEFINED));
+    answer(token_answer("tok-a2", 600.0, JsValue::UNDEFINED));
+    answer(token_answer("tok-a3", 600.0, JsValue::UNDEFINED));
+    let client = client();
+    let events = record_events(&client);
+    expect_token(&client, "tok-a1").await;
+
+    let keeps = FakeTarget::new();
+    let closes = FakeTarget::new();
+    let detached = defined_property_target();
+    for target in [keeps.clone(), closes.clone(), detached.clone()] {
+        client.attach(target).unwrap();
+    }
+    // Set at once, synchronously, when a token is held.
+    assert_eq!(strings(&keeps.values()), ["tok-a1"]);
+    assert_eq!(strings(&closes.values()), ["tok-a1"]);
+    assert_eq!(
+        get_str(&detached, "authorizationToken").as_deref(),
+        Some("tok-a1")
+    );
+    // Attaching again sets the current token again but keeps one entry.
+    client.attach(keeps.clone()).unwrap();
+    assert_eq!(client.attached_count(), 3);
+    assert_eq!(strings(&keeps.values()), ["tok-a1", "tok-a1"]);
+
+    // A closed object's setter throws: it is detached, with an event, and the others still
+    // get the new token.
+    closes.close();
+    let refreshed = settle(client.refresh_now()).await.unwrap();
+    assert_eq!(refreshed.as_string().as_deref(), Some("tok-a2"));
+    assert_eq!(strings(&keeps.values()), ["tok-a1", "tok-a1", "tok-a2"]);
+    assert_eq!(
+        get_str(&detached, "authorizationToken").as_deref(),
+        Some("tok-a2")
+    );
+    assert_eq!(strings(&closes.values()), ["tok-a1"]);
+    assert_eq!(client.attached_count(), 2);
+    let detaches = events.details("detach");
+    assert_eq!(detaches.length(), 1);
+    let detail = detaches.get(0);
+    assert!(
+        js_sys::Object::is(&get(&detail, "target"), &closes),
+        "the detach event names the closed target"
+    );
+    assert_eq!(get_str(&detail, "reason").as_deref(), Some("closed"));
+    assert_eq!(
+        client.status(),
+        "valid",
+        "a closed target is not a client failure"
+    );
+
+    // detach() stops updates.
+    client.detach(detached.clone());
+    client.detach(FakeTarget::new().into()); // unknown target: nothing happens
+    assert_eq!(client.attached_count(), 1);
+    let _ = settle(client.refresh_now()).await.unwrap();
+    assert_eq!(
+        strings(&keeps.values()),
+        ["tok-a1", "tok-a1", "tok-a2", "tok-a3"]
+    );
+    assert_eq!(
+        strings(&js_sys::Array::from(&get(&detached, "values"))),
+        ["tok-a1", "tok-a2"],
+        "a detached target is no longer updated"
+    );
+
+    // Things that are not targets.
+    for (what, bad) in [
+        ("{}", object(&[])),
+        ("a number", JsValue::from(5)),
+        ("null", JsValue::NULL),
+        ("a string", JsValue::from_str("authorizationToken")),
+    ] {
+        let error = client.attach(bad).unwrap_err();
+        assert_speech_error(&error, "config", &["tok-a"], &format!("attach({what})"));
+    }
+    assert_eq!(client.attached_count(), 1);
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn token_credential_resolves_an_access_token_matching_the_client() {
+    install_fake_broker();
+    answer(token_answer("tok-cred", 600.0, JsValue::UNDEFINED));
+    let client = client();
+    let credential = client.token_credential();
+    let get_token: js_sys::Function = get(&credential, "getToken").into();
+    let scope = JsValue::from_str("https://cognitiveservices.azure.com/.default");
+    let promise: js_sys::Promise = get_token
+        .call2(&credential, &scope, &JsValue::UNDEFINED)
+        .unwrap()
+        .into();
+    let access = settle(promise).await.unwrap();
+    assert_eq!(get_str(&access, "token").as_deref(), Some("tok-cred"));
+    assert_eq!(token_of(&client).as_deref(), Some("tok-cred"));
+    let expires_on = get(&access, "expiresOnTimestamp").as_f64().unwrap();
+    let refresh_after = get(&access, "refreshAfterTimestamp").as_f64().unwrap();
+    assert_eq!(Some(expires_on), client.expires_at());
+    assert!(refresh_after <= expires_on);
+    assert!(
+        refresh_after > now_ms(),
+        "refreshAfterTimestamp is in the future"
+    );
+    assert_eq!(requests(), 1);
+
+    // The array form of scopes, warm: no new request.
+    let scopes = js_sys::Array::of1(&scope);
+    let promise: js_sys::Promise = get_token
+        .call2(&credential, &scopes, &JsValue::UNDEFINED)
+        .unwrap()
+        .into();
+    let access = settle(promise).await.unwrap();
+    assert_eq!(get_str(&access, "token").as_deref(), Some("tok-cred"));
+    assert_eq!(requests(), 1);
+
+    client.dispose();
+    let promise: js_sys::Promise = get_token
+        .call2(&credential, &scope, &JsValue::UNDEFINED)
+        .unwrap()
+        .into();
+    expect_rejection(
+        promise,
+        "disposed",
+        &["tok-cred"],
+        "credential after dispose",
+    )
+    .await;
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn speech_config_from_a_region_answer_is_built_and_kept_attached() {
+    install_fake_broker();
+    answer(token_answer("tok-sc1", 600.0, JsValue::UNDEFINED));
+    answer(token_answer("tok-sc2", 600.0, JsValue::UNDEFINED));
+    let client = client();
+    let sdk = fake_sdk();
+    let config = settle(client.speech_config(sdk.clone(), None))
+        .await
+        .unwrap();
+    let calls = sdk_calls(&sdk);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].0, "fromAuthorizationToken");
+    assert_eq!(strings(&calls[0].1), ["tok-sc1", "westeurope"]);
+    assert_eq!(
+        get_str(&config, "authorizationToken").as_deref(),
+        Some("tok-sc1")
+    );
+    assert_eq!(client.attached_count(), 1);
+    let _ = settle(client.refresh_now()).await.unwrap();
+    assert_eq!(
+        get_str(&config, "authorizationToken").as_deref(),
+        Some("tok-sc2"),
+        "the config is attached: updated on refresh"
+    );
+    // Not an SDK namespace: a config error.
+    expect_rejection(
+        client.speech_config(object(&[]), None),
+        "config",
+        &["tok-sc"],
+        "speechConfig({})",
+    )
+    .await;
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn speech_config_from_an_endpoint_answer_uses_from_endpoint() {
+    install_fake_broker();
+    let endpoint = "wss://my.custom.example/stt";
+    answer(token_answer(
+        "tok-ep1",
+        600.0,
+        object(&[
+            ("region", JsValue::UNDEFINED),
+            ("endpoint", endpoint.into()),
+        ]),
+    ));
+    answer(token_answer(
+        "tok-ep2",
+        600.0,
+        object(&[("endpoint", endpoint.into())]),
+    ));
+    let client = client();
+    let sdk = fake_sdk();
+    let config = settle(client.speech_config(sdk.clone(), None))
+        .await
+        .unwrap();
+    assert_eq!(client.endpoint().as_deref(), Some(endpoint));
+    assert_eq!(client.region(), None);
+    let calls = sdk_calls(&sdk);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].0, "fromEndpoint");
+    let url = calls[0].1.get(0);
+    assert!(is_url(&url), "fromEndpoint gets a URL object");
+    assert_eq!(get_str(&url, "href").as_deref(), Some(endpoint));
+    assert_eq!(
+        get_str(&config, "authorizationToken").as_deref(),
+        Some("tok-ep1")
+    );
+    let _ = settle(client.refresh_now()).await.unwrap();
+    assert_eq!(
+        get_str(&config, "authorizationToken").as_deref(),
+        Some("tok-ep2")
+    );
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn an_aad_token_passes_unchanged() {
+    install_fake_broker();
+    let aad = "aad#/subscriptions/0000/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/speech1#eyJhbGciOiJub25lIn0.eyJleHAiOjF9.c2ln";
+    answer(token_answer(aad, 600.0, JsValue::UNDEFINED));
+    let client = client();
+    let sdk = fake_sdk();
+    let config = settle(client.speech_config(sdk.clone(), None))
+        .await
+        .unwrap();
+    let calls = sdk_calls(&sdk);
+    assert_eq!(calls[0].0, "fromAuthorizationToken");
+    assert_eq!(strings(&calls[0].1), [aad, "westeurope"]);
+    assert_eq!(get_str(&config, "authorizationToken").as_deref(), Some(aad));
+    assert_eq!(token_of(&client).as_deref(), Some(aad));
+    finish(client).await;
+}
