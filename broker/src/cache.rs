@@ -22,9 +22,17 @@ use crate::upstream::{Upstream, UpstreamError, UpstreamToken};
 /// of its lifetime is left.
 pub const STALE_GRACE: Duration = Duration::from_secs(10);
 
+/// How long before expiry the cached token is replaced: 1.25 × the browser client's margin
+/// (max(30 s, 20 %)), at most 60 % of the lifetime.
+///
+/// Why larger than the client's: a client refreshes up to 1.1 × its margin before expiry (jitter).
+/// If the broker's margin were the same, such a request would get the *same* cached token back
+/// with a shortened lifetime, the client would re-plan on that shorter lifetime, and every other
+/// token would ride out only a 30-second broker outage instead of the 2 minutes the margin is
+/// for. Refreshing upstream first means every client refresh receives a new token.
 pub fn refresh_margin(lifetime: Duration) -> Duration {
-    let m = Duration::from_secs(30).max(lifetime / 5);
-    m.min(lifetime / 2)
+    let client = Duration::from_secs(30).max(lifetime / 5);
+    (client * 5 / 4).min(lifetime * 3 / 5)
 }
 
 #[derive(Debug)]
@@ -56,12 +64,17 @@ impl CachedToken {
     }
 
     /// Remaining lifetime in whole seconds (rounded down, capped, at least 1).
-    pub fn expires_in(&self, now: Instant) -> u64 {
-        let mut secs = self.expires_at.saturating_duration_since(now).as_secs();
+    /// Remaining lifetime in seconds with millisecond precision (rounded down, capped).
+    ///
+    /// Not whole seconds: rounding down to a second throws away up to a second of every token,
+    /// which for short-lived tokens moves the client's refresh point past the broker's own and
+    /// the client is handed the same cached token back.
+    pub fn expires_in(&self, now: Instant) -> f64 {
+        let mut ms = self.expires_at.saturating_duration_since(now).as_millis() as u64;
         if let Some(cap) = self.expires_in_cap {
-            secs = secs.min(cap);
+            ms = ms.min(cap.saturating_mul(1000));
         }
-        secs.max(1)
+        ms.max(1) as f64 / 1000.0
     }
 
     pub fn is_fresh(&self, now: Instant) -> bool {
@@ -191,30 +204,32 @@ mod tests {
 
     #[test]
     fn margins() {
+        // 1.25 × the client's margin, so that a client's refresh always finds a new token.
         assert_eq!(
             refresh_margin(Duration::from_secs(600)),
-            Duration::from_secs(120)
+            Duration::from_secs(150)
         );
         assert_eq!(
             refresh_margin(Duration::from_secs(3599)),
-            Duration::from_secs_f64(719.8)
+            Duration::from_secs_f64(899.75)
         );
         assert_eq!(
             refresh_margin(Duration::from_secs(100)),
-            Duration::from_secs(30)
+            Duration::from_millis(37_500)
         );
+        // Short lifetimes: at most 60 % of the lifetime.
         assert_eq!(
             refresh_margin(Duration::from_secs(20)),
-            Duration::from_secs(10)
+            Duration::from_secs(12)
         );
         assert_eq!(
             refresh_margin(Duration::from_secs(2)),
-            Duration::from_secs(1)
+            Duration::from_millis(1200)
         );
     }
 
     #[test]
-    fn expires_in_rounds_down_caps_and_is_positive() {
+    fn expires_in_has_millisecond_precision_caps_and_is_positive() {
         let now = Instant::now();
         let t = CachedToken::from_upstream(UpstreamToken {
             token: Secret::new("t"),
@@ -224,9 +239,9 @@ mod tests {
             region: None,
             endpoint: None,
         });
-        assert_eq!(t.expires_in(now), 600);
-        assert_eq!(t.expires_in(now + Duration::from_secs(3_590)), 8);
-        assert_eq!(t.expires_in(now + Duration::from_secs(4_000)), 1);
+        assert_eq!(t.expires_in(now), 600.0);
+        assert_eq!(t.expires_in(now + Duration::from_secs(3_590)), 8.9);
+        assert_eq!(t.expires_in(now + Duration::from_secs(4_000)), 0.001);
         assert!(t.is_fresh(now));
         assert!(!t.is_fresh(now + Duration::from_secs(2_880)));
     }

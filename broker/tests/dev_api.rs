@@ -29,8 +29,8 @@ async fn token_shape_headers_and_signature() {
         assert_eq!(header(&r, "content-type"), Some("application/json"));
         let v: Value = r.json().await.unwrap();
         let token = v["token"].as_str().unwrap();
-        let expires_in = v["expiresIn"].as_u64().expect("integer expiresIn");
-        assert!((58..=60).contains(&expires_in), "{expires_in}");
+        let expires_in = v["expiresIn"].as_f64().expect("numeric expiresIn");
+        assert!((58.0..=60.0).contains(&expires_in), "{expires_in}");
         assert_eq!(v["region"], "local");
         assert_eq!(
             v["endpoint"].as_str().unwrap(),
@@ -79,8 +79,8 @@ async fn expires_in_is_remaining_lifetime() {
         .json()
         .await
         .unwrap();
-    let first = v["expiresIn"].as_u64().unwrap();
-    assert!((9..=10).contains(&first));
+    let first = v["expiresIn"].as_f64().unwrap();
+    assert!((9.0..=10.0).contains(&first));
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let v2: Value = c
         .get(b.url("/api/speech-token"))
@@ -91,11 +91,15 @@ async fn expires_in_is_remaining_lifetime() {
         .await
         .unwrap();
     assert_eq!(v2["token"], v["token"], "still cached");
-    let second = v2["expiresIn"].as_u64().unwrap();
-    assert!(second <= first - 2 && second >= 1, "{first} -> {second}");
+    let second = v2["expiresIn"].as_f64().unwrap();
+    assert!(
+        second <= first - 2.0 && second >= 1.0,
+        "{first} -> {second}"
+    );
     // expiry is real: the token's exp is in the past once expiresIn has run out
     let claims = decode_payload(v["token"].as_str().unwrap());
-    assert!(claims["exp"].as_u64().unwrap() >= common::now_unix() + second);
+    // (exp is whole seconds: allow the fraction)
+    assert!(claims["exp"].as_u64().unwrap() as f64 + 1.0 >= common::now_unix() as f64 + second);
 }
 
 #[tokio::test]
@@ -425,7 +429,7 @@ async fn admin_outage_fail_ttl_slow_stats_reset() {
         .await
         .unwrap();
     assert_ne!(tok(v.clone()), first);
-    assert!(v["expiresIn"].as_u64().unwrap() <= 5);
+    assert!(v["expiresIn"].as_f64().unwrap() <= 5.0);
     let r = c
         .post(b.url("/admin/ttl"))
         .json(&json!({"seconds": 1}))

@@ -93,8 +93,8 @@ async fn key_mode_happy_path() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["token"].as_str().unwrap(), sts.issued.lock().unwrap()[0]);
     assert_eq!(v["region"], "westeurope");
-    let e = v["expiresIn"].as_u64().unwrap();
-    assert!((598..=600).contains(&e), "{e}");
+    let e = v["expiresIn"].as_f64().unwrap();
+    assert!((598.0..=600.0).contains(&e), "{e}");
     assert!(v.get("endpoint").is_none());
     assert!(
         sts.bad_requests.lock().unwrap().is_empty(),
@@ -378,7 +378,7 @@ async fn entra_client_credentials_aad_form() {
         format!("aad#{RID}#{}", e.access_token)
     );
     assert_eq!(v["region"], "westeurope");
-    assert_eq!(v["expiresIn"], 600, "capped by --max-ttl");
+    assert_eq!(v["expiresIn"].as_f64(), Some(600.0), "capped by --max-ttl");
     assert!(v.get("endpoint").is_none());
     for _ in 0..3 {
         c.get(b.url("/api/speech-token")).send().await.unwrap();
@@ -422,7 +422,7 @@ async fn entra_client_credentials_custom_domain_endpoint() {
         .unwrap();
     assert_eq!(v["token"].as_str().unwrap(), e.access_token);
     assert_eq!(v["endpoint"], "https://speech1.cognitiveservices.azure.com");
-    assert_eq!(v["expiresIn"], 1200);
+    assert!((1199.0..=1200.0).contains(&v["expiresIn"].as_f64().unwrap()));
 }
 
 #[tokio::test]
@@ -493,8 +493,8 @@ async fn entra_imds_with_string_expires_in() {
         v["token"].as_str().unwrap(),
         format!("aad#{RID}#{}", e.access_token)
     );
-    let ei = v["expiresIn"].as_u64().unwrap();
-    assert!((3597..=3599).contains(&ei), "{ei}");
+    let ei = v["expiresIn"].as_f64().unwrap();
+    assert!((3597.0..=3599.0).contains(&ei), "{ei}");
     assert_eq!(
         e.seen.lock().unwrap()[0],
         "client_id=Some(\"user-assigned-id\")"
@@ -562,9 +562,9 @@ async fn entra_identity_endpoint() {
         v["token"].as_str().unwrap(),
         format!("aad#{RID}#{}", e.access_token)
     );
-    let ei = v["expiresIn"].as_u64().unwrap();
+    let ei = v["expiresIn"].as_f64().unwrap();
     assert!(
-        (1797..=1800).contains(&ei),
+        (1797.0..=1800.0).contains(&ei),
         "lifetime from expires_on: {ei}"
     );
     let wrong = start(

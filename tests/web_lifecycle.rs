@@ -1,0 +1,100 @@
+#![cfg(target_arch = "wasm32")]
+//! Browser tests of the page lifecycle wiring: `visibilitychange` re-plans the refresh with the
+//! hidden-page margin, `online` retries a network failure at once, `focus`/`pageshow` re-check
+//! without spending requests when nothing is due, and `dispose()` unregisters every listener.
+
+mod support;
+
+use speech_token_client::TokenClient;
+use support::*;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen(module = "/tests/support/lifecycle.js")]
+extern "C" {
+    fn fire(target: &str, kind: &str);
+    #[wasm_bindgen(js_name = setHidden)]
+    fn set_hidden(hidden: bool);
+    #[wasm_bindgen(js_name = restoreVisibility)]
+    fn restore_visibility();
+}
+
+#[wasm_bindgen_test]
+async fn hiding_the_page_refreshes_earlier_and_showing_it_restores_the_plan() {
+    install_fake_broker();
+    answer(token_answer("tok-visible", 600.0, JsValue::UNDEFINED));
+    let client = TokenClient::new(options(&[])).unwrap();
+    settle(client.get_token()).await.unwrap();
+    let expires = client.expires_at().unwrap();
+    let visible_plan = client.next_refresh_at().unwrap();
+    // Visible: margin 120 s plus up to 10 % jitter.
+    let margin = expires - visible_plan;
+    assert!(
+        (120_000.0..=132_001.0).contains(&margin),
+        "visible margin {margin}"
+    );
+    set_hidden(true);
+    let hidden_margin = expires - client.next_refresh_at().unwrap();
+    // Hidden: half the lifetime (throttled timers), same jitter draw.
+    assert!(
+        (300_000.0..=330_001.0).contains(&hidden_margin),
+        "hidden margin {hidden_margin}"
+    );
+    set_hidden(false);
+    assert_eq!(client.next_refresh_at(), Some(visible_plan));
+    assert_eq!(requests(), 1, "re-planning costs no request");
+    restore_visibility();
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn online_retries_a_network_failure_at_once() {
+    install_fake_broker();
+    answer(special_answer("networkError"));
+    answer_always(token_answer("tok-online", 600.0, JsValue::UNDEFINED));
+    let client = TokenClient::new(options(&[])).unwrap();
+    let error = settle(client.get_token()).await.unwrap_err();
+    assert_eq!(get_str(&error, "kind").as_deref(), Some("network"));
+    assert_eq!(client.request_count(), 1.0);
+    assert!(client.next_refresh_at().is_some(), "a retry is scheduled");
+    // Listeners run synchronously inside dispatchEvent: the retry starts before any timer can.
+    fire("window", "online");
+    assert_eq!(client.request_count(), 2.0, "online retried at once");
+    wait_until("the retried token", 2_000.0, || token_of(&client).is_some()).await;
+    assert_eq!(token_of(&client).as_deref(), Some("tok-online"));
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn focus_and_pageshow_recheck_without_spending_requests() {
+    install_fake_broker();
+    answer(token_answer("tok-focus", 600.0, JsValue::UNDEFINED));
+    let client = TokenClient::new(options(&[])).unwrap();
+    settle(client.get_token()).await.unwrap();
+    fire("window", "focus");
+    fire("window", "pageshow");
+    fire("window", "online");
+    assert_eq!(client.request_count(), 1.0, "nothing was due");
+    assert_eq!(client.status(), "valid");
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
+async fn dispose_unregisters_the_page_listeners() {
+    install_fake_broker();
+    answer(special_answer("networkError"));
+    answer_always(token_answer("tok-gone", 600.0, JsValue::UNDEFINED));
+    let client = TokenClient::new(options(&[])).unwrap();
+    let _ = settle(client.get_token()).await;
+    client.dispose();
+    fire("window", "online");
+    set_hidden(true);
+    set_hidden(false);
+    restore_visibility();
+    wait_ms(100.0).await;
+    assert_eq!(client.request_count(), 1.0);
+    assert_eq!(requests(), 1, "no request after dispose");
+    finish(client).await;
+}
