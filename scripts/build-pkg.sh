@@ -21,5 +21,9 @@ before=$(wc -c <"$wasm")
 # externref into stringref, which browsers do not support (the module then fails to compile).
 "$opt" -Oz $(cat scripts/wasm-features.txt) --strip-debug --strip-producers "$wasm" -o "$wasm.opt"
 mv "$wasm.opt" "$wasm"
+# The generated JS glue ships to every browser as is: minify it (exports and import.meta kept).
+glue="$out/speech_token_client.js"
+node_modules/.bin/terser "$glue" --module --compress passes=2 --mangle -o "$glue.min"
+mv "$glue.min" "$glue"
 node scripts/merge-pkg-json.mjs "$out"
 echo "[pkg] $wasm: $before -> $(wc -c <"$wasm") bytes ($(gzip -9c "$wasm" | wc -c) gzip); glue $(gzip -9c "$out/speech_token_client.js" | wc -c) gzip"
