@@ -17,6 +17,11 @@ test("npm pack ships exactly the runtime files and types", () => {
   const files = info.files.map((f) => f.path).sort();
   assert.deepEqual(files, [
     "README.md",
+    "bundler/speech_token_client.d.ts",
+    "bundler/speech_token_client.js",
+    "bundler/speech_token_client_bg.js",
+    "bundler/speech_token_client_bg.wasm",
+    "bundler/speech_token_client_bg.wasm.d.ts",
     "package.json",
     "speech_token_client.d.ts",
     "speech_token_client.js",
@@ -25,7 +30,7 @@ test("npm pack ships exactly the runtime files and types", () => {
   ]);
   for (const f of info.files) assert.ok(!/\.(map|rs|ts\.map)$/.test(f.path), `unexpected ${f.path}`);
   // No local paths leak into the shipped glue or types.
-  for (const f of ["speech_token_client.js", "speech_token_client.d.ts"]) {
+  for (const f of ["speech_token_client.js", "speech_token_client.d.ts", "bundler/speech_token_client_bg.js"]) {
     const text = readFileSync(path.join(PKG, f), "utf8");
     assert.ok(!text.includes(ROOT), `${f} contains the local path ${ROOT}`);
     assert.ok(!/\/root\/|\/home\/|\.cargo\/registry/.test(text), `${f} contains a local path`);
@@ -41,9 +46,12 @@ test("package.json carries the npm metadata, version equal to Cargo.toml", () =>
   assert.equal(pkg.name, "speech-token-client");
   assert.equal(pkg.version, version);
   assert.equal(pkg.type, "module");
-  assert.equal(pkg.sideEffects, false);
+  // The web entry has no side effects; the bundler entry instantiates the wasm on import.
+  assert.deepEqual(pkg.sideEffects, ["./bundler/speech_token_client.js"]);
   assert.equal(pkg.exports["."].types, "./speech_token_client.d.ts");
   assert.equal(pkg.exports["."].default, "./speech_token_client.js");
+  assert.equal(pkg.exports["./bundler"].types, "./bundler/speech_token_client.d.ts");
+  assert.equal(pkg.exports["./bundler"].default, "./bundler/speech_token_client.js");
   assert.ok(pkg.license && pkg.repository && pkg.keywords.length > 0 && pkg.description);
 });
 
