@@ -11,6 +11,11 @@ use crate::engine::policy::{RefreshPolicy, HIDDEN_TIMER_GRANULARITY_MS, JITTER_F
 use crate::engine::token::{Grant, Token};
 use crate::error::{Error, Invalid};
 
+/// How long a tab that holds no usable token waits for other tabs to answer its "ask" before
+/// it asks the broker itself (`shareAcrossTabs`). Peers answer from memory within a few ms; a
+/// short window keeps a lone tab's first token fast.
+pub const PEER_ASK_WINDOW_MS: f64 = 150.0;
+
 /// The current time on both clocks the browser offers.
 ///
 /// `wall_ms` is `Date.now()`: it keeps running while the machine sleeps but jumps when the clock
@@ -461,6 +466,89 @@ impl Machine {
             Err(error) => self.fail(now, error, jitter, &mut effects),
         }
         self.settle(now, effects)
+    }
+
+    /// A token another tab of the same origin and broker shared (`shareAcrossTabs`), already
+    /// validated (`token::grant_from_parts`, lifetime counted from `now`). It is adopted only
+    /// when it is usable and expires later than the token held, and only by a client that has
+    /// wanted a token (an idle client stays lazy). Adopting works like a successful response:
+    /// publish, resolve waiters, clear failures and pending retries, plan the next refresh with
+    /// this tab's own policy and `jitter`. A request in flight is left alone: the shell asks
+    /// [`Machine::fetch_needed`] whether to send it at all, and a response that does arrive
+    /// replaces the token as usual.
+    pub fn adopt(&mut self, now: Now, grant: Grant, jitter: f64) -> Decision {
+        if self.disposed {
+            return Decision {
+                effects: Vec::new(),
+                timer: TimerPlan::Keep,
+            };
+        }
+        if self.status == Status::Idle {
+            return self.settle(now, Vec::new());
+        }
+        let held = Held::new(grant, now, &self.policy, jitter, self.hidden);
+        let newer = !held.usable_until.passed(now)
+            && self
+                .held
+                .as_ref()
+                .filter(|h| !h.usable_until.passed(now))
+                .is_none_or(|h| held.expires.wall_ms > h.expires.wall_ms);
+        if !newer {
+            return self.settle(now, Vec::new());
+        }
+        let mut effects = Vec::new();
+        self.held = Some(held);
+        self.had_token = true;
+        self.attempt = 0;
+        self.stopped = false;
+        self.failed = false;
+        self.retry_at = None;
+        effects.push(Effect::Publish);
+        if self.waiters() > 0 {
+            self.waiters = 0;
+            self.fresh_waiters = 0;
+            effects.push(Effect::ResolveWaiters);
+        }
+        self.settle(now, effects)
+    }
+
+    /// Whether the request in flight still has a purpose (`shareAcrossTabs`: asked before the
+    /// request is sent, since a peer's token may have been adopted meanwhile). `false` when no
+    /// request is in flight, or when the held token is usable, not yet due for refresh, and no
+    /// `refreshNow()` caller waits for a new one.
+    pub fn fetch_needed(&self, now: Now) -> bool {
+        if self.disposed || self.in_flight.is_none() {
+            return false;
+        }
+        self.fresh_waiters > 0
+            || match &self.held {
+                None => true,
+                Some(h) => {
+                    h.usable_until.passed(now) || (!self.stopped && h.refresh_at.passed(now))
+                }
+            }
+    }
+
+    /// Whether a tab that is about to fetch should first ask its peers (`shareAcrossTabs`):
+    /// a request is in flight and no usable token is held. Peers answer from memory.
+    pub fn ask_peers_first(&self, now: Now) -> bool {
+        !self.disposed && self.in_flight.is_some() && self.token_at(now).is_none()
+    }
+
+    /// The request in flight is dropped before it was sent, because [`Machine::fetch_needed`]
+    /// said so. It ends without an outcome (no failure, no backoff) and does not count as a
+    /// broker request. If a fetch is in fact still due, the decision starts a new one.
+    pub fn skip_fetch(&mut self, now: Now) -> Decision {
+        if self.disposed {
+            return Decision {
+                effects: Vec::new(),
+                timer: TimerPlan::Keep,
+            };
+        }
+        if self.in_flight.take().is_some() {
+            self.requests = self.requests.saturating_sub(1);
+        }
+        self.settle(now, Vec::new())
     }
 
     fn fail(&mut self, now: Now, error: Error, jitter: f64, effects: &mut Vec<Effect>) {

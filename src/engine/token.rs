@@ -252,6 +252,33 @@ fn grant_from_reply<J: Json>(reply: Reply, json: &J, now_wall_ms: f64) -> Result
     })
 }
 
+/// Validates a token that another tab of the same origin shared (`shareAcrossTabs`), exactly as
+/// strictly as a broker answer: the token's shape, the region, the endpoint, and the lifetime,
+/// which is `expires_at_wall_ms - now_wall_ms` (both epoch ms on this machine's clock) and must
+/// lie within 1 s..24 h like a broker's `expiresIn`.
+pub fn grant_from_parts(
+    token: String,
+    expires_at_wall_ms: f64,
+    region: Option<String>,
+    endpoint: Option<String>,
+    now_wall_ms: f64,
+) -> Result<Grant, Error> {
+    let token = validate_token(token)?;
+    let lifetime_ms = checked_lifetime(expires_at_wall_ms - now_wall_ms)?;
+    if let Some(region) = &region {
+        validate_region(region)?;
+    }
+    if let Some(endpoint) = &endpoint {
+        validate_endpoint(endpoint)?;
+    }
+    Ok(Grant {
+        token,
+        lifetime_ms,
+        region,
+        endpoint,
+    })
+}
+
 fn checked_lifetime(ms: f64) -> Result<f64, Invalid> {
     if ms.is_finite() && (MIN_LIFETIME_MS..=MAX_LIFETIME_MS).contains(&ms) {
         Ok(ms)

@@ -16,6 +16,7 @@ use crate::web::broker::{fetch_grant, BrokerConfig, HeaderSource};
 use crate::web::clock;
 use crate::web::js_error::{object, to_js};
 use crate::web::lifecycle::{page_hidden, watch_page, Listener, PageEvent};
+use crate::web::tabs::{self, SharedFetch, Tabs};
 use crate::web::timer::Timeout;
 
 /// The option names `new TokenClient(options)` accepts.
@@ -144,14 +145,20 @@ pub(crate) struct State {
     /// The current token as a JS string, made once per token (reads stay cheap).
     pub(crate) token_js: Option<JsValue>,
     pub(crate) targets: Vec<js_sys::WeakRef>,
-    abort: Option<AbortController>,
+    pub(crate) abort: Option<AbortController>,
+    /// Cross-tab sharing (`shareAcrossTabs`), where the browser supports it.
+    pub(crate) tabs: Option<Tabs>,
+    /// The shared fetch under way, if any.
+    pub(crate) shared: Option<SharedFetch>,
+    /// Identifies the current shared fetch: a task whose id is no longer current stops.
+    pub(crate) fetch_id: u64,
 }
 
 /// The shared core behind a `TokenClient`. Timers and listeners hold it weakly, so dropping
 /// the client (or `free()`) drops them too.
 pub(crate) struct Shell {
     pub(crate) state: RefCell<State>,
-    config: BrokerConfig,
+    pub(crate) config: BrokerConfig,
 }
 
 /// A JS call to make once the state is no longer borrowed.
@@ -248,6 +255,10 @@ impl Shell {
     }
 
     fn start_fetch(self: &Rc<Shell>, state: &mut State) {
+        if state.tabs.is_some() {
+            tabs::start_shared_fetch(self, state);
+            return;
+        }
         let Ok(abort) = AbortController::new() else {
             // Cannot happen in a browser; report it as a network failure rather than hang.
             let weak = Rc::downgrade(self);
@@ -465,11 +476,6 @@ impl TokenClient {
                 "headers must be an object or a function returning one",
             ));
         };
-        if options.share_across_tabs == Some(true) {
-            return Err(config_error(
-                "shareAcrossTabs is not available in this version",
-            ));
-        }
         let policy = RefreshPolicy::new(
             options.refresh_margin,
             options.request_timeout,
@@ -488,6 +494,9 @@ impl TokenClient {
                 token_js: None,
                 targets: Vec::new(),
                 abort: None,
+                tabs: None,
+                shared: None,
+                fetch_id: 0,
             }),
             config: BrokerConfig {
                 url,
@@ -504,6 +513,11 @@ impl TokenClient {
             }
         });
         shell.state.borrow_mut().page = page;
+        if options.share_across_tabs == Some(true) {
+            // Where Web Locks or BroadcastChannel are missing, the client fetches alone.
+            let tabs = Tabs::open(&shell.config.url, Rc::downgrade(&shell));
+            shell.state.borrow_mut().tabs = tabs;
+        }
         let hidden = page_hidden();
         shell.input(|m, now| m.set_hidden(now, hidden));
         Ok(TokenClient { shell })
@@ -627,6 +641,7 @@ impl TokenClient {
         if let Some(abort) = state.abort.take() {
             abort.abort();
         }
+        tabs::dispose(&mut state);
         state.timer = None;
         state.page.clear();
         state.targets.clear();

@@ -8,6 +8,7 @@ mod clock;
 mod js_error;
 mod lifecycle;
 mod speech;
+mod tabs;
 mod timer;
 mod ts;
 

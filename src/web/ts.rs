@@ -21,7 +21,15 @@ export interface TokenClientOptions {
   requestTimeout?: number;
   /** Seconds after which a token is dropped from memory even if it lives longer. Default 3600. */
   maxLifetime?: number;
-  /** Reserved for cross-tab single flight; `true` is rejected in this version. */
+  /**
+   * Cross-tab single flight. Default false. With true, tabs of this origin using the same brokerUrl
+   * share one broker request per refresh: a Web Lock elects the tab that fetches, and the token
+   * reaches the others over a BroadcastChannel (memory only, never storage); each tab validates it
+   * and keeps its own expiry judgement. A new tab asks its peers first (150 ms) before fetching.
+   * A tab that closes or stalls never blocks the others (a lock wait is bounded by requestTimeout).
+   * Without Web Locks or BroadcastChannel the client fetches alone. Use only when every tab of the
+   * origin may use the same token (the same user/session).
+   */
   shareAcrossTabs?: boolean;
 }
 
