@@ -491,6 +491,11 @@ function summaryRows() {
     row(`broker: upstream requests for ${fmtInt(R.concurrentClients.clients)} concurrent clients`, String(R.concurrentClients.upstreamRequests), "", "",
       "1", R.concurrentClients.upstreamRequests === 1);
   }
+  if (R.tabs) {
+    const t = R.tabs;
+    row(`cross-tab: broker requests, ${t.tabs} tabs × ${t.runS} s of ${t.ttlS}-s tokens, shareAcrossTabs`, String(t.shared),
+      `${t.alone} (each tab alone)`, ratioText(t.shared, t.alone), "", undefined);
+  }
   return rows;
 }
 
@@ -638,6 +643,48 @@ function markdown(rows) {
   return out.join("\n");
 }
 
+// ---------------------------------------------------------------- 8. cross-tab
+
+/**
+ * Five tabs of one browser context over three token lifetimes (6 s tokens), with and without
+ * `shareAcrossTabs`: broker token requests counted by the broker. Uses the end-to-end tabs page
+ * (tests/e2e/pages/tabs.html), served by a broker of its own.
+ */
+async function measureTabs() {
+  const TABS = 5, TTL = 6, RUN_MS = 3 * TTL * 1000;
+  const args = ["--mode", "dev", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--ttl", String(TTL),
+    "--www", path.join(ROOT, "tests/e2e/pages"), "--pkg", PKG];
+  const child = spawn(BROKER_BIN, args, { cwd: ROOT, stdio: ["ignore", "pipe", "ignore"], env: { ...process.env, RUST_LOG: "warn" } });
+  const base = await withTimeout(new Promise((resolve) => readline.createInterface({ input: child.stdout })
+    .once("line", (l) => resolve(l.replace("listening on ", "")))), 20_000, "tabs broker start");
+  const call = async (p, body) => (await fetch(base + p, body === undefined ? {} : {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })).json();
+  const b = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 60_000 });
+  try {
+    const counts = {};
+    for (const share of [true, false]) {
+      const context = await b.newContext();
+      await call("/admin/reset", {});
+      const pages = [];
+      for (let i = 0; i < TABS; i++) {
+        const page = await context.newPage();
+        await page.goto(`${base}/tabs.html?share=${share ? 1 : 0}`);
+        await page.waitForFunction(() => window.tabs !== undefined, null, { timeout: 20_000 });
+        await page.evaluate(() => window.tabs.start());
+        pages.push(page);
+      }
+      await call("/admin/reset", {});
+      await new Promise((r) => setTimeout(r, RUN_MS));
+      counts[share ? "shared" : "alone"] = (await call("/admin/stats")).tokenRequests;
+      await context.close();
+    }
+    results.tabs = { tabs: TABS, ttlS: TTL, runS: RUN_MS / 1000, ...counts };
+  } finally {
+    await b.close();
+    child.kill("SIGTERM");
+  }
+}
+
 // ---------------------------------------------------------------- main
 
 async function main() {
@@ -659,6 +706,7 @@ async function main() {
     await browser.close();
     browser = undefined;
     await step("broker", measureBroker);
+    await step("cross-tab", measureTabs);
   } finally {
     if (browser) await browser.close().catch(() => {});
     await stopBroker();
