@@ -89,7 +89,10 @@ if ! command -v wasm-pack >/dev/null; then
   command -v wasm-pack >/dev/null || die "wasm-pack did not install"
 fi
 
-# 4. Node packages (Speech SDK, Playwright driver library, binaryen's wasm-opt, TypeScript).
+# 4. Node packages (Speech SDK, Playwright driver library, binaryen's wasm-opt, TypeScript, Vite).
+#    package.json pins rollup (an `overrides` entry) to a version whose platform packages the
+#    registry serves for every platform; otherwise the lock file misses optional entries and
+#    `npm ci` refuses it.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "npm ci"
   npm ci --no-audit --no-fund --loglevel=error >&2 || die "npm ci failed"
