@@ -449,23 +449,27 @@ impl Machine {
             }
         });
         match outcome {
-            Ok(held) => {
-                self.held = Some(held);
-                self.had_token = true;
-                self.attempt = 0;
-                self.stopped = false;
-                self.failed = false;
-                self.retry_at = None;
-                effects.push(Effect::Publish);
-                if self.waiters() > 0 {
-                    self.waiters = 0;
-                    self.fresh_waiters = 0;
-                    effects.push(Effect::ResolveWaiters);
-                }
-            }
+            Ok(held) => self.take(held, &mut effects),
             Err(error) => self.fail(now, error, jitter, &mut effects),
         }
         self.settle(now, effects)
+    }
+
+    /// Holds a new token: clear failures and pending retries, publish it, resolve every waiter.
+    /// Shared by a broker response and a token adopted from another tab.
+    fn take(&mut self, held: Held, effects: &mut Vec<Effect>) {
+        self.held = Some(held);
+        self.had_token = true;
+        self.attempt = 0;
+        self.stopped = false;
+        self.failed = false;
+        self.retry_at = None;
+        effects.push(Effect::Publish);
+        if self.waiters() > 0 {
+            self.waiters = 0;
+            self.fresh_waiters = 0;
+            effects.push(Effect::ResolveWaiters);
+        }
     }
 
     /// A token another tab of the same origin and broker shared (`shareAcrossTabs`), already
@@ -497,18 +501,7 @@ impl Machine {
             return self.settle(now, Vec::new());
         }
         let mut effects = Vec::new();
-        self.held = Some(held);
-        self.had_token = true;
-        self.attempt = 0;
-        self.stopped = false;
-        self.failed = false;
-        self.retry_at = None;
-        effects.push(Effect::Publish);
-        if self.waiters() > 0 {
-            self.waiters = 0;
-            self.fresh_waiters = 0;
-            effects.push(Effect::ResolveWaiters);
-        }
+        self.take(held, &mut effects);
         self.settle(now, effects)
     }
 

@@ -238,18 +238,7 @@ fn grant_from_reply<J: Json>(reply: Reply, json: &J, now_wall_ms: f64) -> Result
             lifetime_from_jwt(token.expose(), json, now_wall_ms)?.unwrap_or(DEFAULT_LIFETIME_MS)
         }
     };
-    if let Some(region) = &region {
-        validate_region(region)?;
-    }
-    if let Some(endpoint) = &endpoint {
-        validate_endpoint(endpoint)?;
-    }
-    Ok(Grant {
-        token,
-        lifetime_ms,
-        region,
-        endpoint,
-    })
+    grant(token, lifetime_ms, region, endpoint)
 }
 
 /// Validates a token that another tab of the same origin shared (`shareAcrossTabs`), exactly as
@@ -265,6 +254,16 @@ pub fn grant_from_parts(
 ) -> Result<Grant, Error> {
     let token = validate_token(token)?;
     let lifetime_ms = checked_lifetime(expires_at_wall_ms - now_wall_ms)?;
+    grant(token, lifetime_ms, region, endpoint)
+}
+
+/// The last step of both validations: check the region and endpoint, then assemble the grant.
+fn grant(
+    token: Token,
+    lifetime_ms: f64,
+    region: Option<String>,
+    endpoint: Option<String>,
+) -> Result<Grant, Error> {
     if let Some(region) = &region {
         validate_region(region)?;
     }
