@@ -14,7 +14,7 @@ use crate::engine::{Decision, Effect, Machine, RefreshPolicy, Status, TimerPlan}
 use crate::error::Error;
 use crate::web::broker::{fetch_grant, BrokerConfig, HeaderSource};
 use crate::web::clock;
-use crate::web::js_error::{object, to_js};
+use crate::web::js_error::{config_error, object, to_js};
 use crate::web::lifecycle::{page_hidden, watch_page, Listener, PageEvent};
 use crate::web::tabs::{self, SharedFetch, Tabs};
 use crate::web::timer::Timeout;
@@ -397,10 +397,6 @@ extern "C" {
 
 fn report_error(error: &JsValue) {
     let _ = report_error_js(error);
-}
-
-fn config_error(message: &'static str) -> JsValue {
-    to_js(&Error::Config(message))
 }
 
 /// Resolves and checks the broker URL against the page's location.

@@ -22,6 +22,11 @@ pub fn to_js(error: &Error) -> JsValue {
     js.into()
 }
 
+/// A `config` error: bad options or arguments given by the app.
+pub fn config_error(message: &'static str) -> JsValue {
+    to_js(&Error::Config(message))
+}
+
 /// `target[key] = value`, ignoring failure (only used on objects we created).
 pub fn set(target: &JsValue, key: &str, value: &JsValue) {
     let _ = js_sys::Reflect::set(target, &JsValue::from_str(key), value);

@@ -14,13 +14,9 @@ use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::error::Error;
 use crate::web::client::{EventKind, Shell, TokenClient};
-use crate::web::js_error::{object, to_js};
+use crate::web::js_error::{config_error, object, to_js};
 
 const TOKEN_KEY: &str = "authorizationToken";
-
-fn config_error(message: &'static str) -> JsValue {
-    to_js(&Error::Config(message))
-}
 
 fn get(target: &JsValue, key: &str) -> JsValue {
     js_sys::Reflect::get(target, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)

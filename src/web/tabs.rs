@@ -34,6 +34,7 @@ use crate::engine::{Effect, Machine};
 use crate::web::broker::fetch_grant;
 use crate::web::client::{Shell, State};
 use crate::web::clock;
+use crate::web::js_error::set;
 use crate::web::timer::Timeout;
 
 /// After the lock is granted, how long to wait for a token the previous holder broadcast just
@@ -139,10 +140,6 @@ impl Tabs {
     fn post(&self, message: &JsValue) {
         let _ = self.channel.post_message(message);
     }
-}
-
-fn set(object: &js_sys::Object, key: &str, value: &JsValue) {
-    let _ = js_sys::Reflect::set(object, &JsValue::from_str(key), value);
 }
 
 /// `{type: "token", token, expiresAt, region?, endpoint?}` for the token held, if usable.
