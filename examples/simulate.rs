@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example simulate -- --hours 24 --seed 1 [--seeds 20] [--json]
 //!     [--worst-case-throttling]   # every hidden timer waits for a whole minute
+//!     [--engine chromium|chromium-measured|firefox|webkit]   # hidden-timer model (docs/BROWSERS.md)
 //! ```
 //!
 //! Prints, per policy: broker requests (per day and per token lifetime), milliseconds any
@@ -17,7 +18,9 @@ fn main() {
 /// The simulation is native-only (`engine::sim` is not part of the wasm build).
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
-    use speech_token_client::engine::sim::{run_engine, run_fixed_interval, Report, Scenario};
+    use speech_token_client::engine::sim::{
+        run_engine, run_fixed_interval, Report, Scenario, Throttling,
+    };
     use speech_token_client::engine::RefreshPolicy;
 
     pub fn main() {
@@ -26,6 +29,7 @@ mod native {
         let mut seeds = 1u64;
         let mut json = false;
         let mut worst_case = false;
+        let mut throttling = Throttling::CHROMIUM;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value = |name: &str| {
@@ -50,8 +54,17 @@ mod native {
                 }
                 "--json" => json = true,
                 "--worst-case-throttling" => worst_case = true,
+                "--engine" => {
+                    let name = value("--engine");
+                    throttling = Throttling::ALL
+                        .into_iter()
+                        .find(|t| t.engine == name)
+                        .unwrap_or_else(|| {
+                            fail("--engine: chromium, chromium-measured, firefox or webkit")
+                        });
+                }
                 "-h" | "--help" => {
-                    println!("usage: simulate [--hours H] [--seed N] [--seeds COUNT] [--json] [--worst-case-throttling]");
+                    println!("usage: simulate [--hours H] [--seed N] [--seeds COUNT] [--json] [--worst-case-throttling] [--engine NAME]");
                     return;
                 }
                 other => fail(&format!("unknown argument {other}")),
@@ -62,6 +75,7 @@ mod native {
         for s in seed..seed + seeds {
             let mut scenario = Scenario::day(s, hours);
             scenario.worst_case_throttling = worst_case;
+            scenario.throttling = throttling;
             engine.push(run_engine(&scenario, RefreshPolicy::default()));
             baseline.push(run_fixed_interval(&scenario));
         }
@@ -74,8 +88,9 @@ mod native {
             return;
         }
         println!(
-            "{seeds} simulated day(s) of {hours} h, seeds {seed}..{}",
-            seed + seeds - 1
+            "{seeds} simulated day(s) of {hours} h, seeds {seed}..{}, hidden timers as in {}",
+            seed + seeds - 1,
+            throttling.engine
         );
         println!(
             "{:<34} {:>9} {:>12} {:>13} {:>12} {:>10} {:>11} {:>12}",

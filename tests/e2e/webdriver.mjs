@@ -61,7 +61,8 @@ async function startDriver() {
   if (ENGINE === "firefox") {
     bin = process.env.GECKODRIVER ?? which("geckodriver");
     if (!bin) throw new Error("geckodriver not found on PATH: bash scripts/setup.sh");
-    args = ["--port", String(port), "--host", "127.0.0.1"];
+    // BiDi on a free port: the default (9222) is one per machine, and tests may run side by side
+    args = ["--port", String(port), "--host", "127.0.0.1", "--websocket-port", "0"];
   }
   if (ENGINE === "webkit") {
     bin = "/usr/bin/WebKitWebDriver";
@@ -104,7 +105,7 @@ function capabilities(profileDir) {
       webSocketUrl: true,
       "moz:firefoxOptions": {
         binary: process.env.FIREFOX ?? "/usr/bin/firefox-esr",
-        args: ["-headless", "-width", "1280", "-height", "900"],
+        args: ["-headless", "--window-size=1280,900"],
         prefs: {
           // no network beyond loopback: no update checks, telemetry, remote settings, captive portal
           "app.update.enabled": false, "datareporting.policy.dataSubmissionEnabled": false,
