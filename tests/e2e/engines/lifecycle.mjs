@@ -6,7 +6,10 @@
 //      hidden for HIDDEN_MS (its window minimized), then shown again (window restored). Printed and
 //      checked: the page really went hidden and came back (visibilitychange both ways), the timer
 //      chain's intervals visible and hidden, and the client: no poll ever found it without a usable
-//      token, no `expired` event, its refreshes kept going while hidden.
+//      token, no `expired` event, its refreshes kept going while hidden. With E2E_HIDDEN_MS ≥ 90 s
+//      (scripts/test.sh does so for Chromium) the page's own chain reaches Chromium's whole-minute
+//      stage, and the client's refresh timer (armed from the fetch's completion, not from a timer
+//      callback) must escape it.
 //   2. Leaving the page for longer than a token lives and coming back (history.back()): the page
 //      comes back from the back/forward cache (pagehide, then pageshow with persisted = true; its
 //      timers were frozen meanwhile) and the client fetches a fresh token right on pageshow.
@@ -32,9 +35,12 @@ const HIDDEN_MS = Number(process.env.E2E_HIDDEN_MS ?? 20_000);
  * whether freeze/resume exist; whether history.back() restores the page from the bfcache.
  */
 const EXPECTED = {
-  chromium: { hiddenMedianMs: [900, 1100], freezeEvents: true, bfcache: true },
-  firefox: { hiddenMedianMs: [900, 1100], freezeEvents: false, bfcache: true },
-  webkit: { hiddenMedianMs: [900, 1100], freezeEvents: false, bfcache: true },
+  // Chromium: chained timers go to whole minutes after ~1 minute hidden ("intensive wake up
+  // throttling"; Chrome documents 5 minutes, headless Chromium 156 does it after one).
+  chromium: { hiddenMedianMs: [900, 1100], intensiveAfterMs: 60_000, freezeEvents: true, bfcache: true },
+  // Firefox and WebKitGTK: whole seconds, no later stage (7 minutes measured)
+  firefox: { hiddenMedianMs: [900, 1100], intensiveAfterMs: Infinity, freezeEvents: false, bfcache: true },
+  webkit: { hiddenMedianMs: [900, 1100], intensiveAfterMs: Infinity, freezeEvents: false, bfcache: true },
 }[ENGINE];
 
 let broker;
@@ -104,8 +110,20 @@ test(`${ENGINE}: a hidden page's chained timers, its lifecycle events, and the c
   assert.ok(hidden.length >= 5, `the chain kept running while hidden: ${why}`);
   const [lo, hi] = EXPECTED.hiddenMedianMs;
   assert.ok(median(hidden) >= lo && median(hidden) <= hi, `hidden median ${median(hidden)} ms outside [${lo}, ${hi}]: ${why}`);
-  // the client: refreshed while hidden, never without a usable token, never expired
+  // hidden long enough for Chromium's whole-minute stage: the page's own chain really waited
+  // ~a minute (so the client's timer below ran under that regime and escaped it)
+  if (HIDDEN_MS >= EXPECTED.intensiveAfterMs + 30_000) {
+    assert.ok(hidden.at(-1) >= 50_000, `a chained timer waited a whole minute: ${why}`);
+  } else {
+    assert.ok(hidden.at(-1) < 5_000, `no timer of the chain waited long: ${why}`);
+  }
+  // the client: refreshed while hidden, never a lifetime without a new token, never without a
+  // usable token, never expired
   assert.ok(tokensHidden >= Math.floor(HIDDEN_MS / 1000 / TTL) - 1, `refreshes while hidden: ${why}`);
+  const tokenTimes = st.clientEvents.filter((e) => e.name === "token").map((e) => e.at);
+  const longest = Math.max(...tokenTimes.slice(1).map((t, i) => t - tokenTimes[i]));
+  measured.longestBetweenTokensMs = longest;
+  assert.ok(longest < TTL * 1000, `${longest} ms between two tokens: ${why}`);
   assert.deepEqual(st.gaps, [], `polls without a usable token: ${why}`);
   assert.equal(st.clientEvents.filter((e) => e.name === "expired" || e.name === "error").length, 0, why);
   assert.equal(st.usable, true);
