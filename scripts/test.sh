@@ -107,7 +107,7 @@ run "end-to-end tests (WebKitGTK MiniBrowser under Xvfb: selenium-webdriver + We
   env BROKER_BIN=target/release/speech-token-broker E2E_ENGINE=webkit \
   xvfb-run -a -s "-screen 0 1280x1024x24" node --test --test-concurrency=1 tests/e2e/engines/*.mjs
 run "end-to-end lifecycle measurement (Chromium: selenium-webdriver + chromedriver)" tests \
-  env BROKER_BIN=target/release/speech-token-broker E2E_ENGINE=chromium E2E_HIDDEN_MS=100000 \
+  env BROKER_BIN=target/release/speech-token-broker E2E_ENGINE=chromium E2E_HIDDEN_MS=130000 \
   node --test --test-concurrency=1 tests/e2e/engines/lifecycle.mjs
 
 echo

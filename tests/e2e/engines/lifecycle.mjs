@@ -6,7 +6,7 @@
 //      hidden for HIDDEN_MS (its window minimized), then shown again (window restored). Printed and
 //      checked: the page really went hidden and came back (visibilitychange both ways), the timer
 //      chain's intervals visible and hidden, and the client: no poll ever found it without a usable
-//      token, no `expired` event, its refreshes kept going while hidden. With E2E_HIDDEN_MS ≥ 90 s
+//      token, no `expired` event, its refreshes kept going while hidden. With E2E_HIDDEN_MS ≥ 130 s
 //      (scripts/test.sh does so for Chromium) the page's own chain reaches Chromium's whole-minute
 //      stage, and the client's refresh timer (armed from the fetch's completion, not from a timer
 //      callback) must escape it.
@@ -110,10 +110,12 @@ test(`${ENGINE}: a hidden page's chained timers, its lifecycle events, and the c
   assert.ok(hidden.length >= 5, `the chain kept running while hidden: ${why}`);
   const [lo, hi] = EXPECTED.hiddenMedianMs;
   assert.ok(median(hidden) >= lo && median(hidden) <= hi, `hidden median ${median(hidden)} ms outside [${lo}, ${hi}]: ${why}`);
-  // hidden long enough for Chromium's whole-minute stage: the page's own chain really waited
-  // ~a minute (so the client's timer below ran under that regime and escaped it)
-  if (HIDDEN_MS >= EXPECTED.intensiveAfterMs + 30_000) {
-    assert.ok(hidden.at(-1) >= 50_000, `a chained timer waited a whole minute: ${why}`);
+  // Hidden long enough for Chromium's whole-minute stage: the page's own chain really waited for
+  // a minute boundary (so the client's timer below ran under that regime and escaped it). The
+  // stage aligns to minute boundaries, so its first wait may be short; 70 s past its start
+  // guarantee one wait of 20 s or more (a short first wait is followed by a full minute).
+  if (HIDDEN_MS >= EXPECTED.intensiveAfterMs + 70_000) {
+    assert.ok(hidden.at(-1) >= 20_000, `a chained timer waited for a minute boundary: ${why}`);
   } else {
     assert.ok(hidden.at(-1) < 5_000, `no timer of the chain waited long: ${why}`);
   }
