@@ -39,9 +39,9 @@ say "building the broker (release)"
 cargo build --release --quiet --locked -p speech-token-broker
 cp target/release/speech-token-broker "$work/speech-token-broker"
 
-say "engine simulation: 24 h x 20 seeds, normal and worst-case throttling (cargo run --release --example simulate)"
-cargo run --release --quiet --locked --example simulate -- --hours 24 --seeds 20 --json >"$work/sim.json"
-cargo run --release --quiet --locked --example simulate -- --hours 24 --seeds 20 --json --worst-case-throttling >"$work/sim-worst.json"
+say "engine simulation: 24 h x 20 seeds, normal and worst-case throttling (cargo run --release -p speech-token-sim --bin simulate)"
+cargo run --release --quiet --locked -p speech-token-sim --bin simulate -- --hours 24 --seeds 20 --json >"$work/sim.json"
+cargo run --release --quiet --locked -p speech-token-sim --bin simulate -- --hours 24 --seeds 20 --json --worst-case-throttling >"$work/sim-worst.json"
 
 # Per-crate size breakdown needs function names: rebind the release wasm (built by
 # build-pkg.sh) keeping them, optimise like build-pkg.sh but with --debuginfo.

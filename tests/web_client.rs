@@ -361,8 +361,10 @@ async fn expired_fires_when_the_token_runs_out_without_replacement() {
         strings(&events.statuses()),
         ["fetching", "valid", "refreshing", "error", "expired"]
     );
-    // A caller asking now gets a fresh token (one new request).
+    // After the final error's hold (at most 1 s after a first 401), a caller asking gets a
+    // fresh token (one new request). Within it, it gets the 401 at once (web_lifetime.rs).
     answer(token_answer("tok-reborn", 600.0, JsValue::UNDEFINED));
+    wait_ms(1000.0).await;
     expect_token(&client, "tok-reborn").await;
     assert_eq!(requests(), 3);
     finish(client).await;

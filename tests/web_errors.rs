@@ -450,12 +450,12 @@ async fn the_request_carries_the_chosen_credentials_method_and_headers() {
     assert_eq!(get(&provider, "calls").as_f64(), Some(2.0));
     client.dispose();
 
-    // A header function that rejects: a `config` error, and no request is sent.
+    // A header function that rejects: kind `headers` (retried later), and no request is sent.
     let before = requests();
     let client = TokenClient::new(options(&[("headers", rejecting_headers().into())])).unwrap();
     expect_rejection(
         client.get_token(),
-        "config",
+        "headers",
         &[],
         "rejecting header function",
     )
@@ -466,7 +466,7 @@ async fn the_request_carries_the_chosen_credentials_method_and_headers() {
     client.dispose();
     let bad = js_sys::Function::new_no_args("return { Authorization: 42 }");
     let client = TokenClient::new(options(&[("headers", bad.into())])).unwrap();
-    expect_rejection(client.get_token(), "config", &[], "non-string header").await;
+    expect_rejection(client.get_token(), "headers", &[], "non-string header").await;
     finish(client).await;
 }
 

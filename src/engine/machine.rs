@@ -6,7 +6,7 @@
 //! a fetch, resolve or reject waiting callers, publish a token, emit events, arm one timer. That
 //! makes every rule testable natively, with simulated time, down to the millisecond.
 
-use crate::engine::backoff::{retry_delay, MAX_RETRY_AFTER_MS};
+use crate::engine::backoff::{final_error_hold, retry_delay, MAX_RETRY_AFTER_MS};
 use crate::engine::policy::{RefreshPolicy, HIDDEN_TIMER_GRANULARITY_MS, JITTER_FRACTION};
 use crate::engine::token::{Grant, Token};
 use crate::error::{Error, Invalid};
@@ -123,6 +123,9 @@ pub enum Effect {
     ServeWaiters,
     /// Reject every waiting caller with this error.
     RejectWaiters(Error),
+    /// Reject the one caller that just asked (registered as a `getToken()` waiter) with this
+    /// error, without a request: the final error of [`Machine::demand`].
+    RejectOne(Error),
     /// A refresh started while a usable token is held: emit `refreshing`.
     Refreshing,
     /// A request failed: emit `error`.
@@ -144,8 +147,10 @@ pub enum TimerPlan {
     Arm(f64),
 }
 
-/// The machine's answer to one input.
+/// The machine's answer to one input. It must be carried out: a dropped decision loses a fetch,
+/// a timer or the callers waiting for a token.
 #[derive(Debug, Clone, PartialEq)]
+#[must_use = "a Decision must be carried out (Shell::apply)"]
 pub struct Decision {
     /// Effects, in the order they must be carried out.
     pub effects: Vec<Effect>,
@@ -168,7 +173,9 @@ pub enum Retry {
 /// with exponential backoff ...; honour Retry-After on 429/503; do not auto-retry 400/401/403/404").
 pub fn retry_rule(error: &Error) -> Retry {
     match error {
-        Error::Network | Error::Timeout | Error::InvalidResponse(_) => Retry::Backoff,
+        Error::Network | Error::Timeout | Error::InvalidResponse(_) | Error::Headers => {
+            Retry::Backoff
+        }
         Error::RateLimited { retry_after } => match retry_after {
             Some(s) => Retry::After(f64::from(*s) * 1000.0),
             None => Retry::Backoff,
@@ -246,6 +253,8 @@ pub struct Machine {
     attempt: u32,
     /// A failure that retrying will not fix stopped automatic refreshes.
     stopped: bool,
+    /// That failure, and until when `getToken()` answers with it without asking the broker.
+    final_error: Option<(Error, Deadline)>,
     /// The last request failed.
     failed: bool,
     /// A token was held at some point (so its absence now means "expired").
@@ -273,6 +282,7 @@ impl Machine {
             retry_is_network: false,
             attempt: 0,
             stopped: false,
+            final_error: None,
             failed: false,
             had_token: false,
             hidden: false,
@@ -397,13 +407,25 @@ impl Machine {
     /// A caller wants a token. If one is usable the decision resolves waiters at once (the
     /// shell registers the caller as a waiter before calling). Otherwise the caller waits for
     /// the fetch in flight, or a new one (single flight), or for the retry already scheduled
-    /// (so that a loop of calls cannot defeat backoff or `Retry-After`).
+    /// (so that a loop of calls cannot defeat backoff or `Retry-After`). After a final error
+    /// (401, 403, …) with no usable token, the caller is rejected at once with that error until
+    /// a hold ([`final_error_hold`]) has passed: only then does a `getToken()` ask again.
     pub fn demand(&mut self, now: Now) -> Decision {
         if self.disposed {
             return Decision {
                 effects: vec![Effect::RejectWaiters(Error::Disposed)],
                 timer: TimerPlan::Keep,
             };
+        }
+        if let Some((error, until)) = &self.final_error {
+            if self.stopped
+                && self.in_flight.is_none()
+                && self.token_at(now).is_none()
+                && !until.passed(now)
+            {
+                let error = error.clone();
+                return self.settle(now, vec![Effect::RejectOne(error)]);
+            }
         }
         self.waiters += 1;
         self.settle(now, Vec::new())
@@ -462,6 +484,7 @@ impl Machine {
         self.had_token = true;
         self.attempt = 0;
         self.stopped = false;
+        self.final_error = None;
         self.failed = false;
         self.retry_at = None;
         effects.push(Effect::Publish);
@@ -507,13 +530,16 @@ impl Machine {
 
     /// Whether the request in flight still has a purpose (`shareAcrossTabs`: asked before the
     /// request is sent, since a peer's token may have been adopted meanwhile). `false` when no
-    /// request is in flight, or when the held token is usable, not yet due for refresh, and no
-    /// `refreshNow()` caller waits for a new one.
+    /// request is in flight, or when the held token is usable, not yet due for refresh, no
+    /// `refreshNow()` caller waits for a new one, and the request is not a retry after a failure.
     pub fn fetch_needed(&self, now: Now) -> bool {
         if self.disposed || self.in_flight.is_none() {
             return false;
         }
+        // A retry after a failure is always needed (`retry_at` was cleared when it started);
+        // a peer's token clears `failed` when it is adopted.
         self.fresh_waiters > 0
+            || self.failed
             || match &self.held {
                 None => true,
                 Some(h) => {
@@ -548,7 +574,13 @@ impl Machine {
         self.failed = true;
         let rule = retry_rule(&error);
         self.stopped = rule == Retry::Stop;
-        self.retry_is_network = matches!(error, Error::Network | Error::Timeout);
+        self.final_error = self.stopped.then(|| {
+            let hold = final_error_hold(self.attempt, jitter);
+            (error.clone(), Deadline::after(now, hold))
+        });
+        // Failures of the device rather than the broker: retried at once when the browser
+        // comes back online (a session provider typically fails while the network is down).
+        self.retry_is_network = matches!(error, Error::Network | Error::Timeout | Error::Headers);
         let delay = match rule {
             Retry::Stop => None,
             Retry::After(ms) => Some(ms.min(MAX_RETRY_AFTER_MS)),

@@ -40,8 +40,8 @@ pub struct Token {
 }
 
 impl Token {
-    /// Wraps an already validated token string.
-    fn new(secret: String) -> Token {
+    /// Wraps a secret string (validated or not) so that it is redacted and wiped on drop.
+    pub fn new(secret: String) -> Token {
         Token { secret }
     }
 
@@ -58,6 +58,18 @@ impl Token {
     /// Whether the token is empty (never true for a validated token).
     pub fn is_empty(&self) -> bool {
         self.secret.is_empty()
+    }
+}
+
+impl From<String> for Token {
+    fn from(secret: String) -> Token {
+        Token::new(secret)
+    }
+}
+
+impl From<&str> for Token {
+    fn from(secret: &str) -> Token {
+        Token::new(secret.to_owned())
     }
 }
 
@@ -138,6 +150,16 @@ fn string_field<J: Json>(
     }
 }
 
+/// Reads an optional string field that may hold a credential: wrapped at once, so that its bytes
+/// are wiped when dropped on every path (an unused `access_token`, a later field's error).
+fn secret_field<J: Json>(
+    json: &J,
+    object: &J::Object,
+    key: &str,
+) -> Result<Option<Token>, Invalid> {
+    string_field(json, object, key).map(|s| s.map(Token::new))
+}
+
 /// Reads an optional number field; any other type is an error.
 fn number_field<J: Json>(json: &J, object: &J::Object, key: &str) -> Result<Option<f64>, Invalid> {
     match json.field(object, key) {
@@ -150,7 +172,7 @@ fn number_field<J: Json>(json: &J, object: &J::Object, key: &str) -> Result<Opti
 /// The JSON a broker may answer. Unknown fields are ignored (forward compatible); known fields
 /// with the wrong type are an error.
 struct Reply {
-    token: Option<String>,
+    token: Option<Token>,
     expires_in: Option<f64>,
     expires_on: Option<f64>,
     region: Option<String>,
@@ -159,8 +181,8 @@ struct Reply {
 
 impl Reply {
     fn read<J: Json>(json: &J, object: &J::Object) -> Result<Reply, Invalid> {
-        let token = string_field(json, object, "token")?;
-        let access_token = string_field(json, object, "access_token")?;
+        let token = secret_field(json, object, "token")?;
+        let access_token = secret_field(json, object, "access_token")?;
         let expires_in = number_field(json, object, "expiresIn")?;
         let expires_in_snake = number_field(json, object, "expires_in")?;
         Ok(Reply {
@@ -211,7 +233,7 @@ pub fn parse_grant<J: Json>(
         let reply = Reply::read(json, &object)?;
         return grant_from_reply(reply, json, now_wall_ms);
     }
-    let token = validate_token(text.to_owned())?;
+    let token = validate_token(Token::new(text.to_owned()))?;
     let lifetime_ms = lifetime_from_jwt(token.expose(), json, now_wall_ms)?;
     Ok(Grant {
         token,
@@ -246,13 +268,13 @@ fn grant_from_reply<J: Json>(reply: Reply, json: &J, now_wall_ms: f64) -> Result
 /// which is `expires_at_wall_ms - now_wall_ms` (both epoch ms on this machine's clock) and must
 /// lie within 1 s..24 h like a broker's `expiresIn`.
 pub fn grant_from_parts(
-    token: String,
+    token: impl Into<Token>,
     expires_at_wall_ms: f64,
     region: Option<String>,
     endpoint: Option<String>,
     now_wall_ms: f64,
 ) -> Result<Grant, Error> {
-    let token = validate_token(token)?;
+    let token = validate_token(token.into())?;
     let lifetime_ms = checked_lifetime(expires_at_wall_ms - now_wall_ms)?;
     grant(token, lifetime_ms, region, endpoint)
 }
@@ -288,9 +310,8 @@ fn checked_lifetime(ms: f64) -> Result<f64, Invalid> {
 
 /// Checks a token's shape: non-empty, at most [`MAX_TOKEN_BYTES`], printable ASCII without
 /// spaces, quotes or backslashes (a token is pasted into a header and a URL by the SDK).
-fn validate_token(secret: String) -> Result<Token, Invalid> {
-    // Wrap first so that a rejected value is still wiped on drop.
-    let token = Token::new(secret);
+/// Takes a [`Token`] so that a rejected value is still wiped on drop.
+fn validate_token(token: Token) -> Result<Token, Invalid> {
     if token.is_empty() {
         return Err(Invalid::MissingToken);
     }

@@ -5,8 +5,11 @@
 mod broker;
 mod client;
 mod clock;
+mod flight;
 mod js_error;
 mod lifecycle;
+mod options;
+mod shell;
 mod speech;
 mod tabs;
 mod timer;

@@ -13,8 +13,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::error::Error;
-use crate::web::client::{EventKind, Shell, TokenClient};
+use crate::web::client::TokenClient;
 use crate::web::js_error::{config_error, object, to_js};
+use crate::web::shell::{EventKind, Shell};
 
 const TOKEN_KEY: &str = "authorizationToken";
 
@@ -25,11 +26,8 @@ fn get(target: &JsValue, key: &str) -> JsValue {
 impl Shell {
     /// Sets the current token on every live target; detaches collected or closed ones.
     pub(crate) fn set_targets(&self) {
-        let (targets, token) = {
-            let state = self.state.borrow();
-            (state.targets.clone(), state.token_js.clone())
-        };
-        let Some(token) = token else { return };
+        let targets = self.targets();
+        let Some(token) = self.token_js() else { return };
         let mut dead: Vec<js_sys::Object> = Vec::new();
         let mut collected = false;
         for weak in &targets {
@@ -42,13 +40,12 @@ impl Shell {
             }
         }
         if collected || !dead.is_empty() {
-            self.state
-                .borrow_mut()
-                .targets
-                .retain(|weak| match weak.deref() {
+            self.with_targets(|targets| {
+                targets.retain(|weak| match weak.deref() {
                     Some(t) => !dead.iter().any(|d| js_sys::Object::is(d, &t)),
                     None => false,
-                });
+                })
+            });
         }
         for target in dead {
             // The setter threw: the SDK object was closed. Tell the app, without the token.
@@ -113,6 +110,7 @@ async fn speech_config(
         ));
     }
     let token = JsFuture::from(shell.get_token()).await?;
+    // The app's options are read before the state is (a getter may call back into the client).
     let option = |key: &str| {
         if options.is_object() {
             get(&options, key).as_string()
@@ -120,14 +118,14 @@ async fn speech_config(
             None
         }
     };
-    let (region, endpoint) = {
-        let state = shell.state.borrow();
-        let grant = state.machine.grant();
+    let (region_option, endpoint_option) = (option("region"), option("endpoint"));
+    let (region, endpoint) = shell.read(|m| {
+        let grant = m.grant();
         (
-            option("region").or_else(|| grant.and_then(|g| g.region.clone())),
-            option("endpoint").or_else(|| grant.and_then(|g| g.endpoint.clone())),
+            region_option.or_else(|| grant.and_then(|g| g.region.clone())),
+            endpoint_option.or_else(|| grant.and_then(|g| g.endpoint.clone())),
         )
-    };
+    });
     let config = build_config(&sdk, class, &token, region, endpoint)?;
     attach(&shell, &config)?;
     Ok(config)
@@ -147,17 +145,19 @@ fn attach(shell: &Rc<Shell>, target: &JsValue) -> Result<(), JsValue> {
             "attach() needs an object with an authorizationToken property",
         ));
     }
-    let token = {
-        let mut state = shell.state.borrow_mut();
-        let known = state
-            .targets
+    if shell.disposed() {
+        return Err(to_js(&Error::Disposed));
+    }
+    shell.in_service();
+    shell.with_targets(|targets| {
+        let known = targets
             .iter()
             .any(|w| w.deref().is_some_and(|t| js_sys::Object::is(&t, object)));
         if !known {
-            state.targets.push(js_sys::WeakRef::new(object));
+            targets.push(js_sys::WeakRef::new(object));
         }
-        state.token_js.clone()
-    };
+    });
+    let token = shell.token_js();
     match token {
         Some(token) => {
             js_sys::Reflect::set(object, &JsValue::from_str(TOKEN_KEY), &token)?;
@@ -192,18 +192,19 @@ impl TokenClient {
         &self,
         #[wasm_bindgen(unchecked_param_type = "AuthorizationTokenTarget")] target: JsValue,
     ) {
-        self.shell
-            .state
-            .borrow_mut()
-            .targets
-            .retain(|w| w.deref().is_some_and(|t| !js_sys::Object::is(&t, &target)));
+        self.shell.with_targets(|targets| {
+            targets.retain(|w| w.deref().is_some_and(|t| !js_sys::Object::is(&t, &target)))
+        });
     }
 
     /// Number of attached targets still alive.
     #[wasm_bindgen(getter, js_name = attachedCount)]
     pub fn attached_count(&self) -> usize {
-        let state = self.shell.state.borrow();
-        state.targets.iter().filter(|w| w.deref().is_some()).count()
+        self.shell
+            .targets()
+            .iter()
+            .filter(|w| w.deref().is_some())
+            .count()
     }
 
     /// Waits for a token and builds an attached `SpeechConfig`: `fromEndpoint(new URL(endpoint))`
@@ -235,19 +236,20 @@ impl TokenClient {
 
     /// An `@azure/core-auth` `TokenCredential` for `SpeechConfig.fromEndpoint(url, credential)`:
     /// the SDK calls its `getToken()` on every connection, and gets the client's current token.
+    /// The credential keeps the client alive (it rejects with kind `disposed` after `dispose()`).
     #[wasm_bindgen(js_name = tokenCredential, unchecked_return_type = "TokenCredentialLike")]
     pub fn token_credential(&self) -> JsValue {
-        let shell = Rc::downgrade(&self.shell);
+        let shell = self.shell.clone();
+        shell.in_service();
         let get_token = Closure::<dyn FnMut(JsValue, JsValue) -> js_sys::Promise>::new(
             move |_scopes, _options| {
-                let Some(shell) = shell.upgrade() else {
-                    return js_sys::Promise::reject(&to_js(&Error::Disposed));
-                };
+                let shell = shell.clone();
                 future_to_promise(async move {
                     let token = JsFuture::from(shell.get_token()).await?;
-                    let state = shell.state.borrow();
-                    let expires = state.machine.expires_at().unwrap_or(0.0);
-                    let refresh = state.machine.next_refresh_at().unwrap_or(expires);
+                    let (expires, refresh) = shell.read(|m| {
+                        let expires = m.expires_at().unwrap_or(0.0);
+                        (expires, m.next_refresh_at().unwrap_or(expires))
+                    });
                     Ok(object(&[
                         ("token", token),
                         ("expiresOnTimestamp", JsValue::from(expires)),

@@ -39,7 +39,7 @@ export type TokenClientStatus = "idle" | "fetching" | "valid" | "refreshing" | "
 /** The `kind` of every error this module throws or rejects with. */
 export type SpeechTokenErrorKind =
   | "network" | "timeout" | "http" | "unauthorized" | "forbidden" | "rate-limited"
-  | "redirected" | "invalid-response" | "config" | "disposed";
+  | "redirected" | "invalid-response" | "config" | "headers" | "disposed";
 
 /** Errors are plain `Error`s named "SpeechTokenError" with a `kind`. They never contain a token. */
 export interface SpeechTokenError extends Error {

@@ -2,12 +2,12 @@
 //! Native tests of `engine::token`: the redacting `Token`, strict broker-answer parsing
 //! (`parse_grant`), base64url decoding, broker URL and loopback checks.
 
-use speech_token_client::engine::sim::SerdeJson;
 use speech_token_client::engine::token::{
     base64url_decode, check_broker_url, host_of, is_loopback_host, parse_grant, Grant,
     DEFAULT_LIFETIME_MS, MAX_BODY_BYTES, MAX_TOKEN_BYTES,
 };
 use speech_token_client::error::{Error, Invalid};
+use speech_token_sim::SerdeJson;
 
 /// A fixed "now" on the wall clock (epoch ms), a whole number of seconds.
 const NOW_MS: f64 = 1_700_000_000_000.0;

@@ -6,10 +6,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use speech_token_client::engine::machine::PEER_ASK_WINDOW_MS;
-use speech_token_client::engine::sim::SerdeJson;
 use speech_token_client::engine::token::{grant_from_parts, parse_grant};
 use speech_token_client::engine::{Decision, Effect, Grant, Machine, Now, RefreshPolicy, Status};
 use speech_token_client::error::{Error, Invalid};
+use speech_token_sim::SerdeJson;
 
 const WALL0: f64 = 1_700_000_000_000.0;
 
@@ -64,7 +64,7 @@ fn holding() -> Machine {
 fn parts_lifetime_is_counted_from_now() {
     let now = at(10.0);
     let g = grant_from_parts(
-        "abc.def".into(),
+        "abc.def",
         now.wall_ms + 300_000.0,
         Some("westeurope".into()),
         Some("wss://x.example/".into()),
@@ -80,14 +80,14 @@ fn parts_lifetime_is_counted_from_now() {
 #[test]
 fn parts_are_validated_like_a_broker_answer() {
     let now = WALL0;
-    let ok = |t: &str| grant_from_parts(t.into(), now + 60_000.0, None, None, now);
+    let ok = |t: &str| grant_from_parts(t, now + 60_000.0, None, None, now);
     assert!(ok("good-token").is_ok());
     for bad in ["", "has space", "quo\"te", "back\\slash", "tab\t"] {
         assert!(ok(bad).is_err(), "{bad:?} must be rejected");
     }
     assert!(ok(&"x".repeat(16 * 1024 + 1)).is_err());
     let lifetime = |expires: f64| {
-        grant_from_parts("t".into(), expires, None, None, now)
+        grant_from_parts("t", expires, None, None, now)
             .err()
             .map(|e| e == Error::InvalidResponse(Invalid::Lifetime))
     };
@@ -97,11 +97,10 @@ fn parts_are_validated_like_a_broker_answer() {
     assert_eq!(lifetime(f64::NAN), Some(true));
     assert_eq!(lifetime(f64::INFINITY), Some(true));
     assert_eq!(lifetime(now + 1_000.0), None, "1 s is accepted");
-    let region = |r: &str| grant_from_parts("t".into(), now + 60_000.0, Some(r.into()), None, now);
+    let region = |r: &str| grant_from_parts("t", now + 60_000.0, Some(r.into()), None, now);
     assert!(region("eastus2").is_ok());
     assert!(region("East US").is_err());
-    let endpoint =
-        |e: &str| grant_from_parts("t".into(), now + 60_000.0, None, Some(e.into()), now);
+    let endpoint = |e: &str| grant_from_parts("t", now + 60_000.0, None, Some(e.into()), now);
     assert!(endpoint("wss://speech.example/x").is_ok());
     assert!(endpoint("ws://127.0.0.1:9/x").is_ok());
     assert!(endpoint("ws://evil.example/x").is_err());
@@ -111,7 +110,7 @@ fn parts_are_validated_like_a_broker_answer() {
 #[test]
 fn parts_errors_never_contain_the_token() {
     let secret = "SeCrEt-peer-token has-a-space";
-    let e = grant_from_parts(secret.into(), WALL0 + 60_000.0, None, None, WALL0).unwrap_err();
+    let e = grant_from_parts(secret, WALL0 + 60_000.0, None, None, WALL0).unwrap_err();
     assert!(!format!("{e} {e:?}").contains("SeCrEt"));
 }
 
@@ -322,4 +321,29 @@ fn max_lifetime_applies_to_adopted_tokens() {
     let now = at(0.0);
     let _ = m.adopt(now, peer_grant(now, 3600.0), 0.5);
     assert_eq!(m.expires_at(), Some(WALL0 + 60_000.0));
+}
+
+/// A retry after a failed refresh is a fetch with a purpose even though the held token is not
+/// yet due (the retry deadline is cleared when the retry starts): it must not be skipped. A
+/// newer peer token makes it pointless again. (Found by the browser suite: the shell asked
+/// `fetch_needed` before every send, and automatic retries were skipped.)
+#[test]
+fn a_retry_after_a_failed_refresh_is_needed_until_a_peer_token_arrives() {
+    let mut m = holding();
+    let _ = m.refresh_now(at(10.0));
+    let _ = m.response(at(10.0), Err(Error::Network), 0.5);
+    let next = m.next_refresh_at().expect("a retry is planned");
+    let retry_time = at_ms(next - WALL0 + 1.0);
+    let d = m.timer_fired(retry_time);
+    assert_eq!(fetches(&d), 1, "the retry starts");
+    assert!(
+        m.fetch_needed(retry_time),
+        "a retry is needed although refresh is not due"
+    );
+    let d = m.adopt(retry_time, peer_grant(retry_time, 700.0), 0.5);
+    assert!(has(&d, &Effect::Publish));
+    assert!(
+        !m.fetch_needed(retry_time),
+        "the peer's token made the retry pointless"
+    );
 }

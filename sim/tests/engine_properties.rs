@@ -10,12 +10,12 @@ use proptest::test_runner::Config;
 
 use speech_token_client::engine::backoff::MAX_RETRY_AFTER_MS;
 use speech_token_client::engine::machine::{retry_rule, Retry};
-use speech_token_client::engine::sim::{Rng, SerdeJson};
 use speech_token_client::engine::token::parse_grant;
 use speech_token_client::engine::{
     Decision, Effect, Machine, Now, RefreshPolicy, Status, TimerPlan,
 };
 use speech_token_client::error::{Error, Invalid};
+use speech_token_sim::{Rng, SerdeJson};
 
 const WALL0: f64 = 1_700_000_000_000.0;
 
@@ -293,6 +293,18 @@ impl Shell {
                     self.stats.rejects += 1;
                     self.get_waiters = 0;
                     self.fresh_waiters = 0;
+                }
+                Effect::RejectOne(err) => {
+                    // Only a demand, after a final error, with no usable token: never a token
+                    // withheld.
+                    prop_assert_eq!(input, Input::Other, "RejectOne outside a demand");
+                    prop_assert!(
+                        self.m.token_at(now).is_none(),
+                        "a caller was refused while a usable token is held"
+                    );
+                    prop_assert!(!matches!(err, Error::Disposed));
+                    self.stats.rejects += 1;
+                    self.get_waiters = self.get_waiters.saturating_sub(1);
                 }
                 Effect::Expired => {
                     // Never early: the token really is past its usable moment on some clock.

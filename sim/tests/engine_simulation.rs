@@ -3,8 +3,8 @@
 //! a day of latency, failures, outages, sleeps, hidden periods and clock jumps, compared with the
 //! fixed 9-minute interval most apps use.
 
-use speech_token_client::engine::sim::{run_engine, run_fixed_interval, Report, Scenario};
 use speech_token_client::engine::RefreshPolicy;
+use speech_token_sim::{run_engine, run_fixed_interval, Report, Scenario};
 
 /// Seeds 1..=20 as in the design. The whole file runs in about 0.25 s even in a debug build, so
 /// debug builds need no reduction.
