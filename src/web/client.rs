@@ -14,6 +14,7 @@ use wasm_bindgen::JsCast;
 use crate::engine::Machine;
 use crate::error::Error;
 use crate::web::clock;
+use crate::web::flight;
 use crate::web::js_error::{config_error, to_js};
 use crate::web::lifecycle::{page_hidden, watch_page};
 use crate::web::options::Settings;
@@ -41,7 +42,11 @@ impl TokenClient {
         #[wasm_bindgen(unchecked_param_type = "TokenClientOptions")] options: JsValue,
     ) -> Result<TokenClient, JsValue> {
         let settings = Settings::from_options(&options)?;
-        let shell = Shell::new(Machine::new(settings.policy), settings.broker);
+        let shell = Shell::new(
+            Machine::new(settings.policy),
+            settings.broker,
+            flight::start,
+        );
         let page = {
             let weak = Rc::downgrade(&shell);
             watch_page(move |event| {

@@ -16,7 +16,7 @@ use crate::engine::machine::PEER_ASK_WINDOW_MS;
 use crate::engine::Grant;
 use crate::error::Error;
 use crate::web::broker::fetch_grant;
-use crate::web::shell::Shell;
+use crate::web::shell::{FlightPlan, Shell};
 use crate::web::tabs::{Tabs, LOCK_SETTLE_MS};
 use crate::web::timer::sleep;
 
@@ -56,16 +56,16 @@ impl Drop for Outcome {
     }
 }
 
-/// Starts fetch `id`. Called by [`Shell::apply`] with the state borrowed: everything here runs
-/// later, in a task (never inside the borrow).
-pub(crate) fn start(
-    shell: &Rc<Shell>,
-    id: u64,
-    abort: AbortController,
-    lock_abort: AbortController,
-    tabs: Option<Tabs>,
-    ask_peers: bool,
-) {
+/// Starts a fetch (the shell's [`crate::web::shell::Launcher`]). Called by `Shell::apply` with
+/// the state borrowed: everything here runs later, in a task (never inside the borrow).
+pub(crate) fn start(shell: &Rc<Shell>, plan: FlightPlan) {
+    let FlightPlan {
+        id,
+        abort,
+        lock_abort,
+        tabs,
+        ask_peers,
+    } = plan;
     let weak = Rc::downgrade(shell);
     wasm_bindgen_futures::spawn_local(async move {
         let outcome = Outcome {

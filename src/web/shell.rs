@@ -22,7 +22,6 @@ use crate::engine::{Decision, Effect, Grant, Machine, Now, Status, TimerPlan};
 use crate::error::Error;
 use crate::web::broker::BrokerConfig;
 use crate::web::clock;
-use crate::web::flight;
 use crate::web::js_error::{object, to_js};
 use crate::web::lifecycle::{Listener, PageEvent};
 use crate::web::tabs::Tabs;
@@ -130,10 +129,30 @@ enum Call {
     ForgetSubscribers,
 }
 
+/// A fetch to run, handed to the [`Launcher`].
+pub(crate) struct FlightPlan {
+    /// Identifies the fetch in [`Shell::finish_fetch`].
+    pub(crate) id: u64,
+    /// Aborts the broker request.
+    pub(crate) abort: AbortController,
+    /// Aborts the wait for the cross-tab lock.
+    pub(crate) lock_abort: AbortController,
+    /// The cross-tab channel, when sharing.
+    pub(crate) tabs: Option<Tabs>,
+    /// Ask the other tabs first (no usable token is held).
+    pub(crate) ask_peers: bool,
+}
+
+/// Runs a fetch the engine asked for (`flight::start`). Injected at construction so that the
+/// shell does not depend on the room that depends on it. Called with the state borrowed: it must
+/// only schedule work.
+pub(crate) type Launcher = fn(&Rc<Shell>, FlightPlan);
+
 /// The core of a `TokenClient`. See the module docs.
 pub(crate) struct Shell {
     /// How to reach the broker (validated at construction, never changes).
     pub(crate) config: BrokerConfig,
+    launch: Launcher,
     state: RefCell<State>,
     outbox: RefCell<VecDeque<Call>>,
     draining: Cell<bool>,
@@ -141,9 +160,10 @@ pub(crate) struct Shell {
 
 impl Shell {
     /// A new, idle client shell.
-    pub(crate) fn new(machine: Machine, config: BrokerConfig) -> Rc<Shell> {
+    pub(crate) fn new(machine: Machine, config: BrokerConfig, launch: Launcher) -> Rc<Shell> {
         Rc::new(Shell {
             config,
+            launch,
             state: RefCell::new(State {
                 machine,
                 token_js: None,
@@ -241,13 +261,15 @@ impl Shell {
                                 lock_abort: lock_abort.clone(),
                                 sending: false,
                             });
-                            flight::start(
+                            (self.launch)(
                                 self,
-                                id,
-                                abort,
-                                lock_abort,
-                                live.tabs.clone(),
-                                ask_peers,
+                                FlightPlan {
+                                    id,
+                                    abort,
+                                    lock_abort,
+                                    tabs: live.tabs.clone(),
+                                    ask_peers,
+                                },
                             );
                         }
                     }
