@@ -30,6 +30,10 @@ pub enum Invalid {
     /// The token is longer than [`crate::engine::token::MAX_TOKEN_BYTES`].
     #[error("the token is too long")]
     TokenTooLong,
+    /// A text answer does not have the shape of a token (a JWT, or `aad#<resourceId>#<JWT>`):
+    /// "OK", "null", "Unauthorized" and the like.
+    #[error("the response text is not a token")]
+    NotAToken,
     /// The token holds whitespace, quotes, control or non-ASCII characters.
     #[error("the token holds characters a token cannot have")]
     TokenCharacters,

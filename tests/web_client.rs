@@ -6,7 +6,7 @@
 //! events and `dispose()`. Bad broker answers and options: `web_errors.rs`; the Speech SDK
 //! side (attach, speechConfig, tokenCredential): `web_speech.rs`.
 //!
-//! Timing: tokens live 2–4 s (DESIGN.md: a token of lifetime L refreshes after L/2 minus up to
+//! Timing: tokens live 2–4 s (docs/ARCHITECTURE.md: a token of lifetime L refreshes after L/2 minus up to
 //! 10% of the margin, and is usable until L - min(5 s, L/4)), so the file runs in about 10 s,
 //! under wasm-bindgen-test-runner's 20 s default.
 

@@ -17,7 +17,9 @@ use std::collections::BinaryHeap;
 
 use speech_token_client::engine::machine::{Effect, Machine, Now, TimerPlan};
 use speech_token_client::engine::policy::RefreshPolicy;
-use speech_token_client::engine::token::{parse_grant, Field, Json, JsonError};
+use speech_token_client::engine::token::{
+    parse_grant, Field, Json, JsonError, UrlParser, UrlParts,
+};
 use speech_token_client::error::Error;
 
 /// Chrome's intensive throttling aligns *chained* timers (set from a timer callback, chain
@@ -314,6 +316,23 @@ impl Json for SerdeJson {
             Some(serde_json::Value::Number(n)) => n.as_f64().map_or(Field::Other, Field::Num),
             Some(_) => Field::Other,
         }
+    }
+}
+
+/// The `url` crate: a WHATWG URL parser, as the browser's `URL` (what the wasm shell uses).
+impl UrlParser for SerdeJson {
+    fn url_parts(&self, url: &str) -> Option<UrlParts> {
+        let parsed = url::Url::parse(url).ok()?;
+        let host = match parsed.host()? {
+            url::Host::Domain(d) => d.to_ascii_lowercase(),
+            url::Host::Ipv4(a) => a.to_string(),
+            url::Host::Ipv6(a) => a.to_string(),
+        };
+        Some(UrlParts {
+            scheme: parsed.scheme().to_ascii_lowercase(),
+            host,
+            has_userinfo: !parsed.username().is_empty() || parsed.password().is_some(),
+        })
     }
 }
 

@@ -1,5 +1,5 @@
 #![cfg(not(target_arch = "wasm32"))]
-//! Native tests of the refresh state machine (`engine::machine`), one test per rule of DESIGN.md
+//! Native tests of the refresh state machine (`engine::machine`), one test per rule of docs/ARCHITECTURE.md
 //! "Refresh engine rules", with explicit times on both clocks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1164,4 +1164,38 @@ fn a_headers_failure_is_retried_like_a_network_failure() {
     assert!(m.next_refresh_at().is_some(), "a retry is planned");
     let d = m.online(at(0.2));
     assert_eq!(fetches(&d), 1, "online retries a headers failure at once");
+}
+
+/// A `refreshMargin` below the usable slack is clamped: the refresh starts at least a round
+/// trip's lead before the token stops being handed out, so a healthy cycle has no `expired`
+/// event and no caller waits (it used to refresh exactly when the token stopped being usable).
+#[test]
+fn a_margin_below_the_slack_is_clamped_so_refreshes_beat_usability() {
+    for (margin_s, lifetime_s) in [
+        (0.0, 20.0),
+        (1.0, 20.0),
+        (1.0, 600.0),
+        (4.0, 60.0),
+        (0.5, 4.0),
+    ] {
+        let policy = RefreshPolicy::new(Some(margin_s), None, None).unwrap();
+        let mut m = Machine::new(policy);
+        let _ = m.demand(at(0.0));
+        let _ = m.response(at(0.0), Ok(grant(lifetime_s)), 0.0);
+        let refresh = m.next_refresh_at().unwrap();
+        let usable = m.usable_until().unwrap();
+        let lead = (5_000.0f64).min(0.25 * lifetime_s * 1000.0);
+        assert!(
+            refresh <= usable - lead + 1e-6,
+            "margin {margin_s} s, lifetime {lifetime_s} s: refresh {} ms before usability ends",
+            usable - refresh
+        );
+        // A healthy cycle: the refresh answers at once, no `expired` event.
+        let t = (refresh - WALL0) / 1000.0;
+        let d = m.timer_fired(at(t));
+        assert_eq!(fetches(&d), 1);
+        assert!(!has(&d, &Effect::Expired));
+        let d = m.response(at(t + 0.2), Ok(grant(lifetime_s)), 0.0);
+        assert!(!has(&d, &Effect::Expired), "{d:?}");
+    }
 }

@@ -1,5 +1,5 @@
 #![cfg(not(target_arch = "wasm32"))]
-//! The design's day model (DESIGN.md, "Measuring it: expired-token exposure"): the engine against
+//! The design's day model (docs/ARCHITECTURE.md, "Measuring it: expired-token exposure"): the engine against
 //! a day of latency, failures, outages, sleeps, hidden periods and clock jumps, compared with the
 //! fixed 9-minute interval most apps use.
 

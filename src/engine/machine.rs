@@ -169,7 +169,7 @@ pub enum Retry {
     Stop,
 }
 
-/// The retry rule for an error. Source: DESIGN.md ("retry 5xx/network/timeout/invalid responses
+/// The retry rule for an error. Source: docs/ARCHITECTURE.md ("retry 5xx/network/timeout/invalid responses
 /// with exponential backoff ...; honour Retry-After on 429/503; do not auto-retry 400/401/403/404").
 pub fn retry_rule(error: &Error) -> Retry {
     match error {
@@ -231,6 +231,27 @@ impl Held {
         held
     }
 
+    /// A token another tab shared: it may be handed out for `grant.lifetime_ms` from `now` (the
+    /// sender already kept its slack), judged on this tab's own two clocks.
+    fn adopted(grant: Grant, now: Now, policy: &RefreshPolicy, jitter: f64, hidden: bool) -> Held {
+        let lifetime_ms = grant.lifetime_ms;
+        let mut held = Held {
+            grant,
+            sent: now,
+            lifetime_ms,
+            jitter: if jitter.is_finite() {
+                jitter.clamp(0.0, 1.0)
+            } else {
+                0.5
+            },
+            expires: Deadline::after(now, lifetime_ms),
+            usable_until: Deadline::after(now, lifetime_ms),
+            refresh_at: Deadline::after(now, 0.0),
+        };
+        held.plan_refresh(policy, hidden);
+        held
+    }
+
     /// Refresh at `expiry - margin - jitter·10%·margin`.
     fn plan_refresh(&mut self, policy: &RefreshPolicy, hidden: bool) {
         let margin = policy.margin(self.lifetime_ms, hidden);
@@ -239,10 +260,25 @@ impl Held {
     }
 }
 
+/// Where the audio goes: what this tab's own broker said with its last token. Never taken from
+/// another tab (docs/ARCHITECTURE.md, "Trust model").
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Route {
+    /// The Azure region, for `SpeechConfig.fromAuthorizationToken(token, region)`.
+    pub region: Option<String>,
+    /// A custom-domain or private endpoint, for `SpeechConfig.fromEndpoint(url)`.
+    pub endpoint: Option<String>,
+}
+
 /// The lifecycle state machine. See the module docs.
 pub struct Machine {
     policy: RefreshPolicy,
     held: Option<Held>,
+    /// From this tab's own last broker answer; `None` until the first one.
+    route: Option<Route>,
+    /// The lifetime of this tab's own last broker token: no token from another tab is kept
+    /// longer (a forged far expiry cannot pin the tab against its own broker).
+    own_lifetime_ms: Option<f64>,
     /// When the request in flight was sent.
     in_flight: Option<Now>,
     /// When the next retry is due, after a failure.
@@ -277,6 +313,8 @@ impl Machine {
         Machine {
             policy,
             held: None,
+            route: None,
+            own_lifetime_ms: None,
             in_flight: None,
             retry_at: None,
             retry_is_network: false,
@@ -319,9 +357,23 @@ impl Machine {
             .map(|h| &h.grant.token)
     }
 
-    /// The held grant (token, region, endpoint).
+    /// The held grant (its token and lifetime; for region and endpoint use [`Machine::route`]).
     pub fn grant(&self) -> Option<&Grant> {
         self.held.as_ref().map(|h| &h.grant)
+    }
+
+    /// Where the audio goes, from this tab's own last broker answer.
+    pub fn route(&self) -> Option<&Route> {
+        self.route.as_ref()
+    }
+
+    /// How long the held token may still be handed out, by the earlier of both clocks (what a
+    /// tab tells its peers: a duration, never an absolute time).
+    pub fn usable_for(&self, now: Now) -> Option<f64> {
+        self.held
+            .as_ref()
+            .map(|h| h.usable_until.remaining(now))
+            .filter(|ms| *ms > 0.0)
     }
 
     /// When the held token expires, on the wall clock (epoch ms).
@@ -471,7 +523,14 @@ impl Machine {
             }
         });
         match outcome {
-            Ok(held) => self.take(held, &mut effects),
+            Ok(held) => {
+                self.route = Some(Route {
+                    region: held.grant.region.clone(),
+                    endpoint: held.grant.endpoint.clone(),
+                });
+                self.own_lifetime_ms = Some(held.lifetime_ms);
+                self.take(held, &mut effects)
+            }
             Err(error) => self.fail(now, error, jitter, &mut effects),
         }
         self.settle(now, effects)
@@ -496,13 +555,15 @@ impl Machine {
     }
 
     /// A token another tab of the same origin and broker shared (`shareAcrossTabs`), already
-    /// validated (`token::grant_from_parts`, lifetime counted from `now`). It is adopted only
-    /// when it is usable and expires later than the token held, and only by a client that has
+    /// validated (`token::grant_from_peer`: a token and how long it may be handed out, counted
+    /// from `now` on this tab's clocks). Its lifetime is capped at this tab's own last broker
+    /// token's (or `maxLifetime`), so a forged far expiry can neither keep a token nor block real
+    /// ones for long; it never changes the route (region, endpoint). It is adopted only when it
+    /// is usable and stays usable longer than the token held, and only by a client that has
     /// wanted a token (an idle client stays lazy). Adopting works like a successful response:
     /// publish, resolve waiters, clear failures and pending retries, plan the next refresh with
     /// this tab's own policy and `jitter`. A request in flight is left alone: the shell asks
-    /// [`Machine::fetch_needed`] whether to send it at all, and a response that does arrive
-    /// replaces the token as usual.
+    /// [`Machine::fetch_needed`] whether to send it at all.
     pub fn adopt(&mut self, now: Now, grant: Grant, jitter: f64) -> Decision {
         if self.disposed {
             return Decision {
@@ -513,13 +574,17 @@ impl Machine {
         if self.status == Status::Idle {
             return self.settle(now, Vec::new());
         }
-        let held = Held::new(grant, now, &self.policy, jitter, self.hidden);
+        let mut grant = grant;
+        let cap = self.own_lifetime_ms.unwrap_or(self.policy.max_lifetime_ms);
+        grant.lifetime_ms = grant.lifetime_ms.min(cap);
+        let held = Held::adopted(grant, now, &self.policy, jitter, self.hidden);
+        // Compared on both clocks, by how long each stays usable from now.
         let newer = !held.usable_until.passed(now)
             && self
                 .held
                 .as_ref()
                 .filter(|h| !h.usable_until.passed(now))
-                .is_none_or(|h| held.expires.wall_ms > h.expires.wall_ms);
+                .is_none_or(|h| held.usable_until.remaining(now) > h.usable_until.remaining(now));
         if !newer {
             return self.settle(now, Vec::new());
         }
@@ -537,9 +602,11 @@ impl Machine {
             return false;
         }
         // A retry after a failure is always needed (`retry_at` was cleared when it started);
-        // a peer's token clears `failed` when it is adopted.
+        // a peer's token clears `failed` when it is adopted. Until this tab's own broker has
+        // answered once, it does not know where the audio goes: it fetches.
         self.fresh_waiters > 0
             || self.failed
+            || self.route.is_none()
             || match &self.held {
                 None => true,
                 Some(h) => {
@@ -551,7 +618,10 @@ impl Machine {
     /// Whether a tab that is about to fetch should first ask its peers (`shareAcrossTabs`):
     /// a request is in flight and no usable token is held. Peers answer from memory.
     pub fn ask_peers_first(&self, now: Now) -> bool {
-        !self.disposed && self.in_flight.is_some() && self.token_at(now).is_none()
+        !self.disposed
+            && self.in_flight.is_some()
+            && self.route.is_some()
+            && self.token_at(now).is_none()
     }
 
     /// The request in flight is dropped before it was sent, because [`Machine::fetch_needed`]

@@ -14,14 +14,14 @@ use zeroize::Zeroize;
 use crate::error::{Error, Invalid};
 
 /// Largest accepted response body. Token answers are a few KB; anything bigger is not one.
-/// Source: DESIGN.md, "Validate strictly ... body ≤ 64 KiB".
+/// Source: docs/ARCHITECTURE.md, "Validate strictly ... body ≤ 64 KiB".
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest accepted token. Entra access tokens with many claims reach ~4 KB; `aad#` adds an ARM
-/// resource id. Source: DESIGN.md, "token ... ≤ 16 KiB".
+/// resource id. Source: docs/ARCHITECTURE.md, "token ... ≤ 16 KiB".
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
-/// Shortest lifetime a broker may declare. Source: DESIGN.md, "lifetime 1 s..24 h".
+/// Shortest lifetime a broker may declare. Source: docs/ARCHITECTURE.md, "lifetime 1 s..24 h".
 pub const MIN_LIFETIME_MS: f64 = 1_000.0;
-/// Longest lifetime a broker may declare. Source: DESIGN.md, "lifetime 1 s..24 h".
+/// Longest lifetime a broker may declare. Source: docs/ARCHITECTURE.md, "lifetime 1 s..24 h".
 pub const MAX_LIFETIME_MS: f64 = 86_400_000.0;
 /// Lifetime assumed when neither the broker nor the token says: issueToken tokens live
 /// 10 minutes. Source: Azure Speech docs, "Authentication with Microsoft Entra ID / access tokens".
@@ -137,6 +137,25 @@ pub trait Json {
     fn field(&self, object: &Self::Object, key: &str) -> Field;
 }
 
+/// The parts of a URL the endpoint rules look at, as a WHATWG URL parser gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlParts {
+    /// The scheme, lowercase, without the colon (`wss`).
+    pub scheme: String,
+    /// The host, lowercase (IDN as punycode), IPv6 without brackets.
+    pub host: String,
+    /// Whether the URL carries a user name or password.
+    pub has_userinfo: bool,
+}
+
+/// A WHATWG URL parser: the browser's own `URL` in the wasm shell, the `url` crate natively.
+/// Endpoints must be judged exactly as the browser will use them (a backslash is a slash, IDN
+/// hosts are punycode, `localhost.` is `localhost`), which hand-written splitting gets wrong.
+pub trait UrlParser {
+    /// The parts of `url`, or `None` if it is not an absolute URL.
+    fn url_parts(&self, url: &str) -> Option<UrlParts>;
+}
+
 /// Reads an optional string field; any other type is an error.
 fn string_field<J: Json>(
     json: &J,
@@ -195,16 +214,64 @@ impl Reply {
     }
 }
 
+/// The clocks an answer's absolute times (`expiresOn`, a JWT's `exp`) are read against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnswerClock {
+    /// This machine's wall clock when the answer arrived (epoch ms).
+    pub local_ms: f64,
+    /// The broker's clock, from the answer's `Date` header (epoch ms), when the browser lets us
+    /// read it (same origin, or `Access-Control-Expose-Headers: Date`).
+    pub server_ms: Option<f64>,
+}
+
+impl AnswerClock {
+    /// Only the local clock is known.
+    pub fn local(local_ms: f64) -> AnswerClock {
+        AnswerClock {
+            local_ms,
+            server_ms: None,
+        }
+    }
+
+    /// "Now" for an absolute expiry: the broker's clock when known (immune to a wrong browser
+    /// clock), else ours. The `Date` header has whole seconds (truncated): the server's "now" can
+    /// be up to [`DATE_RESOLUTION_MS`] later than it says, so count that much more.
+    fn now(&self) -> f64 {
+        match self.server_ms {
+            Some(server) if server.is_finite() => server + DATE_RESOLUTION_MS,
+            _ => self.local_ms,
+        }
+    }
+}
+
+/// Resolution of the HTTP `Date` header (RFC 9110 §5.6.7: whole seconds).
+pub const DATE_RESOLUTION_MS: f64 = 1_000.0;
+
 /// Parses and validates a broker answer.
 ///
 /// `content_type` picks the format (JSON, or a text body that is the token itself, as an
 /// issueToken passthrough answers); `now_wall_ms` converts an absolute `expiresOn` or JWT `exp`
-/// into a lifetime.
-pub fn parse_grant<J: Json>(
+/// into a lifetime (see [`parse_grant_at`] to read them against the broker's clock).
+pub fn parse_grant<J: Json + UrlParser>(
     body: &str,
     content_type: Option<&str>,
     json: &J,
     now_wall_ms: f64,
+) -> Result<Grant, Error> {
+    parse_grant_at(body, content_type, json, AnswerClock::local(now_wall_ms))
+}
+
+/// [`parse_grant`], with the broker's clock when known.
+///
+/// The lifetime rule (docs/ARCHITECTURE.md, "Token age"): `expiresIn` as the broker says; else
+/// `expiresOn − now`; else, for a JWT, `min(exp − now, exp − iat)`, where "now" is the broker's
+/// `Date` when readable, so that a browser clock that is minutes off neither rejects a fresh
+/// token nor serves an old one past its `exp`. An `exp` already passed is `ExpiredOnArrival`.
+pub fn parse_grant_at<J: Json + UrlParser>(
+    body: &str,
+    content_type: Option<&str>,
+    json: &J,
+    clock: AnswerClock,
 ) -> Result<Grant, Error> {
     if body.len() > MAX_BODY_BYTES {
         return Err(Invalid::BodyTooLarge.into());
@@ -231,10 +298,15 @@ pub fn parse_grant<J: Json>(
             JsonError::Shape => Invalid::WrongType,
         })?;
         let reply = Reply::read(json, &object)?;
-        return grant_from_reply(reply, json, now_wall_ms);
+        return grant_from_reply(reply, json, clock);
     }
+    // A text body is the token itself (an issueToken passthrough): it must look like one, so
+    // that "OK", "null" or "Unauthorized" with status 200 is not taken for a token.
     let token = validate_token(Token::new(text.to_owned()))?;
-    let lifetime_ms = lifetime_from_jwt(token.expose(), json, now_wall_ms)?;
+    if !looks_like_token(token.expose()) {
+        return Err(Invalid::NotAToken.into());
+    }
+    let lifetime_ms = lifetime_from_jwt(token.expose(), json, clock)?;
     Ok(Grant {
         token,
         lifetime_ms: lifetime_ms.unwrap_or(DEFAULT_LIFETIME_MS),
@@ -243,7 +315,11 @@ pub fn parse_grant<J: Json>(
     })
 }
 
-fn grant_from_reply<J: Json>(reply: Reply, json: &J, now_wall_ms: f64) -> Result<Grant, Error> {
+fn grant_from_reply<J: Json + UrlParser>(
+    reply: Reply,
+    json: &J,
+    clock: AnswerClock,
+) -> Result<Grant, Error> {
     let Reply {
         token,
         expires_in,
@@ -255,42 +331,45 @@ fn grant_from_reply<J: Json>(reply: Reply, json: &J, now_wall_ms: f64) -> Result
     let token = validate_token(secret)?;
     let lifetime_ms = match (expires_in, expires_on) {
         (Some(seconds), _) => checked_lifetime(seconds * 1000.0)?,
-        (None, Some(epoch_seconds)) => checked_lifetime(epoch_seconds * 1000.0 - now_wall_ms)?,
+        (None, Some(epoch_seconds)) => checked_lifetime(epoch_seconds * 1000.0 - clock.now())?,
         (None, None) => {
-            lifetime_from_jwt(token.expose(), json, now_wall_ms)?.unwrap_or(DEFAULT_LIFETIME_MS)
+            lifetime_from_jwt(token.expose(), json, clock)?.unwrap_or(DEFAULT_LIFETIME_MS)
         }
     };
-    grant(token, lifetime_ms, region, endpoint)
+    grant(token, lifetime_ms, region, endpoint, json)
 }
 
-/// Validates a token that another tab of the same origin shared (`shareAcrossTabs`), exactly as
-/// strictly as a broker answer: the token's shape, the region, the endpoint, and the lifetime,
-/// which is `expires_at_wall_ms - now_wall_ms` (both epoch ms on this machine's clock) and must
-/// lie within 1 s..24 h like a broker's `expiresIn`.
-pub fn grant_from_parts(
-    token: impl Into<Token>,
-    expires_at_wall_ms: f64,
-    region: Option<String>,
-    endpoint: Option<String>,
-    now_wall_ms: f64,
-) -> Result<Grant, Error> {
+/// Validates a token another tab of the same origin shared (`shareAcrossTabs`): exactly as
+/// strict about the token's shape as a broker answer. A peer hands over only the token and how
+/// long it may still be handed out (`usable_for_ms`, judged by the sender's own two clocks):
+/// never a region or endpoint (where the audio goes comes only from this tab's own broker), and
+/// never an absolute time (the receiver anchors it on its own clocks). The lifetime must lie
+/// within 1 s..24 h; the engine caps it further (`Machine::adopt`).
+pub fn grant_from_peer(token: impl Into<Token>, usable_for_ms: f64) -> Result<Grant, Error> {
     let token = validate_token(token.into())?;
-    let lifetime_ms = checked_lifetime(expires_at_wall_ms - now_wall_ms)?;
-    grant(token, lifetime_ms, region, endpoint)
+    let lifetime_ms = checked_lifetime(usable_for_ms)?;
+    Ok(Grant {
+        token,
+        lifetime_ms,
+        region: None,
+        endpoint: None,
+    })
 }
 
-/// The last step of both validations: check the region and endpoint, then assemble the grant.
+/// The last step of a broker answer's validation: check the region and endpoint, then
+/// assemble the grant.
 fn grant(
     token: Token,
     lifetime_ms: f64,
     region: Option<String>,
     endpoint: Option<String>,
+    urls: &impl UrlParser,
 ) -> Result<Grant, Error> {
     if let Some(region) = &region {
         validate_region(region)?;
     }
     if let Some(endpoint) = &endpoint {
-        validate_endpoint(endpoint)?;
+        validate_endpoint(endpoint, urls)?;
     }
     Ok(Grant {
         token,
@@ -336,30 +415,44 @@ fn validate_region(region: &str) -> Result<(), Invalid> {
 }
 
 /// An endpoint must be `wss://` or `https://`; `ws://`/`http://` only on a loopback host (the
-/// local fake service). No credentials, spaces or control characters.
-fn validate_endpoint(endpoint: &str) -> Result<(), Invalid> {
+/// local fake service). No credentials, spaces or control characters. Judged by a WHATWG URL
+/// parser: the host is what the browser will connect to.
+pub fn validate_endpoint(endpoint: &str, urls: &impl UrlParser) -> Result<(), Invalid> {
     if endpoint.len() > MAX_ENDPOINT_BYTES || !endpoint.bytes().all(|b| (0x21..=0x7e).contains(&b))
     {
         return Err(Invalid::Endpoint);
     }
-    let (scheme, rest) = endpoint.split_once("://").ok_or(Invalid::Endpoint)?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.is_empty() || authority.contains('@') {
+    let parts = urls.url_parts(endpoint).ok_or(Invalid::Endpoint)?;
+    if parts.has_userinfo || parts.host.is_empty() {
         return Err(Invalid::Endpoint);
     }
-    match scheme.to_ascii_lowercase().as_str() {
+    match parts.scheme.as_str() {
         "wss" | "https" => Ok(()),
-        "ws" | "http" if is_loopback_host(host_of(authority)) => Ok(()),
+        "ws" | "http" if is_loopback_host(&parts.host) => Ok(()),
         _ => Err(Invalid::Endpoint),
     }
 }
 
-/// The host part of an authority (`host:port` or `[v6]:port`), without the port.
-pub fn host_of(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("");
-    }
-    authority.split(':').next().unwrap_or("")
+/// Whether a text answer has the shape of a token: a JWT (three base64url segments, the first
+/// two non-empty) or `aad#<resourceId>#<JWT>`, the Entra form the Speech SDK accepts.
+pub fn looks_like_token(text: &str) -> bool {
+    let jwt = match text.strip_prefix("aad#") {
+        Some(rest) => match rest.rsplit_once('#') {
+            Some((resource, jwt)) if !resource.is_empty() => jwt,
+            _ => return false,
+        },
+        None => text,
+    };
+    let base64url = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let mut parts = jwt.split('.');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(h), Some(p), Some(sig), None)
+            if !h.is_empty() && !p.is_empty() && base64url(h) && base64url(p) && base64url(sig)
+    )
 }
 
 /// Whether `host` names this machine: `localhost`, `127.0.0.0/8` or `::1`. Plain HTTP is allowed
@@ -380,12 +473,15 @@ pub fn is_loopback_host(host: &str) -> bool {
             .all(|o| o.parse::<u16>().is_ok_and(|n| n <= 255))
 }
 
-/// Lifetime from a JWT's `exp - iat` (or `exp - now` without `iat`), read without verifying
-/// anything: only to schedule a refresh. `Ok(None)` when the token is not a JWT or has no `exp`.
+/// Lifetime of a JWT: `min(exp − now, exp − iat)`, with "now" from [`AnswerClock`] (the
+/// broker's `Date` when known). `exp − now` never serves a cached token past its own `exp`;
+/// `exp − iat` never lets a clock that is behind the issuer's lengthen a token. Read without
+/// verifying anything: only to schedule a refresh. `Ok(None)` when the token is not a JWT or
+/// has no `exp`; `ExpiredOnArrival` when `exp` has passed.
 fn lifetime_from_jwt<J: Json>(
     token: &str,
     json: &J,
-    now_wall_ms: f64,
+    clock: AnswerClock,
 ) -> Result<Option<f64>, Invalid> {
     // `aad#<resourceId>#<jwt>`: the JWT is the last part.
     let jwt = token.rsplit('#').next().unwrap_or(token);
@@ -406,14 +502,23 @@ fn lifetime_from_jwt<J: Json>(
     };
     // Only to schedule a refresh, never to trust anything: odd claims mean "no lifetime".
     let number = |key| match json.field(&claims, key) {
-        Field::Num(n) => Some(n),
+        Field::Num(n) if n.is_finite() => Some(n),
         _ => None,
     };
-    match (number("exp"), number("iat")) {
-        (Some(exp), Some(iat)) => checked_lifetime((exp - iat) * 1000.0).map(Some),
-        (Some(exp), None) => checked_lifetime(exp * 1000.0 - now_wall_ms).map(Some),
-        _ => Ok(None),
+    let Some(exp) = number("exp") else {
+        return Ok(None);
+    };
+    // The issuer's own lifetime must be sane (a malformed token is not "expired").
+    let issued = match number("iat") {
+        Some(iat) => Some(checked_lifetime((exp - iat) * 1000.0)?),
+        None => None,
+    };
+    let left = exp * 1000.0 - clock.now();
+    let remaining = issued.map_or(left, |issued| left.min(issued));
+    if remaining < MIN_LIFETIME_MS {
+        return Err(Invalid::ExpiredOnArrival);
     }
+    checked_lifetime(remaining).map(Some)
 }
 
 /// Decodes unpadded (or padded) base64url, as JWT segments use. Hand-written rather than the

@@ -11,7 +11,9 @@ use web_sys::{
 };
 use zeroize::Zeroizing;
 
-use crate::engine::token::{parse_grant, Field, Json, JsonError, MAX_BODY_BYTES};
+use crate::engine::token::{
+    parse_grant_at, AnswerClock, Field, Json, JsonError, UrlParser, UrlParts, MAX_BODY_BYTES,
+};
 use crate::engine::Grant;
 use crate::error::{parse_retry_after, Error, Invalid};
 use crate::web::clock;
@@ -71,6 +73,23 @@ impl Json for BrowserJson {
         } else {
             Field::Other
         }
+    }
+}
+
+impl UrlParser for BrowserJson {
+    /// The browser's own WHATWG `URL`: endpoints are judged exactly as the SDK will use them.
+    fn url_parts(&self, url: &str) -> Option<UrlParts> {
+        let parsed = web_sys::Url::new(url).ok()?;
+        let scheme = parsed.protocol();
+        let host = parsed.hostname();
+        Some(UrlParts {
+            scheme: scheme.trim_end_matches(':').to_ascii_lowercase(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase(),
+            has_userinfo: !parsed.username().is_empty() || !parsed.password().is_empty(),
+        })
     }
 }
 
@@ -212,7 +231,7 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
         .credentials(config.credentials)
         // A redirect (typically to a login page) becomes a visible `redirected` error. With
         // "error" Chromium reports it as a plain network failure, indistinguishable from an
-        // unreachable broker (DESIGN.md), so "manual" it is.
+        // unreachable broker (docs/ARCHITECTURE.md), so "manual" it is.
         .redirect(RequestRedirect::Manual)
         .abort_signal(Some(&abort.signal()));
     let response = request.send().await.map_err(|_| {
@@ -253,10 +272,18 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
         })?;
     // A token is ASCII: a body that is not UTF-8 holds none.
     let text = core::str::from_utf8(&body).map_err(|_| Invalid::TokenCharacters)?;
-    parse_grant(
+    // The broker's clock (its `Date` header), when this origin may read it: absolute expiries
+    // are judged against it, so a wrong browser clock does not matter (docs/ARCHITECTURE.md).
+    let server_ms = header("date")
+        .map(|d| js_sys::Date::parse(&d))
+        .filter(|ms| ms.is_finite());
+    parse_grant_at(
         text,
         content_type.as_deref(),
         &BrowserJson,
-        clock::now().wall_ms,
+        AnswerClock {
+            local_ms: clock::now().wall_ms,
+            server_ms,
+        },
     )
 }

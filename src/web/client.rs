@@ -118,18 +118,18 @@ impl TokenClient {
         self.shell.read(|m| m.next_refresh_at())
     }
 
-    /// The Azure region the broker named with the current token, or `undefined`.
+    /// The Azure region this tab's broker named with its last token, or `undefined`.
     #[wasm_bindgen(getter)]
     pub fn region(&self) -> Option<String> {
         self.shell
-            .read(|m| m.grant().and_then(|g| g.region.clone()))
+            .read(|m| m.route().and_then(|r| r.region.clone()))
     }
 
-    /// The custom-domain or private endpoint the broker named, or `undefined`.
+    /// The custom-domain or private endpoint this tab's broker named, or `undefined`.
     #[wasm_bindgen(getter)]
     pub fn endpoint(&self) -> Option<String> {
         self.shell
-            .read(|m| m.grant().and_then(|g| g.endpoint.clone()))
+            .read(|m| m.route().and_then(|r| r.endpoint.clone()))
     }
 
     /// `"idle" | "fetching" | "valid" | "refreshing" | "expired" | "error" | "disposed"`.

@@ -572,7 +572,7 @@ impl Shell {
 }
 
 fn token_detail(machine: &Machine) -> JsValue {
-    let grant = machine.grant();
+    let route = machine.route();
     object(&[
         (
             "expiresAt",
@@ -582,14 +582,14 @@ fn token_detail(machine: &Machine) -> JsValue {
         ),
         (
             "region",
-            grant
-                .and_then(|g| g.region.as_deref())
+            route
+                .and_then(|r| r.region.as_deref())
                 .map_or(JsValue::UNDEFINED, JsValue::from_str),
         ),
         (
             "endpoint",
-            grant
-                .and_then(|g| g.endpoint.as_deref())
+            route
+                .and_then(|r| r.endpoint.as_deref())
                 .map_or(JsValue::UNDEFINED, JsValue::from_str),
         ),
     ])

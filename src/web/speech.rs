@@ -120,10 +120,10 @@ async fn speech_config(
     };
     let (region_option, endpoint_option) = (option("region"), option("endpoint"));
     let (region, endpoint) = shell.read(|m| {
-        let grant = m.grant();
+        let route = m.route();
         (
-            region_option.or_else(|| grant.and_then(|g| g.region.clone())),
-            endpoint_option.or_else(|| grant.and_then(|g| g.endpoint.clone())),
+            region_option.or_else(|| route.and_then(|r| r.region.clone())),
+            endpoint_option.or_else(|| route.and_then(|r| r.endpoint.clone())),
         )
     });
     let config = build_config(&sdk, class, &token, region, endpoint)?;

@@ -5,8 +5,10 @@
 //!   a tab about to fetch requests it ([`Tabs::lock`]), and holds it until its request has ended
 //!   and its token was shared ([`LockHold`] releases it when dropped).
 //! - A `BroadcastChannel` of the same name carries the token to the other tabs (memory only):
-//!   `{type: "token", token, expiresAt, region?, endpoint?}`. Receivers validate it like a broker
-//!   answer (`token::grant_from_parts`) before the engine sees it.
+//!   `{type: "token", token, usableFor}` — the token and how many milliseconds it may still be
+//!   handed out by the sender's own clocks; nothing else (no region or endpoint: where the audio
+//!   goes comes only from a tab's own broker; no absolute time: clocks differ). Receivers
+//!   validate it like a broker answer (`token::grant_from_peer`) before the engine sees it.
 //! - A tab holding no usable token first posts `{type: "ask"}` ([`Tabs::ask`]); peers holding one
 //!   answer.
 //! - Without `navigator.locks` or `BroadcastChannel`, [`Tabs::open`] returns `None` and the
@@ -23,7 +25,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, BroadcastChannel, MessageEvent};
 
-use crate::engine::token::{grant_from_parts, Token};
+use crate::engine::token::{grant_from_peer, Token};
 use crate::engine::{Grant, Machine};
 use crate::web::clock;
 use crate::web::js_error::set;
@@ -198,20 +200,15 @@ impl Tabs {
     }
 }
 
-/// `{type: "token", token, expiresAt, region?, endpoint?}` for the token held, if usable.
+/// `{type: "token", token, usableFor}` for the token held, if usable.
 fn token_message(machine: &Machine) -> Option<JsValue> {
-    let token = machine.token_at(clock::now())?;
-    let grant = machine.grant()?;
+    let now = clock::now();
+    let token = machine.token_at(now)?;
+    let usable_for = machine.usable_for(now)?;
     let message = js_sys::Object::new();
     set(&message, "type", &JsValue::from_str("token"));
     set(&message, "token", &JsValue::from_str(token.expose()));
-    set(&message, "expiresAt", &JsValue::from(machine.expires_at()?));
-    if let Some(region) = &grant.region {
-        set(&message, "region", &JsValue::from_str(region));
-    }
-    if let Some(endpoint) = &grant.endpoint {
-        set(&message, "endpoint", &JsValue::from_str(endpoint));
-    }
+    set(&message, "usableFor", &JsValue::from(usable_for.floor()));
     Some(message.into())
 }
 
@@ -225,18 +222,11 @@ fn read_message(data: &JsValue) -> Option<PeerMessage> {
     match string("type").as_deref() {
         Some("ask") => Some(PeerMessage::Ask),
         Some("token") => {
-            // Wrapped at once: wiped on every path.
+            // Wrapped at once: wiped on every path. Any other field is ignored.
             let token = Token::new(string("token")?);
-            let expires_at = get("expiresAt")?.as_f64()?;
+            let usable_for = get("usableFor")?.as_f64()?;
             let now = clock::now();
-            let grant = grant_from_parts(
-                token,
-                expires_at,
-                string("region"),
-                string("endpoint"),
-                now.wall_ms,
-            )
-            .ok()?;
+            let grant = grant_from_peer(token, usable_for).ok()?;
             Some(PeerMessage::Token(grant, now))
         }
         _ => None,

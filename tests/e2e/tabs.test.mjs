@@ -9,7 +9,7 @@
 //   3. Storage stays empty in every tab (localStorage, sessionStorage, cookies, IndexedDB, Cache
 //      Storage); a page without Web Locks falls back to fetching alone.
 //
-// "Refresh cycle": a client refreshes `margin` before expiry (DESIGN.md: the margin is capped at
+// "Refresh cycle": a client refreshes `margin` before expiry (docs/ARCHITECTURE.md: the margin is capped at
 // half the lifetime, so a 6 s token is refreshed every ~2.7–3 s); the floor is one broker request
 // per cycle, whatever the number of tabs.
 //

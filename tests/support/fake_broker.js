@@ -1,6 +1,6 @@
 // An in-page fake token broker for the browser tests: replaces the global `fetch`, counts
 // requests, and answers from a script of responses (status, headers, body, delay), so that every
-// broker behaviour in DESIGN.md can be produced precisely. Also: fake Speech SDK objects
+// broker behaviour in docs/ARCHITECTURE.md can be produced precisely. Also: fake Speech SDK objects
 // (attach targets, a SpeechConfig namespace), an event recorder, and a storage dump.
 const realFetch = globalThis.fetch;
 let state = null;
@@ -355,4 +355,10 @@ export function countingHeaders() {
   const f = () => { f.calls += 1; return { authorization: "Bearer session" }; };
   f.calls = 0;
   return f;
+}
+
+/** An unsigned JWT-shaped token with these `iat` and `exp` claims (epoch seconds). */
+export function jwtWith(iat, exp) {
+  const b64 = (s) => btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return `${b64('{"alg":"none"}')}.${b64(JSON.stringify({ iat, exp }))}.c2ln`;
 }

@@ -297,3 +297,10 @@ pub fn call(object: &JsValue, method: &str, args: &[JsValue]) -> JsValue {
 pub fn calls_of(function: &js_sys::Function) -> f64 {
     get(function, "calls").as_f64().unwrap_or(-1.0)
 }
+
+#[wasm_bindgen(module = "/tests/support/fake_broker.js")]
+extern "C" {
+    /// An unsigned JWT-shaped token with these `iat` and `exp` claims (epoch seconds).
+    #[wasm_bindgen(js_name = jwtWith)]
+    pub fn jwt_with(iat: f64, exp: f64) -> String;
+}
