@@ -15,6 +15,7 @@ use crate::engine::Machine;
 use crate::error::Error;
 use crate::web::clock;
 use crate::web::flight;
+use crate::web::hooks;
 use crate::web::js_error::{config_error, to_js};
 use crate::web::lifecycle::{page_hidden, watch_page};
 use crate::web::options::Settings;
@@ -170,7 +171,7 @@ impl TokenClient {
     /// detaches targets, rejects pending calls with kind `disposed`, and wipes the token from
     /// wasm memory. Idempotent, and safe to call from any callback of the client.
     pub fn dispose(&self) {
-        self.shell.dispose();
+        release(&self.shell);
     }
 
     /// The same as `dispose()`. Replaces the generated `free()` (which `[Symbol.dispose]()` and
@@ -179,7 +180,16 @@ impl TokenClient {
     /// unreachable.
     #[wasm_bindgen(js_name = free, skip_typescript)]
     pub fn free_is_dispose(&self) {
-        self.shell.dispose();
+        release(&self.shell);
+    }
+}
+
+/// `dispose()`: the shell stops, and the objects it had attached lose their close hooks.
+fn release(shell: &Rc<Shell>) {
+    for target in shell.dispose() {
+        if let Some(target) = target.deref() {
+            hooks::unhook(&target, shell.id());
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod broker;
 mod client;
 mod clock;
 mod flight;
+mod hooks;
 mod js_error;
 mod lifecycle;
 mod options;

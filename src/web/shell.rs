@@ -148,8 +148,14 @@ pub(crate) struct FlightPlan {
 /// only schedule work.
 pub(crate) type Launcher = fn(&Rc<Shell>, FlightPlan);
 
+thread_local! {
+    /// The last shell id handed out (ids tell clients apart, e.g. whose hooks an object holds).
+    static LAST_ID: Cell<u32> = const { Cell::new(0) };
+}
+
 /// The core of a `TokenClient`. See the module docs.
 pub(crate) struct Shell {
+    id: u32,
     /// How to reach the broker (validated at construction, never changes).
     pub(crate) config: BrokerConfig,
     launch: Launcher,
@@ -161,7 +167,12 @@ pub(crate) struct Shell {
 impl Shell {
     /// A new, idle client shell.
     pub(crate) fn new(machine: Machine, config: BrokerConfig, launch: Launcher) -> Rc<Shell> {
+        let id = LAST_ID.with(|last| {
+            last.set(last.get().wrapping_add(1));
+            last.get()
+        });
         Rc::new(Shell {
+            id,
             config,
             launch,
             state: RefCell::new(State {
@@ -194,6 +205,31 @@ impl Shell {
             if live.keep.is_none() {
                 live.keep = Some(self.clone());
             }
+        }
+    }
+
+    /// This client's id (unique in the page).
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// An attached object was closed (its `close`/`dispose` ran): it is detached, with one
+    /// `detach` event (reason "closed") if it was attached.
+    pub(crate) fn target_closed(&self, target: &js_sys::Object) {
+        let was_attached = self.with_targets(|targets| {
+            let before = targets.len();
+            targets.retain(|w| w.deref().is_some_and(|t| !js_sys::Object::is(&t, target)));
+            targets.len() != before
+        });
+        if was_attached {
+            self.outbox.borrow_mut().push_back(Call::Emit(
+                EventKind::Detach,
+                object(&[
+                    ("target", target.clone().into()),
+                    ("reason", JsValue::from_str("closed")),
+                ]),
+            ));
+            self.drain();
         }
     }
 
@@ -556,18 +592,21 @@ impl Shell {
 
     /// `dispose()`: the engine stops (the token is wiped, waiters are rejected with kind
     /// `disposed`, the last `status` event says so), then the live part is dropped (the
-    /// teardown: see [`Live`]). Idempotent; safe from inside any callback.
-    pub(crate) fn dispose(self: &Rc<Shell>) {
-        let (decision, live) = {
+    /// teardown: see [`Live`]). Idempotent; safe from inside any callback. Returns the targets
+    /// that were attached (their close hooks are the Speech room's to remove).
+    pub(crate) fn dispose(self: &Rc<Shell>) -> Vec<js_sys::WeakRef> {
+        let (decision, live, targets) = {
             let mut state = self.state.borrow_mut();
             let decision = state.machine.dispose();
             state.token_js = None;
-            state.targets.clear();
-            (decision, state.live.take())
+            let targets = std::mem::take(&mut state.targets);
+            (decision, state.live.take(), targets)
         };
+
         // The teardown first (no JS re-enters from it: aborts and clears only), then the calls.
         drop(live);
         self.apply(decision);
+        targets
     }
 }
 

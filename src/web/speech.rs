@@ -4,7 +4,14 @@
 //! `authorizationToken` property (SpeechConfig, SpeechTranslationConfig, SpeechRecognizer,
 //! TranslationRecognizer, ConversationTranscriber, SpeechSynthesizer, DialogServiceConnector…).
 //! Recognizers copy their config at creation, so every live object must be attached and set on
-//! every refresh; closed objects throw from the setter and are detached automatically.
+//! every refresh.
+//!
+//! Closed objects are detached. The real SDK (1.52) does not throw from the setter once an
+//! object is closed (its `close()` only sets a private flag), so `attach()` hooks the object's
+//! own `close` and `dispose` methods (own-property wrappers that call the original with the same
+//! `this`, arguments and result): every way the SDK disposes an object goes through `dispose`,
+//! and `close` is the typed public one. A setter that throws still detaches too. `detach()` and
+//! `dispose()` remove the hooks.
 
 use std::rc::Rc;
 
@@ -14,6 +21,7 @@ use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::error::Error;
 use crate::web::client::TokenClient;
+use crate::web::hooks;
 use crate::web::js_error::{config_error, object, to_js};
 use crate::web::shell::{EventKind, Shell};
 
@@ -60,13 +68,34 @@ impl Shell {
     }
 }
 
+/// Where the config points, decided by [`choose_route`].
+enum Target {
+    Endpoint(String),
+    Region(String),
+}
+
+/// The precedence (README "Speech SDK recipes"): an explicit `endpoint` argument, then an
+/// explicit `region` argument, then the broker's endpoint, then the broker's region. An explicit
+/// argument always wins over what the broker said.
+fn choose_route(
+    arg_region: Option<String>,
+    arg_endpoint: Option<String>,
+    broker_region: Option<String>,
+    broker_endpoint: Option<String>,
+) -> Option<Target> {
+    arg_endpoint
+        .map(Target::Endpoint)
+        .or(arg_region.map(Target::Region))
+        .or(broker_endpoint.map(Target::Endpoint))
+        .or(broker_region.map(Target::Region))
+}
+
 /// Builds `fromAuthorizationToken(token, region)` or `fromEndpoint(new URL(endpoint))`.
 fn build_config(
     sdk: &JsValue,
     class: &str,
     token: &JsValue,
-    region: Option<String>,
-    endpoint: Option<String>,
+    target: Option<Target>,
 ) -> Result<JsValue, JsValue> {
     let class_value = get(sdk, class);
     if !class_value.is_function() {
@@ -80,17 +109,20 @@ fn build_config(
         })?;
         f.apply(&class_value, args)
     };
-    if let Some(endpoint) = endpoint {
-        let url =
-            web_sys::Url::new(&endpoint).map_err(|_| config_error("endpoint is not a URL"))?;
-        let config = call("fromEndpoint", &js_sys::Array::of1(&url))?;
-        js_sys::Reflect::set(&config, &JsValue::from_str(TOKEN_KEY), token)?;
-        return Ok(config);
-    }
-    let Some(region) = region else {
-        return Err(config_error(
-            "the broker gave neither region nor endpoint: pass { region } or { endpoint }",
-        ));
+    let region = match target {
+        Some(Target::Endpoint(endpoint)) => {
+            let url =
+                web_sys::Url::new(&endpoint).map_err(|_| config_error("endpoint is not a URL"))?;
+            let config = call("fromEndpoint", &js_sys::Array::of1(&url))?;
+            js_sys::Reflect::set(&config, &JsValue::from_str(TOKEN_KEY), token)?;
+            return Ok(config);
+        }
+        Some(Target::Region(region)) => region,
+        None => {
+            return Err(config_error(
+                "the broker gave neither region nor endpoint: pass { region } or { endpoint }",
+            ))
+        }
     };
     call(
         "fromAuthorizationToken",
@@ -119,14 +151,20 @@ async fn speech_config(
         }
     };
     let (region_option, endpoint_option) = (option("region"), option("endpoint"));
-    let (region, endpoint) = shell.read(|m| {
+    let (broker_region, broker_endpoint) = shell.read(|m| {
         let route = m.route();
         (
-            region_option.or_else(|| route.and_then(|r| r.region.clone())),
-            endpoint_option.or_else(|| route.and_then(|r| r.endpoint.clone())),
+            route.and_then(|r| r.region.clone()),
+            route.and_then(|r| r.endpoint.clone()),
         )
     });
-    let config = build_config(&sdk, class, &token, region, endpoint)?;
+    let target = choose_route(
+        region_option,
+        endpoint_option,
+        broker_region,
+        broker_endpoint,
+    );
+    let config = build_config(&sdk, class, &token, target)?;
     attach(&shell, &config)?;
     Ok(config)
 }
@@ -149,14 +187,18 @@ fn attach(shell: &Rc<Shell>, target: &JsValue) -> Result<(), JsValue> {
         return Err(to_js(&Error::Disposed));
     }
     shell.in_service();
-    shell.with_targets(|targets| {
+    let added = shell.with_targets(|targets| {
         let known = targets
             .iter()
             .any(|w| w.deref().is_some_and(|t| js_sys::Object::is(&t, object)));
         if !known {
             targets.push(js_sys::WeakRef::new(object));
         }
+        !known
     });
+    if added {
+        hooks::hook(shell, object);
+    }
     let token = shell.token_js();
     match token {
         Some(token) => {
@@ -173,6 +215,33 @@ fn attach(shell: &Rc<Shell>, target: &JsValue) -> Result<(), JsValue> {
         }
     }
     Ok(())
+}
+
+/// The error an aborted operation rejects with, as `@azure/abort-controller` and the DOM name it.
+fn abort_error() -> JsValue {
+    let error = js_sys::Error::new("The operation was aborted.");
+    error.set_name("AbortError");
+    error.into()
+}
+
+/// `promise`, or an `AbortError` as soon as `signal` (an AbortSignal-like object, if any)
+/// aborts. `promise` itself is not cancelled.
+fn until_aborted(promise: js_sys::Promise, signal: &JsValue) -> js_sys::Promise {
+    let Ok(add) = get(signal, "addEventListener").dyn_into::<js_sys::Function>() else {
+        return promise;
+    };
+    let mut reject = None;
+    let aborted = js_sys::Promise::new(&mut |_, r| reject = Some(r));
+    let Some(reject) = reject else {
+        return promise;
+    };
+    let on_abort = Closure::<dyn FnMut()>::new(move || {
+        let _ = reject.call1(&JsValue::UNDEFINED, &abort_error());
+    })
+    .into_js_value();
+    let once = object(&[("once", JsValue::TRUE)]);
+    let _ = add.call3(signal, &JsValue::from_str("abort"), &on_abort, &once);
+    js_sys::Promise::race(&js_sys::Array::of2(&promise, &aborted))
 }
 
 #[wasm_bindgen]
@@ -195,6 +264,9 @@ impl TokenClient {
         self.shell.with_targets(|targets| {
             targets.retain(|w| w.deref().is_some_and(|t| !js_sys::Object::is(&t, &target)))
         });
+        if let Some(object) = target.dyn_ref::<js_sys::Object>() {
+            hooks::unhook(object, self.shell.id());
+        }
     }
 
     /// Number of attached targets still alive.
@@ -242,10 +314,21 @@ impl TokenClient {
         let shell = self.shell.clone();
         shell.in_service();
         let get_token = Closure::<dyn FnMut(JsValue, JsValue) -> js_sys::Promise>::new(
-            move |_scopes, _options| {
+            move |_scopes, options: JsValue| {
                 let shell = shell.clone();
+                // `options.abortSignal` (@azure/core-auth GetTokenOptions): an aborted call
+                // rejects at once with an AbortError; the shared request goes on for the others.
+                let signal = if options.is_object() {
+                    get(&options, "abortSignal")
+                } else {
+                    JsValue::UNDEFINED
+                };
+                if get(&signal, "aborted").as_bool() == Some(true) {
+                    return js_sys::Promise::reject(&abort_error());
+                }
+                let pending = until_aborted(shell.get_token(), &signal);
                 future_to_promise(async move {
-                    let token = JsFuture::from(shell.get_token()).await?;
+                    let token = JsFuture::from(pending).await?;
                     let (expires, refresh) = shell.read(|m| {
                         let expires = m.expires_at().unwrap_or(0.0);
                         (expires, m.next_refresh_at().unwrap_or(expires))
