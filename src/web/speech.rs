@@ -217,6 +217,22 @@ fn attach(shell: &Rc<Shell>, target: &JsValue) -> Result<(), JsValue> {
     Ok(())
 }
 
+/// What a `TokenCredential` hands out: the Entra access token itself. The SDK sends it as
+/// `Authorization: Bearer <token>` to the endpoint given to `fromEndpoint(url, credential)`; the
+/// `aad#<resourceId>#<token>` form is only for the `authorizationToken` property with a region.
+/// So a broker answer in that form is unwrapped here (and nowhere else).
+fn bearer_form(token: JsValue) -> JsValue {
+    match token.as_string() {
+        Some(t) if t.starts_with("aad#") => {
+            let inner = t.rsplit('#').next().unwrap_or_default();
+            let inner = JsValue::from_str(inner);
+            zeroize::Zeroize::zeroize(&mut { t });
+            inner
+        }
+        _ => token,
+    }
+}
+
 /// The error an aborted operation rejects with, as `@azure/abort-controller` and the DOM name it.
 fn abort_error() -> JsValue {
     let error = js_sys::Error::new("The operation was aborted.");
@@ -329,6 +345,7 @@ impl TokenClient {
                 let pending = until_aborted(shell.get_token(), &signal);
                 future_to_promise(async move {
                     let token = JsFuture::from(pending).await?;
+                    let token = bearer_form(token);
                     let (expires, refresh) = shell.read(|m| {
                         let expires = m.expires_at().unwrap_or(0.0);
                         (expires, m.next_refresh_at().unwrap_or(expires))

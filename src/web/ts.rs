@@ -25,7 +25,9 @@ export interface TokenClientOptions {
    * Cross-tab single flight. Default false. With true, tabs of this origin using the same brokerUrl
    * share one broker request per refresh: a Web Lock elects the tab that fetches, and the token
    * reaches the others over a BroadcastChannel (memory only, never storage); each tab validates it
-   * and keeps its own expiry judgement. A new tab asks its peers first (150 ms) before fetching.
+   * and keeps its own expiry judgement. A peer hands over only a token and how long it is usable:
+   * region and endpoint always come from the tab's own broker, so each tab fetches its first
+   * token itself; a tab whose token ran out asks its peers first (150 ms).
    * A tab that closes or stalls never blocks the others (a lock wait is bounded by requestTimeout).
    * Without Web Locks or BroadcastChannel the client fetches alone. Use only when every tab of the
    * origin may use the same token (the same user/session).
