@@ -222,8 +222,10 @@ fn a_waiting_caller_is_served_by_a_peer_and_the_fetch_is_skipped() {
     assert_eq!(m.requests(), 1, "a skipped request was never sent");
     assert_eq!(m.status(), Status::Valid);
     // The adopted token keeps this tab's own schedule: refresh before it ends, with the margin.
+    // Usable until 1500 s as the peer said; `expiresAt` one slack (5 s) later.
     let ends = m.expires_at().unwrap();
-    assert!((ends - (WALL0 + 1_500_000.0)).abs() < 1e-6, "{ends}");
+    assert!((ends - (WALL0 + 1_505_000.0)).abs() < 1e-6, "{ends}");
+    assert!(m.token_at(at(1_499.9)).is_some() && m.token_at(at(1_500.0)).is_none());
     let refresh = m.next_refresh_at().unwrap();
     assert!(refresh < ends - 100_000.0, "{refresh}");
 }
@@ -265,22 +267,24 @@ fn a_held_token_past_its_usable_point_does_not_block_an_earlier_expiring_one() {
     let now = at(596.0);
     let d = m.adopt(now, peer_grant(now, 599.0), 0.5);
     assert!(has(&d, &Effect::Publish), "{d:?}");
-    assert_eq!(m.expires_at(), Some(WALL0 + 599_000.0));
+    // Usable until 599 s; it expires (for `expiresAt`) one slack later, as the sender's did.
+    assert_eq!(m.expires_at(), Some(WALL0 + 604_000.0));
+    assert!(m.token_at(at(598.9)).is_some());
     assert!(m.token_at(at(599.0)).is_none());
 }
 
 #[test]
 fn adopting_clears_failures_and_pending_retries() {
-    let mut m = Machine::new(RefreshPolicy::default());
-    let _ = m.demand(at(0.0));
-    let d = m.response(at(0.1), Err(Error::Unauthorized), 0.5);
-    assert!(d
-        .effects
-        .iter()
-        .any(|e| matches!(e, Effect::RejectWaiters(_))));
+    // A refresh refused with 401 stops retries; a peer's fresh token (the user signed in again in
+    // another tab) brings the tab back.
+    let mut m = holding();
+    let d = m.timer_fired(at(490.0));
+    assert_eq!(fetches(&d), 1);
+    let d = m.response(at(490.1), Err(Error::Unauthorized), 0.5);
+    assert!(has(&d, &Effect::Failed(Error::Unauthorized)));
     assert_eq!(m.status(), Status::Error);
-    let now = at(1.0);
-    let d = m.adopt(now, peer_grant(now, 600.0), 0.5);
+    let now = at(491.0);
+    let d = m.adopt(now, peer_grant(now, 1091.0), 0.5);
     assert!(has(&d, &Effect::Publish));
     assert_eq!(m.status(), Status::Valid);
     assert!(m.next_refresh_at().is_some(), "refreshes are planned again");
@@ -313,11 +317,14 @@ fn a_refresh_now_caller_takes_a_newer_peer_token() {
 
 #[test]
 fn a_short_peer_token_satisfies_the_fetch_and_is_refreshed_on_its_own_schedule() {
-    let mut m = holding();
+    // This tab's own tokens live 20 s (margin capped at half the lifetime).
+    let mut m = Machine::new(RefreshPolicy::default());
+    let _ = m.demand(at(0.0));
+    let _ = m.response(at(0.0), Ok(broker_grant(20.0)), 0.0);
     let _ = m.demand(at(1_000.0)); // the token ran out: a fetch starts
     let now = at(1_000.05);
-    // A 20 s token: margin capped at half the lifetime, so it is never due on arrival.
-    let g = grant_from_peer(name(), 20_000.0).unwrap();
+    // A fresh peer token: usable for 15 s (20 s minus the sender's 5 s slack).
+    let g = grant_from_peer(name(), 15_000.0).unwrap();
     let d = m.adopt(now, g, 0.0);
     assert!(has(&d, &Effect::Publish));
     assert!(!m.fetch_needed(now));

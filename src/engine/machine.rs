@@ -231,21 +231,33 @@ impl Held {
         held
     }
 
-    /// A token another tab shared: it may be handed out for `grant.lifetime_ms` from `now` (the
-    /// sender already kept its slack), judged on this tab's own two clocks.
-    fn adopted(grant: Grant, now: Now, policy: &RefreshPolicy, jitter: f64, hidden: bool) -> Held {
-        let lifetime_ms = grant.lifetime_ms;
+    /// A token another tab shared: it may be handed out for `usable_for` ms from `now` (the
+    /// sender already kept its slack), judged on this tab's own two clocks. It is planned as a
+    /// token of this tab's own `nominal` lifetime that is that far into its life, so that every
+    /// tab refreshes on the schedule the sender would (a shorter nominal lifetime would make
+    /// the receivers refresh before the sender and spend a request each).
+    fn adopted(
+        grant: Grant,
+        now: Now,
+        usable_for: f64,
+        nominal: f64,
+        policy: &RefreshPolicy,
+        jitter: f64,
+        hidden: bool,
+    ) -> Held {
+        let slack = policy.slack(nominal);
+        let age = (nominal - slack - usable_for).max(0.0);
         let mut held = Held {
             grant,
-            sent: now,
-            lifetime_ms,
+            sent: Now::new(now.wall_ms - age, now.mono_ms - age),
+            lifetime_ms: nominal,
             jitter: if jitter.is_finite() {
                 jitter.clamp(0.0, 1.0)
             } else {
                 0.5
             },
-            expires: Deadline::after(now, lifetime_ms),
-            usable_until: Deadline::after(now, lifetime_ms),
+            expires: Deadline::after(now, usable_for + slack),
+            usable_until: Deadline::after(now, usable_for),
             refresh_at: Deadline::after(now, 0.0),
         };
         held.plan_refresh(policy, hidden);
@@ -574,10 +586,17 @@ impl Machine {
         if self.status == Status::Idle {
             return self.settle(now, Vec::new());
         }
-        let mut grant = grant;
-        let cap = self.own_lifetime_ms.unwrap_or(self.policy.max_lifetime_ms);
-        grant.lifetime_ms = grant.lifetime_ms.min(cap);
-        let held = Held::adopted(grant, now, &self.policy, jitter, self.hidden);
+        let nominal = self.own_lifetime_ms.unwrap_or(self.policy.max_lifetime_ms);
+        let usable_for = grant.lifetime_ms.min(nominal - self.policy.slack(nominal));
+        let held = Held::adopted(
+            grant,
+            now,
+            usable_for,
+            nominal,
+            &self.policy,
+            jitter,
+            self.hidden,
+        );
         // Compared on both clocks, by how long each stays usable from now.
         let newer = !held.usable_until.passed(now)
             && self
