@@ -16,6 +16,7 @@ import readline from "node:readline";
 import { fileURLToPath } from "node:url";
 import zlib from "node:zlib";
 import { chromium } from "playwright-core";
+import { startFakeEntra } from "../tests/e2e/fake-entra.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const PAGES = path.join(ROOT, "bench/pages");
@@ -138,8 +139,8 @@ function machine() {
 
 let broker;
 
-function startBroker() {
-  const args = ["--mode", "dev", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--www", PAGES, "--pkg", PKG];
+function startBroker(extraArgs = []) {
+  const args = ["--mode", "dev", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--www", PAGES, "--pkg", PKG, ...extraArgs];
   return new Promise((resolve, reject) => {
     const child = spawn(BROKER_BIN, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: "warn" } });
     let err = "";
@@ -157,8 +158,8 @@ function startBroker() {
   });
 }
 
-async function stopBroker() {
-  const child = broker?.child;
+async function stopBroker(handle = broker) {
+  const child = handle?.child;
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once("exit", r));
   child.kill("SIGTERM");
@@ -376,8 +377,9 @@ function parseWrk(text) {
   };
 }
 
-function runWrk(seconds) {
-  const args = [`-t${S.wrkThreads}`, `-c${S.wrkConnections}`, `-d${seconds}s`, "--latency", `${broker.base}/api/speech-token`];
+function runWrk(seconds, base = broker.base, headers = []) {
+  const args = [`-t${S.wrkThreads}`, `-c${S.wrkConnections}`, `-d${seconds}s`, "--latency",
+    ...headers.flatMap((h) => ["-H", h]), `${base}/api/speech-token`];
   const r = spawnSync("wrk", args, { encoding: "utf8", timeout: (seconds + 30) * 1000 });
   if (r.error) throw new Error(`wrk: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`wrk exited ${r.status}: ${r.stderr}`);
@@ -415,6 +417,37 @@ async function measureBroker() {
     brokerTokenRequests: st.tokenRequests, upstreamRequests: st.upstreamRequests,
   };
   log(`broker: ${S.nodeClients} concurrent clients -> ${st.upstreamRequests} upstream request(s), ${results.concurrentClients.distinctTokens} distinct token(s)`);
+}
+
+// The same cached-token load with `--auth entra`: every request carries a user's Entra access
+// token (RS256, 2048-bit key) that the broker validates (signature, iss, aud, exp/nbf, tid, scope)
+// before answering. Keys come from a fake Entra ID on loopback and are cached after the first request.
+async function measureBrokerAuth() {
+  if (spawnSync("wrk", ["--version"]).error) {
+    results.notMeasured.push("broker with --auth entra: wrk is not installed");
+    return;
+  }
+  const entra = await startFakeEntra();
+  let handle;
+  try {
+    handle = await startBroker(entra.brokerArgs);
+    const headers = [`Authorization: Bearer ${entra.mint()}`];
+    log("broker --auth entra: wrk warm-up (1 s)");
+    runWrk(1, handle.base, headers);
+    log(`broker --auth entra: wrk -t${S.wrkThreads} -c${S.wrkConnections} -d${S.wrkSeconds}s --latency (cached tokens, user token validated per request)`);
+    const text = runWrk(S.wrkSeconds, handle.base, headers);
+    const w = parseWrk(text);
+    const base = results.wrk;
+    // CPU time per request on this machine: the wrk runs keep every CPU busy (wrk + broker), so
+    // the difference of 1/throughput × CPUs bounds the validation's CPU cost from above.
+    const cpuUs = base ? (1e6 / w.rps - 1e6 / base.rps) * os.cpus().length : NaN;
+    results.wrkEntra = { ...w, keyFetches: entra.keyFetches(), validationCpuUs: cpuUs,
+      addedP50Ms: base ? w.p50Ms - base.p50Ms : NaN, raw: text.trim() };
+    log(`broker --auth entra: ${fmtInt(w.rps)} req/s, p50 ${fmtMs(w.p50Ms)}, p99 ${fmtMs(w.p99Ms)}, non-2xx ${w.non2xx}, validation ≈ ${cpuUs.toFixed(0)} µs CPU/request, key downloads ${entra.keyFetches()}`);
+  } finally {
+    await stopBroker(handle);
+    await entra.close();
+  }
 }
 
 // ---------------------------------------------------------------- 5. lifecycle
@@ -486,6 +519,13 @@ function summaryRows() {
     row(`broker: cached tokens, wrk ${S.wrkThreads} threads / ${S.wrkConnections} conns`, `${fmtInt(R.wrk.rps)} req/s`, "", "",
       `≥ ${fmtInt(TARGETS.brokerRps)} req/s`, R.wrk.rps >= TARGETS.brokerRps);
     row("broker: latency p50 / p99", `${fmtMs(R.wrk.p50Ms)} / ${fmtMs(R.wrk.p99Ms)}`, "", "", `p99 < ${TARGETS.brokerP99Ms} ms`, R.wrk.p99Ms < TARGETS.brokerP99Ms);
+  }
+  if (R.wrkEntra) {
+    const e = R.wrkEntra;
+    row(`broker --auth entra: cached tokens, user token validated per request`, `${fmtInt(e.rps)} req/s`, "", "",
+      `≥ ${fmtInt(TARGETS.brokerRps / 4)} req/s`, e.rps >= TARGETS.brokerRps / 4 && e.non2xx === 0);
+    row("broker --auth entra: latency p50 / p99", `${fmtMs(e.p50Ms)} / ${fmtMs(e.p99Ms)}`, "", "", `p99 < ${TARGETS.brokerP99Ms} ms`, e.p99Ms < TARGETS.brokerP99Ms);
+    row("broker --auth entra: validation cost per request", `≈ ${e.validationCpuUs.toFixed(0)} µs CPU, +${fmtMs(e.addedP50Ms)} p50`, "", "", "", undefined);
   }
   if (R.concurrentClients) {
     row(`broker: upstream requests for ${fmtInt(R.concurrentClients.clients)} concurrent clients`, String(R.concurrentClients.upstreamRequests), "", "",
@@ -617,7 +657,7 @@ function markdown(rows) {
     out.push(`Growth from 10 to 10 000 cycles: **${fmtInt(m.growth)} B**.`, "");
   }
 
-  if (R.wrk || R.concurrentClients) {
+  if (R.wrk || R.wrkEntra || R.concurrentClients) {
     out.push("## 7. Broker", "");
     if (R.wrk) {
       const w = R.wrk;
@@ -626,6 +666,13 @@ function markdown(rows) {
         fmtInt(w.rps), fmtMs(w.p50Ms), fmtMs(w.p75Ms), fmtMs(w.p90Ms), fmtMs(w.p99Ms), fmtInt(w.requests), String(w.non2xx), String(w.upstreamRequests),
       ]]), "");
       out.push(`Targets: ≥ ${fmtInt(TARGETS.brokerRps)} req/s (${w.rps >= TARGETS.brokerRps ? "met" : "missed"}), p99 < ${TARGETS.brokerP99Ms} ms (${w.p99Ms < TARGETS.brokerP99Ms ? "met" : "missed"}).`, "");
+    }
+    if (R.wrkEntra) {
+      const e = R.wrkEntra;
+      out.push(`The same load with \`--auth entra\`: every request carries a user's Entra access token (RS256, 2048-bit key, from a fake Entra ID on loopback; ${e.keyFetches} key download(s) in the run) that the broker validates before answering (signature, \`iss\`, \`aud\`, \`exp\`/\`nbf\`, tenant, scope). The CPU cost per validation is estimated as (1/throughput with − 1/throughput without) × ${M.nproc} CPUs, an upper bound since wrk shares the CPUs.`, "");
+      out.push(mdTable(["requests/s", "p50", "p75", "p90", "p99", "requests", "non-2xx", "validation CPU per request", "added p50"], [[
+        fmtInt(e.rps), fmtMs(e.p50Ms), fmtMs(e.p75Ms), fmtMs(e.p90Ms), fmtMs(e.p99Ms), fmtInt(e.requests), String(e.non2xx), `${e.validationCpuUs.toFixed(0)} µs`, fmtMs(e.addedP50Ms),
+      ]]), "");
     }
     if (R.concurrentClients) {
       const c = R.concurrentClients;
@@ -706,6 +753,7 @@ async function main() {
     await browser.close();
     browser = undefined;
     await step("broker", measureBroker);
+    await step("broker --auth entra", measureBrokerAuth);
     await step("cross-tab", measureTabs);
   } finally {
     if (browser) await browser.close().catch(() => {});

@@ -88,9 +88,46 @@ function log(kind, text) {
   while (list.children.length > MAX_LOG) list.lastElementChild.remove();
 }
 
+// ---------------------------------------------------------------- user sign-in (MSAL stand-in)
+// With `--dev-entra` the dev broker authenticates token requests with the user's Entra access
+// token (`--auth entra`) and serves a stand-in for Entra ID. This object plays
+// @azure/msal-browser's acquireTokenSilent(): it returns a cached access token for the broker's
+// API and gets a new one when less than 5 minutes are left. The client calls the async `headers`
+// provider before every broker request, exactly as an app using MSAL would.
+async function devMsal() {
+  const r = await fetch("/dev-entra/msal-config", { cache: "no-store" }).catch(() => null);
+  if (!r || r.status !== 200) return null;
+  const config = await r.json();
+  let cached = null; // { accessToken, expiresAt }
+  return {
+    config,
+    async acquireTokenSilent({ scopes }) {
+      if (cached && cached.expiresAt - Date.now() > 5 * 60_000) return cached;
+      const t = await fetch(config.tokenEndpoint, {
+        method: "POST", cache: "no-store",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ scope: scopes.join(" ") }),
+      });
+      if (t.status !== 200) throw new Error(`sign-in failed (${t.status})`);
+      const j = await t.json();
+      cached = { accessToken: j.access_token, expiresAt: Date.now() + j.expires_in * 1000 };
+      return cached;
+    },
+  };
+}
+
 // ---------------------------------------------------------------- client
 await init();
-const client = new TokenClient({ brokerUrl: "/api/speech-token" });
+const msal = await devMsal();
+const client = new TokenClient({
+  brokerUrl: "/api/speech-token",
+  ...(msal ? {
+    headers: async () => {
+      const r = await msal.acquireTokenSilent({ scopes: msal.config.scopes });
+      return { Authorization: `Bearer ${r.accessToken}` };
+    },
+  } : {}),
+});
 
 client.on("token", async (d) => {
   syncRequests();
@@ -151,6 +188,7 @@ client.on("detach", () => log("detach", "a closed Speech object was detached"));
 
 // ---------------------------------------------------------------- first token: mode, speech, dev
 function onFirstToken(d) {
+  if (msal) log("status", `signed in (dev Entra stand-in): broker requests carry the user's access token for ${msal.config.scopes[0]}`);
   const endpoint = d.endpoint ?? client.endpoint;
   const region = d.region ?? client.region;
   isDev = region === "local" || /^wss?:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?\//.test(endpoint ?? "");

@@ -221,6 +221,12 @@ pub struct Args {
     #[arg(long, default_value_t = 1024, env = "BROKER_MAX_CONNECTIONS")]
     pub max_connections: usize,
 
+    /// dev mode: serve a stand-in for Microsoft Entra ID at /dev-entra/ (fresh RSA key, demo user
+    /// tokens) and authenticate token requests against it (`--auth entra`): the demo's MSAL flow
+    /// without an Azure tenant.
+    #[arg(long, env = "BROKER_DEV_ENTRA")]
+    pub dev_entra: bool,
+
     /// dev mode: seconds without a frame from the client after which the fake Speech service
     /// closes a WebSocket (code 1000).
     #[arg(long, default_value_t = 60, env = "BROKER_WS_IDLE_TIMEOUT")]
@@ -355,6 +361,8 @@ pub struct Settings {
     pub allow_origins: Vec<String>,
     pub allow_loopback_origins: bool,
     pub auth: AuthSettings,
+    /// dev: `--dev-entra` (the auth settings are filled in once the listening port is known).
+    pub dev_entra: bool,
     /// Lower-case host names the `Host` header may carry (dev adds loopback names at run time).
     pub allow_hosts: Vec<String>,
     pub trust_proxies: Vec<ipnet::IpNet>,
@@ -599,7 +607,19 @@ impl Settings {
                 mode.name()
             ),
         };
-        let auth = resolve_auth(auth_kind, &args, &env_nonempty)?;
+        if args.dev_entra {
+            if chosen != Mode::Dev {
+                bail!("--dev-entra is a dev-mode feature (a stand-in for Entra ID with a throwaway key)");
+            }
+            if !matches!(args.auth, None | Some(AuthKind::Entra)) || args.require_header.is_some() {
+                bail!("--dev-entra authenticates with --auth entra against itself; drop the other --auth flags");
+            }
+        }
+        let auth = if args.dev_entra {
+            AuthSettings::None
+        } else {
+            resolve_auth(auth_kind, &args, &env_nonempty)?
+        };
 
         let mut allow_hosts = Vec::new();
         for h in &args.allow_hosts {
@@ -652,6 +672,7 @@ impl Settings {
             listen: args.listen,
             allow_origins,
             auth,
+            dev_entra: args.dev_entra,
             allow_hosts,
             trust_proxies,
             limits,

@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use crate::cache::TokenCache;
+use crate::dev_entra::DevEntra;
 use crate::devjwt::DevSigner;
 use crate::ratelimit::RateLimiter;
 use crate::speech::SpeechService;
@@ -51,6 +52,8 @@ pub struct DevState {
     pub outage_until: Mutex<Option<Instant>>,
     pub slow_ms: AtomicU64,
     pub fail: Mutex<Option<FailPlan>>,
+    /// `--dev-entra`: the Entra stand-in.
+    pub entra: Option<Arc<DevEntra>>,
 }
 
 impl DevState {

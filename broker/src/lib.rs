@@ -17,6 +17,7 @@ pub mod cache;
 pub mod clientip;
 pub mod config;
 pub mod dev;
+pub mod dev_entra;
 pub mod devjwt;
 pub mod guards;
 pub mod health;
@@ -55,7 +56,7 @@ impl Broker {
         let listener = TcpListener::bind(settings.listen).await?;
         let local = listener.local_addr()?;
         let (going_away, going_away_rx) = tokio::sync::watch::channel(false);
-        let state = state::build_state(&settings, local, going_away_rx);
+        let state = state::build_state(&settings, local, going_away_rx)?;
         let router = router::router(&settings, Arc::clone(&state));
         if let config::ModeSettings::Entra { max_ttl, .. } = &settings.mode {
             tracing::warn!(
@@ -68,7 +69,7 @@ impl Broker {
                  on one Speech resource"
             );
         }
-        if matches!(settings.auth, config::AuthSettings::None) && state.dev.is_none() {
+        if state.auth.name() == "none" && state.dev.is_none() {
             tracing::warn!(
                 "--auth none: anyone who passes the origin check gets Speech tokens (origin \
                  checks stop other websites, not scripts)"

@@ -15,6 +15,7 @@ use crate::admin::{
     admin_fail, admin_outage, admin_reset, admin_slow, admin_speech, admin_stats, admin_ttl,
 };
 use crate::config::{EntraTarget, ModeSettings, Settings};
+use crate::dev_entra;
 use crate::guards::{admin_guard, deadline, host_guard, origin_guard};
 use crate::health::{healthz, readyz};
 use crate::http::json_error;
@@ -86,6 +87,29 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
             .route("/stt/speech/{*rest}", any(speech_ws))
             .with_state(Arc::clone(&dev.speech));
         app = app.merge(admin).merge(speech);
+        if let Some(entra) = &dev.entra {
+            let fake = Router::new()
+                .route("/dev-entra/msal-config", get(dev_entra::msal_config))
+                .route(
+                    "/dev-entra/{tenant}/v2.0/.well-known/openid-configuration",
+                    get(dev_entra::openid_configuration),
+                )
+                .route(
+                    "/dev-entra/{tenant}/discovery/v2.0/keys",
+                    get(dev_entra::keys),
+                )
+                .route(
+                    "/dev-entra/{tenant}/oauth2/v2.0/token",
+                    post(dev_entra::token),
+                )
+                .with_state(Arc::clone(entra))
+                .route_layer(middleware::from_fn_with_state(
+                    Arc::clone(&state),
+                    origin_guard,
+                ))
+                .route_layer(middleware::from_fn(admin_guard));
+            app = app.merge(fake);
+        }
     }
 
     let csp = HeaderValue::from_str(&content_security_policy(settings, state.local))

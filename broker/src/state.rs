@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, EntraValidator};
 use crate::cache::TokenCache;
 use crate::clientip::TrustedProxies;
 use crate::config::{EntraCredential, ModeSettings, Settings};
 use crate::dev::{Counters, DevState};
+use crate::dev_entra::DevEntra;
 use crate::devjwt::DevSigner;
 use crate::origin::{is_loopback_host, OriginPolicy};
 use crate::ratelimit::RateLimiter;
@@ -72,7 +73,13 @@ pub fn build_state(
     settings: &Settings,
     local: SocketAddr,
     going_away: tokio::sync::watch::Receiver<bool>,
-) -> Arc<AppState> {
+) -> anyhow::Result<Arc<AppState>> {
+    let dev_entra = if settings.dev_entra {
+        let authority = format!("http://{}/dev-entra", public_authority(local));
+        Some(Arc::new(DevEntra::generate(authority)?))
+    } else {
+        None
+    };
     let counters = Arc::new(Counters::default());
     let rate = RateLimiter::new(settings.rate_limit, settings.rate_burst).map(Arc::new);
     let mut dev_parts = None;
@@ -131,10 +138,18 @@ pub fn build_state(
             outage_until: Mutex::new(None),
             slow_ms: AtomicU64::new(0),
             fail: Mutex::new(None),
+            entra: dev_entra.clone(),
         })
     });
+    let auth = match &dev_entra {
+        Some(e) => Authenticator::Entra(Box::new(EntraValidator::new(
+            &e.auth_settings(),
+            settings.upstream_timeout,
+        ))),
+        None => Authenticator::new(&settings.auth, settings.upstream_timeout),
+    };
     let is_dev = dev.is_some();
-    Arc::new(AppState {
+    Ok(Arc::new(AppState {
         mode: settings.mode.name(),
         cache,
         origins: OriginPolicy::new(
@@ -150,9 +165,9 @@ pub fn build_state(
         },
         proxies: TrustedProxies::new(settings.trust_proxies.clone()),
         rate,
-        auth: Authenticator::new(&settings.auth, settings.upstream_timeout),
+        auth,
         dev,
         local,
         counters,
-    })
+    }))
 }

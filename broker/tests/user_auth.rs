@@ -230,3 +230,50 @@ async fn preflight_allows_the_authorization_header() {
     assert_eq!(r.status(), 204);
     assert_eq!(r.headers()["access-control-allow-headers"], "authorization");
 }
+
+#[tokio::test]
+async fn dev_entra_serves_the_demo_its_own_tenant() {
+    let b = start(&["--dev-entra"], &[]).await;
+    let c = client();
+    // unauthenticated: refused
+    assert_eq!(ask(&b, None).await.status(), 401);
+    // the MSAL stand-in's configuration, then a user token from its token endpoint
+    let cfg: Value = c
+        .get(b.url("/dev-entra/msal-config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = c
+        .post(b.url(cfg["tokenEndpoint"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    let user = t["access_token"].as_str().unwrap();
+    assert_eq!(ask(&b, Some(user)).await.status(), 200);
+    // not through a proxy, and dev only
+    let r = c
+        .post(b.url(cfg["tokenEndpoint"].as_str().unwrap()))
+        .header("X-Forwarded-For", "203.0.113.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(common::settings(
+        &[
+            "--mode",
+            "key",
+            "--region",
+            "westeurope",
+            "--dev-entra",
+            "--allow-host",
+            "x"
+        ],
+        &[("SPEECH_KEY", "k")]
+    )
+    .is_err());
+}

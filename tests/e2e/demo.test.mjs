@@ -30,7 +30,9 @@ const tokens = new Set();
 
 before(async () => {
   requirePkg();
-  broker = await startBroker({ www: WWW_DIR, ttl: TTL });
+  // As `make demo` runs it: --dev-entra, so the page signs in through its MSAL stand-in and every
+  // broker request carries the user's Entra access token (--auth entra).
+  broker = await startBroker({ www: WWW_DIR, ttl: TTL, extraArgs: ["--dev-entra"] });
   chromium = await launchChromium({ viewport: { width: 1360, height: 1000 } });
   page = await chromium.context.newPage();
   messages = collectConsole(page);
@@ -81,6 +83,8 @@ test("the demo loads under the broker's CSP and shows a valid token in dev mode"
   assert.match(await text("countdown"), /\d(\.\d)? s$/);
   assert.notEqual(await text("next-refresh"), "–");
   assert.equal(await page.getByTestId("dev-controls").isVisible(), true);
+  // signed in: the broker authenticated the user (one audit line per issued token)
+  assert.match(broker.log(), /token issued/);
 });
 
 test("through three refreshes the dashboard's numbers match the broker's own counters", { timeout: 90_000 }, async () => {
@@ -196,4 +200,8 @@ test("no CSP violation, no token in the console; screenshot saved", { timeout: 6
     mkdirSync(path.join(ROOT, "docs"), { recursive: true });
     copyFileSync(shot, path.join(ROOT, "docs/demo.png"));
   }
+  // last, as it counts as a token request: without the user's access token the broker refuses
+  const anonymous = await fetch(`${broker.base}/api/speech-token`);
+  assert.equal(anonymous.status, 401);
+  assert.match(anonymous.headers.get("www-authenticate") ?? "", /^Bearer /);
 });
