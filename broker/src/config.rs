@@ -227,6 +227,36 @@ pub struct Args {
     #[arg(long, env = "BROKER_DEV_ENTRA")]
     pub dev_entra: bool,
 
+    /// Relay the Speech SDK's WebSocket through the broker: the token route answers a short-lived
+    /// relay ticket bound to the page's origin and the user, and the broker connects upstream
+    /// with its own credential. The browser holds no Azure credential.
+    #[arg(long, env = "BROKER_RELAY")]
+    pub relay: bool,
+
+    /// --relay: ticket lifetime in seconds.
+    #[arg(long, default_value_t = 60, env = "BROKER_RELAY_TICKET_TTL")]
+    pub relay_ticket_ttl: u64,
+
+    /// --relay: relayed sessions at most, in total.
+    #[arg(long, default_value_t = 256, env = "BROKER_RELAY_MAX_SESSIONS")]
+    pub relay_max_sessions: usize,
+
+    /// --relay: relayed sessions at most per user.
+    #[arg(long, default_value_t = 4, env = "BROKER_RELAY_MAX_SESSIONS_PER_USER")]
+    pub relay_max_sessions_per_user: usize,
+
+    /// --relay: longest relayed session, in seconds.
+    #[arg(long, default_value_t = 3600, env = "BROKER_RELAY_MAX_DURATION")]
+    pub relay_max_duration: u64,
+
+    /// --relay: seconds without a frame from the browser after which a session is closed.
+    #[arg(long, default_value_t = 60, env = "BROKER_RELAY_IDLE_TIMEOUT")]
+    pub relay_idle_timeout: u64,
+
+    /// --relay: largest frame or message relayed, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024, env = "BROKER_RELAY_MAX_FRAME")]
+    pub relay_max_frame: usize,
+
     /// dev mode: seconds without a frame from the client after which the fake Speech service
     /// closes a WebSocket (code 1000).
     #[arg(long, default_value_t = 60, env = "BROKER_WS_IDLE_TIMEOUT")]
@@ -363,6 +393,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// dev: `--dev-entra` (the auth settings are filled in once the listening port is known).
     pub dev_entra: bool,
+    /// `--relay` and its limits.
+    pub relay: Option<crate::relay::RelayLimits>,
     /// Lower-case host names the `Host` header may carry (dev adds loopback names at run time).
     pub allow_hosts: Vec<String>,
     pub trust_proxies: Vec<ipnet::IpNet>,
@@ -566,12 +598,12 @@ impl Settings {
                 if !(1..=MAX_TTL).contains(&args.max_ttl) {
                     bail!("--max-ttl must be between 1 and {MAX_TTL} seconds");
                 }
-                if !args.expose_entra_token {
+                if !args.expose_entra_token && !args.relay {
                     bail!(
                         "entra mode would hand browsers this broker identity's own Entra access token \
                          (audience https://cognitiveservices.azure.com). That token stays valid 60-90 \
                          minutes (managed identity: about 24 hours) whatever expiresIn says, for every \
-                         Cognitive Services resource the identity has a role on. Prefer the relay (the \
+                         Cognitive Services resource the identity has a role on. Prefer --relay (the \
                          browser then holds no Azure credential). If you accept the exposure, give the \
                          broker a dedicated identity with only \"Cognitive Services Speech User\" on \
                          one Speech resource and pass --expose-entra-token"
@@ -673,6 +705,14 @@ impl Settings {
             allow_origins,
             auth,
             dev_entra: args.dev_entra,
+            relay: args.relay.then(|| crate::relay::RelayLimits {
+                ticket_ttl: Duration::from_secs(args.relay_ticket_ttl.clamp(2, 600)),
+                max_sessions: args.relay_max_sessions.clamp(1, 100_000),
+                max_sessions_per_user: args.relay_max_sessions_per_user.clamp(1, 1000),
+                max_duration: Duration::from_secs(args.relay_max_duration.clamp(1, 86_400)),
+                idle_timeout: Duration::from_secs(args.relay_idle_timeout.clamp(1, 3600)),
+                max_frame_bytes: args.relay_max_frame.clamp(1024, 16 * 1024 * 1024),
+            }),
             allow_hosts,
             trust_proxies,
             limits,

@@ -25,6 +25,7 @@ pub mod http;
 pub mod oauth;
 pub mod origin;
 pub mod ratelimit;
+pub mod relay;
 pub mod router;
 pub mod secret;
 pub mod server;
@@ -58,7 +59,9 @@ impl Broker {
         let (going_away, going_away_rx) = tokio::sync::watch::channel(false);
         let state = state::build_state(&settings, local, going_away_rx)?;
         let router = router::router(&settings, Arc::clone(&state));
-        if let config::ModeSettings::Entra { max_ttl, .. } = &settings.mode {
+        if let (config::ModeSettings::Entra { max_ttl, .. }, None) =
+            (&settings.mode, &settings.relay)
+        {
             tracing::warn!(
                 audience = oauth::RESOURCE,
                 max_ttl,

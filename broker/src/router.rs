@@ -19,6 +19,7 @@ use crate::dev_entra;
 use crate::guards::{admin_guard, deadline, host_guard, origin_guard};
 use crate::health::{healthz, readyz};
 use crate::http::json_error;
+use crate::relay::relay_ws;
 use crate::speech::speech_ws;
 use crate::state::{public_authority, AppState};
 use crate::token_route::token_handler;
@@ -110,6 +111,13 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
                 .route_layer(middleware::from_fn(admin_guard));
             app = app.merge(fake);
         }
+    }
+
+    if let Some(relay) = &state.relay {
+        let r = Router::new()
+            .route("/relay/{*rest}", any(relay_ws))
+            .with_state(Arc::clone(relay));
+        app = app.merge(r);
     }
 
     let csp = HeaderValue::from_str(&content_security_policy(settings, state.local))

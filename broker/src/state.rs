@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex};
 use crate::auth::{Authenticator, EntraValidator};
 use crate::cache::TokenCache;
 use crate::clientip::TrustedProxies;
-use crate::config::{EntraCredential, ModeSettings, Settings};
+use crate::config::{EntraCredential, EntraTarget, ModeSettings, Settings};
 use crate::dev::{Counters, DevState};
 use crate::dev_entra::DevEntra;
 use crate::devjwt::DevSigner;
 use crate::origin::{is_loopback_host, OriginPolicy};
 use crate::ratelimit::RateLimiter;
+use crate::relay::Relay;
 use crate::speech::SpeechService;
 use crate::upstream::{http_client, DevUpstream, EntraUpstream, KeyUpstream, Upstream};
 
@@ -57,6 +58,35 @@ pub struct AppState {
     pub dev: Option<Arc<DevState>>,
     pub local: SocketAddr,
     pub counters: Arc<Counters>,
+    /// `--relay`.
+    pub relay: Option<Arc<Relay>>,
+}
+
+/// Where the relay connects: `ws(s)://host[:port]` of the Speech service, no path.
+pub fn relay_upstream_base(mode: &ModeSettings, local: SocketAddr) -> String {
+    let regional = |region: &str| format!("wss://{region}.stt.speech.microsoft.com");
+    match mode {
+        ModeSettings::Dev { .. } => format!("ws://{}", public_authority(local)),
+        ModeSettings::Key { region, .. } => regional(region),
+        ModeSettings::Entra { target, .. } => match target {
+            EntraTarget::ResourceId { region, .. } => regional(region),
+            EntraTarget::Endpoint { endpoint, .. } => match url::Url::parse(endpoint) {
+                Ok(u) => {
+                    let scheme = if matches!(u.scheme(), "http" | "ws") {
+                        "ws"
+                    } else {
+                        "wss"
+                    };
+                    let host = u.host_str().unwrap_or_default();
+                    match u.port() {
+                        Some(p) => format!("{scheme}://{host}:{p}"),
+                        None => format!("{scheme}://{host}"),
+                    }
+                }
+                Err(_) => endpoint.clone(),
+            },
+        },
+    }
 }
 
 /// `ws://host:port` of this broker, as pages should reach it.
@@ -74,6 +104,7 @@ pub fn build_state(
     local: SocketAddr,
     going_away: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Arc<AppState>> {
+    let going_away_relay = going_away.clone();
     let dev_entra = if settings.dev_entra {
         let authority = format!("http://{}/dev-entra", public_authority(local));
         Some(Arc::new(DevEntra::generate(authority)?))
@@ -149,6 +180,14 @@ pub fn build_state(
         None => Authenticator::new(&settings.auth, settings.upstream_timeout),
     };
     let is_dev = dev.is_some();
+    let relay = settings.relay.map(|limits| {
+        Arc::new(Relay::new(
+            limits,
+            relay_upstream_base(&settings.mode, local),
+            Arc::clone(&cache),
+            going_away_relay,
+        ))
+    });
     Ok(Arc::new(AppState {
         mode: settings.mode.name(),
         cache,
@@ -169,5 +208,6 @@ pub fn build_state(
         dev,
         local,
         counters,
+        relay,
     }))
 }

@@ -87,6 +87,30 @@ pub async fn token_handler(
             return injected_response(&plan);
         }
     }
+    if let Some(relay) = &st.relay {
+        let subject = match &identity {
+            Identity::User(u) => format!("{}/{}", u.tid, u.oid),
+            Identity::SharedHeader => "header".to_string(),
+            Identity::Anonymous => "anonymous".to_string(),
+        };
+        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let (ticket, expires_in) = relay.ticket_for(&subject, origin);
+        st.counters.token_ok.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(target: "audit", user = %subject, client = %client_ip,
+            fingerprint = %crate::secret::fingerprint(&ticket), "relay ticket issued");
+        return json_response(
+            StatusCode::OK,
+            &json!({
+                "token": ticket,
+                "expiresIn": expires_in,
+                "endpoint": crate::relay::relay_endpoint(host, st.local, st.dev.is_some()),
+            }),
+        );
+    }
     match st.cache.get().await {
         Ok(t) => {
             st.counters.token_ok.fetch_add(1, Ordering::Relaxed);
