@@ -583,6 +583,43 @@ fn frame_len(m: &Message) -> u64 {
     }
 }
 
+/// The Speech SDK's custom-domain redirect probe: given an endpoint without a path, the SDK
+/// generates the service path and asks `GET https://<host>/<path>?GenerateRedirectResponse=true`
+/// where to connect, expecting the URL as plain text (SDK 1.4x, `ConnectionFactoryBase.
+/// getRedirectUrlFromEndpoint`). The relay answers with the same path under `/relay/`, so an app
+/// can also configure `SpeechConfig.fromEndpoint(new URL("wss://<broker>"))`. Other requests to
+/// these paths get 404.
+pub async fn redirect_probe(
+    Path(rest): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let probing = query.as_deref().is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "GenerateRedirectResponse" && v.eq_ignore_ascii_case("true"))
+    });
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let (true, Some(host)) = (probing, host) else {
+        return json_error(StatusCode::NOT_FOUND, "not-found", None);
+    };
+    let prefix = uri
+        .path()
+        .trim_end_matches(rest.as_str())
+        .trim_end_matches('/');
+    let mut r = Response::new(axum::body::Body::from(format!(
+        "https://{host}{RELAY_PREFIX}{prefix}/{}",
+        rest.trim_start_matches('/')
+    )));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, crate::http::NO_STORE);
+    r
+}
+
 /// The relay endpoint the token route names: `ws://` on a loopback broker, else `wss://` (the
 /// broker runs behind a TLS-terminating proxy), on the request's allow-listed `Host`.
 pub fn relay_endpoint(host: &str, local: SocketAddr, dev: bool) -> String {

@@ -19,7 +19,7 @@ use crate::dev_entra;
 use crate::guards::{admin_guard, deadline, host_guard, origin_guard};
 use crate::health::{healthz, readyz};
 use crate::http::json_error;
-use crate::relay::relay_ws;
+use crate::relay::{redirect_probe, relay_ws};
 use crate::speech::speech_ws;
 use crate::state::{public_authority, AppState};
 use crate::token_route::token_handler;
@@ -118,6 +118,12 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
             .route("/relay/{*rest}", any(relay_ws))
             .with_state(Arc::clone(relay));
         app = app.merge(r);
+        if state.dev.is_none() {
+            // dev serves its fake Speech service on these paths
+            app = app
+                .route("/speech/{*rest}", get(redirect_probe))
+                .route("/stt/speech/{*rest}", get(redirect_probe));
+        }
     }
 
     let csp = HeaderValue::from_str(&content_security_policy(settings, state.local))

@@ -235,3 +235,28 @@ async fn entra_mode_with_relay_needs_no_token_exposure_opt_in() {
     );
     assert!(ok.is_ok(), "{:?}", ok.err());
 }
+
+#[tokio::test]
+async fn the_sdks_redirect_probe_lands_on_the_relay() {
+    let b = start(
+        &["--mode", "key", "--region", "westeurope", "--relay"],
+        &[("SPEECH_KEY", "k")],
+    )
+    .await;
+    let r = client()
+        .get(b.url("/stt/speech/universal/v2?GenerateRedirectResponse=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!("https://{}/relay/stt/speech/universal/v2", b.addr)
+    );
+    let r = client()
+        .get(b.url("/stt/speech/universal/v2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
