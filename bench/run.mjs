@@ -36,6 +36,7 @@ const opt = (name, dflt) => {
 const QUICK = argv.includes("--quick");
 const PKG = path.resolve(ROOT, opt("--pkg", "pkg"));
 const BROKER_BIN = path.resolve(ROOT, opt("--broker", "target/release/speech-token-broker"));
+const RELAY_LOAD = opt("--relay-load");
 const SIM = opt("--sim");
 const SIM_WORST = opt("--sim-worst");
 const CRATES = opt("--crates");
@@ -51,6 +52,8 @@ const S = {
   reloadRuns: QUICK ? 2 : 5,
   memCycles: 10_000,
   wrkSeconds: QUICK ? 2 : 5,
+  relaySessions: QUICK ? 200 : 1000,
+  relaySeconds: QUICK ? 4 : 10,
   wrkThreads: 2,
   wrkConnections: 50,
   nodeClients: 1000,
@@ -450,6 +453,43 @@ async function measureBrokerAuth() {
   }
 }
 
+// The relay (--relay) under load: N concurrent sessions streaming 3200-byte audio frames every
+// 100 ms, each frame a new turn that the fake Speech service answers at once. The same load runs
+// directly against the fake service (the main dev broker) and through a --relay broker, in this
+// run: the difference is the relay's added latency per frame. Memory: the relay broker's resident
+// set with every session open, minus before, per session (it hosts both the relay and the fake
+// service's end of each session).
+async function measureRelay() {
+  if (!RELAY_LOAD || !existsSync(RELAY_LOAD)) {
+    results.notMeasured.push("relay load: the relay_load example was not built (scripts/bench.sh builds it)");
+    return;
+  }
+  const run = (base, pid) => {
+    const r = spawnSync(RELAY_LOAD, ["--base", base, "--sessions", String(S.relaySessions), "--seconds", String(S.relaySeconds), "--pid", String(pid)],
+      { encoding: "utf8", timeout: (S.relaySeconds + 60) * 1000 });
+    if (r.status !== 0) throw new Error(`relay_load exited ${r.status}: ${r.stderr}`);
+    return JSON.parse(r.stdout.trim().split("\n").at(-1));
+  };
+  const speech = { replyAfterAudioFrames: 1, endTurn: false };
+  await resetBroker();
+  await fetch(broker.base + "/admin/speech", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(speech) });
+  log(`relay: ${S.relaySessions} sessions × ${S.relaySeconds} s directly against the fake Speech service`);
+  const direct = run(broker.base, broker.child.pid);
+  let relayBroker;
+  try {
+    relayBroker = await startBroker(["--relay", "--relay-max-sessions", String(S.relaySessions * 2),
+      "--relay-max-sessions-per-user", String(S.relaySessions * 2), "--max-connections", String(S.relaySessions * 4)]);
+    await fetch(relayBroker.base + "/admin/speech", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(speech) });
+    log(`relay: ${S.relaySessions} sessions × ${S.relaySeconds} s through --relay`);
+    const relayed = run(relayBroker.base, relayBroker.child.pid);
+    results.relay = { direct, relayed, addedP50Ms: relayed.p50Ms - direct.p50Ms, addedP99Ms: relayed.p99Ms - direct.p99Ms };
+    log(`relay: held ${relayed.held}/${relayed.sessions}, p50 ${fmtMs(relayed.p50Ms)} (direct ${fmtMs(direct.p50Ms)}), p99 ${fmtMs(relayed.p99Ms)} (direct ${fmtMs(direct.p99Ms)}), ${relayed.perSessionKiB?.toFixed(1)} KiB/session`);
+  } finally {
+    await stopBroker(relayBroker);
+    await resetBroker();
+  }
+}
+
 // ---------------------------------------------------------------- 5. lifecycle
 
 function readLifecycle() {
@@ -526,6 +566,14 @@ function summaryRows() {
       `≥ ${fmtInt(TARGETS.brokerRps / 4)} req/s`, e.rps >= TARGETS.brokerRps / 4 && e.non2xx === 0);
     row("broker --auth entra: latency p50 / p99", `${fmtMs(e.p50Ms)} / ${fmtMs(e.p99Ms)}`, "", "", `p99 < ${TARGETS.brokerP99Ms} ms`, e.p99Ms < TARGETS.brokerP99Ms);
     row("broker --auth entra: validation cost per request", `≈ ${e.validationCpuUs.toFixed(0)} µs CPU, +${fmtMs(e.addedP50Ms)} p50`, "", "", "", undefined);
+  }
+  if (R.relay) {
+    const r = R.relay;
+    row(`relay: concurrent sessions held (audio frames every 100 ms)`, `${fmtInt(r.relayed.held)} / ${fmtInt(r.relayed.sessions)}`, "", "",
+      `${fmtInt(r.relayed.sessions)}`, r.relayed.held === r.relayed.sessions);
+    row("relay: added latency per frame p50 / p99 (vs direct)", `+${fmtMs(r.addedP50Ms)} / +${fmtMs(r.addedP99Ms)}`, "",
+      `direct ${fmtMs(r.direct.p50Ms)} / ${fmtMs(r.direct.p99Ms)}`, "", undefined);
+    row("relay: broker memory per session", r.relayed.perSessionKiB != null ? `${r.relayed.perSessionKiB.toFixed(1)} KiB` : "–", "", "", "", undefined);
   }
   if (R.concurrentClients) {
     row(`broker: upstream requests for ${fmtInt(R.concurrentClients.clients)} concurrent clients`, String(R.concurrentClients.upstreamRequests), "", "",
@@ -657,7 +705,7 @@ function markdown(rows) {
     out.push(`Growth from 10 to 10 000 cycles: **${fmtInt(m.growth)} B**.`, "");
   }
 
-  if (R.wrk || R.wrkEntra || R.concurrentClients) {
+  if (R.wrk || R.wrkEntra || R.relay || R.concurrentClients) {
     out.push("## 7. Broker", "");
     if (R.wrk) {
       const w = R.wrk;
@@ -673,6 +721,14 @@ function markdown(rows) {
       out.push(mdTable(["requests/s", "p50", "p75", "p90", "p99", "requests", "non-2xx", "validation CPU per request", "added p50"], [[
         fmtInt(e.rps), fmtMs(e.p50Ms), fmtMs(e.p75Ms), fmtMs(e.p90Ms), fmtMs(e.p99Ms), fmtInt(e.requests), String(e.non2xx), `${e.validationCpuUs.toFixed(0)} µs`, fmtMs(e.addedP50Ms),
       ]]), "");
+    }
+    if (R.relay) {
+      const r = R.relay;
+      out.push(`Relay (\`--relay\`): ${fmtInt(r.relayed.sessions)} concurrent WebSocket sessions (\`broker/examples/relay_load.rs\`), each sending a 3200-byte audio frame (100 ms of 16 kHz audio) every 100 ms for ${R.settings.relaySeconds} s, each frame a new turn the fake Speech service answers at once; round trip = frame sent → first answer received. Run directly against the fake service and through a \`--relay\` broker in the same run, on the same ${M.nproc} CPUs as the load generator. Memory = the relay broker's resident set with all sessions open minus before, per session (it hosts the relay and the fake service's end of every session).`, "");
+      out.push(mdTable(["path", "sessions held", "frames", "p50", "p99", "RSS before → during", "per session"], [
+        ["direct", `${r.direct.held} / ${r.direct.sessions}`, fmtInt(r.direct.frames), fmtMs(r.direct.p50Ms), fmtMs(r.direct.p99Ms), `${r.direct.rssBeforeKiB} → ${r.direct.rssDuringKiB} KiB`, r.direct.perSessionKiB != null ? `${r.direct.perSessionKiB.toFixed(1)} KiB` : "–"],
+        ["relay", `${r.relayed.held} / ${r.relayed.sessions}`, fmtInt(r.relayed.frames), fmtMs(r.relayed.p50Ms), fmtMs(r.relayed.p99Ms), `${r.relayed.rssBeforeKiB} → ${r.relayed.rssDuringKiB} KiB`, r.relayed.perSessionKiB != null ? `${r.relayed.perSessionKiB.toFixed(1)} KiB` : "–"],
+      ]), "");
     }
     if (R.concurrentClients) {
       const c = R.concurrentClients;
@@ -754,6 +810,7 @@ async function main() {
     browser = undefined;
     await step("broker", measureBroker);
     await step("broker --auth entra", measureBrokerAuth);
+    await step("relay", measureRelay);
     await step("cross-tab", measureTabs);
   } finally {
     if (browser) await browser.close().catch(() => {});
