@@ -434,7 +434,12 @@ async function measureBrokerAuth() {
   let handle;
   try {
     handle = await startBroker(entra.brokerArgs);
-    const headers = [`Authorization: Bearer ${entra.mint()}`];
+    const userToken = entra.mint();
+    const headers = [`Authorization: Bearer ${userToken}`];
+    // The fake Entra ID runs in this process, whose event loop spawnSync(wrk) blocks: let the
+    // broker download and cache the signing keys first (they are cached for 24 h).
+    const first = await fetch(`${handle.base}/api/speech-token`, { headers: { authorization: `Bearer ${userToken}` } });
+    if (first.status !== 200) throw new Error(`--auth entra broker answered ${first.status}: ${await first.text()}`);
     log("broker --auth entra: wrk warm-up (1 s)");
     runWrk(1, handle.base, headers);
     log(`broker --auth entra: wrk -t${S.wrkThreads} -c${S.wrkConnections} -d${S.wrkSeconds}s --latency (cached tokens, user token validated per request)`);

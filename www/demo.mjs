@@ -119,8 +119,12 @@ async function devMsal() {
 // ---------------------------------------------------------------- client
 await init();
 const msal = await devMsal();
+// The relay switch (a broker started with --relay): on, the broker answers a relay ticket and
+// relays the Speech SDK's WebSocket, so this page holds no Azure credential at all; off (dev
+// only), it answers a plain Speech token for comparison.
+const relayOff = new URLSearchParams(location.search).get("relay") === "off";
 const client = new TokenClient({
-  brokerUrl: "/api/speech-token",
+  brokerUrl: relayOff ? "/api/speech-token?relay=0" : "/api/speech-token",
   ...(msal ? {
     headers: async () => {
       const r = await msal.acquireTokenSilent({ scopes: msal.config.scopes });
@@ -188,6 +192,18 @@ client.on("detach", () => log("detach", "a closed Speech object was detached"));
 
 // ---------------------------------------------------------------- first token: mode, speech, dev
 function onFirstToken(d) {
+  const relayed = (client.token ?? "").startsWith("rt1.");
+  if (relayed || relayOff) {
+    const sw = $("relay-switch");
+    sw.hidden = false;
+    sw.dataset.relay = relayed ? "on" : "off";
+    sw.textContent = relayed ? "relay: on · page holds a ticket only" : "relay: off · page holds a Speech token";
+    sw.href = relayed ? "?relay=off" : "?relay=on";
+    sw.title = relayed ? "switch to plain Speech tokens" : "switch to the relay";
+    log("status", relayed
+      ? "relay: this page holds only a 60-s relay ticket; the broker connects to Speech with its own credential"
+      : "relay off: this page holds a Speech token (compare with the relay)");
+  }
   if (msal) log("status", `signed in (dev Entra stand-in): broker requests carry the user's access token for ${msal.config.scopes[0]}`);
   const endpoint = d.endpoint ?? client.endpoint;
   const region = d.region ?? client.region;

@@ -38,6 +38,9 @@ pub async fn admin_ttl(State(d): State<Arc<DevState>>, body: Bytes) -> Response 
         return bad_request(&format!("seconds must be between {MIN_TTL} and {MAX_TTL}"));
     }
     d.ttl.store(s.seconds, Ordering::Relaxed);
+    if let Some(relay) = &d.relay {
+        relay.set_ticket_ttl(s.seconds);
+    }
     d.cache.invalidate();
     tracing::info!(ttl = s.seconds, "admin: ttl changed, cached token dropped");
     json_response(StatusCode::OK, &json!({ "ok": true, "ttl": s.seconds }))

@@ -12,6 +12,7 @@ use crate::cache::TokenCache;
 use crate::dev_entra::DevEntra;
 use crate::devjwt::DevSigner;
 use crate::ratelimit::RateLimiter;
+use crate::relay::Relay;
 use crate::speech::SpeechService;
 
 /// Request counters shown by `/admin/stats`.
@@ -54,6 +55,8 @@ pub struct DevState {
     pub fail: Mutex<Option<FailPlan>>,
     /// `--dev-entra`: the Entra stand-in.
     pub entra: Option<Arc<DevEntra>>,
+    /// `--relay`: `/admin/ttl` sets the ticket lifetime too (what the page receives).
+    pub relay: Option<Arc<Relay>>,
 }
 
 impl DevState {

@@ -52,6 +52,10 @@ pub const RELAY_PREFIX: &str = "/relay";
 const ROUTE: &str = "relay";
 /// Ticket format marker.
 const TICKET_PREFIX: &str = "rt1";
+/// Read and write buffer of each WebSocket the relay holds (two per session). tungstenite's
+/// defaults (128 KiB each) made a relayed session cost ~420 KiB of broker memory in `make bench`;
+/// audio frames are ~3 KiB, so 16 KiB buffers lose nothing.
+pub const WS_BUFFER_BYTES: usize = 16 * 1024;
 /// Time to open the upstream WebSocket.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -207,6 +211,8 @@ fn same_origin(origin: &str, host: Option<&str>) -> bool {
 pub struct Relay {
     pub signer: TicketSigner,
     pub limits: RelayLimits,
+    /// Ticket lifetime in seconds: `limits.ticket_ttl`, changed in dev by `/admin/ttl`.
+    ticket_ttl_secs: AtomicU64,
     /// `ws://host:port` or `wss://host` of the Speech service (no path).
     upstream_base: String,
     cache: Arc<TokenCache>,
@@ -229,6 +235,7 @@ impl Relay {
     ) -> Self {
         Relay {
             signer: TicketSigner::new_random(),
+            ticket_ttl_secs: AtomicU64::new(limits.ticket_ttl.as_secs()),
             sessions: Arc::new(Semaphore::new(limits.max_sessions)),
             limits,
             upstream_base,
@@ -246,11 +253,16 @@ impl Relay {
         let origin = origin
             .and_then(crate::origin::normalize_origin)
             .unwrap_or_else(|| "same-origin".into());
-        let exp = now_unix() + self.limits.ticket_ttl.as_secs();
+        let ttl = self.ticket_ttl_secs.load(Ordering::Relaxed);
         (
-            self.signer.mint(subject, &origin, exp),
-            self.limits.ticket_ttl.as_secs_f64(),
+            self.signer.mint(subject, &origin, now_unix() + ttl),
+            ttl as f64,
         )
+    }
+
+    /// Sets the lifetime of tickets minted from now on (dev: `/admin/ttl`).
+    pub fn set_ticket_ttl(&self, secs: u64) {
+        self.ticket_ttl_secs.store(secs, Ordering::Relaxed);
     }
 
     fn enter(self: &Arc<Self>, user: &str) -> Result<SessionGuard, &'static str> {
@@ -342,6 +354,8 @@ pub async fn relay_ws(
     };
     let ws = match ws {
         Ok(ws) => ws
+            .read_buffer_size(WS_BUFFER_BYTES)
+            .write_buffer_size(WS_BUFFER_BYTES)
             .max_frame_size(relay.limits.max_frame_bytes)
             .max_message_size(relay.limits.max_frame_bytes),
         Err(rejection) => return rejection.into_response(),
@@ -390,6 +404,8 @@ pub async fn relay_ws(
     request.headers_mut().insert(header::AUTHORIZATION, auth);
     relay.upstream_connects.fetch_add(1, Ordering::Relaxed);
     let config = tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(WS_BUFFER_BYTES)
         .max_frame_size(Some(relay.limits.max_frame_bytes))
         .max_message_size(Some(relay.limits.max_frame_bytes));
     let upstream = match tokio::time::timeout(

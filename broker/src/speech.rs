@@ -28,6 +28,9 @@ use crate::upstream::now_unix;
 /// Largest WebSocket frame or message accepted. The SDK sends audio in chunks of a few KB and
 /// JSON configuration messages of a few KB; 1 MiB leaves room for large phrase lists.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+/// Read and write buffer per connection (tungstenite's default is 128 KiB each; audio frames are
+/// ~3 KiB).
+pub const WS_BUFFER_BYTES: usize = 16 * 1024;
 /// Turns (`X-RequestId`s) whose audio frames one connection tracks; older ones are forgotten.
 /// A real session has one turn at a time; this bounds what a misbehaving client can make us keep.
 pub const MAX_TRACKED_TURNS: usize = 16;
@@ -299,6 +302,8 @@ pub async fn speech_ws(
     }
     let ws = match ws {
         Ok(ws) => ws
+            .read_buffer_size(WS_BUFFER_BYTES)
+            .write_buffer_size(WS_BUFFER_BYTES)
             .max_frame_size(MAX_FRAME_BYTES)
             .max_message_size(MAX_FRAME_BYTES),
         Err(rejection) => return rejection.into_response(),

@@ -154,6 +154,14 @@ pub fn build_state(
         }
     };
     let cache = TokenCache::new(upstream);
+    let relay = settings.relay.map(|limits| {
+        Arc::new(Relay::new(
+            limits,
+            relay_upstream_base(&settings.mode, local),
+            Arc::clone(&cache),
+            going_away_relay,
+        ))
+    });
     let dev = dev_parts.map(|(signer, ttl)| {
         Arc::new(DevState {
             speech: Arc::new(SpeechService::new(
@@ -170,6 +178,7 @@ pub fn build_state(
             slow_ms: AtomicU64::new(0),
             fail: Mutex::new(None),
             entra: dev_entra.clone(),
+            relay: relay.clone(),
         })
     });
     let auth = match &dev_entra {
@@ -180,14 +189,6 @@ pub fn build_state(
         None => Authenticator::new(&settings.auth, settings.upstream_timeout),
     };
     let is_dev = dev.is_some();
-    let relay = settings.relay.map(|limits| {
-        Arc::new(Relay::new(
-            limits,
-            relay_upstream_base(&settings.mode, local),
-            Arc::clone(&cache),
-            going_away_relay,
-        ))
-    });
     Ok(Arc::new(AppState {
         mode: settings.mode.name(),
         cache,

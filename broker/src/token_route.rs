@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -40,6 +40,7 @@ fn rate_limited(wait: Duration) -> Response {
 pub async fn token_handler(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     st.counters.token_requests.fetch_add(1, Ordering::Relaxed);
@@ -87,7 +88,9 @@ pub async fn token_handler(
             return injected_response(&plan);
         }
     }
-    if let Some(relay) = &st.relay {
+    // dev only: `?relay=0` answers a plain dev token, so the demo can compare both (its switch)
+    let relay_off = st.dev.is_some() && query.as_deref() == Some("relay=0");
+    if let Some(relay) = st.relay.as_ref().filter(|_| !relay_off) {
         let subject = match &identity {
             Identity::User(u) => format!("{}/{}", u.tid, u.oid),
             Identity::SharedHeader => "header".to_string(),

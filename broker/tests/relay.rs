@@ -260,3 +260,45 @@ async fn the_sdks_redirect_probe_lands_on_the_relay() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn total_sessions_and_session_duration_are_limited() {
+    let b = start(
+        &[
+            "--relay",
+            "--relay-max-sessions",
+            "1",
+            "--relay-max-duration",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    let v = ticket(&b, None).await;
+    let u = url(
+        v["endpoint"].as_str().unwrap(),
+        v["token"].as_str().unwrap(),
+    );
+    let mut first = connect(&u, None).await.unwrap();
+    assert_eq!(connect(&u, None).await.err(), Some(429), "total cap");
+    // a streaming session is still closed (1000) at its duration limit
+    let t0 = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let head = b"Path:audio\r\nX-RequestId:R9";
+            let mut f = (head.len() as u16).to_be_bytes().to_vec();
+            f.extend_from_slice(head);
+            f.extend_from_slice(&[0u8; 320]);
+            let _ = first.send(Message::Binary(f.into())).await;
+            match tokio::time::timeout(Duration::from_millis(100), first.next()).await {
+                Ok(Some(Ok(Message::Close(c)))) => return c.map(|c| u16::from(c.code)),
+                Ok(None) | Ok(Some(Err(_))) => return None,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("closed at the duration limit");
+    assert_eq!(end, Some(1000));
+    assert!(t0.elapsed() < Duration::from_millis(2500));
+}

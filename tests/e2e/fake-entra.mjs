@@ -23,7 +23,9 @@ export async function startFakeEntra() {
   const jwk = { ...publicKey.export({ format: "jwk" }), kid, use: "sig", alg: "RS256" };
   let keyFetches = 0;
   const server = createServer((req, res) => {
-    const base = `http://127.0.0.1:${server.address().port}`;
+    const address = server.address();
+    if (!address) { res.writeHead(503); res.end(); return; } // closing
+    const base = `http://127.0.0.1:${address.port}`;
     const send = (body) => {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify(body));
