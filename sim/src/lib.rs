@@ -18,7 +18,7 @@ use std::collections::BinaryHeap;
 use speech_token_client::engine::machine::{Effect, Machine, Now, TimerPlan};
 use speech_token_client::engine::policy::RefreshPolicy;
 use speech_token_client::engine::token::{
-    parse_grant, Field, Json, JsonError, UrlParser, UrlParts,
+    parse_grant, Field, Json, JsonError, UrlParser, UrlParts, WhatwgUrl,
 };
 use speech_token_client::error::Error;
 
@@ -319,20 +319,11 @@ impl Json for SerdeJson {
     }
 }
 
-/// The `url` crate: a WHATWG URL parser, as the browser's `URL` (what the wasm shell uses).
+/// URLs through the engine's native WHATWG parser (the `url` crate, feature `url`), as the
+/// browser's `URL` judges them in the wasm shell.
 impl UrlParser for SerdeJson {
     fn url_parts(&self, url: &str) -> Option<UrlParts> {
-        let parsed = url::Url::parse(url).ok()?;
-        let host = match parsed.host()? {
-            url::Host::Domain(d) => d.to_ascii_lowercase(),
-            url::Host::Ipv4(a) => a.to_string(),
-            url::Host::Ipv6(a) => a.to_string(),
-        };
-        Some(UrlParts {
-            scheme: parsed.scheme().to_ascii_lowercase(),
-            host,
-            has_userinfo: !parsed.username().is_empty() || parsed.password().is_some(),
-        })
+        WhatwgUrl.url_parts(url)
     }
 }
 

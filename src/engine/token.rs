@@ -397,11 +397,76 @@ fn validate_token(token: Token) -> Result<Token, Invalid> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(Invalid::TokenTooLong);
     }
-    let allowed = |b: u8| (0x21..=0x7e).contains(&b) && !matches!(b, b'"' | b'\'' | b'\\');
-    if !token.expose().bytes().all(allowed) {
+    if !token.expose().bytes().all(is_token_byte) {
         return Err(Invalid::TokenCharacters);
     }
     Ok(token)
+}
+
+/// A byte a token may contain: printable ASCII except space, quotes and backslash.
+fn is_token_byte(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b) && !matches!(b, b'"' | b'\'' | b'\\')
+}
+
+/// Whether `s` passes this client's token rule (non-empty, at most [`MAX_TOKEN_BYTES`], printable
+/// ASCII without spaces, quotes or backslashes). For servers, such as the reference broker, that
+/// must never hand out what the client would refuse.
+///
+/// ```
+/// use speech_token_client::engine::token::is_valid_token_text;
+/// assert!(is_valid_token_text("aad#/subscriptions/x#eyJ.a.b"));
+/// assert!(!is_valid_token_text("it's"));
+/// ```
+pub fn is_valid_token_text(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_TOKEN_BYTES && s.bytes().all(is_token_byte)
+}
+
+/// Whether `region` passes this client's region rule (lowercase ASCII letters and digits, at
+/// most [`MAX_REGION_BYTES`]).
+///
+/// ```
+/// use speech_token_client::engine::token::is_valid_region;
+/// assert!(is_valid_region("westeurope"));
+/// assert!(!is_valid_region("West Europe"));
+/// ```
+pub fn is_valid_region(region: &str) -> bool {
+    validate_region(region).is_ok()
+}
+
+/// Whether `endpoint` passes this client's endpoint rule (`wss://`/`https://`, or `ws://`/`http://`
+/// on a loopback host; no credentials), judged by `urls` (a WHATWG URL parser).
+///
+/// ```ignore
+/// use speech_token_client::engine::token::{is_valid_endpoint, WhatwgUrl};
+/// assert!(is_valid_endpoint("https://x.cognitiveservices.azure.com", &WhatwgUrl));
+/// assert!(!is_valid_endpoint("http://example.com", &WhatwgUrl));
+/// ```
+pub fn is_valid_endpoint(endpoint: &str, urls: &impl UrlParser) -> bool {
+    validate_endpoint(endpoint, urls).is_ok()
+}
+
+/// The `url` crate (a WHATWG URL parser, as browsers implement it) for native users of the
+/// engine's rules: the reference broker and the test bench. Feature `url`; never in the wasm
+/// build, where the browser's own `URL` is used.
+#[cfg(feature = "url")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WhatwgUrl;
+
+#[cfg(feature = "url")]
+impl UrlParser for WhatwgUrl {
+    fn url_parts(&self, url: &str) -> Option<UrlParts> {
+        let parsed = url::Url::parse(url).ok()?;
+        let host = match parsed.host()? {
+            url::Host::Domain(d) => d.to_ascii_lowercase(),
+            url::Host::Ipv4(a) => a.to_string(),
+            url::Host::Ipv6(a) => a.to_string(),
+        };
+        Some(UrlParts {
+            scheme: parsed.scheme().to_ascii_lowercase(),
+            host,
+            has_userinfo: !parsed.username().is_empty() || parsed.password().is_some(),
+        })
+    }
 }
 
 /// A region is an Azure region name: lowercase ASCII letters and digits.
