@@ -17,7 +17,7 @@ demo: pkg
 	@echo "[demo] building the broker (release)"
 	@cargo build --release --quiet -p speech-token-broker
 	@echo "[demo] open http://127.0.0.1:8787/  (Ctrl-C stops)"
-	@./target/release/speech-token-broker --mode dev --listen 127.0.0.1:8787 \
+	@./target/release/speech-token-broker --mode dev --listen 127.0.0.1:8787 --dev-entra --relay \
 	  --www www --pkg pkg --vendor node_modules/microsoft-cognitiveservices-speech-sdk/distrib/browser $(BROKER_FLAGS)
 
 test: setup

@@ -16,6 +16,7 @@ import readline from "node:readline";
 import { fileURLToPath } from "node:url";
 import zlib from "node:zlib";
 import { chromium } from "playwright-core";
+import { startFakeEntra } from "../tests/e2e/fake-entra.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const PAGES = path.join(ROOT, "bench/pages");
@@ -35,6 +36,7 @@ const opt = (name, dflt) => {
 const QUICK = argv.includes("--quick");
 const PKG = path.resolve(ROOT, opt("--pkg", "pkg"));
 const BROKER_BIN = path.resolve(ROOT, opt("--broker", "target/release/speech-token-broker"));
+const RELAY_LOAD = opt("--relay-load");
 const SIM = opt("--sim");
 const SIM_WORST = opt("--sim-worst");
 const CRATES = opt("--crates");
@@ -50,6 +52,8 @@ const S = {
   reloadRuns: QUICK ? 2 : 5,
   memCycles: 10_000,
   wrkSeconds: QUICK ? 2 : 5,
+  relaySessions: QUICK ? 200 : 1000,
+  relaySeconds: QUICK ? 4 : 10,
   wrkThreads: 2,
   wrkConnections: 50,
   nodeClients: 1000,
@@ -138,8 +142,8 @@ function machine() {
 
 let broker;
 
-function startBroker() {
-  const args = ["--mode", "dev", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--www", PAGES, "--pkg", PKG];
+function startBroker(extraArgs = []) {
+  const args = ["--mode", "dev", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--www", PAGES, "--pkg", PKG, ...extraArgs];
   return new Promise((resolve, reject) => {
     const child = spawn(BROKER_BIN, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: "warn" } });
     let err = "";
@@ -157,8 +161,8 @@ function startBroker() {
   });
 }
 
-async function stopBroker() {
-  const child = broker?.child;
+async function stopBroker(handle = broker) {
+  const child = handle?.child;
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once("exit", r));
   child.kill("SIGTERM");
@@ -376,8 +380,9 @@ function parseWrk(text) {
   };
 }
 
-function runWrk(seconds) {
-  const args = [`-t${S.wrkThreads}`, `-c${S.wrkConnections}`, `-d${seconds}s`, "--latency", `${broker.base}/api/speech-token`];
+function runWrk(seconds, base = broker.base, headers = []) {
+  const args = [`-t${S.wrkThreads}`, `-c${S.wrkConnections}`, `-d${seconds}s`, "--latency",
+    ...headers.flatMap((h) => ["-H", h]), `${base}/api/speech-token`];
   const r = spawnSync("wrk", args, { encoding: "utf8", timeout: (seconds + 30) * 1000 });
   if (r.error) throw new Error(`wrk: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`wrk exited ${r.status}: ${r.stderr}`);
@@ -415,6 +420,79 @@ async function measureBroker() {
     brokerTokenRequests: st.tokenRequests, upstreamRequests: st.upstreamRequests,
   };
   log(`broker: ${S.nodeClients} concurrent clients -> ${st.upstreamRequests} upstream request(s), ${results.concurrentClients.distinctTokens} distinct token(s)`);
+}
+
+// The same cached-token load with `--auth entra`: every request carries a user's Entra access
+// token (RS256, 2048-bit key) that the broker validates (signature, iss, aud, exp/nbf, tid, scope)
+// before answering. Keys come from a fake Entra ID on loopback and are cached after the first request.
+async function measureBrokerAuth() {
+  if (spawnSync("wrk", ["--version"]).error) {
+    results.notMeasured.push("broker with --auth entra: wrk is not installed");
+    return;
+  }
+  const entra = await startFakeEntra();
+  let handle;
+  try {
+    handle = await startBroker(entra.brokerArgs);
+    const userToken = entra.mint();
+    const headers = [`Authorization: Bearer ${userToken}`];
+    // The fake Entra ID runs in this process, whose event loop spawnSync(wrk) blocks: let the
+    // broker download and cache the signing keys first (they are cached for 24 h).
+    const first = await fetch(`${handle.base}/api/speech-token`, { headers: { authorization: `Bearer ${userToken}` } });
+    if (first.status !== 200) throw new Error(`--auth entra broker answered ${first.status}: ${await first.text()}`);
+    log("broker --auth entra: wrk warm-up (1 s)");
+    runWrk(1, handle.base, headers);
+    log(`broker --auth entra: wrk -t${S.wrkThreads} -c${S.wrkConnections} -d${S.wrkSeconds}s --latency (cached tokens, user token validated per request)`);
+    const text = runWrk(S.wrkSeconds, handle.base, headers);
+    const w = parseWrk(text);
+    const base = results.wrk;
+    // CPU time per request on this machine: the wrk runs keep every CPU busy (wrk + broker), so
+    // the difference of 1/throughput × CPUs bounds the validation's CPU cost from above.
+    const cpuUs = base ? (1e6 / w.rps - 1e6 / base.rps) * os.cpus().length : NaN;
+    results.wrkEntra = { ...w, keyFetches: entra.keyFetches(), validationCpuUs: cpuUs,
+      addedP50Ms: base ? w.p50Ms - base.p50Ms : NaN, raw: text.trim() };
+    log(`broker --auth entra: ${fmtInt(w.rps)} req/s, p50 ${fmtMs(w.p50Ms)}, p99 ${fmtMs(w.p99Ms)}, non-2xx ${w.non2xx}, validation ≈ ${cpuUs.toFixed(0)} µs CPU/request, key downloads ${entra.keyFetches()}`);
+  } finally {
+    await stopBroker(handle);
+    await entra.close();
+  }
+}
+
+// The relay (--relay) under load: N concurrent sessions streaming 3200-byte audio frames every
+// 100 ms, each frame a new turn that the fake Speech service answers at once. The same load runs
+// directly against the fake service (the main dev broker) and through a --relay broker, in this
+// run: the difference is the relay's added latency per frame. Memory: the relay broker's resident
+// set with every session open, minus before, per session (it hosts both the relay and the fake
+// service's end of each session).
+async function measureRelay() {
+  if (!RELAY_LOAD || !existsSync(RELAY_LOAD)) {
+    results.notMeasured.push("relay load: the relay_load example was not built (scripts/bench.sh builds it)");
+    return;
+  }
+  const run = (base, pid) => {
+    const r = spawnSync(RELAY_LOAD, ["--base", base, "--sessions", String(S.relaySessions), "--seconds", String(S.relaySeconds), "--pid", String(pid)],
+      { encoding: "utf8", timeout: (S.relaySeconds + 60) * 1000 });
+    if (r.status !== 0) throw new Error(`relay_load exited ${r.status}: ${r.stderr}`);
+    return JSON.parse(r.stdout.trim().split("\n").at(-1));
+  };
+  const speech = { replyAfterAudioFrames: 1, endTurn: false };
+  await resetBroker();
+  await fetch(broker.base + "/admin/speech", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(speech) });
+  log(`relay: ${S.relaySessions} sessions × ${S.relaySeconds} s directly against the fake Speech service`);
+  const direct = run(broker.base, broker.child.pid);
+  let relayBroker;
+  try {
+    relayBroker = await startBroker(["--relay", "--relay-max-sessions", String(S.relaySessions * 2),
+      "--relay-max-sessions-per-user", String(S.relaySessions * 2), "--max-connections", String(S.relaySessions * 4)]);
+    await fetch(relayBroker.base + "/admin/speech", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(speech) });
+    log(`relay: ${S.relaySessions} sessions × ${S.relaySeconds} s through --relay`);
+    const relayed = run(relayBroker.base, relayBroker.child.pid);
+    results.relay = { direct, relayed, addedP50Ms: relayed.p50Ms - direct.p50Ms, addedP99Ms: relayed.p99Ms - direct.p99Ms };
+    log(`relay: held ${relayed.held}/${relayed.sessions}, p50 ${fmtMs(relayed.p50Ms)} (direct ${fmtMs(direct.p50Ms)}), p99 ${fmtMs(relayed.p99Ms)} (direct ${fmtMs(direct.p99Ms)}), ${relayed.perSessionKiB?.toFixed(1)} KiB/session`);
+  } finally {
+    await stopBroker(relayBroker);
+    await resetBroker();
+  }
 }
 
 // ---------------------------------------------------------------- 5. lifecycle
@@ -486,6 +564,21 @@ function summaryRows() {
     row(`broker: cached tokens, wrk ${S.wrkThreads} threads / ${S.wrkConnections} conns`, `${fmtInt(R.wrk.rps)} req/s`, "", "",
       `≥ ${fmtInt(TARGETS.brokerRps)} req/s`, R.wrk.rps >= TARGETS.brokerRps);
     row("broker: latency p50 / p99", `${fmtMs(R.wrk.p50Ms)} / ${fmtMs(R.wrk.p99Ms)}`, "", "", `p99 < ${TARGETS.brokerP99Ms} ms`, R.wrk.p99Ms < TARGETS.brokerP99Ms);
+  }
+  if (R.wrkEntra) {
+    const e = R.wrkEntra;
+    row(`broker --auth entra: cached tokens, user token validated per request`, `${fmtInt(e.rps)} req/s`, "", "",
+      `≥ ${fmtInt(TARGETS.brokerRps / 4)} req/s`, e.rps >= TARGETS.brokerRps / 4 && e.non2xx === 0);
+    row("broker --auth entra: latency p50 / p99", `${fmtMs(e.p50Ms)} / ${fmtMs(e.p99Ms)}`, "", "", `p99 < ${TARGETS.brokerP99Ms} ms`, e.p99Ms < TARGETS.brokerP99Ms);
+    row("broker --auth entra: validation cost per request", `≈ ${e.validationCpuUs.toFixed(0)} µs CPU, +${fmtMs(e.addedP50Ms)} p50`, "", "", "", undefined);
+  }
+  if (R.relay) {
+    const r = R.relay;
+    row(`relay: concurrent sessions held (audio frames every 100 ms)`, `${fmtInt(r.relayed.held)} / ${fmtInt(r.relayed.sessions)}`, "", "",
+      `${fmtInt(r.relayed.sessions)}`, r.relayed.held === r.relayed.sessions);
+    row("relay: added latency per frame p50 / p99 (vs direct)", `+${fmtMs(r.addedP50Ms)} / +${fmtMs(r.addedP99Ms)}`, "",
+      `direct ${fmtMs(r.direct.p50Ms)} / ${fmtMs(r.direct.p99Ms)}`, "", undefined);
+    row("relay: broker memory per session", r.relayed.perSessionKiB != null ? `${r.relayed.perSessionKiB.toFixed(1)} KiB` : "–", "", "", "", undefined);
   }
   if (R.concurrentClients) {
     row(`broker: upstream requests for ${fmtInt(R.concurrentClients.clients)} concurrent clients`, String(R.concurrentClients.upstreamRequests), "", "",
@@ -617,7 +710,7 @@ function markdown(rows) {
     out.push(`Growth from 10 to 10 000 cycles: **${fmtInt(m.growth)} B**.`, "");
   }
 
-  if (R.wrk || R.concurrentClients) {
+  if (R.wrk || R.wrkEntra || R.relay || R.concurrentClients) {
     out.push("## 7. Broker", "");
     if (R.wrk) {
       const w = R.wrk;
@@ -626,6 +719,21 @@ function markdown(rows) {
         fmtInt(w.rps), fmtMs(w.p50Ms), fmtMs(w.p75Ms), fmtMs(w.p90Ms), fmtMs(w.p99Ms), fmtInt(w.requests), String(w.non2xx), String(w.upstreamRequests),
       ]]), "");
       out.push(`Targets: ≥ ${fmtInt(TARGETS.brokerRps)} req/s (${w.rps >= TARGETS.brokerRps ? "met" : "missed"}), p99 < ${TARGETS.brokerP99Ms} ms (${w.p99Ms < TARGETS.brokerP99Ms ? "met" : "missed"}).`, "");
+    }
+    if (R.wrkEntra) {
+      const e = R.wrkEntra;
+      out.push(`The same load with \`--auth entra\`: every request carries a user's Entra access token (RS256, 2048-bit key, from a fake Entra ID on loopback; ${e.keyFetches} key download(s) in the run) that the broker validates before answering (signature, \`iss\`, \`aud\`, \`exp\`/\`nbf\`, tenant, scope). The CPU cost per validation is estimated as (1/throughput with − 1/throughput without) × ${M.nproc} CPUs, an upper bound since wrk shares the CPUs.`, "");
+      out.push(mdTable(["requests/s", "p50", "p75", "p90", "p99", "requests", "non-2xx", "validation CPU per request", "added p50"], [[
+        fmtInt(e.rps), fmtMs(e.p50Ms), fmtMs(e.p75Ms), fmtMs(e.p90Ms), fmtMs(e.p99Ms), fmtInt(e.requests), String(e.non2xx), `${e.validationCpuUs.toFixed(0)} µs`, fmtMs(e.addedP50Ms),
+      ]]), "");
+    }
+    if (R.relay) {
+      const r = R.relay;
+      out.push(`Relay (\`--relay\`): ${fmtInt(r.relayed.sessions)} concurrent WebSocket sessions (\`broker/examples/relay_load.rs\`), each sending a 3200-byte audio frame (100 ms of 16 kHz audio) every 100 ms for ${R.settings.relaySeconds} s, each frame a new turn the fake Speech service answers at once; round trip = frame sent → first answer received. Run directly against the fake service and through a \`--relay\` broker in the same run, on the same ${M.nproc} CPUs as the load generator. Memory = the relay broker's resident set with all sessions open minus before, per session (it hosts the relay and the fake service's end of every session).`, "");
+      out.push(mdTable(["path", "sessions held", "frames", "p50", "p99", "RSS before → during", "per session"], [
+        ["direct", `${r.direct.held} / ${r.direct.sessions}`, fmtInt(r.direct.frames), fmtMs(r.direct.p50Ms), fmtMs(r.direct.p99Ms), `${r.direct.rssBeforeKiB} → ${r.direct.rssDuringKiB} KiB`, r.direct.perSessionKiB != null ? `${r.direct.perSessionKiB.toFixed(1)} KiB` : "–"],
+        ["relay", `${r.relayed.held} / ${r.relayed.sessions}`, fmtInt(r.relayed.frames), fmtMs(r.relayed.p50Ms), fmtMs(r.relayed.p99Ms), `${r.relayed.rssBeforeKiB} → ${r.relayed.rssDuringKiB} KiB`, r.relayed.perSessionKiB != null ? `${r.relayed.perSessionKiB.toFixed(1)} KiB` : "–"],
+      ]), "");
     }
     if (R.concurrentClients) {
       const c = R.concurrentClients;
@@ -706,6 +814,8 @@ async function main() {
     await browser.close();
     browser = undefined;
     await step("broker", measureBroker);
+    await step("broker --auth entra", measureBrokerAuth);
+    await step("relay", measureRelay);
     await step("cross-tab", measureTabs);
   } finally {
     if (browser) await browser.close().catch(() => {});

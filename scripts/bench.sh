@@ -38,10 +38,13 @@ cp -r pkg "$work/pkg"
 say "building the broker (release)"
 cargo build --release --quiet --locked -p speech-token-broker
 cp target/release/speech-token-broker "$work/speech-token-broker"
+say "building the relay load generator (release)"
+cargo build --release --quiet --locked -p speech-token-broker --example relay_load
+cp target/release/examples/relay_load "$work/relay_load"
 
-say "engine simulation: 24 h x 20 seeds, normal and worst-case throttling (cargo run --release --example simulate)"
-cargo run --release --quiet --locked --example simulate -- --hours 24 --seeds 20 --json >"$work/sim.json"
-cargo run --release --quiet --locked --example simulate -- --hours 24 --seeds 20 --json --worst-case-throttling >"$work/sim-worst.json"
+say "engine simulation: 24 h x 20 seeds, normal and worst-case throttling (cargo run --release -p speech-token-sim --bin simulate)"
+cargo run --release --quiet --locked -p speech-token-sim --bin simulate -- --hours 24 --seeds 20 --json >"$work/sim.json"
+cargo run --release --quiet --locked -p speech-token-sim --bin simulate -- --hours 24 --seeds 20 --json --worst-case-throttling >"$work/sim-worst.json"
 
 # Per-crate size breakdown needs function names: rebind the release wasm (built by
 # build-pkg.sh) keeping them, optimise like build-pkg.sh but with --debuginfo.
@@ -65,7 +68,7 @@ quick=()
 [ -n "${BENCH_QUICK:-}" ] && quick=(--quick)
 say "prepared in $(( $(date +%s) - start )) s; measuring (browser, broker)"
 timeout --kill-after=10 "${BENCH_TIMEOUT:-480}" node bench/run.mjs \
-  --pkg "$work/pkg" --broker "$work/speech-token-broker" \
+  --pkg "$work/pkg" --broker "$work/speech-token-broker" --relay-load "$work/relay_load" \
   --sim "$work/sim.json" --sim-worst "$work/sim-worst.json" "${crates_arg[@]}" "${quick[@]}" \
   --out BENCHMARKS.md --json "$work/results.json"
 say "done in $(( $(date +%s) - start )) s"

@@ -31,6 +31,8 @@ build() { # build TARGET DIR
   # externref into stringref, which browsers do not support (the module then fails to compile).
   "$opt" -Oz $(cat scripts/wasm-features.txt) --strip-debug --strip-producers "$wasm" -o "$wasm.opt"
   mv "$wasm.opt" "$wasm"
+  # `new TokenClient()` before `await init()`: a clear error instead of a TypeError.
+  if [ "$target" = web ]; then node scripts/guard-init.mjs "$dir/speech_token_client.js"; fi
   # The generated JS glue ships to every browser as is: minify it (exports, import.meta kept).
   for js in "$dir"/speech_token_client.js "$dir"/speech_token_client_bg.js; do
     [ -f "$js" ] || continue

@@ -59,11 +59,11 @@ run "cargo fmt --check" check cargo fmt --all -- --check
 run "clippy (native)" check cargo clippy --workspace --all-targets --locked -- -D warnings
 run "clippy (wasm32)" check scripts/wasm-env.sh cargo clippy --target wasm32-unknown-unknown -p speech-token-client --all-targets --locked -- -D warnings
 run "native tests (engine, broker)" tests cargo test --workspace --locked
-run "engine simulation (24 h, 20 seeds)" check cargo run --release --locked --quiet --example simulate -- --hours 24 --seeds 20
+run "engine simulation (24 h, 20 seeds)" check cargo run --release --locked --quiet -p speech-token-sim --bin simulate -- --hours 24 --seeds 20
 # The same days with each engine's measured hidden-timer throttling (docs/BROWSERS.md).
 for engine in chromium-measured firefox webkit; do
   run "engine simulation (24 h, 20 seeds, hidden timers as in $engine)" check \
-    cargo run --release --locked --quiet --example simulate -- --hours 24 --seeds 20 --engine "$engine"
+    cargo run --release --locked --quiet -p speech-token-sim --bin simulate -- --hours 24 --seeds 20 --engine "$engine"
 done
 run "broker (release build for browser and end-to-end tests)" check cargo build --release --locked -p speech-token-broker
 

@@ -30,6 +30,10 @@ pub enum Invalid {
     /// The token is longer than [`crate::engine::token::MAX_TOKEN_BYTES`].
     #[error("the token is too long")]
     TokenTooLong,
+    /// A text answer does not have the shape of a token (a JWT, or `aad#<resourceId>#<JWT>`):
+    /// "OK", "null", "Unauthorized" and the like.
+    #[error("the response text is not a token")]
+    NotAToken,
     /// The token holds whitespace, quotes, control or non-ASCII characters.
     #[error("the token holds characters a token cannot have")]
     TokenCharacters,
@@ -83,9 +87,17 @@ pub enum Error {
     /// The broker's answer is not an acceptable token response.
     #[error("invalid token response: {0}")]
     InvalidResponse(Invalid),
-    /// The options given to the client are invalid.
+    /// The options given to the client are invalid (found at construction, or an argument to a
+    /// method). Retrying cannot fix it.
     #[error("invalid option: {0}")]
     Config(&'static str),
+    /// The app's `headers` function failed at run time: it threw, rejected, or gave something
+    /// that is not an object of strings (e.g. MSAL's `acquireTokenSilent` failing right after a
+    /// laptop wakes, before the network is up). Retried with backoff like a network failure.
+    #[error(
+        "the headers function threw, rejected, or gave a value that is not an object of strings"
+    )]
+    Headers,
     /// The client was disposed.
     #[error("the token client was disposed")]
     Disposed,
@@ -104,6 +116,7 @@ impl Error {
             Error::Redirected => "redirected",
             Error::InvalidResponse(_) => "invalid-response",
             Error::Config(_) => "config",
+            Error::Headers => "headers",
             Error::Disposed => "disposed",
         }
     }

@@ -6,7 +6,7 @@
 //! events and `dispose()`. Bad broker answers and options: `web_errors.rs`; the Speech SDK
 //! side (attach, speechConfig, tokenCredential): `web_speech.rs`.
 //!
-//! Timing: tokens live 2–4 s (DESIGN.md: a token of lifetime L refreshes after L/2 minus up to
+//! Timing: tokens live 2–4 s (docs/ARCHITECTURE.md: a token of lifetime L refreshes after L/2 minus up to
 //! 10% of the margin, and is usable until L - min(5 s, L/4)), so the file runs in about 10 s,
 //! under wasm-bindgen-test-runner's 20 s default.
 
@@ -361,8 +361,10 @@ async fn expired_fires_when_the_token_runs_out_without_replacement() {
         strings(&events.statuses()),
         ["fetching", "valid", "refreshing", "error", "expired"]
     );
-    // A caller asking now gets a fresh token (one new request).
+    // After the final error's hold (at most 1 s after a first 401), a caller asking gets a
+    // fresh token (one new request). Within it, it gets the 401 at once (web_lifetime.rs).
     answer(token_answer("tok-reborn", 600.0, JsValue::UNDEFINED));
+    wait_ms(1000.0).await;
     expect_token(&client, "tok-reborn").await;
     assert_eq!(requests(), 3);
     finish(client).await;

@@ -1,5 +1,5 @@
 #![cfg(target_arch = "wasm32")]
-//! Browser tests: every bad broker answer of DESIGN.md's validation list, every HTTP failure and
+//! Browser tests: every bad broker answer of docs/ARCHITECTURE.md's validation list, every HTTP failure and
 //! transport failure, each both on a cold start (the `getToken()` rejects with the right `kind`)
 //! and while a valid token is held (the `refreshNow()` rejects, the held token stays in service);
 //! the options' validation and the request they produce; and browser storage staying empty.
@@ -313,19 +313,17 @@ async fn every_http_and_transport_failure_has_its_kind_cold_and_warm() {
 async fn a_valid_text_body_is_accepted_as_an_issue_token_passthrough() {
     // The positive control of the cases above: the same path with a well-formed body works.
     install_fake_broker();
+    let now_s = (now_ms() / 1000.0).floor();
+    let jwt = jwt_with(now_s, now_s + 600.0);
     answer(raw_answer(
         200,
         Some("text/plain".into()),
-        "eyJhbGciOiJub25lIn0.eyJpYXQiOjEsImV4cCI6NjAxfQ.c2ln\n",
+        &format!("{jwt}\n"),
         JsValue::UNDEFINED,
     ));
     let client = TokenClient::new(options(&[])).unwrap();
-    expect_token(
-        &client,
-        "eyJhbGciOiJub25lIn0.eyJpYXQiOjEsImV4cCI6NjAxfQ.c2ln",
-    )
-    .await;
-    // Lifetime from the JWT's exp - iat (600 s), anchored on the local clock.
+    expect_token(&client, &jwt).await;
+    // Lifetime from the JWT: min(exp − now, exp − iat) (600 s), anchored on the local clock.
     let left = client.expires_at().unwrap() - now_ms();
     assert!(
         (590_000.0..=600_000.0).contains(&left),
@@ -450,12 +448,12 @@ async fn the_request_carries_the_chosen_credentials_method_and_headers() {
     assert_eq!(get(&provider, "calls").as_f64(), Some(2.0));
     client.dispose();
 
-    // A header function that rejects: a `config` error, and no request is sent.
+    // A header function that rejects: kind `headers` (retried later), and no request is sent.
     let before = requests();
     let client = TokenClient::new(options(&[("headers", rejecting_headers().into())])).unwrap();
     expect_rejection(
         client.get_token(),
-        "config",
+        "headers",
         &[],
         "rejecting header function",
     )
@@ -466,7 +464,7 @@ async fn the_request_carries_the_chosen_credentials_method_and_headers() {
     client.dispose();
     let bad = js_sys::Function::new_no_args("return { Authorization: 42 }");
     let client = TokenClient::new(options(&[("headers", bad.into())])).unwrap();
-    expect_rejection(client.get_token(), "config", &[], "non-string header").await;
+    expect_rejection(client.get_token(), "headers", &[], "non-string header").await;
     finish(client).await;
 }
 

@@ -250,5 +250,25 @@ async fn an_aad_token_passes_unchanged() {
     assert_eq!(strings(&calls[0].1), [aad, "westeurope"]);
     assert_eq!(get_str(&config, "authorizationToken").as_deref(), Some(aad));
     assert_eq!(token_of(&client).as_deref(), Some(aad));
+    // A TokenCredential hands out the Entra token itself (the SDK adds "Bearer "): the aad#
+    // prefix belongs to the property path only.
+    let credential = client.token_credential();
+    let access = settle(
+        js_sys::Reflect::get(&credential, &"getToken".into())
+            .unwrap()
+            .unchecked_into::<js_sys::Function>()
+            .call1(
+                &credential,
+                &"https://cognitiveservices.azure.com/.default".into(),
+            )
+            .unwrap()
+            .unchecked_into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        get_str(&access, "token").as_deref(),
+        Some("eyJhbGciOiJub25lIn0.eyJleHAiOjF9.c2ln")
+    );
     finish(client).await;
 }

@@ -88,9 +88,50 @@ function log(kind, text) {
   while (list.children.length > MAX_LOG) list.lastElementChild.remove();
 }
 
+// ---------------------------------------------------------------- user sign-in (MSAL stand-in)
+// With `--dev-entra` the dev broker authenticates token requests with the user's Entra access
+// token (`--auth entra`) and serves a stand-in for Entra ID. This object plays
+// @azure/msal-browser's acquireTokenSilent(): it returns a cached access token for the broker's
+// API and gets a new one when less than 5 minutes are left. The client calls the async `headers`
+// provider before every broker request, exactly as an app using MSAL would.
+async function devMsal() {
+  const r = await fetch("/dev-entra/msal-config", { cache: "no-store" }).catch(() => null);
+  if (!r || r.status !== 200) return null;
+  const config = await r.json();
+  let cached = null; // { accessToken, expiresAt }
+  return {
+    config,
+    async acquireTokenSilent({ scopes }) {
+      if (cached && cached.expiresAt - Date.now() > 5 * 60_000) return cached;
+      const t = await fetch(config.tokenEndpoint, {
+        method: "POST", cache: "no-store",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ scope: scopes.join(" ") }),
+      });
+      if (t.status !== 200) throw new Error(`sign-in failed (${t.status})`);
+      const j = await t.json();
+      cached = { accessToken: j.access_token, expiresAt: Date.now() + j.expires_in * 1000 };
+      return cached;
+    },
+  };
+}
+
 // ---------------------------------------------------------------- client
 await init();
-const client = new TokenClient({ brokerUrl: "/api/speech-token" });
+const msal = await devMsal();
+// The relay switch (a broker started with --relay): on, the broker answers a relay ticket and
+// relays the Speech SDK's WebSocket, so this page holds no Azure credential at all; off (dev
+// only), it answers a plain Speech token for comparison.
+const relayOff = new URLSearchParams(location.search).get("relay") === "off";
+const client = new TokenClient({
+  brokerUrl: relayOff ? "/api/speech-token?relay=0" : "/api/speech-token",
+  ...(msal ? {
+    headers: async () => {
+      const r = await msal.acquireTokenSilent({ scopes: msal.config.scopes });
+      return { Authorization: `Bearer ${r.accessToken}` };
+    },
+  } : {}),
+});
 
 client.on("token", async (d) => {
   syncRequests();
@@ -151,6 +192,19 @@ client.on("detach", () => log("detach", "a closed Speech object was detached"));
 
 // ---------------------------------------------------------------- first token: mode, speech, dev
 function onFirstToken(d) {
+  const relayed = (client.token ?? "").startsWith("rt1.");
+  if (relayed || relayOff) {
+    const sw = $("relay-switch");
+    sw.hidden = false;
+    sw.dataset.relay = relayed ? "on" : "off";
+    sw.textContent = relayed ? "relay: on · page holds a ticket only" : "relay: off · page holds a Speech token";
+    sw.href = relayed ? "?relay=off" : "?relay=on";
+    sw.title = relayed ? "switch to plain Speech tokens" : "switch to the relay";
+    log("status", relayed
+      ? "relay: this page holds only a 60-s relay ticket; the broker connects to Speech with its own credential"
+      : "relay off: this page holds a Speech token (compare with the relay)");
+  }
+  if (msal) log("status", `signed in (dev Entra stand-in): broker requests carry the user's access token for ${msal.config.scopes[0]}`);
   const endpoint = d.endpoint ?? client.endpoint;
   const region = d.region ?? client.region;
   isDev = region === "local" || /^wss?:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?\//.test(endpoint ?? "");

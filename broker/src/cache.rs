@@ -5,8 +5,11 @@
 //!   upstream request as a task and publishes it as a shared future; every concurrent caller awaits
 //!   that same future (success or failure alike), so a burst costs exactly one upstream call.
 //! * Refresh point: `expiresAt - margin`, margin = max(30 s, 20% of lifetime), at most half of it.
-//! * A failure is never cached. While the previous token still has [`STALE_GRACE`] left, it is
-//!   served instead of an error (the client sees its true remaining lifetime).
+//! * A failure is remembered for a few seconds ([`FAILURE_HOLD_MIN`]..[`FAILURE_HOLD_MAX`],
+//!   jittered) so that a broken upstream (a revoked key answering 401) is not called on every
+//!   request; no failure ever produces a token. While the previous token still has
+//!   [`STALE_GRACE`] left, it is served instead of an error (the client sees its true remaining
+//!   lifetime), and callers wait at most [`MAX_REFRESH_WAIT`] for a slow refresh before getting it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +25,27 @@ use crate::upstream::{Upstream, UpstreamError, UpstreamToken};
 /// of its lifetime is left.
 pub const STALE_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a caller waits for an in-flight refresh while the previous token is still valid
+/// (≥ [`STALE_GRACE`] left) before it is served that token instead. Far below the client's
+/// `requestTimeout` (10 s by default), so a slow upstream never times a client out.
+pub const MAX_REFRESH_WAIT: Duration = Duration::from_secs(2);
+
+/// Shortest time an upstream failure is remembered (no upstream call meanwhile).
+pub const FAILURE_HOLD_MIN: Duration = Duration::from_secs(2);
+/// Longest time an upstream failure is remembered; the hold is drawn uniformly in between so
+/// that several brokers behind one upstream do not retry in lockstep. Short enough that the
+/// client's own backoff (first retry after about a second, then growing) loses little.
+pub const FAILURE_HOLD_MAX: Duration = Duration::from_secs(5);
+
+fn failure_hold() -> Duration {
+    let mut b = [0u8; 2];
+    let r = if getrandom::fill(&mut b).is_ok() {
+        u16::from_le_bytes(b) as f64 / u16::MAX as f64
+    } else {
+        0.5
+    };
+    FAILURE_HOLD_MIN + (FAILURE_HOLD_MAX - FAILURE_HOLD_MIN).mul_f64(r)
+}
 /// How long before expiry the cached token is replaced: 1.25 × the browser client's margin
 /// (max(30 s, 20 %)), at most 60 % of the lifetime.
 ///
@@ -31,7 +55,9 @@ pub const STALE_GRACE: Duration = Duration::from_secs(10);
 /// token would ride out only a 30-second broker outage instead of the 2 minutes the margin is
 /// for. Refreshing upstream first means every client refresh receives a new token.
 pub fn refresh_margin(lifetime: Duration) -> Duration {
-    let client = Duration::from_secs(30).max(lifetime / 5);
+    use speech_token_client::engine::policy::{MARGIN_FRACTION, MIN_MARGIN_MS};
+    let client =
+        Duration::from_secs_f64(MIN_MARGIN_MS / 1000.0).max(lifetime.mul_f64(MARGIN_FRACTION));
     (client * 5 / 4).min(lifetime * 3 / 5)
 }
 
@@ -63,7 +89,6 @@ impl CachedToken {
         }
     }
 
-    /// Remaining lifetime in whole seconds (rounded down, capped, at least 1).
     /// Remaining lifetime in seconds with millisecond precision (rounded down, capped).
     ///
     /// Not whole seconds: rounding down to a second throws away up to a second of every token,
@@ -80,6 +105,11 @@ impl CachedToken {
     pub fn is_fresh(&self, now: Instant) -> bool {
         now < self.refresh_at
     }
+
+    /// Still worth serving instead of an error or a long wait: at least [`STALE_GRACE`] left.
+    pub fn is_servable(&self, now: Instant) -> bool {
+        self.expires_at.saturating_duration_since(now) >= STALE_GRACE
+    }
 }
 
 type Flight = Shared<BoxFuture<'static, Result<Arc<CachedToken>, UpstreamError>>>;
@@ -88,6 +118,8 @@ pub struct TokenCache {
     upstream: Upstream,
     current: ArcSwapOption<CachedToken>,
     inflight: Mutex<Option<Flight>>,
+    /// The last upstream failure and until when it is answered without asking again.
+    failed: Mutex<Option<(Instant, UpstreamError)>>,
     generation: AtomicU64,
     upstream_requests: AtomicU64,
 }
@@ -105,6 +137,7 @@ impl TokenCache {
             upstream,
             current: ArcSwapOption::empty(),
             inflight: Mutex::new(None),
+            failed: Mutex::new(None),
             generation: AtomicU64::new(0),
             upstream_requests: AtomicU64::new(0),
         })
@@ -127,6 +160,14 @@ impl TokenCache {
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.current.store(None);
+        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn held_failure(&self, now: Instant) -> Option<UpstreamError> {
+        let g = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_ref()
+            .filter(|(until, _)| now < *until)
+            .map(|(_, e)| e.clone())
     }
 
     fn fresh(&self) -> Option<Arc<CachedToken>> {
@@ -137,6 +178,11 @@ impl TokenCache {
     pub async fn get(self: &Arc<Self>) -> Result<Arc<CachedToken>, UpstreamError> {
         if let Some(t) = self.fresh() {
             return Ok(t);
+        }
+        let now = Instant::now();
+        let stale = self.current.load_full().filter(|t| t.is_servable(now));
+        if let Some(e) = self.held_failure(now) {
+            return stale.ok_or(e);
         }
         let flight = {
             let mut slot = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
@@ -163,7 +209,13 @@ impl TokenCache {
                 }
             }
         };
-        flight.await
+        match stale {
+            Some(prev) => match tokio::time::timeout(MAX_REFRESH_WAIT, flight).await {
+                Ok(Ok(t)) => Ok(t),
+                Ok(Err(_)) | Err(_) => Ok(prev),
+            },
+            None => flight.await,
+        }
     }
 
     async fn refresh(&self) -> Result<Arc<CachedToken>, UpstreamError> {
@@ -180,12 +232,17 @@ impl TokenCache {
                 );
                 if self.generation.load(Ordering::SeqCst) == generation {
                     self.current.store(Some(Arc::clone(&cached)));
+                    *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 }
                 Ok(cached)
             }
             Err(e) => {
+                if self.generation.load(Ordering::SeqCst) == generation {
+                    *self.failed.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((Instant::now() + failure_hold(), e.clone()));
+                }
                 if let Some(prev) = self.current.load_full() {
-                    if prev.expires_at.saturating_duration_since(Instant::now()) >= STALE_GRACE {
+                    if prev.is_servable(Instant::now()) {
                         tracing::warn!(detail = %e.detail, fingerprint = %prev.fingerprint,
                             "upstream refresh failed; serving the still-valid previous token");
                         return Ok(prev);

@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context};
 use axum::http::{HeaderName, HeaderValue};
 use clap::{Parser, ValueEnum};
 
-use crate::origin::normalize_origin;
+use crate::origin::{is_loopback_url, normalize_origin};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -28,9 +28,63 @@ pub enum Mode {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "speech-token-broker", version, about, long_about = None)]
 pub struct Args {
-    /// Where tokens come from.
-    #[arg(long, value_enum, default_value_t = Mode::Dev, env = "BROKER_MODE")]
-    pub mode: Mode,
+    /// Where tokens come from. Default: dev, but only on a loopback listen address; anywhere else
+    /// the mode must be chosen explicitly (and dev refuses to listen there).
+    #[arg(long, value_enum, env = "BROKER_MODE")]
+    pub mode: Option<Mode>,
+
+    /// How the broker authenticates the app's user before issuing anything. Required in key and
+    /// entra modes (dev: none). `entra` validates the app's own Entra access token (see the
+    /// `--auth-*` flags); `header` compares one header with a value from the environment;
+    /// `none` hands tokens to anyone who passes the origin check.
+    #[arg(long, value_enum, env = "BROKER_AUTH")]
+    pub auth: Option<AuthKind>,
+
+    /// --auth entra: tenant ID allowed to call (repeatable; the token's `tid` must be one of them).
+    #[arg(
+        long = "auth-tenant",
+        value_name = "TENANT_ID",
+        env = "BROKER_AUTH_TENANTS",
+        value_delimiter = ','
+    )]
+    pub auth_tenants: Vec<String>,
+
+    /// --auth entra: accepted `aud` values: the broker API's application (client) ID and/or its
+    /// App ID URI (repeatable).
+    #[arg(
+        long = "auth-audience",
+        value_name = "AUD",
+        env = "BROKER_AUTH_AUDIENCES",
+        value_delimiter = ','
+    )]
+    pub auth_audiences: Vec<String>,
+
+    /// --auth entra: delegated permission the token must carry in `scp` (repeatable: any one).
+    #[arg(
+        long = "auth-scope",
+        value_name = "SCOPE",
+        env = "BROKER_AUTH_SCOPES",
+        value_delimiter = ','
+    )]
+    pub auth_scopes: Vec<String>,
+
+    /// --auth entra: app role the token may carry in `roles` instead of a scope (repeatable).
+    #[arg(
+        long = "auth-role",
+        value_name = "ROLE",
+        env = "BROKER_AUTH_ROLES",
+        value_delimiter = ','
+    )]
+    pub auth_roles: Vec<String>,
+
+    /// --auth entra: authority whose OpenID configuration and signing keys are trusted.
+    #[arg(long = "auth-authority", default_value = DEFAULT_AUTHORITY, env = "BROKER_AUTH_AUTHORITY", value_name = "URL")]
+    pub auth_authority: String,
+
+    /// --auth entra: shortest time between two signing-key downloads caused by an unknown `kid`,
+    /// in seconds (tests only; Microsoft's guidance is to refresh at most every few minutes).
+    #[arg(long = "auth-keys-min-refetch", default_value_t = 60, hide = true)]
+    pub auth_keys_min_refetch: u64,
 
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8787", env = "BROKER_LISTEN")]
@@ -51,11 +105,31 @@ pub struct Args {
           default_missing_value = "true", value_name = "BOOL")]
     pub allow_loopback_origins: Option<bool>,
 
-    /// App-auth hook: token requests must carry this exact header, NAME=VALUE.
-    #[arg(long, env = "BROKER_REQUIRE_HEADER", value_name = "NAME=VALUE")]
+    /// --auth header: token requests must carry this header with the value of the environment
+    /// variable BROKER_REQUIRE_HEADER_VALUE (never a flag). Implies --auth header.
+    #[arg(long, env = "BROKER_REQUIRE_HEADER", value_name = "NAME")]
     pub require_header: Option<String>,
 
-    /// Per-client-IP token requests per minute (0 = no limit).
+    /// Host names (the `Host` header) this broker answers to, repeatable. The hosts of
+    /// --allow-origin are added; dev mode adds its loopback names. DNS-rebinding guard.
+    #[arg(
+        long = "allow-host",
+        value_name = "HOST",
+        env = "BROKER_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allow_hosts: Vec<String>,
+
+    /// Reverse proxies (CIDR, repeatable) whose X-Forwarded-For is believed for the client IP.
+    #[arg(
+        long = "trust-proxy",
+        value_name = "CIDR",
+        env = "BROKER_TRUST_PROXY",
+        value_delimiter = ','
+    )]
+    pub trust_proxies: Vec<String>,
+
+    /// Token requests per minute per user (--auth entra) or per client IP (0 = no limit).
     #[arg(long, default_value_t = 120, env = "BROKER_RATE_LIMIT")]
     pub rate_limit: u32,
 
@@ -122,9 +196,113 @@ pub struct Args {
     #[arg(long, default_value_t = 600, env = "BROKER_MAX_TTL")]
     pub max_ttl: u64,
 
-    /// Timeout of one upstream request, in seconds.
-    #[arg(long, default_value_t = 10, env = "BROKER_UPSTREAM_TIMEOUT")]
+    /// entra mode: hand browsers the broker identity's own Entra access token. It stays valid
+    /// 60-90 minutes (managed identity: about 24 h) whatever `expiresIn` says, for every
+    /// Cognitive Services resource the identity has a role on. Needs a dedicated identity with
+    /// only "Cognitive Services Speech User" on one Speech resource.
+    #[arg(long, env = "BROKER_EXPOSE_ENTRA_TOKEN")]
+    pub expose_entra_token: bool,
+
+    /// Timeout of one upstream request, in seconds (default: half the browser client's
+    /// requestTimeout, so that a slow upstream answers the client before it gives up).
+    #[arg(long, default_value_t = DEFAULT_UPSTREAM_TIMEOUT_S, env = "BROKER_UPSTREAM_TIMEOUT")]
     pub upstream_timeout: u64,
+
+    /// Seconds a connection may take to send a request's headers; also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, default_value_t = 10, env = "BROKER_HEADER_TIMEOUT")]
+    pub header_timeout: u64,
+
+    /// Seconds one request may take from headers to answer (WebSocket sessions excepted).
+    #[arg(long, default_value_t = 30, env = "BROKER_REQUEST_TIMEOUT")]
+    pub request_timeout: u64,
+
+    /// Open HTTP connections at most; further connections are closed at once.
+    #[arg(long, default_value_t = 1024, env = "BROKER_MAX_CONNECTIONS")]
+    pub max_connections: usize,
+
+    /// dev mode: serve a stand-in for Microsoft Entra ID at /dev-entra/ (fresh RSA key, demo user
+    /// tokens) and authenticate token requests against it (`--auth entra`): the demo's MSAL flow
+    /// without an Azure tenant.
+    #[arg(long, env = "BROKER_DEV_ENTRA")]
+    pub dev_entra: bool,
+
+    /// Relay the Speech SDK's WebSocket through the broker: the token route answers a short-lived
+    /// relay ticket bound to the page's origin and the user, and the broker connects upstream
+    /// with its own credential. The browser holds no Azure credential.
+    #[arg(long, env = "BROKER_RELAY")]
+    pub relay: bool,
+
+    /// --relay: ticket lifetime in seconds.
+    #[arg(long, default_value_t = 60, env = "BROKER_RELAY_TICKET_TTL")]
+    pub relay_ticket_ttl: u64,
+
+    /// --relay: relayed sessions at most, in total.
+    #[arg(long, default_value_t = 256, env = "BROKER_RELAY_MAX_SESSIONS")]
+    pub relay_max_sessions: usize,
+
+    /// --relay: relayed sessions at most per user.
+    #[arg(long, default_value_t = 4, env = "BROKER_RELAY_MAX_SESSIONS_PER_USER")]
+    pub relay_max_sessions_per_user: usize,
+
+    /// --relay: longest relayed session, in seconds.
+    #[arg(long, default_value_t = 3600, env = "BROKER_RELAY_MAX_DURATION")]
+    pub relay_max_duration: u64,
+
+    /// --relay: seconds without a frame from the browser after which a session is closed.
+    #[arg(long, default_value_t = 60, env = "BROKER_RELAY_IDLE_TIMEOUT")]
+    pub relay_idle_timeout: u64,
+
+    /// --relay: largest frame or message relayed, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024, env = "BROKER_RELAY_MAX_FRAME")]
+    pub relay_max_frame: usize,
+
+    /// dev mode: seconds without a frame from the client after which the fake Speech service
+    /// closes a WebSocket (code 1000).
+    #[arg(long, default_value_t = 60, env = "BROKER_WS_IDLE_TIMEOUT")]
+    pub ws_idle_timeout: u64,
+}
+
+/// How token requests are authenticated (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthKind {
+    /// Anyone who passes the origin check gets a token.
+    None,
+    /// One header compared with a value from the environment (`--require-header`).
+    Header,
+    /// The app user's Microsoft Entra access token for the broker's API.
+    Entra,
+}
+
+/// Microsoft Entra ID's global authority host.
+pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+
+/// Default upstream timeout: half the browser client's default `requestTimeout`
+/// (`speech_token_client::engine::policy::DEFAULT_REQUEST_TIMEOUT_MS`), so that the broker's
+/// answer (an error, or the stale token) reaches the client before the client gives up.
+pub const DEFAULT_UPSTREAM_TIMEOUT_S: u64 =
+    (speech_token_client::engine::policy::DEFAULT_REQUEST_TIMEOUT_MS / 2000.0) as u64;
+
+/// Validated `--auth` settings.
+#[derive(Debug, Clone)]
+pub enum AuthSettings {
+    /// `--auth none`.
+    None,
+    /// `--auth header`: header name and the expected value (from the environment; redacted).
+    Header { name: HeaderName, value: Secret },
+    /// `--auth entra`.
+    Entra(EntraAuthSettings),
+}
+
+/// Validated `--auth entra` settings.
+#[derive(Debug, Clone)]
+pub struct EntraAuthSettings {
+    pub authority: String,
+    pub tenants: Vec<String>,
+    pub audiences: Vec<String>,
+    pub scopes: Vec<String>,
+    pub roles: Vec<String>,
+    pub keys_min_refetch: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +364,16 @@ pub enum ModeSettings {
     },
 }
 
+/// Server limits (`--header-timeout`, `--request-timeout`, `--max-connections`,
+/// `--ws-idle-timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub header_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+    pub ws_idle_timeout: Duration,
+}
+
 impl ModeSettings {
     pub fn name(&self) -> &'static str {
         match self {
@@ -202,7 +390,15 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub allow_origins: Vec<String>,
     pub allow_loopback_origins: bool,
-    pub require_header: Option<(HeaderName, HeaderValue)>,
+    pub auth: AuthSettings,
+    /// dev: `--dev-entra` (the auth settings are filled in once the listening port is known).
+    pub dev_entra: bool,
+    /// `--relay` and its limits.
+    pub relay: Option<crate::relay::RelayLimits>,
+    /// Lower-case host names the `Host` header may carry (dev adds loopback names at run time).
+    pub allow_hosts: Vec<String>,
+    pub trust_proxies: Vec<ipnet::IpNet>,
+    pub limits: ServerLimits,
     pub rate_limit: u32,
     pub rate_burst: u32,
     pub www: Option<PathBuf>,
@@ -214,17 +410,22 @@ pub struct Settings {
 pub const MIN_TTL: u64 = 2;
 pub const MAX_TTL: u64 = 86_400;
 
+/// An Azure region name as the browser client accepts it (the engine's rule).
 pub fn valid_region(r: &str) -> bool {
-    !r.is_empty()
-        && r.len() <= 64
-        && r.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    speech_token_client::engine::token::is_valid_region(r)
 }
 
-fn valid_base_url(name: &str, s: &str) -> anyhow::Result<String> {
+/// An upstream base URL: `https://` (plain `http://` only on loopback, for local fakes), no
+/// query or fragment. IMDS is the one documented plain-HTTP endpoint: `allow_http` says so.
+fn valid_base_url(name: &str, s: &str, allow_http: bool) -> anyhow::Result<String> {
     let u = url::Url::parse(s).with_context(|| format!("{name}: not a URL"))?;
-    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-        bail!("{name}: must be an http(s) URL");
+    if u.host_str().is_none() {
+        bail!("{name}: must be an https URL");
+    }
+    match u.scheme() {
+        "https" => {}
+        "http" if allow_http || is_loopback_url(&u) => {}
+        _ => bail!("{name}: must be an https:// URL (http:// only on loopback)"),
     }
     if u.query().is_some() || u.fragment().is_some() {
         bail!("{name}: must not have a query or fragment");
@@ -232,13 +433,29 @@ fn valid_base_url(name: &str, s: &str) -> anyhow::Result<String> {
     Ok(s.trim_end_matches('/').to_string())
 }
 
-fn is_loopback_host(u: &url::Url) -> bool {
-    match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
+/// Whether `ip` may listen for dev mode: loopback only.
+fn is_loopback_listen(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+/// A host name for the `Host` allow-list: lower case, no port, no brackets, no trailing dot.
+pub fn normalize_host(h: &str) -> Option<String> {
+    let h = h.trim();
+    let name = if let Some(rest) = h.strip_prefix('[') {
+        rest.split(']').next()?
+    } else {
+        match h.rsplit_once(':') {
+            Some((n, p)) if !n.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => h,
+        }
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'));
+    ok.then_some(name)
 }
 
 impl Settings {
@@ -251,8 +468,24 @@ impl Settings {
                 .filter(|v| !v.is_empty())
         };
         let timeout = Duration::from_secs(args.upstream_timeout.clamp(1, 120));
+        let chosen = match args.mode {
+            Some(m) => m,
+            None if is_loopback_listen(&args.listen) => Mode::Dev,
+            None => bail!(
+                "--listen {} is not a loopback address: choose --mode key or --mode entra \
+                 (dev mode, with its self-signed tokens and test routes, only listens on loopback)",
+                args.listen
+            ),
+        };
+        if chosen == Mode::Dev && !is_loopback_listen(&args.listen) {
+            bail!(
+                "dev mode listens on loopback only (127.0.0.1 or [::1]), not {}: its tokens are \
+                 self-signed and its /admin routes change the broker's behaviour",
+                args.listen
+            );
+        }
 
-        let mode = match args.mode {
+        let mode = match chosen {
             Mode::Dev => {
                 if !(MIN_TTL..=MAX_TTL).contains(&args.ttl) {
                     bail!("--ttl must be between {MIN_TTL} and {MAX_TTL} seconds");
@@ -270,7 +503,7 @@ impl Settings {
                     bail!("--region must match [a-z0-9]+");
                 }
                 let sts_base = match &args.sts_base {
-                    Some(b) => valid_base_url("--sts-base", b)?,
+                    Some(b) => valid_base_url("--sts-base", b, false)?,
                     None => format!("https://{region}.api.cognitive.microsoft.com"),
                 };
                 ModeSettings::Key {
@@ -294,7 +527,7 @@ impl Settings {
                     let client_id = client_id
                         .ok_or_else(|| anyhow!("client credentials need AZURE_CLIENT_ID"))?;
                     EntraCredential::ClientSecret {
-                        authority: valid_base_url("--authority", &args.authority)?,
+                        authority: valid_base_url("--authority", &args.authority, false)?,
                         tenant,
                         client_id,
                         secret: Secret::new(secret),
@@ -314,7 +547,7 @@ impl Settings {
                     }
                 } else {
                     EntraCredential::Imds {
-                        base: valid_base_url("--imds-base", &args.imds_base)?,
+                        base: valid_base_url("--imds-base", &args.imds_base, true)?,
                         client_id,
                     }
                 };
@@ -327,7 +560,7 @@ impl Settings {
                         if !lower.starts_with("/subscriptions/")
                             || !lower.contains("/resourcegroups/")
                             || !lower.contains("/providers/microsoft.cognitiveservices/accounts/")
-                            || !crate::secret::is_valid_token_text(rid)
+                            || !speech_token_client::engine::token::is_valid_token_text(rid)
                             || rid.contains('#')
                         {
                             bail!("--resource-id must look like /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.CognitiveServices/accounts/<name>");
@@ -345,13 +578,10 @@ impl Settings {
                         }
                     }
                     (None, Some(ep)) => {
-                        let u = url::Url::parse(ep).context("--endpoint: not a URL")?;
-                        let ok = match u.scheme() {
-                            "https" | "wss" => true,
-                            "http" | "ws" => is_loopback_host(&u),
-                            _ => false,
-                        };
-                        if !ok {
+                        if !speech_token_client::engine::token::is_valid_endpoint(
+                            ep,
+                            &speech_token_client::engine::token::WhatwgUrl,
+                        ) {
                             bail!("--endpoint must be an https:// or wss:// URL (http/ws only on loopback)");
                         }
                         if let Some(r) = &args.region {
@@ -370,6 +600,17 @@ impl Settings {
                 };
                 if !(1..=MAX_TTL).contains(&args.max_ttl) {
                     bail!("--max-ttl must be between 1 and {MAX_TTL} seconds");
+                }
+                if !args.expose_entra_token && !args.relay {
+                    bail!(
+                        "entra mode would hand browsers this broker identity's own Entra access token \
+                         (audience https://cognitiveservices.azure.com). That token stays valid 60-90 \
+                         minutes (managed identity: about 24 hours) whatever expiresIn says, for every \
+                         Cognitive Services resource the identity has a role on. Prefer --relay (the \
+                         browser then holds no Azure credential). If you accept the exposure, give the \
+                         broker a dedicated identity with only \"Cognitive Services Speech User\" on \
+                         one Speech resource and pass --expose-entra-token"
+                    );
                 }
                 ModeSettings::Entra {
                     credential,
@@ -390,29 +631,94 @@ impl Settings {
             allow_origins.push(n);
         }
 
-        let require_header = match &args.require_header {
-            None => None,
-            Some(spec) if spec.trim().is_empty() => None,
-            Some(spec) => {
-                let (name, value) = spec
-                    .split_once('=')
-                    .ok_or_else(|| anyhow!("--require-header must be NAME=VALUE"))?;
-                let name = HeaderName::from_bytes(name.trim().as_bytes())
-                    .context("--require-header: bad header name")?;
-                let value =
-                    HeaderValue::from_str(value).context("--require-header: bad header value")?;
-                Some((name, value))
+        let auth_kind = match (args.auth, &args.require_header) {
+            (Some(k), _) => k,
+            (None, Some(_)) => AuthKind::Header,
+            (None, None) if chosen == Mode::Dev => AuthKind::None,
+            (None, None) => bail!(
+                "{} mode needs an explicit --auth: entra (validate the app user's Entra access \
+                 token, recommended), header (--require-header NAME with BROKER_REQUIRE_HEADER_VALUE), \
+                 or none (anyone who can reach the broker gets Speech tokens)",
+                mode.name()
+            ),
+        };
+        if args.dev_entra {
+            if chosen != Mode::Dev {
+                bail!("--dev-entra is a dev-mode feature (a stand-in for Entra ID with a throwaway key)");
             }
+            if !matches!(args.auth, None | Some(AuthKind::Entra)) || args.require_header.is_some() {
+                bail!("--dev-entra authenticates with --auth entra against itself; drop the other --auth flags");
+            }
+        }
+        let auth = if args.dev_entra {
+            AuthSettings::None
+        } else {
+            resolve_auth(auth_kind, &args, &env_nonempty)?
+        };
+
+        let mut allow_hosts = Vec::new();
+        for h in &args.allow_hosts {
+            if h.trim().is_empty() {
+                continue;
+            }
+            let n =
+                normalize_host(h).ok_or_else(|| anyhow!("--allow-host {h:?}: not a host name"))?;
+            allow_hosts.push(n);
+        }
+        for o in &allow_origins {
+            if let Some(h) = url::Url::parse(o)
+                .ok()
+                .and_then(|u| u.host_str().and_then(normalize_host))
+            {
+                if !allow_hosts.contains(&h) {
+                    allow_hosts.push(h);
+                }
+            }
+        }
+        if chosen != Mode::Dev && allow_hosts.is_empty() {
+            bail!(
+                "{} mode needs --allow-host <name> (or --allow-origin): the host name(s) browsers use \
+                 to reach this broker. Requests with any other Host header are refused (DNS rebinding)",
+                mode.name()
+            );
+        }
+        let mut trust_proxies = Vec::new();
+        for c in &args.trust_proxies {
+            if c.trim().is_empty() {
+                continue;
+            }
+            let net = c
+                .trim()
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| c.trim().parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| anyhow!("--trust-proxy {c:?}: not a CIDR (e.g. 10.0.0.0/8)"))?;
+            trust_proxies.push(net);
+        }
+        let limits = ServerLimits {
+            header_timeout: Duration::from_secs(args.header_timeout.clamp(1, 300)),
+            request_timeout: Duration::from_secs(args.request_timeout.clamp(1, 600)),
+            max_connections: args.max_connections.clamp(1, 1_000_000),
+            ws_idle_timeout: Duration::from_secs(args.ws_idle_timeout.clamp(1, 3600)),
         };
 
         Ok(Settings {
-            allow_loopback_origins: args
-                .allow_loopback_origins
-                .unwrap_or(args.mode == Mode::Dev),
+            allow_loopback_origins: args.allow_loopback_origins.unwrap_or(chosen == Mode::Dev),
             mode,
             listen: args.listen,
             allow_origins,
-            require_header,
+            auth,
+            dev_entra: args.dev_entra,
+            relay: args.relay.then(|| crate::relay::RelayLimits {
+                ticket_ttl: Duration::from_secs(args.relay_ticket_ttl.clamp(2, 600)),
+                max_sessions: args.relay_max_sessions.clamp(1, 100_000),
+                max_sessions_per_user: args.relay_max_sessions_per_user.clamp(1, 1000),
+                max_duration: Duration::from_secs(args.relay_max_duration.clamp(1, 86_400)),
+                idle_timeout: Duration::from_secs(args.relay_idle_timeout.clamp(1, 3600)),
+                max_frame_bytes: args.relay_max_frame.clamp(1024, 16 * 1024 * 1024),
+            }),
+            allow_hosts,
+            trust_proxies,
+            limits,
             rate_limit: args.rate_limit,
             rate_burst: args.rate_burst.max(1),
             www: args.www,
@@ -420,6 +726,87 @@ impl Settings {
             vendor: args.vendor,
             upstream_timeout: timeout,
         })
+    }
+}
+
+fn resolve_auth(
+    kind: AuthKind,
+    args: &Args,
+    env_nonempty: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<AuthSettings> {
+    let entra_flags = !args.auth_tenants.is_empty()
+        || !args.auth_audiences.is_empty()
+        || !args.auth_scopes.is_empty()
+        || !args.auth_roles.is_empty();
+    if kind != AuthKind::Entra && entra_flags {
+        bail!("--auth-tenant/--auth-audience/--auth-scope/--auth-role need --auth entra");
+    }
+    if kind != AuthKind::Header && args.require_header.is_some() {
+        bail!("--require-header needs --auth header");
+    }
+    match kind {
+        AuthKind::None => Ok(AuthSettings::None),
+        AuthKind::Header => {
+            let spec = args
+                .require_header
+                .as_deref()
+                .ok_or_else(|| anyhow!("--auth header needs --require-header NAME"))?;
+            if spec.contains('=') {
+                bail!("--require-header takes the header NAME only; its value comes from the BROKER_REQUIRE_HEADER_VALUE environment variable (never a flag)");
+            }
+            let name = HeaderName::from_bytes(spec.trim().as_bytes())
+                .context("--require-header: bad header name")?;
+            let value = env_nonempty("BROKER_REQUIRE_HEADER_VALUE").ok_or_else(|| {
+                anyhow!("--auth header needs a non-empty BROKER_REQUIRE_HEADER_VALUE environment variable")
+            })?;
+            HeaderValue::from_str(&value)
+                .map_err(|_| anyhow!("BROKER_REQUIRE_HEADER_VALUE is not a header value"))?;
+            Ok(AuthSettings::Header {
+                name,
+                value: Secret::new(value),
+            })
+        }
+        AuthKind::Entra => {
+            let authority = valid_base_url("--auth-authority", &args.auth_authority, false)?;
+            let clean = |v: &[String]| -> Vec<String> {
+                v.iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            };
+            let tenants = clean(&args.auth_tenants);
+            if tenants.is_empty() {
+                bail!("--auth entra needs --auth-tenant <tenant ID> (repeatable): the tenants whose users may get tokens");
+            }
+            for t in &tenants {
+                if matches!(t.as_str(), "common" | "organizations" | "consumers")
+                    || !t.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+                {
+                    bail!("--auth-tenant {t:?}: give a tenant ID (GUID); common/organizations would accept every tenant");
+                }
+            }
+            let tenants = tenants
+                .into_iter()
+                .map(|t| t.to_ascii_lowercase())
+                .collect();
+            let audiences = clean(&args.auth_audiences);
+            if audiences.is_empty() {
+                bail!("--auth entra needs --auth-audience: the broker API's application (client) ID and/or App ID URI");
+            }
+            let scopes = clean(&args.auth_scopes);
+            let roles = clean(&args.auth_roles);
+            if scopes.is_empty() && roles.is_empty() {
+                bail!("--auth entra needs --auth-scope (delegated permission, e.g. Speech.Token) or --auth-role (app role)");
+            }
+            Ok(AuthSettings::Entra(EntraAuthSettings {
+                authority,
+                tenants,
+                audiences,
+                scopes,
+                roles,
+                keys_min_refetch: Duration::from_secs(args.auth_keys_min_refetch),
+            }))
+        }
     }
 }
 
@@ -439,6 +826,17 @@ mod tests {
         Settings::resolve(args, &move |k| map.get(k).cloned())
     }
 
+    /// What every key/entra deployment must state: `--auth`, the host allow-list and (entra)
+    /// the token-exposure opt-in.
+    fn deployed(argv: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let mut full = argv.to_vec();
+        full.extend_from_slice(&["--auth", "none", "--allow-host", "broker.example.com"]);
+        if argv.contains(&"entra") {
+            full.push("--expose-entra-token");
+        }
+        resolve(&full, env)
+    }
+
     #[test]
     fn dev_defaults() {
         let s = resolve(&[], &[]).unwrap();
@@ -456,14 +854,14 @@ mod tests {
 
     #[test]
     fn key_mode_needs_env_key_and_region() {
-        assert!(resolve(&["--mode", "key", "--region", "westeurope"], &[]).is_err());
-        assert!(resolve(&["--mode", "key"], &[("SPEECH_KEY", "k")]).is_err());
-        assert!(resolve(
+        assert!(deployed(&["--mode", "key", "--region", "westeurope"], &[]).is_err());
+        assert!(deployed(&["--mode", "key"], &[("SPEECH_KEY", "k")]).is_err());
+        assert!(deployed(
             &["--mode", "key", "--region", "West Europe"],
             &[("SPEECH_KEY", "k")]
         )
         .is_err());
-        let s = resolve(
+        let s = deployed(
             &["--mode", "key", "--region", "westeurope"],
             &[("SPEECH_KEY", "k")],
         )
@@ -476,13 +874,13 @@ mod tests {
         }
         assert!(!s.allow_loopback_origins);
         // there is no flag for the key
-        assert!(resolve(&["--mode", "key", "--region", "x", "--key", "k"], &[]).is_err());
+        assert!(deployed(&["--mode", "key", "--region", "x", "--key", "k"], &[]).is_err());
     }
 
     #[test]
     fn entra_credential_selection() {
         let rid = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/sp";
-        let cc = resolve(
+        let cc = deployed(
             &[
                 "--mode",
                 "entra",
@@ -505,7 +903,7 @@ mod tests {
                 ..
             }
         ));
-        let mi = resolve(
+        let mi = deployed(
             &[
                 "--mode",
                 "entra",
@@ -529,7 +927,7 @@ mod tests {
                 ..
             }
         ));
-        let app = resolve(
+        let app = deployed(
             &[
                 "--mode",
                 "entra",
@@ -549,14 +947,14 @@ mod tests {
                 ..
             }
         ));
-        assert!(resolve(&["--mode", "entra"], &[]).is_err());
-        assert!(resolve(
+        assert!(deployed(&["--mode", "entra"], &[]).is_err());
+        assert!(deployed(
             &["--mode", "entra", "--resource-id", "/bad", "--region", "x"],
             &[]
         )
         .is_err());
-        assert!(resolve(&["--mode", "entra", "--resource-id", rid], &[]).is_err());
-        assert!(resolve(
+        assert!(deployed(&["--mode", "entra", "--resource-id", rid], &[]).is_err());
+        assert!(deployed(
             &["--mode", "entra", "--endpoint", "http://example.com"],
             &[]
         )
@@ -564,22 +962,223 @@ mod tests {
     }
 
     #[test]
-    fn require_header_and_origins() {
+    fn require_header_value_comes_from_the_environment_only() {
         let s = resolve(
             &[
                 "--require-header",
-                "X-App-Session=abc",
+                "X-App-Session",
                 "--allow-origin",
                 "https://App.Example.com/",
             ],
-            &[],
+            &[("BROKER_REQUIRE_HEADER_VALUE", "s3ss10n-value")],
         )
         .unwrap();
-        let (n, v) = s.require_header.unwrap();
-        assert_eq!(n.as_str(), "x-app-session");
-        assert_eq!(v, "abc");
+        let AuthSettings::Header { name, value } = &s.auth else {
+            panic!("header auth")
+        };
+        assert_eq!(name.as_str(), "x-app-session");
+        assert_eq!(value.expose(), "s3ss10n-value");
+        // redacted in Debug
+        assert!(!format!("{s:?}").contains("s3ss10n-value"));
         assert_eq!(s.allow_origins, vec!["https://app.example.com".to_string()]);
-        assert!(resolve(&["--require-header", "novalue"], &[]).is_err());
+        // a value on the command line is refused, as is an empty or missing one
+        assert!(resolve(
+            &["--require-header", "X-App-Session=abc"],
+            &[("BROKER_REQUIRE_HEADER_VALUE", "x")]
+        )
+        .is_err());
+        assert!(resolve(&["--require-header", "X-App-Session"], &[]).is_err());
+        assert!(resolve(
+            &["--require-header", "X-App-Session"],
+            &[("BROKER_REQUIRE_HEADER_VALUE", "  ")]
+        )
+        .is_err());
         assert!(resolve(&["--allow-origin", "ftp://x"], &[]).is_err());
+    }
+
+    #[test]
+    fn no_silent_dev() {
+        // dev is the default only on loopback
+        assert!(matches!(
+            resolve(&["--listen", "[::1]:0"], &[]).unwrap().mode,
+            ModeSettings::Dev { .. }
+        ));
+        let e = resolve(&["--listen", "0.0.0.0:8787"], &[]).unwrap_err();
+        assert!(format!("{e:#}").contains("--mode"), "{e:#}");
+        // dev refuses to listen anywhere else
+        assert!(resolve(&["--mode", "dev", "--listen", "0.0.0.0:8787"], &[]).is_err());
+        assert!(resolve(&["--mode", "dev", "--listen", "10.1.2.3:8787"], &[]).is_err());
+    }
+
+    #[test]
+    fn deployed_modes_state_auth_and_hosts() {
+        let key = [("SPEECH_KEY", "k")];
+        let base = ["--mode", "key", "--region", "westeurope"];
+        let with = |extra: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            resolve(&v, &key)
+        };
+        let e = with(&["--allow-host", "b.example.com"]).unwrap_err();
+        assert!(format!("{e:#}").contains("--auth"), "{e:#}");
+        let e = with(&["--auth", "none"]).unwrap_err();
+        assert!(format!("{e:#}").contains("--allow-host"), "{e:#}");
+        let s = with(&[
+            "--auth",
+            "none",
+            "--allow-origin",
+            "https://App.example.com",
+        ])
+        .unwrap();
+        assert_eq!(s.allow_hosts, vec!["app.example.com".to_string()]);
+        let s = with(&["--auth", "none", "--allow-host", "Broker.Example.com:443"]).unwrap();
+        assert_eq!(s.allow_hosts, vec!["broker.example.com".to_string()]);
+        // upstream base URLs are https (loopback excepted)
+        assert!(with(&[
+            "--auth",
+            "none",
+            "--allow-host",
+            "b",
+            "--sts-base",
+            "http://sts.example.com"
+        ])
+        .is_err());
+        assert!(with(&[
+            "--auth",
+            "none",
+            "--allow-host",
+            "b",
+            "--sts-base",
+            "http://127.0.0.1:9"
+        ])
+        .is_ok());
+        assert!(deployed(
+            &[
+                "--mode",
+                "entra",
+                "--endpoint",
+                "https://x.cognitiveservices.azure.com",
+                "--authority",
+                "http://login.example.com"
+            ],
+            &[
+                ("AZURE_TENANT_ID", "t"),
+                ("AZURE_CLIENT_ID", "c"),
+                ("AZURE_CLIENT_SECRET", "s")
+            ]
+        )
+        .is_err());
+        // trusted proxies
+        let s = with(&[
+            "--auth",
+            "none",
+            "--allow-host",
+            "b",
+            "--trust-proxy",
+            "10.0.0.0/8",
+            "--trust-proxy",
+            "192.0.2.1",
+        ])
+        .unwrap();
+        assert_eq!(s.trust_proxies.len(), 2);
+        assert!(with(&[
+            "--auth",
+            "none",
+            "--allow-host",
+            "b",
+            "--trust-proxy",
+            "nonsense"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn entra_mode_needs_the_explicit_exposure_opt_in() {
+        let argv = [
+            "--mode",
+            "entra",
+            "--endpoint",
+            "https://x.cognitiveservices.azure.com",
+            "--auth",
+            "none",
+            "--allow-host",
+            "b.example.com",
+        ];
+        let env = [
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi"),
+            ("IDENTITY_HEADER", "h"),
+        ];
+        let e = resolve(&argv, &env).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("--expose-entra-token"), "{msg}");
+        assert!(
+            msg.contains("24 hours") && msg.contains("cognitiveservices.azure.com"),
+            "{msg}"
+        );
+        let mut ok = argv.to_vec();
+        ok.push("--expose-entra-token");
+        assert!(resolve(&ok, &env).is_ok());
+    }
+
+    #[test]
+    fn default_upstream_timeout_is_below_the_clients_request_timeout() {
+        let s = resolve(&[], &[]).unwrap();
+        let upstream_ms = s.upstream_timeout.as_millis() as f64;
+        assert!(upstream_ms < speech_token_client::engine::policy::DEFAULT_REQUEST_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn entra_auth_settings() {
+        let base = [
+            "--auth",
+            "entra",
+            "--auth-tenant",
+            "11111111-2222-3333-4444-555555555555",
+        ];
+        let with = |extra: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            resolve(&v, &[])
+        };
+        assert!(
+            with(&["--auth-audience", "api://x"]).is_err(),
+            "scope or role required"
+        );
+        assert!(
+            with(&["--auth-scope", "Speech.Token"]).is_err(),
+            "audience required"
+        );
+        let s = with(&["--auth-audience", "api://x", "--auth-scope", "Speech.Token"]).unwrap();
+        let AuthSettings::Entra(e) = &s.auth else {
+            panic!()
+        };
+        assert_eq!(e.authority, "https://login.microsoftonline.com");
+        assert!(resolve(
+            &[
+                "--auth",
+                "entra",
+                "--auth-tenant",
+                "common",
+                "--auth-audience",
+                "a",
+                "--auth-scope",
+                "s"
+            ],
+            &[]
+        )
+        .is_err());
+        assert!(with(&[
+            "--auth-audience",
+            "a",
+            "--auth-scope",
+            "s",
+            "--auth-authority",
+            "http://login.example.com"
+        ])
+        .is_err());
+        assert!(
+            resolve(&["--auth-scope", "s"], &[]).is_err(),
+            "entra flags need --auth entra"
+        );
     }
 }

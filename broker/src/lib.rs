@@ -3,18 +3,35 @@
 //! Hands browsers short-lived Azure Speech tokens: `dev` mode signs its own (and runs a fake Speech
 //! WebSocket service that accepts them), `key` mode exchanges a subscription key at
 //! `/sts/v1.0/issueToken`, `entra` mode gets a Microsoft Entra ID token by client credentials or
-//! managed identity. See README.md for the HTTP contract and the security notes.
+//! managed identity. Before issuing anything it can authenticate the app's user (`--auth entra`).
+//! See README.md for the HTTP contract and the security notes.
+//!
+//! Rooms: `config` (flags → settings), `state` (shared state), `router` (wiring), `guards`
+//! (host/origin/admin/deadline middleware), `token_route`, `health`, `auth` (who is asking),
+//! `ratelimit`, `clientip`, `cache` + `upstream` + `oauth` (where tokens come from), `dev` +
+//! `admin` + `speech` + `devjwt` (dev mode), `server` (the HTTP loop with limits).
 
-pub mod app;
+pub mod admin;
+pub mod auth;
 pub mod cache;
+pub mod clientip;
 pub mod config;
+pub mod dev;
+pub mod dev_entra;
 pub mod devjwt;
+pub mod guards;
+pub mod health;
 pub mod http;
 pub mod oauth;
 pub mod origin;
 pub mod ratelimit;
+pub mod relay;
+pub mod router;
 pub mod secret;
+pub mod server;
 pub mod speech;
+pub mod state;
+pub mod token_route;
 pub mod upstream;
 
 use std::future::Future;
@@ -29,27 +46,54 @@ pub use config::{Args, Mode, Settings};
 pub struct Broker {
     listener: TcpListener,
     router: axum::Router,
-    state: Arc<app::AppState>,
+    state: Arc<state::AppState>,
+    limits: config::ServerLimits,
+    going_away: tokio::sync::watch::Sender<bool>,
 }
 
 impl Broker {
+    /// Binds the listening socket and builds the state; logs the entra exposure warning.
     pub async fn bind(settings: Settings) -> anyhow::Result<Broker> {
         let listener = TcpListener::bind(settings.listen).await?;
         let local = listener.local_addr()?;
-        let state = app::build_state(&settings, local);
-        let router = app::router(&settings, Arc::clone(&state));
+        let (going_away, going_away_rx) = tokio::sync::watch::channel(false);
+        let state = state::build_state(&settings, local, going_away_rx)?;
+        let router = router::router(&settings, Arc::clone(&state));
+        if let (config::ModeSettings::Entra { max_ttl, .. }, None) =
+            (&settings.mode, &settings.relay)
+        {
+            tracing::warn!(
+                audience = oauth::RESOURCE,
+                max_ttl,
+                "--expose-entra-token: browsers receive this broker identity's own Entra access \
+                 token. It stays valid 60-90 minutes (managed identity: about 24 hours) whatever \
+                 expiresIn says, for every Cognitive Services resource the identity has a role on; \
+                 give the broker a dedicated identity with only 'Cognitive Services Speech User' \
+                 on one Speech resource"
+            );
+        }
+        if state.auth.name() == "none" && state.dev.is_none() {
+            tracing::warn!(
+                "--auth none: anyone who passes the origin check gets Speech tokens (origin \
+                 checks stop other websites, not scripts)"
+            );
+        }
         Ok(Broker {
             listener,
             router,
             state,
+            limits: settings.limits,
+            going_away,
         })
     }
 
+    /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.state.local
     }
 
-    pub fn state(&self) -> Arc<app::AppState> {
+    /// The shared state (tests).
+    pub fn state(&self) -> Arc<state::AppState> {
         Arc::clone(&self.state)
     }
 
@@ -58,13 +102,14 @@ impl Broker {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        tracing::info!(mode = self.state.mode, addr = %self.state.local, "serving");
-        axum::serve(
+        tracing::info!(mode = self.state.mode, auth = self.state.auth.name(), addr = %self.state.local, "serving");
+        server::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            self.router,
+            self.limits,
+            shutdown,
+            self.going_away,
         )
-        .with_graceful_shutdown(shutdown)
         .await
     }
 
@@ -90,14 +135,16 @@ impl Broker {
     }
 }
 
+/// A broker serving in a background task (tests).
 pub struct RunningBroker {
     pub addr: SocketAddr,
-    pub state: Arc<app::AppState>,
+    pub state: Arc<state::AppState>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningBroker {
+    /// `http://<addr><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -108,6 +155,7 @@ impl RunningBroker {
         Some(dev.signer.verify(token, upstream::now_unix()))
     }
 
+    /// Upstream requests made so far.
     pub fn upstream_requests(&self) -> u64 {
         self.state.cache.upstream_requests()
     }

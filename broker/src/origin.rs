@@ -8,6 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{HeaderMap, HeaderValue};
+pub use speech_token_client::engine::token::is_loopback_host;
 
 /// `scheme://host[:port]` as a browser serializes it (lower case, default port dropped), or `None`
 /// for anything that is not an http(s) origin (including `null`).
@@ -25,20 +26,21 @@ pub fn normalize_origin(s: &str) -> Option<String> {
     }
 }
 
-/// `http://127.0.0.1:<port>`, `http://localhost:<port>`, `http://[::1]:<port>`.
-pub fn is_loopback_origin(normalized: &str) -> bool {
-    let Ok(u) = url::Url::parse(normalized) else {
-        return false;
-    };
-    if u.scheme() != "http" {
-        return false;
-    }
+/// Whether a URL's host names this machine, by the browser client's own rule
+/// (`speech_token_client::engine::token::is_loopback_host`: `localhost`, `*.localhost`,
+/// `127.0.0.0/8`, `::1`).
+pub fn is_loopback_url(u: &url::Url) -> bool {
     match u.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Domain(d)) => is_loopback_host(d),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
+}
+
+/// `http://127.0.0.1:<port>`, `http://localhost:<port>`, `http://[::1]:<port>`.
+pub fn is_loopback_origin(normalized: &str) -> bool {
+    url::Url::parse(normalized).is_ok_and(|u| u.scheme() == "http" && is_loopback_url(&u))
 }
 
 /// True for a loopback peer address (IPv4, IPv6, IPv4-mapped IPv6).
@@ -66,21 +68,28 @@ pub struct OriginPolicy {
     pub allow: Vec<String>,
     pub allow_loopback: bool,
     /// The broker's own origins (derived from the listening address, never from `Host`, which
-    /// a DNS-rebinding page controls).
+    /// a DNS-rebinding page controls). dev mode only: a deployed broker's own origin is whatever
+    /// public name its proxy gives it, and must be allow-listed like any other.
     pub own: Vec<String>,
 }
 
 impl OriginPolicy {
-    pub fn new(allow: Vec<String>, allow_loopback: bool, local: SocketAddr) -> Self {
+    /// `own_loopback`: also allow the broker's own origins on its listening address (dev).
+    pub fn new(
+        allow: Vec<String>,
+        allow_loopback: bool,
+        local: SocketAddr,
+        own_loopback: bool,
+    ) -> Self {
         let mut own = Vec::new();
         let port = local.port();
         let ip = local.ip();
-        if ip.is_unspecified() || ip.is_loopback() {
+        if own_loopback && (ip.is_unspecified() || ip.is_loopback()) {
             own.push(format!("http://127.0.0.1:{port}"));
             own.push(format!("http://localhost:{port}"));
             own.push(format!("http://[::1]:{port}"));
         }
-        if !ip.is_unspecified() {
+        if own_loopback && !ip.is_unspecified() {
             own.push(format!("http://{local}"));
         }
         OriginPolicy {
@@ -191,6 +200,7 @@ mod tests {
             vec!["https://app.example.com".into()],
             false,
             "127.0.0.1:8787".parse().unwrap(),
+            true,
         );
         assert_eq!(p.decide(&hdrs(&[])), OriginDecision::NoOrigin);
         assert_eq!(
@@ -221,7 +231,12 @@ mod tests {
             p.decide(&hdrs(&[("origin", "http://127.0.0.1:8787")])),
             OriginDecision::Allowed("http://127.0.0.1:8787".into())
         );
-        let dev = OriginPolicy::new(vec![], true, "127.0.0.1:8787".parse().unwrap());
+        let dev = OriginPolicy::new(vec![], true, "127.0.0.1:8787".parse().unwrap(), true);
+        let deployed = OriginPolicy::new(vec![], false, "127.0.0.1:8787".parse().unwrap(), false);
+        assert_eq!(
+            deployed.decide(&hdrs(&[("origin", "http://127.0.0.1:8787")])),
+            OriginDecision::Denied
+        );
         for o in [
             "http://127.0.0.1:9999",
             "http://localhost:3000",

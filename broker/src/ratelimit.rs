@@ -1,4 +1,6 @@
-//! Per-client token bucket (keyed by IP; IPv6 clients by their /64).
+//! Token buckets per caller: per authenticated user (`tid`+`oid`) when the broker authenticates
+//! users, else per client IP (IPv6 clients by their /64). Refused authentications are counted in
+//! a separate per-IP bucket, so an anonymous flood never drains a user's bucket.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -11,10 +13,21 @@ struct Bucket {
     last: Instant,
 }
 
+/// Whose bucket a request draws from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    /// An authenticated user: `tid` + `oid`.
+    User { tid: String, oid: String },
+    /// An unauthenticated caller (`--auth none`/`header`), by client IP ([`client_key`]).
+    Ip(IpAddr),
+    /// A refused authentication, by client IP: its own bucket.
+    Refused(IpAddr),
+}
+
 pub struct RateLimiter {
     per_sec: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<HashMap<RateKey, Bucket>>,
 }
 
 const MAX_TRACKED: usize = 100_000;
@@ -44,10 +57,14 @@ impl RateLimiter {
         })
     }
 
-    /// Takes one token for `ip`; on refusal returns how long until one is available.
+    /// Takes one token for `key`; on refusal returns how long until one is available.
     /// The lock is never held across an await.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        let key = client_key(ip);
+    pub fn check(&self, key: RateKey, now: Instant) -> Result<(), Duration> {
+        let key = match key {
+            RateKey::Ip(ip) => RateKey::Ip(client_key(ip)),
+            RateKey::Refused(ip) => RateKey::Refused(client_key(ip)),
+            k => k,
+        };
         let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_TRACKED {
             let (per_sec, burst) = (self.per_sec, self.burst);
@@ -85,20 +102,30 @@ mod tests {
     #[test]
     fn burst_then_refill() {
         let rl = RateLimiter::new(60, 3).unwrap();
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let ip = RateKey::Ip("10.0.0.1".parse().unwrap());
         let t0 = Instant::now();
         for _ in 0..3 {
-            rl.check(ip, t0).unwrap();
+            rl.check(ip.clone(), t0).unwrap();
         }
-        let wait = rl.check(ip, t0).unwrap_err();
+        let wait = rl.check(ip.clone(), t0).unwrap_err();
         assert!(
             wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
             "{wait:?}"
         );
         // another client is unaffected
-        rl.check("10.0.0.2".parse().unwrap(), t0).unwrap();
+        rl.check(RateKey::Ip("10.0.0.2".parse().unwrap()), t0)
+            .unwrap();
+        // refusals and users have their own buckets
+        rl.check(RateKey::Refused("10.0.0.1".parse().unwrap()), t0)
+            .unwrap();
+        let user = || RateKey::User {
+            tid: "t".into(),
+            oid: "o".into(),
+        };
+        rl.check(user(), t0).unwrap();
         // one second later one more request is allowed
-        rl.check(ip, t0 + Duration::from_millis(1001)).unwrap();
+        rl.check(ip.clone(), t0 + Duration::from_millis(1001))
+            .unwrap();
         assert!(rl.check(ip, t0 + Duration::from_millis(1002)).is_err());
         assert!(RateLimiter::new(0, 5).is_none());
     }

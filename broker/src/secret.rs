@@ -1,4 +1,5 @@
-//! A string that must never be printed: redacting `Debug`/`Display`, zeroized on drop.
+//! A string that must never be printed: redacting `Debug`/`Display`, its own buffer zeroized on
+//! drop (copies made to send it, such as HTTP bodies and headers, are not).
 
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
@@ -49,14 +50,10 @@ impl std::fmt::Display for Secret {
     }
 }
 
-/// True when `s` is acceptable as a bearer token: 1..=16 KiB of printable ASCII without spaces,
-/// quotes or backslashes (the same rule the browser client applies).
-pub fn is_valid_token_text(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 16 * 1024
-        && s.bytes()
-            .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
-}
+/// Whether `s` is acceptable as a bearer token: the browser client's own rule (1..=16 KiB of
+/// printable ASCII without spaces, quotes or backslashes), so that the broker never hands out
+/// what the client would refuse.
+pub use speech_token_client::engine::token::is_valid_token_text;
 
 #[cfg(test)]
 mod tests {
@@ -78,6 +75,7 @@ mod tests {
         assert!(!is_valid_token_text(""));
         assert!(!is_valid_token_text("a b"));
         assert!(!is_valid_token_text("a\"b"));
+        assert!(!is_valid_token_text("a'b"), "the client refuses ' too");
         assert!(!is_valid_token_text("a\nb"));
         assert!(!is_valid_token_text(&"a".repeat(16 * 1024 + 1)));
     }

@@ -2,10 +2,15 @@
 //! `recognizeOnceAsync` / continuous recognition succeed, and that accepts only valid, unexpired
 //! tokens signed by this process (rejecting others with HTTP 401 before the upgrade, as the real
 //! service does).
+//!
+//! Bounded: frames and messages of at most [`MAX_FRAME_BYTES`] (larger ones close the connection
+//! with 1009), an idle timeout (close 1000), per-connection turn state for at most
+//! [`MAX_TRACKED_TURNS`] turns, and a close frame (1001) to every open connection on shutdown.
+//! It depends on nothing else in the broker: the dev state hands it a [`SpeechService`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -15,11 +20,121 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::app::AppState;
-use crate::devjwt::Verdict;
+use crate::devjwt::{DevSigner, Verdict};
 use crate::http::json_error;
 use crate::secret::fingerprint;
 use crate::upstream::now_unix;
+
+/// Largest WebSocket frame or message accepted. The SDK sends audio in chunks of a few KB and
+/// JSON configuration messages of a few KB; 1 MiB leaves room for large phrase lists.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+/// Read and write buffer per connection (tungstenite's default is 128 KiB each; audio frames are
+/// ~3 KiB).
+pub const WS_BUFFER_BYTES: usize = 16 * 1024;
+/// Turns (`X-RequestId`s) whose audio frames one connection tracks; older ones are forgotten.
+/// A real session has one turn at a time; this bounds what a misbehaving client can make us keep.
+pub const MAX_TRACKED_TURNS: usize = 16;
+/// Connection attempts kept for `/admin/stats`.
+pub const MAX_RECORDED_CONNECTIONS: usize = 10_000;
+/// Close code sent on shutdown ("going away", RFC 6455 §7.4.1).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for an oversized message (RFC 6455 §7.4.1).
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
+/// The fake service: who signs the accepted tokens, its scripted behaviour, the connection log.
+pub struct SpeechService {
+    signer: Arc<DevSigner>,
+    behaviour: Mutex<SpeechBehaviour>,
+    connections: Mutex<VecDeque<Arc<SpeechConn>>>,
+    idle_timeout: Duration,
+    going_away: tokio::sync::watch::Receiver<bool>,
+}
+
+impl SpeechService {
+    /// `going_away` turns true (or its sender is dropped) when the broker shuts down.
+    pub fn new(
+        signer: Arc<DevSigner>,
+        idle_timeout: Duration,
+        going_away: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        SpeechService {
+            signer,
+            behaviour: Mutex::new(SpeechBehaviour::default()),
+            connections: Mutex::new(VecDeque::new()),
+            idle_timeout,
+            going_away,
+        }
+    }
+    /// The behaviour for new connections.
+    pub fn behaviour(&self) -> SpeechBehaviour {
+        *self.behaviour.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Sets the behaviour for new connections.
+    pub fn set_behaviour(&self, b: SpeechBehaviour) {
+        *self.behaviour.lock().unwrap_or_else(|e| e.into_inner()) = b;
+    }
+    fn record(&self, c: Arc<SpeechConn>) {
+        let mut v = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        if v.len() >= MAX_RECORDED_CONNECTIONS {
+            v.pop_front();
+        }
+        v.push_back(c);
+    }
+    /// The connection log as JSON.
+    pub fn connections_json(&self) -> Vec<serde_json::Value> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|c| c.to_json())
+            .collect()
+    }
+    /// Clears the log and restores the default behaviour.
+    pub fn reset(&self) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.set_behaviour(SpeechBehaviour::default());
+    }
+}
+
+/// Audio frames counted per turn, for the last [`MAX_TRACKED_TURNS`] turns.
+#[derive(Debug, Default)]
+pub struct TurnTracker {
+    turns: VecDeque<(String, u32, bool)>,
+}
+
+impl TurnTracker {
+    /// Counts one audio frame of turn `id`; true exactly once, when the turn reaches `k` frames.
+    pub fn audio_frame(&mut self, id: &str, k: u32) -> bool {
+        let i = match self.turns.iter().position(|(t, _, _)| t == id) {
+            Some(i) => i,
+            None => {
+                if self.turns.len() >= MAX_TRACKED_TURNS {
+                    self.turns.pop_front();
+                }
+                self.turns.push_back((id.to_string(), 0, false));
+                self.turns.len() - 1
+            }
+        };
+        let (_, n, answered) = &mut self.turns[i];
+        *n = n.saturating_add(1);
+        if *n >= k && !*answered {
+            *answered = true;
+            return true;
+        }
+        false
+    }
+    /// Turns currently tracked.
+    pub fn len(&self) -> usize {
+        self.turns.len()
+    }
+    /// Whether no turn is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.turns.is_empty()
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpeechBehaviour {
@@ -155,19 +270,18 @@ pub fn turn_reply(request_id: &str, end_turn: bool) -> Vec<String> {
     .collect()
 }
 
+/// `GET /speech/...` and `/stt/speech/...`: checks the token before the upgrade, as the real
+/// service does, records the attempt, then runs the session.
 pub async fn speech_ws(
-    State(st): State<Arc<AppState>>,
+    State(svc): State<Arc<SpeechService>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let Some(dev) = st.dev.as_ref() else {
-        return json_error(StatusCode::NOT_FOUND, "not-found", None);
-    };
     let token = presented_token(query.as_deref(), &headers);
     let verdict = match &token {
         None => Verdict::Missing,
-        Some(t) => dev.signer.verify(t, now_unix()),
+        Some(t) => svc.signer.verify(t, now_unix()),
     };
     let conn = Arc::new(SpeechConn {
         at_ms: now_ms(),
@@ -175,7 +289,7 @@ pub async fn speech_ws(
         jti: verdict.jti().map(str::to_string),
         phrases: AtomicU64::new(0),
     });
-    dev.record_connection(Arc::clone(&conn));
+    svc.record(Arc::clone(&conn));
     let fp = token.as_deref().map(fingerprint).unwrap_or_default();
     tracing::info!(verdict = verdict.as_str(), jti = conn.jti.as_deref().unwrap_or("-"), fingerprint = %fp,
         "fake speech connection");
@@ -187,42 +301,89 @@ pub async fn speech_ws(
         );
     }
     let ws = match ws {
-        Ok(ws) => ws,
+        Ok(ws) => ws
+            .read_buffer_size(WS_BUFFER_BYTES)
+            .write_buffer_size(WS_BUFFER_BYTES)
+            .max_frame_size(MAX_FRAME_BYTES)
+            .max_message_size(MAX_FRAME_BYTES),
         Err(rejection) => return rejection.into_response(),
     };
-    let behaviour = dev.speech_behaviour();
-    ws.on_upgrade(move |socket| session(socket, behaviour, conn))
+    let behaviour = svc.behaviour();
+    let idle = svc.idle_timeout;
+    let going_away = svc.going_away.clone();
+    ws.on_upgrade(move |socket| session(socket, behaviour, conn, idle, going_away))
 }
 
-async fn session(mut socket: WebSocket, behaviour: SpeechBehaviour, conn: Arc<SpeechConn>) {
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+    // let the close handshake finish, bounded
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn session(
+    mut socket: WebSocket,
+    behaviour: SpeechBehaviour,
+    conn: Arc<SpeechConn>,
+    idle: Duration,
+    mut going_away: tokio::sync::watch::Receiver<bool>,
+) {
     let k = behaviour.reply_after_audio_frames.max(1);
     let deadline = behaviour
         .drop_after_ms
         .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
-    let mut audio_frames: HashMap<String, u32> = HashMap::new();
-    let mut answered: HashSet<String> = HashSet::new();
+    let mut turns = TurnTracker::default();
     let mut current_request = String::new();
+    let jti = conn.jti.as_deref().unwrap_or("-").to_string();
     loop {
+        if *going_away.borrow() {
+            close(&mut socket, CLOSE_GOING_AWAY, "broker shutting down").await;
+            return;
+        }
         let msg = tokio::select! {
-            m = socket.recv() => m,
+            m = tokio::time::timeout(idle, socket.recv()) => match m {
+                Ok(m) => m,
+                Err(_) => {
+                    tracing::debug!(jti = %jti, "fake speech: idle timeout");
+                    close(&mut socket, 1000, "idle timeout").await;
+                    return;
+                }
+            },
+            _ = going_away.changed() => {
+                close(&mut socket, CLOSE_GOING_AWAY, "broker shutting down").await;
+                return;
+            }
             _ = async { tokio::time::sleep_until(deadline.unwrap()).await }, if deadline.is_some() => {
-                tracing::debug!(jti = conn.jti.as_deref().unwrap_or("-"), "fake speech: dropping connection (dropAfterMs)");
-                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
-                // let the close handshake finish, bounded
-                let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    while let Some(Ok(m)) = socket.recv().await {
-                        if matches!(m, Message::Close(_)) { break; }
-                    }
-                }).await;
+                tracing::debug!(jti = %jti, "fake speech: dropping connection (dropAfterMs)");
+                close(&mut socket, 1000, "").await;
                 return;
             }
         };
-        let Some(Ok(msg)) = msg else { return };
+        let msg = match msg {
+            None => return,
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                tracing::debug!(jti = %jti, error = %e, "fake speech: receive error");
+                close(&mut socket, CLOSE_TOO_BIG, "frame too large or invalid").await;
+                return;
+            }
+        };
         match msg {
             Message::Text(t) => {
                 let (h, body) = parse_text_frame(t.as_str());
                 if let Some(id) = h.get("X-RequestId") {
-                    current_request = id.to_string();
+                    current_request = id.chars().take(64).collect();
                 }
                 tracing::debug!(path = h.get("Path").unwrap_or("-"), request = %current_request, body_len = body.len(), "fake speech: text frame");
             }
@@ -230,16 +391,12 @@ async fn session(mut socket: WebSocket, behaviour: SpeechBehaviour, conn: Arc<Sp
                 let Some((h, audio)) = parse_binary_frame(&b) else {
                     continue;
                 };
-                let id = h
+                let id: String = h
                     .get("X-RequestId")
-                    .map(str::to_string)
+                    .map(|s| s.chars().take(64).collect())
                     .unwrap_or_else(|| current_request.clone());
                 tracing::trace!(request = %id, audio_len = audio.len(), "fake speech: audio frame");
-                current_request = id.clone();
-                let n = audio_frames.entry(id.clone()).or_insert(0);
-                *n += 1;
-                if *n >= k && !answered.contains(&id) {
-                    answered.insert(id.clone());
+                if turns.audio_frame(&id, k) {
                     for frame in turn_reply(&id, behaviour.end_turn) {
                         if socket.send(Message::Text(frame.into())).await.is_err() {
                             return;
@@ -247,6 +404,7 @@ async fn session(mut socket: WebSocket, behaviour: SpeechBehaviour, conn: Arc<Sp
                     }
                     conn.phrases.fetch_add(1, Ordering::Relaxed);
                 }
+                current_request = id;
             }
             Message::Close(_) => return,
             _ => {}
@@ -283,6 +441,18 @@ mod tests {
         let mut h2 = HeaderMap::new();
         h2.insert("authorization", HeaderValue::from_static("Bearer xyz"));
         assert_eq!(presented_token(None, &h2).as_deref(), Some("xyz"));
+    }
+
+    #[test]
+    fn turn_state_is_bounded() {
+        let mut t = TurnTracker::default();
+        assert!(!t.audio_frame("a", 2));
+        assert!(t.audio_frame("a", 2));
+        assert!(!t.audio_frame("a", 2), "answered once");
+        for i in 0..200_000 {
+            t.audio_frame(&format!("turn-{i}"), 3);
+        }
+        assert!(t.len() <= MAX_TRACKED_TURNS);
     }
 
     #[test]

@@ -78,12 +78,8 @@ pub fn http_client(target: &str, timeout: Duration) -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("speech-token-broker/", env!("CARGO_PKG_VERSION")));
     if let Ok(u) = url::Url::parse(target) {
-        let local = match u.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_link_local(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            None => false,
-        };
+        let link_local = matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_link_local());
+        let local = link_local || crate::origin::is_loopback_url(&u);
         if local {
             b = b.no_proxy();
         }

@@ -4,9 +4,9 @@
 //! attempt number and the random draw come in as arguments, so every delay is reproducible in
 //! tests and simulations.
 
-/// First retry waits up to this long. Source: DESIGN.md ("base 1 s").
+/// First retry waits up to this long. Source: docs/ARCHITECTURE.md ("base 1 s").
 pub const BACKOFF_BASE_MS: f64 = 1_000.0;
-/// No retry waits longer than this. Source: DESIGN.md ("cap 30 s").
+/// No retry waits longer than this. Source: docs/ARCHITECTURE.md ("cap 30 s").
 pub const BACKOFF_CAP_MS: f64 = 30_000.0;
 /// Longest `Retry-After` we honour; a broker asking for more is treated as asking for this.
 /// An hour is longer than any Speech token lives, so the cap never shortens a sane request.
@@ -27,6 +27,22 @@ pub fn retry_delay(attempt: u32, jitter: f64) -> f64 {
     jitter * ceiling
 }
 
+/// How long, after a final error (401, 403, a redirect…), `getToken()` answers with that error
+/// at once instead of asking the broker again: "equal jitter", uniform in
+/// `[ceiling/2, ceiling)` with the ceiling of [`retry_delay`]. Never zero (unlike full jitter), so
+/// that an app retrying in a loop (an `error` listener calling `getToken()`) cannot hammer the
+/// broker: at most 3 requests in the first 2 s, then one per doubling interval up to 30 s.
+/// `refreshNow()` is not held back: it is the app's explicit "the user signed in again".
+pub fn final_error_hold(attempt: u32, jitter: f64) -> f64 {
+    let ceiling = retry_delay(attempt, 1.0);
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
+    ceiling * (0.5 + 0.5 * jitter)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,6 +54,15 @@ mod tests {
         assert_eq!(retry_delay(4, 1.0), 16_000.0);
         assert_eq!(retry_delay(5, 1.0), 30_000.0);
         assert_eq!(retry_delay(u32::MAX, 1.0), 30_000.0);
+    }
+
+    #[test]
+    fn final_error_hold_is_never_zero_and_doubles() {
+        assert_eq!(final_error_hold(0, 0.0), 500.0);
+        assert_eq!(final_error_hold(0, 1.0), 1_000.0);
+        assert_eq!(final_error_hold(1, 0.0), 1_000.0);
+        assert_eq!(final_error_hold(9, 1.0), 30_000.0);
+        assert_eq!(final_error_hold(2, f64::NAN), 3_000.0);
     }
 
     #[test]

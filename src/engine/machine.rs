@@ -6,7 +6,7 @@
 //! a fetch, resolve or reject waiting callers, publish a token, emit events, arm one timer. That
 //! makes every rule testable natively, with simulated time, down to the millisecond.
 
-use crate::engine::backoff::{retry_delay, MAX_RETRY_AFTER_MS};
+use crate::engine::backoff::{final_error_hold, retry_delay, MAX_RETRY_AFTER_MS};
 use crate::engine::policy::{RefreshPolicy, HIDDEN_TIMER_GRANULARITY_MS, JITTER_FRACTION};
 use crate::engine::token::{Grant, Token};
 use crate::error::{Error, Invalid};
@@ -123,6 +123,9 @@ pub enum Effect {
     ServeWaiters,
     /// Reject every waiting caller with this error.
     RejectWaiters(Error),
+    /// Reject the one caller that just asked (registered as a `getToken()` waiter) with this
+    /// error, without a request: the final error of [`Machine::demand`].
+    RejectOne(Error),
     /// A refresh started while a usable token is held: emit `refreshing`.
     Refreshing,
     /// A request failed: emit `error`.
@@ -144,8 +147,10 @@ pub enum TimerPlan {
     Arm(f64),
 }
 
-/// The machine's answer to one input.
+/// The machine's answer to one input. It must be carried out: a dropped decision loses a fetch,
+/// a timer or the callers waiting for a token.
 #[derive(Debug, Clone, PartialEq)]
+#[must_use = "a Decision must be carried out (Shell::apply)"]
 pub struct Decision {
     /// Effects, in the order they must be carried out.
     pub effects: Vec<Effect>,
@@ -164,11 +169,13 @@ pub enum Retry {
     Stop,
 }
 
-/// The retry rule for an error. Source: DESIGN.md ("retry 5xx/network/timeout/invalid responses
+/// The retry rule for an error. Source: docs/ARCHITECTURE.md ("retry 5xx/network/timeout/invalid responses
 /// with exponential backoff ...; honour Retry-After on 429/503; do not auto-retry 400/401/403/404").
 pub fn retry_rule(error: &Error) -> Retry {
     match error {
-        Error::Network | Error::Timeout | Error::InvalidResponse(_) => Retry::Backoff,
+        Error::Network | Error::Timeout | Error::InvalidResponse(_) | Error::Headers => {
+            Retry::Backoff
+        }
         Error::RateLimited { retry_after } => match retry_after {
             Some(s) => Retry::After(f64::from(*s) * 1000.0),
             None => Retry::Backoff,
@@ -224,6 +231,39 @@ impl Held {
         held
     }
 
+    /// A token another tab shared: it may be handed out for `usable_for` ms from `now` (the
+    /// sender already kept its slack), judged on this tab's own two clocks. It is planned as a
+    /// token of this tab's own `nominal` lifetime that is that far into its life, so that every
+    /// tab refreshes on the schedule the sender would (a shorter nominal lifetime would make
+    /// the receivers refresh before the sender and spend a request each).
+    fn adopted(
+        grant: Grant,
+        now: Now,
+        usable_for: f64,
+        nominal: f64,
+        policy: &RefreshPolicy,
+        jitter: f64,
+        hidden: bool,
+    ) -> Held {
+        let slack = policy.slack(nominal);
+        let age = (nominal - slack - usable_for).max(0.0);
+        let mut held = Held {
+            grant,
+            sent: Now::new(now.wall_ms - age, now.mono_ms - age),
+            lifetime_ms: nominal,
+            jitter: if jitter.is_finite() {
+                jitter.clamp(0.0, 1.0)
+            } else {
+                0.5
+            },
+            expires: Deadline::after(now, usable_for + slack),
+            usable_until: Deadline::after(now, usable_for),
+            refresh_at: Deadline::after(now, 0.0),
+        };
+        held.plan_refresh(policy, hidden);
+        held
+    }
+
     /// Refresh at `expiry - margin - jitter·10%·margin`.
     fn plan_refresh(&mut self, policy: &RefreshPolicy, hidden: bool) {
         let margin = policy.margin(self.lifetime_ms, hidden);
@@ -232,10 +272,25 @@ impl Held {
     }
 }
 
+/// Where the audio goes: what this tab's own broker said with its last token. Never taken from
+/// another tab (docs/ARCHITECTURE.md, "Trust model").
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Route {
+    /// The Azure region, for `SpeechConfig.fromAuthorizationToken(token, region)`.
+    pub region: Option<String>,
+    /// A custom-domain or private endpoint, for `SpeechConfig.fromEndpoint(url)`.
+    pub endpoint: Option<String>,
+}
+
 /// The lifecycle state machine. See the module docs.
 pub struct Machine {
     policy: RefreshPolicy,
     held: Option<Held>,
+    /// From this tab's own last broker answer; `None` until the first one.
+    route: Option<Route>,
+    /// The lifetime of this tab's own last broker token: no token from another tab is kept
+    /// longer (a forged far expiry cannot pin the tab against its own broker).
+    own_lifetime_ms: Option<f64>,
     /// When the request in flight was sent.
     in_flight: Option<Now>,
     /// When the next retry is due, after a failure.
@@ -246,6 +301,8 @@ pub struct Machine {
     attempt: u32,
     /// A failure that retrying will not fix stopped automatic refreshes.
     stopped: bool,
+    /// That failure, and until when `getToken()` answers with it without asking the broker.
+    final_error: Option<(Error, Deadline)>,
     /// The last request failed.
     failed: bool,
     /// A token was held at some point (so its absence now means "expired").
@@ -268,11 +325,14 @@ impl Machine {
         Machine {
             policy,
             held: None,
+            route: None,
+            own_lifetime_ms: None,
             in_flight: None,
             retry_at: None,
             retry_is_network: false,
             attempt: 0,
             stopped: false,
+            final_error: None,
             failed: false,
             had_token: false,
             hidden: false,
@@ -309,9 +369,23 @@ impl Machine {
             .map(|h| &h.grant.token)
     }
 
-    /// The held grant (token, region, endpoint).
+    /// The held grant (its token and lifetime; for region and endpoint use [`Machine::route`]).
     pub fn grant(&self) -> Option<&Grant> {
         self.held.as_ref().map(|h| &h.grant)
+    }
+
+    /// Where the audio goes, from this tab's own last broker answer.
+    pub fn route(&self) -> Option<&Route> {
+        self.route.as_ref()
+    }
+
+    /// How long the held token may still be handed out, by the earlier of both clocks (what a
+    /// tab tells its peers: a duration, never an absolute time).
+    pub fn usable_for(&self, now: Now) -> Option<f64> {
+        self.held
+            .as_ref()
+            .map(|h| h.usable_until.remaining(now))
+            .filter(|ms| *ms > 0.0)
     }
 
     /// When the held token expires, on the wall clock (epoch ms).
@@ -397,13 +471,25 @@ impl Machine {
     /// A caller wants a token. If one is usable the decision resolves waiters at once (the
     /// shell registers the caller as a waiter before calling). Otherwise the caller waits for
     /// the fetch in flight, or a new one (single flight), or for the retry already scheduled
-    /// (so that a loop of calls cannot defeat backoff or `Retry-After`).
+    /// (so that a loop of calls cannot defeat backoff or `Retry-After`). After a final error
+    /// (401, 403, …) with no usable token, the caller is rejected at once with that error until
+    /// a hold ([`final_error_hold`]) has passed: only then does a `getToken()` ask again.
     pub fn demand(&mut self, now: Now) -> Decision {
         if self.disposed {
             return Decision {
                 effects: vec![Effect::RejectWaiters(Error::Disposed)],
                 timer: TimerPlan::Keep,
             };
+        }
+        if let Some((error, until)) = &self.final_error {
+            if self.stopped
+                && self.in_flight.is_none()
+                && self.token_at(now).is_none()
+                && !until.passed(now)
+            {
+                let error = error.clone();
+                return self.settle(now, vec![Effect::RejectOne(error)]);
+            }
         }
         self.waiters += 1;
         self.settle(now, Vec::new())
@@ -449,7 +535,14 @@ impl Machine {
             }
         });
         match outcome {
-            Ok(held) => self.take(held, &mut effects),
+            Ok(held) => {
+                self.route = Some(Route {
+                    region: held.grant.region.clone(),
+                    endpoint: held.grant.endpoint.clone(),
+                });
+                self.own_lifetime_ms = Some(held.lifetime_ms);
+                self.take(held, &mut effects)
+            }
             Err(error) => self.fail(now, error, jitter, &mut effects),
         }
         self.settle(now, effects)
@@ -462,6 +555,7 @@ impl Machine {
         self.had_token = true;
         self.attempt = 0;
         self.stopped = false;
+        self.final_error = None;
         self.failed = false;
         self.retry_at = None;
         effects.push(Effect::Publish);
@@ -473,13 +567,15 @@ impl Machine {
     }
 
     /// A token another tab of the same origin and broker shared (`shareAcrossTabs`), already
-    /// validated (`token::grant_from_parts`, lifetime counted from `now`). It is adopted only
-    /// when it is usable and expires later than the token held, and only by a client that has
+    /// validated (`token::grant_from_peer`: a token and how long it may be handed out, counted
+    /// from `now` on this tab's clocks). Its lifetime is capped at this tab's own last broker
+    /// token's (or `maxLifetime`), so a forged far expiry can neither keep a token nor block real
+    /// ones for long; it never changes the route (region, endpoint). It is adopted only when it
+    /// is usable and stays usable longer than the token held, and only by a client that has
     /// wanted a token (an idle client stays lazy). Adopting works like a successful response:
     /// publish, resolve waiters, clear failures and pending retries, plan the next refresh with
     /// this tab's own policy and `jitter`. A request in flight is left alone: the shell asks
-    /// [`Machine::fetch_needed`] whether to send it at all, and a response that does arrive
-    /// replaces the token as usual.
+    /// [`Machine::fetch_needed`] whether to send it at all.
     pub fn adopt(&mut self, now: Now, grant: Grant, jitter: f64) -> Decision {
         if self.disposed {
             return Decision {
@@ -490,13 +586,24 @@ impl Machine {
         if self.status == Status::Idle {
             return self.settle(now, Vec::new());
         }
-        let held = Held::new(grant, now, &self.policy, jitter, self.hidden);
+        let nominal = self.own_lifetime_ms.unwrap_or(self.policy.max_lifetime_ms);
+        let usable_for = grant.lifetime_ms.min(nominal - self.policy.slack(nominal));
+        let held = Held::adopted(
+            grant,
+            now,
+            usable_for,
+            nominal,
+            &self.policy,
+            jitter,
+            self.hidden,
+        );
+        // Compared on both clocks, by how long each stays usable from now.
         let newer = !held.usable_until.passed(now)
             && self
                 .held
                 .as_ref()
                 .filter(|h| !h.usable_until.passed(now))
-                .is_none_or(|h| held.expires.wall_ms > h.expires.wall_ms);
+                .is_none_or(|h| held.usable_until.remaining(now) > h.usable_until.remaining(now));
         if !newer {
             return self.settle(now, Vec::new());
         }
@@ -507,13 +614,18 @@ impl Machine {
 
     /// Whether the request in flight still has a purpose (`shareAcrossTabs`: asked before the
     /// request is sent, since a peer's token may have been adopted meanwhile). `false` when no
-    /// request is in flight, or when the held token is usable, not yet due for refresh, and no
-    /// `refreshNow()` caller waits for a new one.
+    /// request is in flight, or when the held token is usable, not yet due for refresh, no
+    /// `refreshNow()` caller waits for a new one, and the request is not a retry after a failure.
     pub fn fetch_needed(&self, now: Now) -> bool {
         if self.disposed || self.in_flight.is_none() {
             return false;
         }
+        // A retry after a failure is always needed (`retry_at` was cleared when it started);
+        // a peer's token clears `failed` when it is adopted. Until this tab's own broker has
+        // answered once, it does not know where the audio goes: it fetches.
         self.fresh_waiters > 0
+            || self.failed
+            || self.route.is_none()
             || match &self.held {
                 None => true,
                 Some(h) => {
@@ -525,7 +637,10 @@ impl Machine {
     /// Whether a tab that is about to fetch should first ask its peers (`shareAcrossTabs`):
     /// a request is in flight and no usable token is held. Peers answer from memory.
     pub fn ask_peers_first(&self, now: Now) -> bool {
-        !self.disposed && self.in_flight.is_some() && self.token_at(now).is_none()
+        !self.disposed
+            && self.in_flight.is_some()
+            && self.route.is_some()
+            && self.token_at(now).is_none()
     }
 
     /// The request in flight is dropped before it was sent, because [`Machine::fetch_needed`]
@@ -548,7 +663,13 @@ impl Machine {
         self.failed = true;
         let rule = retry_rule(&error);
         self.stopped = rule == Retry::Stop;
-        self.retry_is_network = matches!(error, Error::Network | Error::Timeout);
+        self.final_error = self.stopped.then(|| {
+            let hold = final_error_hold(self.attempt, jitter);
+            (error.clone(), Deadline::after(now, hold))
+        });
+        // Failures of the device rather than the broker: retried at once when the browser
+        // comes back online (a session provider typically fails while the network is down).
+        self.retry_is_network = matches!(error, Error::Network | Error::Timeout | Error::Headers);
         let delay = match rule {
             Retry::Stop => None,
             Retry::After(ms) => Some(ms.min(MAX_RETRY_AFTER_MS)),

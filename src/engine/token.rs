@@ -14,14 +14,14 @@ use zeroize::Zeroize;
 use crate::error::{Error, Invalid};
 
 /// Largest accepted response body. Token answers are a few KB; anything bigger is not one.
-/// Source: DESIGN.md, "Validate strictly ... body ≤ 64 KiB".
+/// Source: docs/ARCHITECTURE.md, "Validate strictly ... body ≤ 64 KiB".
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest accepted token. Entra access tokens with many claims reach ~4 KB; `aad#` adds an ARM
-/// resource id. Source: DESIGN.md, "token ... ≤ 16 KiB".
+/// resource id. Source: docs/ARCHITECTURE.md, "token ... ≤ 16 KiB".
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
-/// Shortest lifetime a broker may declare. Source: DESIGN.md, "lifetime 1 s..24 h".
+/// Shortest lifetime a broker may declare. Source: docs/ARCHITECTURE.md, "lifetime 1 s..24 h".
 pub const MIN_LIFETIME_MS: f64 = 1_000.0;
-/// Longest lifetime a broker may declare. Source: DESIGN.md, "lifetime 1 s..24 h".
+/// Longest lifetime a broker may declare. Source: docs/ARCHITECTURE.md, "lifetime 1 s..24 h".
 pub const MAX_LIFETIME_MS: f64 = 86_400_000.0;
 /// Lifetime assumed when neither the broker nor the token says: issueToken tokens live
 /// 10 minutes. Source: Azure Speech docs, "Authentication with Microsoft Entra ID / access tokens".
@@ -40,8 +40,8 @@ pub struct Token {
 }
 
 impl Token {
-    /// Wraps an already validated token string.
-    fn new(secret: String) -> Token {
+    /// Wraps a secret string (validated or not) so that it is redacted and wiped on drop.
+    pub fn new(secret: String) -> Token {
         Token { secret }
     }
 
@@ -58,6 +58,18 @@ impl Token {
     /// Whether the token is empty (never true for a validated token).
     pub fn is_empty(&self) -> bool {
         self.secret.is_empty()
+    }
+}
+
+impl From<String> for Token {
+    fn from(secret: String) -> Token {
+        Token::new(secret)
+    }
+}
+
+impl From<&str> for Token {
+    fn from(secret: &str) -> Token {
+        Token::new(secret.to_owned())
     }
 }
 
@@ -125,6 +137,25 @@ pub trait Json {
     fn field(&self, object: &Self::Object, key: &str) -> Field;
 }
 
+/// The parts of a URL the endpoint rules look at, as a WHATWG URL parser gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlParts {
+    /// The scheme, lowercase, without the colon (`wss`).
+    pub scheme: String,
+    /// The host, lowercase (IDN as punycode), IPv6 without brackets.
+    pub host: String,
+    /// Whether the URL carries a user name or password.
+    pub has_userinfo: bool,
+}
+
+/// A WHATWG URL parser: the browser's own `URL` in the wasm shell, the `url` crate natively.
+/// Endpoints must be judged exactly as the browser will use them (a backslash is a slash, IDN
+/// hosts are punycode, `localhost.` is `localhost`), which hand-written splitting gets wrong.
+pub trait UrlParser {
+    /// The parts of `url`, or `None` if it is not an absolute URL.
+    fn url_parts(&self, url: &str) -> Option<UrlParts>;
+}
+
 /// Reads an optional string field; any other type is an error.
 fn string_field<J: Json>(
     json: &J,
@@ -136,6 +167,16 @@ fn string_field<J: Json>(
         Field::Str(s) => Ok(Some(s)),
         Field::Num(_) | Field::Other => Err(Invalid::WrongType),
     }
+}
+
+/// Reads an optional string field that may hold a credential: wrapped at once, so that its bytes
+/// are wiped when dropped on every path (an unused `access_token`, a later field's error).
+fn secret_field<J: Json>(
+    json: &J,
+    object: &J::Object,
+    key: &str,
+) -> Result<Option<Token>, Invalid> {
+    string_field(json, object, key).map(|s| s.map(Token::new))
 }
 
 /// Reads an optional number field; any other type is an error.
@@ -150,7 +191,7 @@ fn number_field<J: Json>(json: &J, object: &J::Object, key: &str) -> Result<Opti
 /// The JSON a broker may answer. Unknown fields are ignored (forward compatible); known fields
 /// with the wrong type are an error.
 struct Reply {
-    token: Option<String>,
+    token: Option<Token>,
     expires_in: Option<f64>,
     expires_on: Option<f64>,
     region: Option<String>,
@@ -159,8 +200,8 @@ struct Reply {
 
 impl Reply {
     fn read<J: Json>(json: &J, object: &J::Object) -> Result<Reply, Invalid> {
-        let token = string_field(json, object, "token")?;
-        let access_token = string_field(json, object, "access_token")?;
+        let token = secret_field(json, object, "token")?;
+        let access_token = secret_field(json, object, "access_token")?;
         let expires_in = number_field(json, object, "expiresIn")?;
         let expires_in_snake = number_field(json, object, "expires_in")?;
         Ok(Reply {
@@ -173,16 +214,64 @@ impl Reply {
     }
 }
 
+/// The clocks an answer's absolute times (`expiresOn`, a JWT's `exp`) are read against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnswerClock {
+    /// This machine's wall clock when the answer arrived (epoch ms).
+    pub local_ms: f64,
+    /// The broker's clock, from the answer's `Date` header (epoch ms), when the browser lets us
+    /// read it (same origin, or `Access-Control-Expose-Headers: Date`).
+    pub server_ms: Option<f64>,
+}
+
+impl AnswerClock {
+    /// Only the local clock is known.
+    pub fn local(local_ms: f64) -> AnswerClock {
+        AnswerClock {
+            local_ms,
+            server_ms: None,
+        }
+    }
+
+    /// "Now" for an absolute expiry: the broker's clock when known (immune to a wrong browser
+    /// clock), else ours. The `Date` header has whole seconds (truncated): the server's "now" can
+    /// be up to [`DATE_RESOLUTION_MS`] later than it says, so count that much more.
+    fn now(&self) -> f64 {
+        match self.server_ms {
+            Some(server) if server.is_finite() => server + DATE_RESOLUTION_MS,
+            _ => self.local_ms,
+        }
+    }
+}
+
+/// Resolution of the HTTP `Date` header (RFC 9110 §5.6.7: whole seconds).
+pub const DATE_RESOLUTION_MS: f64 = 1_000.0;
+
 /// Parses and validates a broker answer.
 ///
 /// `content_type` picks the format (JSON, or a text body that is the token itself, as an
 /// issueToken passthrough answers); `now_wall_ms` converts an absolute `expiresOn` or JWT `exp`
-/// into a lifetime.
-pub fn parse_grant<J: Json>(
+/// into a lifetime (see [`parse_grant_at`] to read them against the broker's clock).
+pub fn parse_grant<J: Json + UrlParser>(
     body: &str,
     content_type: Option<&str>,
     json: &J,
     now_wall_ms: f64,
+) -> Result<Grant, Error> {
+    parse_grant_at(body, content_type, json, AnswerClock::local(now_wall_ms))
+}
+
+/// [`parse_grant`], with the broker's clock when known.
+///
+/// The lifetime rule (docs/ARCHITECTURE.md, "Token age"): `expiresIn` as the broker says; else
+/// `expiresOn − now`; else, for a JWT, `min(exp − now, exp − iat)`, where "now" is the broker's
+/// `Date` when readable, so that a browser clock that is minutes off neither rejects a fresh
+/// token nor serves an old one past its `exp`. An `exp` already passed is `ExpiredOnArrival`.
+pub fn parse_grant_at<J: Json + UrlParser>(
+    body: &str,
+    content_type: Option<&str>,
+    json: &J,
+    clock: AnswerClock,
 ) -> Result<Grant, Error> {
     if body.len() > MAX_BODY_BYTES {
         return Err(Invalid::BodyTooLarge.into());
@@ -209,10 +298,15 @@ pub fn parse_grant<J: Json>(
             JsonError::Shape => Invalid::WrongType,
         })?;
         let reply = Reply::read(json, &object)?;
-        return grant_from_reply(reply, json, now_wall_ms);
+        return grant_from_reply(reply, json, clock);
     }
-    let token = validate_token(text.to_owned())?;
-    let lifetime_ms = lifetime_from_jwt(token.expose(), json, now_wall_ms)?;
+    // A text body is the token itself (an issueToken passthrough): it must look like one, so
+    // that "OK", "null" or "Unauthorized" with status 200 is not taken for a token.
+    let token = validate_token(Token::new(text.to_owned()))?;
+    if !looks_like_token(token.expose()) {
+        return Err(Invalid::NotAToken.into());
+    }
+    let lifetime_ms = lifetime_from_jwt(token.expose(), json, clock)?;
     Ok(Grant {
         token,
         lifetime_ms: lifetime_ms.unwrap_or(DEFAULT_LIFETIME_MS),
@@ -221,7 +315,11 @@ pub fn parse_grant<J: Json>(
     })
 }
 
-fn grant_from_reply<J: Json>(reply: Reply, json: &J, now_wall_ms: f64) -> Result<Grant, Error> {
+fn grant_from_reply<J: Json + UrlParser>(
+    reply: Reply,
+    json: &J,
+    clock: AnswerClock,
+) -> Result<Grant, Error> {
     let Reply {
         token,
         expires_in,
@@ -233,42 +331,45 @@ fn grant_from_reply<J: Json>(reply: Reply, json: &J, now_wall_ms: f64) -> Result
     let token = validate_token(secret)?;
     let lifetime_ms = match (expires_in, expires_on) {
         (Some(seconds), _) => checked_lifetime(seconds * 1000.0)?,
-        (None, Some(epoch_seconds)) => checked_lifetime(epoch_seconds * 1000.0 - now_wall_ms)?,
+        (None, Some(epoch_seconds)) => checked_lifetime(epoch_seconds * 1000.0 - clock.now())?,
         (None, None) => {
-            lifetime_from_jwt(token.expose(), json, now_wall_ms)?.unwrap_or(DEFAULT_LIFETIME_MS)
+            lifetime_from_jwt(token.expose(), json, clock)?.unwrap_or(DEFAULT_LIFETIME_MS)
         }
     };
-    grant(token, lifetime_ms, region, endpoint)
+    grant(token, lifetime_ms, region, endpoint, json)
 }
 
-/// Validates a token that another tab of the same origin shared (`shareAcrossTabs`), exactly as
-/// strictly as a broker answer: the token's shape, the region, the endpoint, and the lifetime,
-/// which is `expires_at_wall_ms - now_wall_ms` (both epoch ms on this machine's clock) and must
-/// lie within 1 s..24 h like a broker's `expiresIn`.
-pub fn grant_from_parts(
-    token: String,
-    expires_at_wall_ms: f64,
-    region: Option<String>,
-    endpoint: Option<String>,
-    now_wall_ms: f64,
-) -> Result<Grant, Error> {
-    let token = validate_token(token)?;
-    let lifetime_ms = checked_lifetime(expires_at_wall_ms - now_wall_ms)?;
-    grant(token, lifetime_ms, region, endpoint)
+/// Validates a token another tab of the same origin shared (`shareAcrossTabs`): exactly as
+/// strict about the token's shape as a broker answer. A peer hands over only the token and how
+/// long it may still be handed out (`usable_for_ms`, judged by the sender's own two clocks):
+/// never a region or endpoint (where the audio goes comes only from this tab's own broker), and
+/// never an absolute time (the receiver anchors it on its own clocks). The lifetime must lie
+/// within 1 s..24 h; the engine caps it further (`Machine::adopt`).
+pub fn grant_from_peer(token: impl Into<Token>, usable_for_ms: f64) -> Result<Grant, Error> {
+    let token = validate_token(token.into())?;
+    let lifetime_ms = checked_lifetime(usable_for_ms)?;
+    Ok(Grant {
+        token,
+        lifetime_ms,
+        region: None,
+        endpoint: None,
+    })
 }
 
-/// The last step of both validations: check the region and endpoint, then assemble the grant.
+/// The last step of a broker answer's validation: check the region and endpoint, then
+/// assemble the grant.
 fn grant(
     token: Token,
     lifetime_ms: f64,
     region: Option<String>,
     endpoint: Option<String>,
+    urls: &impl UrlParser,
 ) -> Result<Grant, Error> {
     if let Some(region) = &region {
         validate_region(region)?;
     }
     if let Some(endpoint) = &endpoint {
-        validate_endpoint(endpoint)?;
+        validate_endpoint(endpoint, urls)?;
     }
     Ok(Grant {
         token,
@@ -288,20 +389,84 @@ fn checked_lifetime(ms: f64) -> Result<f64, Invalid> {
 
 /// Checks a token's shape: non-empty, at most [`MAX_TOKEN_BYTES`], printable ASCII without
 /// spaces, quotes or backslashes (a token is pasted into a header and a URL by the SDK).
-fn validate_token(secret: String) -> Result<Token, Invalid> {
-    // Wrap first so that a rejected value is still wiped on drop.
-    let token = Token::new(secret);
+/// Takes a [`Token`] so that a rejected value is still wiped on drop.
+fn validate_token(token: Token) -> Result<Token, Invalid> {
     if token.is_empty() {
         return Err(Invalid::MissingToken);
     }
     if token.len() > MAX_TOKEN_BYTES {
         return Err(Invalid::TokenTooLong);
     }
-    let allowed = |b: u8| (0x21..=0x7e).contains(&b) && !matches!(b, b'"' | b'\'' | b'\\');
-    if !token.expose().bytes().all(allowed) {
+    if !token.expose().bytes().all(is_token_byte) {
         return Err(Invalid::TokenCharacters);
     }
     Ok(token)
+}
+
+/// A byte a token may contain: printable ASCII except space, quotes and backslash.
+fn is_token_byte(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b) && !matches!(b, b'"' | b'\'' | b'\\')
+}
+
+/// Whether `s` passes this client's token rule (non-empty, at most [`MAX_TOKEN_BYTES`], printable
+/// ASCII without spaces, quotes or backslashes). For servers, such as the reference broker, that
+/// must never hand out what the client would refuse.
+///
+/// ```
+/// use speech_token_client::engine::token::is_valid_token_text;
+/// assert!(is_valid_token_text("aad#/subscriptions/x#eyJ.a.b"));
+/// assert!(!is_valid_token_text("it's"));
+/// ```
+pub fn is_valid_token_text(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_TOKEN_BYTES && s.bytes().all(is_token_byte)
+}
+
+/// Whether `region` passes this client's region rule (lowercase ASCII letters and digits, at
+/// most [`MAX_REGION_BYTES`]).
+///
+/// ```
+/// use speech_token_client::engine::token::is_valid_region;
+/// assert!(is_valid_region("westeurope"));
+/// assert!(!is_valid_region("West Europe"));
+/// ```
+pub fn is_valid_region(region: &str) -> bool {
+    validate_region(region).is_ok()
+}
+
+/// Whether `endpoint` passes this client's endpoint rule (`wss://`/`https://`, or `ws://`/`http://`
+/// on a loopback host; no credentials), judged by `urls` (a WHATWG URL parser).
+///
+/// ```ignore
+/// use speech_token_client::engine::token::{is_valid_endpoint, WhatwgUrl};
+/// assert!(is_valid_endpoint("https://x.cognitiveservices.azure.com", &WhatwgUrl));
+/// assert!(!is_valid_endpoint("http://example.com", &WhatwgUrl));
+/// ```
+pub fn is_valid_endpoint(endpoint: &str, urls: &impl UrlParser) -> bool {
+    validate_endpoint(endpoint, urls).is_ok()
+}
+
+/// The `url` crate (a WHATWG URL parser, as browsers implement it) for native users of the
+/// engine's rules: the reference broker and the test bench. Feature `url`; never in the wasm
+/// build, where the browser's own `URL` is used.
+#[cfg(feature = "url")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WhatwgUrl;
+
+#[cfg(feature = "url")]
+impl UrlParser for WhatwgUrl {
+    fn url_parts(&self, url: &str) -> Option<UrlParts> {
+        let parsed = url::Url::parse(url).ok()?;
+        let host = match parsed.host()? {
+            url::Host::Domain(d) => d.to_ascii_lowercase(),
+            url::Host::Ipv4(a) => a.to_string(),
+            url::Host::Ipv6(a) => a.to_string(),
+        };
+        Some(UrlParts {
+            scheme: parsed.scheme().to_ascii_lowercase(),
+            host,
+            has_userinfo: !parsed.username().is_empty() || parsed.password().is_some(),
+        })
+    }
 }
 
 /// A region is an Azure region name: lowercase ASCII letters and digits.
@@ -315,30 +480,44 @@ fn validate_region(region: &str) -> Result<(), Invalid> {
 }
 
 /// An endpoint must be `wss://` or `https://`; `ws://`/`http://` only on a loopback host (the
-/// local fake service). No credentials, spaces or control characters.
-fn validate_endpoint(endpoint: &str) -> Result<(), Invalid> {
+/// local fake service). No credentials, spaces or control characters. Judged by a WHATWG URL
+/// parser: the host is what the browser will connect to.
+pub fn validate_endpoint(endpoint: &str, urls: &impl UrlParser) -> Result<(), Invalid> {
     if endpoint.len() > MAX_ENDPOINT_BYTES || !endpoint.bytes().all(|b| (0x21..=0x7e).contains(&b))
     {
         return Err(Invalid::Endpoint);
     }
-    let (scheme, rest) = endpoint.split_once("://").ok_or(Invalid::Endpoint)?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.is_empty() || authority.contains('@') {
+    let parts = urls.url_parts(endpoint).ok_or(Invalid::Endpoint)?;
+    if parts.has_userinfo || parts.host.is_empty() {
         return Err(Invalid::Endpoint);
     }
-    match scheme.to_ascii_lowercase().as_str() {
+    match parts.scheme.as_str() {
         "wss" | "https" => Ok(()),
-        "ws" | "http" if is_loopback_host(host_of(authority)) => Ok(()),
+        "ws" | "http" if is_loopback_host(&parts.host) => Ok(()),
         _ => Err(Invalid::Endpoint),
     }
 }
 
-/// The host part of an authority (`host:port` or `[v6]:port`), without the port.
-pub fn host_of(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("");
-    }
-    authority.split(':').next().unwrap_or("")
+/// Whether a text answer has the shape of a token: a JWT (three base64url segments, the first
+/// two non-empty) or `aad#<resourceId>#<JWT>`, the Entra form the Speech SDK accepts.
+pub fn looks_like_token(text: &str) -> bool {
+    let jwt = match text.strip_prefix("aad#") {
+        Some(rest) => match rest.rsplit_once('#') {
+            Some((resource, jwt)) if !resource.is_empty() => jwt,
+            _ => return false,
+        },
+        None => text,
+    };
+    let base64url = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let mut parts = jwt.split('.');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(h), Some(p), Some(sig), None)
+            if !h.is_empty() && !p.is_empty() && base64url(h) && base64url(p) && base64url(sig)
+    )
 }
 
 /// Whether `host` names this machine: `localhost`, `127.0.0.0/8` or `::1`. Plain HTTP is allowed
@@ -359,12 +538,15 @@ pub fn is_loopback_host(host: &str) -> bool {
             .all(|o| o.parse::<u16>().is_ok_and(|n| n <= 255))
 }
 
-/// Lifetime from a JWT's `exp - iat` (or `exp - now` without `iat`), read without verifying
-/// anything: only to schedule a refresh. `Ok(None)` when the token is not a JWT or has no `exp`.
+/// Lifetime of a JWT: `min(exp − now, exp − iat)`, with "now" from [`AnswerClock`] (the
+/// broker's `Date` when known). `exp − now` never serves a cached token past its own `exp`;
+/// `exp − iat` never lets a clock that is behind the issuer's lengthen a token. Read without
+/// verifying anything: only to schedule a refresh. `Ok(None)` when the token is not a JWT or
+/// has no `exp`; `ExpiredOnArrival` when `exp` has passed.
 fn lifetime_from_jwt<J: Json>(
     token: &str,
     json: &J,
-    now_wall_ms: f64,
+    clock: AnswerClock,
 ) -> Result<Option<f64>, Invalid> {
     // `aad#<resourceId>#<jwt>`: the JWT is the last part.
     let jwt = token.rsplit('#').next().unwrap_or(token);
@@ -385,14 +567,23 @@ fn lifetime_from_jwt<J: Json>(
     };
     // Only to schedule a refresh, never to trust anything: odd claims mean "no lifetime".
     let number = |key| match json.field(&claims, key) {
-        Field::Num(n) => Some(n),
+        Field::Num(n) if n.is_finite() => Some(n),
         _ => None,
     };
-    match (number("exp"), number("iat")) {
-        (Some(exp), Some(iat)) => checked_lifetime((exp - iat) * 1000.0).map(Some),
-        (Some(exp), None) => checked_lifetime(exp * 1000.0 - now_wall_ms).map(Some),
-        _ => Ok(None),
+    let Some(exp) = number("exp") else {
+        return Ok(None);
+    };
+    // The issuer's own lifetime must be sane (a malformed token is not "expired").
+    let issued = match number("iat") {
+        Some(iat) => Some(checked_lifetime((exp - iat) * 1000.0)?),
+        None => None,
+    };
+    let left = exp * 1000.0 - clock.now();
+    let remaining = issued.map_or(left, |issued| left.min(issued));
+    if remaining < MIN_LIFETIME_MS {
+        return Err(Invalid::ExpiredOnArrival);
     }
+    checked_lifetime(remaining).map(Some)
 }
 
 /// Decodes unpadded (or padded) base64url, as JWT segments use. Hand-written rather than the

@@ -1,16 +1,19 @@
 //! One request to the token broker, with the safety settings that keep the token out of every
 //! cache and away from redirects.
 
-use gloo_net::http::{Method, RequestBuilder};
+use gloo_net::http::{Method, RequestBuilder, Response};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    AbortController, AbortSignal, Headers, RequestCache, RequestCredentials, RequestRedirect,
-    ResponseType,
+    AbortController, AbortSignal, Headers, ReadableStreamDefaultReader, RequestCache,
+    RequestCredentials, RequestRedirect, ResponseType,
 };
+use zeroize::Zeroizing;
 
-use crate::engine::token::{parse_grant, Field, Json, JsonError, MAX_BODY_BYTES};
+use crate::engine::token::{
+    parse_grant_at, AnswerClock, Field, Json, JsonError, UrlParser, UrlParts, MAX_BODY_BYTES,
+};
 use crate::engine::Grant;
 use crate::error::{parse_retry_after, Error, Invalid};
 use crate::web::clock;
@@ -73,12 +76,29 @@ impl Json for BrowserJson {
     }
 }
 
-const HEADERS_FAILED: &str =
-    "the headers option threw, rejected, or gave a value that is not an object of strings";
+impl UrlParser for BrowserJson {
+    /// The browser's own WHATWG `URL`: endpoints are judged exactly as the SDK will use them.
+    fn url_parts(&self, url: &str) -> Option<UrlParts> {
+        let parsed = web_sys::Url::new(url).ok()?;
+        let scheme = parsed.protocol();
+        let host = parsed.hostname();
+        Some(UrlParts {
+            scheme: scheme.trim_end_matches(':').to_ascii_lowercase(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase(),
+            has_userinfo: !parsed.username().is_empty() || !parsed.password().is_empty(),
+        })
+    }
+}
 
 /// Awaits `promise`, giving up (rejecting) as soon as `signal` aborts: the request timeout or
 /// `dispose()` must end a wait on the app's header function as well as the fetch itself.
 async fn until_aborted(promise: js_sys::Promise, signal: &AbortSignal) -> Result<JsValue, JsValue> {
+    if signal.aborted() {
+        return Err(JsValue::UNDEFINED);
+    }
     let mut reject_on_abort = None;
     let aborted = js_sys::Promise::new(&mut |_, reject| reject_on_abort = Some(reject));
     signal.set_onabort(reject_on_abort.as_ref());
@@ -88,40 +108,89 @@ async fn until_aborted(promise: js_sys::Promise, signal: &AbortSignal) -> Result
     result
 }
 
+/// The request headers. A failure of the app's `headers` function (it threw, rejected, gave a
+/// non-object, or a name/value the browser refuses) is kind `headers`: retried like a network
+/// failure. Static headers were validated at construction.
 async fn build_headers(source: &HeaderSource, signal: &AbortSignal) -> Result<Headers, Error> {
-    let headers = Headers::new().map_err(|_| Error::Config(HEADERS_FAILED))?;
+    let headers = Headers::new().map_err(|_| Error::Headers)?;
     headers
         .set("Accept", "application/json, text/plain")
-        .map_err(|_| Error::Config(HEADERS_FAILED))?;
+        .map_err(|_| Error::Headers)?;
     let object = match source {
         HeaderSource::None => return Ok(headers),
         HeaderSource::Static(object) => JsValue::from(object.clone()),
         HeaderSource::Provider(function) => {
+            // Never call the app for a request that is already cancelled (`dispose()`).
+            if signal.aborted() {
+                return Err(Error::Disposed);
+            }
             let value = function
                 .call0(&JsValue::UNDEFINED)
-                .map_err(|_| Error::Config(HEADERS_FAILED))?;
+                .map_err(|_| Error::Headers)?;
             let promise = js_sys::Promise::resolve(&value);
             until_aborted(promise, signal)
                 .await
-                .map_err(|_| Error::Config(HEADERS_FAILED))?
+                .map_err(|_| Error::Headers)?
         }
     };
     if object.is_undefined() || object.is_null() {
         return Ok(headers);
     }
-    let object: js_sys::Object = object
-        .dyn_into()
-        .map_err(|_| Error::Config(HEADERS_FAILED))?;
+    let object: js_sys::Object = object.dyn_into().map_err(|_| Error::Headers)?;
+    if !JsValue::from(&object).is_object() {
+        return Err(Error::Headers);
+    }
     for entry in js_sys::Object::entries(&object).iter() {
         let pair: js_sys::Array = entry.unchecked_into();
         let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) else {
-            return Err(Error::Config(HEADERS_FAILED));
+            return Err(Error::Headers);
         };
-        headers
-            .set(&name, &value)
-            .map_err(|_| Error::Config(HEADERS_FAILED))?;
+        headers.set(&name, &value).map_err(|_| Error::Headers)?;
     }
     Ok(headers)
+}
+
+/// Reads the body into one buffer that is wiped when dropped, stopping as soon as it exceeds
+/// [`MAX_BODY_BYTES`] (whether or not a `Content-Length` said so). The buffer is allocated
+/// once at its largest size, so no reallocation leaves an unwiped copy behind; each chunk is
+/// zeroed on the JS side after it was copied.
+async fn read_body(response: &Response) -> Result<Zeroizing<Vec<u8>>, ReadFailure> {
+    let mut body = Zeroizing::new(Vec::with_capacity(MAX_BODY_BYTES));
+    let Some(stream) = response.body() else {
+        return Ok(body);
+    };
+    let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    loop {
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|_| ReadFailure::Stream)?;
+        let get = |key: &str| js_sys::Reflect::get(&chunk, &JsValue::from_str(key));
+        if get("done").ok().and_then(|d| d.as_bool()) == Some(true) {
+            return Ok(body);
+        }
+        let value: js_sys::Uint8Array = get("value")
+            .ok()
+            .and_then(|v| v.dyn_into().ok())
+            .ok_or(ReadFailure::Stream)?;
+        let len = value.length() as usize;
+        if body.len() + len > MAX_BODY_BYTES {
+            value.fill(0, 0, value.length());
+            let _ = reader.cancel();
+            return Err(ReadFailure::TooLarge);
+        }
+        let start = body.len();
+        body.resize(start + len, 0);
+        value.copy_to(&mut body[start..]);
+        value.fill(0, 0, value.length());
+    }
+}
+
+/// Why a body could not be read.
+enum ReadFailure {
+    /// The stream failed (network, abort).
+    Stream,
+    /// Over [`MAX_BODY_BYTES`].
+    TooLarge,
 }
 
 /// Fetches and validates one grant. `abort` lets `dispose()` cancel the request.
@@ -162,7 +231,7 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
         .credentials(config.credentials)
         // A redirect (typically to a login page) becomes a visible `redirected` error. With
         // "error" Chromium reports it as a plain network failure, indistinguishable from an
-        // unreachable broker (DESIGN.md), so "manual" it is.
+        // unreachable broker (docs/ARCHITECTURE.md), so "manual" it is.
         .redirect(RequestRedirect::Manual)
         .abort_signal(Some(&abort.signal()));
     let response = request.send().await.map_err(|_| {
@@ -193,17 +262,28 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
         return Err(Invalid::BodyTooLarge.into());
     }
     let content_type = header("content-type");
-    let body = response.text().await.map_err(|_| {
-        if timed_out.get() {
-            Error::Timeout
-        } else {
-            Error::Network
-        }
-    })?;
-    parse_grant(
-        &body,
+    let body = read_body(&response)
+        .await
+        .map_err(|failure| match failure {
+            ReadFailure::TooLarge => Invalid::BodyTooLarge.into(),
+            ReadFailure::Stream if timed_out.get() => Error::Timeout,
+            ReadFailure::Stream if abort.signal().aborted() => Error::Disposed,
+            ReadFailure::Stream => Error::Network,
+        })?;
+    // A token is ASCII: a body that is not UTF-8 holds none.
+    let text = core::str::from_utf8(&body).map_err(|_| Invalid::TokenCharacters)?;
+    // The broker's clock (its `Date` header), when this origin may read it: absolute expiries
+    // are judged against it, so a wrong browser clock does not matter (docs/ARCHITECTURE.md).
+    let server_ms = header("date")
+        .map(|d| js_sys::Date::parse(&d))
+        .filter(|ms| ms.is_finite());
+    parse_grant_at(
+        text,
         content_type.as_deref(),
         &BrowserJson,
-        clock::now().wall_ms,
+        AnswerClock {
+            local_ms: clock::now().wall_ms,
+            server_ms,
+        },
     )
 }

@@ -5,8 +5,12 @@
 mod broker;
 mod client;
 mod clock;
+mod flight;
+mod hooks;
 mod js_error;
 mod lifecycle;
+mod options;
+mod shell;
 mod speech;
 mod tabs;
 mod timer;

@@ -4,7 +4,14 @@
 //! `authorizationToken` property (SpeechConfig, SpeechTranslationConfig, SpeechRecognizer,
 //! TranslationRecognizer, ConversationTranscriber, SpeechSynthesizer, DialogServiceConnector…).
 //! Recognizers copy their config at creation, so every live object must be attached and set on
-//! every refresh; closed objects throw from the setter and are detached automatically.
+//! every refresh.
+//!
+//! Closed objects are detached. The real SDK (1.52) does not throw from the setter once an
+//! object is closed (its `close()` only sets a private flag), so `attach()` hooks the object's
+//! own `close` and `dispose` methods (own-property wrappers that call the original with the same
+//! `this`, arguments and result): every way the SDK disposes an object goes through `dispose`,
+//! and `close` is the typed public one. A setter that throws still detaches too. `detach()` and
+//! `dispose()` remove the hooks.
 
 use std::rc::Rc;
 
@@ -13,8 +20,10 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::error::Error;
-use crate::web::client::{EventKind, Shell, TokenClient};
+use crate::web::client::TokenClient;
+use crate::web::hooks;
 use crate::web::js_error::{config_error, object, to_js};
+use crate::web::shell::{EventKind, Shell};
 
 const TOKEN_KEY: &str = "authorizationToken";
 
@@ -25,11 +34,8 @@ fn get(target: &JsValue, key: &str) -> JsValue {
 impl Shell {
     /// Sets the current token on every live target; detaches collected or closed ones.
     pub(crate) fn set_targets(&self) {
-        let (targets, token) = {
-            let state = self.state.borrow();
-            (state.targets.clone(), state.token_js.clone())
-        };
-        let Some(token) = token else { return };
+        let targets = self.targets();
+        let Some(token) = self.token_js() else { return };
         let mut dead: Vec<js_sys::Object> = Vec::new();
         let mut collected = false;
         for weak in &targets {
@@ -42,13 +48,12 @@ impl Shell {
             }
         }
         if collected || !dead.is_empty() {
-            self.state
-                .borrow_mut()
-                .targets
-                .retain(|weak| match weak.deref() {
+            self.with_targets(|targets| {
+                targets.retain(|weak| match weak.deref() {
                     Some(t) => !dead.iter().any(|d| js_sys::Object::is(d, &t)),
                     None => false,
-                });
+                })
+            });
         }
         for target in dead {
             // The setter threw: the SDK object was closed. Tell the app, without the token.
@@ -63,13 +68,34 @@ impl Shell {
     }
 }
 
+/// Where the config points, decided by [`choose_route`].
+enum Target {
+    Endpoint(String),
+    Region(String),
+}
+
+/// The precedence (README "Speech SDK recipes"): an explicit `endpoint` argument, then an
+/// explicit `region` argument, then the broker's endpoint, then the broker's region. An explicit
+/// argument always wins over what the broker said.
+fn choose_route(
+    arg_region: Option<String>,
+    arg_endpoint: Option<String>,
+    broker_region: Option<String>,
+    broker_endpoint: Option<String>,
+) -> Option<Target> {
+    arg_endpoint
+        .map(Target::Endpoint)
+        .or(arg_region.map(Target::Region))
+        .or(broker_endpoint.map(Target::Endpoint))
+        .or(broker_region.map(Target::Region))
+}
+
 /// Builds `fromAuthorizationToken(token, region)` or `fromEndpoint(new URL(endpoint))`.
 fn build_config(
     sdk: &JsValue,
     class: &str,
     token: &JsValue,
-    region: Option<String>,
-    endpoint: Option<String>,
+    target: Option<Target>,
 ) -> Result<JsValue, JsValue> {
     let class_value = get(sdk, class);
     if !class_value.is_function() {
@@ -83,17 +109,20 @@ fn build_config(
         })?;
         f.apply(&class_value, args)
     };
-    if let Some(endpoint) = endpoint {
-        let url =
-            web_sys::Url::new(&endpoint).map_err(|_| config_error("endpoint is not a URL"))?;
-        let config = call("fromEndpoint", &js_sys::Array::of1(&url))?;
-        js_sys::Reflect::set(&config, &JsValue::from_str(TOKEN_KEY), token)?;
-        return Ok(config);
-    }
-    let Some(region) = region else {
-        return Err(config_error(
-            "the broker gave neither region nor endpoint: pass { region } or { endpoint }",
-        ));
+    let region = match target {
+        Some(Target::Endpoint(endpoint)) => {
+            let url =
+                web_sys::Url::new(&endpoint).map_err(|_| config_error("endpoint is not a URL"))?;
+            let config = call("fromEndpoint", &js_sys::Array::of1(&url))?;
+            js_sys::Reflect::set(&config, &JsValue::from_str(TOKEN_KEY), token)?;
+            return Ok(config);
+        }
+        Some(Target::Region(region)) => region,
+        None => {
+            return Err(config_error(
+                "the broker gave neither region nor endpoint: pass { region } or { endpoint }",
+            ))
+        }
     };
     call(
         "fromAuthorizationToken",
@@ -113,6 +142,7 @@ async fn speech_config(
         ));
     }
     let token = JsFuture::from(shell.get_token()).await?;
+    // The app's options are read before the state is (a getter may call back into the client).
     let option = |key: &str| {
         if options.is_object() {
             get(&options, key).as_string()
@@ -120,15 +150,21 @@ async fn speech_config(
             None
         }
     };
-    let (region, endpoint) = {
-        let state = shell.state.borrow();
-        let grant = state.machine.grant();
+    let (region_option, endpoint_option) = (option("region"), option("endpoint"));
+    let (broker_region, broker_endpoint) = shell.read(|m| {
+        let route = m.route();
         (
-            option("region").or_else(|| grant.and_then(|g| g.region.clone())),
-            option("endpoint").or_else(|| grant.and_then(|g| g.endpoint.clone())),
+            route.and_then(|r| r.region.clone()),
+            route.and_then(|r| r.endpoint.clone()),
         )
-    };
-    let config = build_config(&sdk, class, &token, region, endpoint)?;
+    });
+    let target = choose_route(
+        region_option,
+        endpoint_option,
+        broker_region,
+        broker_endpoint,
+    );
+    let config = build_config(&sdk, class, &token, target)?;
     attach(&shell, &config)?;
     Ok(config)
 }
@@ -147,17 +183,23 @@ fn attach(shell: &Rc<Shell>, target: &JsValue) -> Result<(), JsValue> {
             "attach() needs an object with an authorizationToken property",
         ));
     }
-    let token = {
-        let mut state = shell.state.borrow_mut();
-        let known = state
-            .targets
+    if shell.disposed() {
+        return Err(to_js(&Error::Disposed));
+    }
+    shell.in_service();
+    let added = shell.with_targets(|targets| {
+        let known = targets
             .iter()
             .any(|w| w.deref().is_some_and(|t| js_sys::Object::is(&t, object)));
         if !known {
-            state.targets.push(js_sys::WeakRef::new(object));
+            targets.push(js_sys::WeakRef::new(object));
         }
-        state.token_js.clone()
-    };
+        !known
+    });
+    if added {
+        hooks::hook(shell, object);
+    }
+    let token = shell.token_js();
     match token {
         Some(token) => {
             js_sys::Reflect::set(object, &JsValue::from_str(TOKEN_KEY), &token)?;
@@ -173,6 +215,49 @@ fn attach(shell: &Rc<Shell>, target: &JsValue) -> Result<(), JsValue> {
         }
     }
     Ok(())
+}
+
+/// What a `TokenCredential` hands out: the Entra access token itself. The SDK sends it as
+/// `Authorization: Bearer <token>` to the endpoint given to `fromEndpoint(url, credential)`; the
+/// `aad#<resourceId>#<token>` form is only for the `authorizationToken` property with a region.
+/// So a broker answer in that form is unwrapped here (and nowhere else).
+fn bearer_form(token: JsValue) -> JsValue {
+    match token.as_string() {
+        Some(t) if t.starts_with("aad#") => {
+            let inner = t.rsplit('#').next().unwrap_or_default();
+            let inner = JsValue::from_str(inner);
+            zeroize::Zeroize::zeroize(&mut { t });
+            inner
+        }
+        _ => token,
+    }
+}
+
+/// The error an aborted operation rejects with, as `@azure/abort-controller` and the DOM name it.
+fn abort_error() -> JsValue {
+    let error = js_sys::Error::new("The operation was aborted.");
+    error.set_name("AbortError");
+    error.into()
+}
+
+/// `promise`, or an `AbortError` as soon as `signal` (an AbortSignal-like object, if any)
+/// aborts. `promise` itself is not cancelled.
+fn until_aborted(promise: js_sys::Promise, signal: &JsValue) -> js_sys::Promise {
+    let Ok(add) = get(signal, "addEventListener").dyn_into::<js_sys::Function>() else {
+        return promise;
+    };
+    let mut reject = None;
+    let aborted = js_sys::Promise::new(&mut |_, r| reject = Some(r));
+    let Some(reject) = reject else {
+        return promise;
+    };
+    let on_abort = Closure::<dyn FnMut()>::new(move || {
+        let _ = reject.call1(&JsValue::UNDEFINED, &abort_error());
+    })
+    .into_js_value();
+    let once = object(&[("once", JsValue::TRUE)]);
+    let _ = add.call3(signal, &JsValue::from_str("abort"), &on_abort, &once);
+    js_sys::Promise::race(&js_sys::Array::of2(&promise, &aborted))
 }
 
 #[wasm_bindgen]
@@ -192,18 +277,22 @@ impl TokenClient {
         &self,
         #[wasm_bindgen(unchecked_param_type = "AuthorizationTokenTarget")] target: JsValue,
     ) {
-        self.shell
-            .state
-            .borrow_mut()
-            .targets
-            .retain(|w| w.deref().is_some_and(|t| !js_sys::Object::is(&t, &target)));
+        self.shell.with_targets(|targets| {
+            targets.retain(|w| w.deref().is_some_and(|t| !js_sys::Object::is(&t, &target)))
+        });
+        if let Some(object) = target.dyn_ref::<js_sys::Object>() {
+            hooks::unhook(object, self.shell.id());
+        }
     }
 
     /// Number of attached targets still alive.
     #[wasm_bindgen(getter, js_name = attachedCount)]
     pub fn attached_count(&self) -> usize {
-        let state = self.shell.state.borrow();
-        state.targets.iter().filter(|w| w.deref().is_some()).count()
+        self.shell
+            .targets()
+            .iter()
+            .filter(|w| w.deref().is_some())
+            .count()
     }
 
     /// Waits for a token and builds an attached `SpeechConfig`: `fromEndpoint(new URL(endpoint))`
@@ -235,19 +324,32 @@ impl TokenClient {
 
     /// An `@azure/core-auth` `TokenCredential` for `SpeechConfig.fromEndpoint(url, credential)`:
     /// the SDK calls its `getToken()` on every connection, and gets the client's current token.
+    /// The credential keeps the client alive (it rejects with kind `disposed` after `dispose()`).
     #[wasm_bindgen(js_name = tokenCredential, unchecked_return_type = "TokenCredentialLike")]
     pub fn token_credential(&self) -> JsValue {
-        let shell = Rc::downgrade(&self.shell);
+        let shell = self.shell.clone();
+        shell.in_service();
         let get_token = Closure::<dyn FnMut(JsValue, JsValue) -> js_sys::Promise>::new(
-            move |_scopes, _options| {
-                let Some(shell) = shell.upgrade() else {
-                    return js_sys::Promise::reject(&to_js(&Error::Disposed));
+            move |_scopes, options: JsValue| {
+                let shell = shell.clone();
+                // `options.abortSignal` (@azure/core-auth GetTokenOptions): an aborted call
+                // rejects at once with an AbortError; the shared request goes on for the others.
+                let signal = if options.is_object() {
+                    get(&options, "abortSignal")
+                } else {
+                    JsValue::UNDEFINED
                 };
+                if get(&signal, "aborted").as_bool() == Some(true) {
+                    return js_sys::Promise::reject(&abort_error());
+                }
+                let pending = until_aborted(shell.get_token(), &signal);
                 future_to_promise(async move {
-                    let token = JsFuture::from(shell.get_token()).await?;
-                    let state = shell.state.borrow();
-                    let expires = state.machine.expires_at().unwrap_or(0.0);
-                    let refresh = state.machine.next_refresh_at().unwrap_or(expires);
+                    let token = JsFuture::from(pending).await?;
+                    let token = bearer_form(token);
+                    let (expires, refresh) = shell.read(|m| {
+                        let expires = m.expires_at().unwrap_or(0.0);
+                        (expires, m.next_refresh_at().unwrap_or(expires))
+                    });
                     Ok(object(&[
                         ("token", token),
                         ("expiresOnTimestamp", JsValue::from(expires)),

@@ -2,37 +2,31 @@
 //! same broker URL share one broker request per refresh, with no storage at all.
 //!
 //! - A Web Lock named `speech-token-client:<absolute broker URL>` elects the tab that fetches:
-//!   a tab about to fetch requests it, and the lock callback's promise keeps it until the
-//!   request has ended and its token was broadcast.
+//!   a tab about to fetch requests it ([`Tabs::lock`]), and holds it until its request has ended
+//!   and its token was shared ([`LockHold`] releases it when dropped).
 //! - A `BroadcastChannel` of the same name carries the token to the other tabs (memory only):
-//!   `{type: "token", token, expiresAt, region?, endpoint?}`. Receivers validate it like a broker
-//!   answer (`token::grant_from_parts`) and hand it to `Machine::adopt`, which keeps it only if
-//!   it expires later than their own. A tab that was waiting for the lock then drops its request
-//!   (`Machine::fetch_needed` / `skip_fetch`); the lock callback checks again.
-//! - A tab holding no usable token first posts `{type: "ask"}`; peers holding one answer. It goes
-//!   to the broker only if nothing came within `PEER_ASK_WINDOW_MS`.
-//! - A closed tab's lock is released by the browser; a fetch is bounded by the request timeout;
-//!   and a tab waits for the lock no longer than the request timeout either, then fetches on its
-//!   own (a frozen holder costs at most one extra request, never a missing token). No `steal`:
-//!   stealing would break the holder's single flight for nothing a timeout does not give.
+//!   `{type: "token", token, usableFor}` — the token and how many milliseconds it may still be
+//!   handed out by the sender's own clocks; nothing else (no region or endpoint: where the audio
+//!   goes comes only from a tab's own broker; no absolute time: clocks differ). Receivers
+//!   validate it like a broker answer (`token::grant_from_peer`) before the engine sees it.
+//! - A tab holding no usable token first posts `{type: "ask"}` ([`Tabs::ask`]); peers holding one
+//!   answer.
 //! - Without `navigator.locks` or `BroadcastChannel`, [`Tabs::open`] returns `None` and the
 //!   client fetches alone.
 //!
-//! This file is glue only: every "whether" comes from the engine.
+//! This room knows nothing of the client: it offers the channel and the lock; the flight
+//! (`flight.rs`) decides when to use them, and every "whether" comes from the engine.
 
-use std::cell::{Cell, RefCell};
-use std::rc::{Rc, Weak};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, BroadcastChannel, MessageEvent};
 
-use crate::engine::machine::PEER_ASK_WINDOW_MS;
-use crate::engine::token::grant_from_parts;
-use crate::engine::{Effect, Machine};
-use crate::web::broker::fetch_grant;
-use crate::web::client::{Shell, State};
+use crate::engine::token::{grant_from_peer, Token};
+use crate::engine::{Grant, Machine};
 use crate::web::clock;
 use crate::web::js_error::set;
 use crate::web::timer::Timeout;
@@ -40,7 +34,7 @@ use crate::web::timer::Timeout;
 /// After the lock is granted, how long to wait for a token the previous holder broadcast just
 /// before releasing it: Web Locks and `BroadcastChannel` are independent, so the grant can
 /// overtake the message (seen in Chromium); a few ms avoid a second broker request.
-const LOCK_SETTLE_MS: f64 = 10.0;
+pub const LOCK_SETTLE_MS: f64 = 10.0;
 
 /// Prefix of the lock and channel names; the absolute broker URL follows.
 pub const NAME_PREFIX: &str = "speech-token-client:";
@@ -71,12 +65,19 @@ fn lock_manager() -> Option<LockManager> {
         .map(|_| locks.unchecked_into())
 }
 
+/// What another tab said.
+pub(crate) enum PeerMessage {
+    /// A tab without a usable token asks for one.
+    Ask,
+    /// A token, validated like a broker answer (lifetime counted from `now`).
+    Token(Grant, crate::engine::Now),
+}
+
 /// What the lock callback hands over for the request waiting now: the function resolving the
 /// "granted" promise, and the promise whose settling releases the lock.
 type GrantSlot = Rc<RefCell<Option<(js_sys::Function, js_sys::Promise)>>>;
 
-/// The open channel and the lock manager of one client. Dropping it closes the channel.
-pub(crate) struct Tabs {
+struct Inner {
     name: String,
     channel: BroadcastChannel,
     locks: LockManager,
@@ -85,7 +86,7 @@ pub(crate) struct Tabs {
     slot: GrantSlot,
 }
 
-impl Drop for Tabs {
+impl Drop for Inner {
     fn drop(&mut self) {
         self.channel.set_onmessage(None);
         self.channel.close();
@@ -93,25 +94,37 @@ impl Drop for Tabs {
     }
 }
 
-/// The shared fetch under way (one per client at most).
-pub(crate) struct SharedFetch {
-    id: u64,
-    /// Aborts the lock request (timeout, `dispose()`, or a peer's token made it pointless).
-    lock_abort: AbortController,
-    /// The lock was granted (or given up on): the broker request is being made.
-    sending: bool,
+/// The open channel and the lock manager of one client. Cheap to clone (a flight holds one
+/// while it runs); the channel closes when the last clone is dropped.
+#[derive(Clone)]
+pub(crate) struct Tabs(Rc<Inner>);
+
+/// Holds the cross-tab lock; dropping it releases the lock (on every path).
+#[must_use = "the lock is released as soon as the LockHold is dropped"]
+pub(crate) struct LockHold(Option<js_sys::Function>);
+
+impl Drop for LockHold {
+    fn drop(&mut self) {
+        if let Some(resolve) = self.0.take() {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        }
+    }
 }
 
 impl Tabs {
     /// Joins the channel for `broker_url`, or `None` where Web Locks or `BroadcastChannel` are
-    /// missing (the client then fetches alone).
-    pub(crate) fn open(broker_url: &str, shell: Weak<Shell>) -> Option<Tabs> {
+    /// missing (the client then fetches alone). `on_peer` gets every valid message; malformed
+    /// ones are dropped here (another tab's bad message is not this tab's failure).
+    pub(crate) fn open(
+        broker_url: &str,
+        mut on_peer: impl FnMut(PeerMessage) + 'static,
+    ) -> Option<Tabs> {
         let locks = lock_manager()?;
         let name = format!("{NAME_PREFIX}{broker_url}");
         let channel = BroadcastChannel::new(&name).ok()?;
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if let Some(shell) = shell.upgrade() {
-                on_message(&shell, &event.data());
+            if let Some(message) = read_message(&event.data()) {
+                on_peer(message);
             }
         });
         channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -127,273 +140,95 @@ impl Tabs {
                 None => js_sys::Promise::resolve(&JsValue::UNDEFINED).into(),
             }
         });
-        Some(Tabs {
+        Some(Tabs(Rc::new(Inner {
             name,
             channel,
             locks,
             _on_message: on_message,
             lock_callback,
             slot,
-        })
+        })))
     }
 
     fn post(&self, message: &JsValue) {
-        let _ = self.channel.post_message(message);
+        let _ = self.0.channel.post_message(message);
+    }
+
+    /// Asks the other tabs for their token.
+    pub(crate) fn ask(&self) {
+        let message = js_sys::Object::new();
+        set(&message, "type", &JsValue::from_str("ask"));
+        self.post(&message.into());
+    }
+
+    /// Sends the token `machine` holds to the other tabs, if it is usable.
+    pub(crate) fn share(&self, machine: &Machine) {
+        if let Some(message) = token_message(machine) {
+            self.post(&message);
+        }
+    }
+
+    /// Waits for the cross-tab lock, no longer than `timeout_ms` (a frozen holder costs at most
+    /// one extra request, never a missing token) and no longer than `abort` allows. Returns the
+    /// hold either way: a wait given up on holds nothing, and releasing it does nothing.
+    pub(crate) async fn lock(&self, abort: &AbortController, timeout_ms: f64) -> LockHold {
+        let mut granted_resolve = None;
+        let granted = js_sys::Promise::new(&mut |r, _| granted_resolve = Some(r));
+        let mut hold_resolve = None;
+        let hold = js_sys::Promise::new(&mut |r, _| hold_resolve = Some(r));
+        let release = LockHold(hold_resolve);
+        *self.0.slot.borrow_mut() = granted_resolve.map(|g| (g, hold));
+        let options = js_sys::Object::new();
+        set(&options, "signal", &abort.signal().into());
+        let request = self.0.locks.request(
+            &self.0.name,
+            &options.into(),
+            self.0.lock_callback.as_ref().unchecked_ref(),
+        );
+        if let Ok(request) = request {
+            let _deadline = {
+                let abort = abort.clone();
+                Timeout::new(timeout_ms, move || abort.abort())
+            };
+            // `race` also marks `request` as handled, whatever it settles with later.
+            let _ = JsFuture::from(js_sys::Promise::race(&js_sys::Array::of2(
+                &granted, &request,
+            )))
+            .await;
+        }
+        release
     }
 }
 
-/// `{type: "token", token, expiresAt, region?, endpoint?}` for the token held, if usable.
+/// `{type: "token", token, usableFor}` for the token held, if usable.
 fn token_message(machine: &Machine) -> Option<JsValue> {
     let now = clock::now();
     let token = machine.token_at(now)?;
-    let grant = machine.grant()?;
+    let usable_for = machine.usable_for(now)?;
     let message = js_sys::Object::new();
     set(&message, "type", &JsValue::from_str("token"));
     set(&message, "token", &JsValue::from_str(token.expose()));
-    set(&message, "expiresAt", &JsValue::from(machine.expires_at()?));
-    if let Some(region) = &grant.region {
-        set(&message, "region", &JsValue::from_str(region));
-    }
-    if let Some(endpoint) = &grant.endpoint {
-        set(&message, "endpoint", &JsValue::from_str(endpoint));
-    }
+    set(&message, "usableFor", &JsValue::from(usable_for.floor()));
     Some(message.into())
 }
 
-/// Sends the held token to the other tabs.
-fn broadcast(shell: &Shell) {
-    let state = shell.state.borrow();
-    if let (Some(tabs), Some(message)) = (&state.tabs, token_message(&state.machine)) {
-        tabs.post(&message);
-    }
-}
-
-fn on_message(shell: &Rc<Shell>, data: &JsValue) {
-    let get = |k: &str| js_sys::Reflect::get(data, &JsValue::from_str(k)).ok();
+/// Reads and validates a peer's message; `None` for anything malformed.
+fn read_message(data: &JsValue) -> Option<PeerMessage> {
     if !data.is_object() {
-        return;
+        return None;
     }
-    match get("type").and_then(|t| t.as_string()).as_deref() {
-        Some("ask") => broadcast(shell),
+    let get = |k: &str| js_sys::Reflect::get(data, &JsValue::from_str(k)).ok();
+    let string = |k: &str| get(k).and_then(|v| v.as_string());
+    match string("type").as_deref() {
+        Some("ask") => Some(PeerMessage::Ask),
         Some("token") => {
-            let string = |k: &str| get(k).and_then(|v| v.as_string());
-            let (Some(token), Some(expires_at)) = (string("token"), get("expiresAt")) else {
-                return;
-            };
-            let Some(expires_at) = expires_at.as_f64() else {
-                return;
-            };
+            // Wrapped at once: wiped on every path. Any other field is ignored.
+            let token = Token::new(string("token")?);
+            let usable_for = get("usableFor")?.as_f64()?;
             let now = clock::now();
-            // A malformed peer message is not this tab's failure: it is ignored.
-            let Ok(grant) = grant_from_parts(
-                token,
-                expires_at,
-                string("region"),
-                string("endpoint"),
-                now.wall_ms,
-            ) else {
-                return;
-            };
-            shell.input(|m, _| m.adopt(now, grant, clock::random()));
-            // A request not yet sent may have become pointless.
-            let skip = {
-                let mut state = shell.state.borrow_mut();
-                let pending = state.shared.as_ref().is_some_and(|s| !s.sending);
-                if pending && !state.machine.fetch_needed(clock::now()) {
-                    let shared = state.shared.take();
-                    state.fetch_id += 1;
-                    drop(state);
-                    if let Some(shared) = shared {
-                        shared.lock_abort.abort();
-                    }
-                    true
-                } else {
-                    false
-                }
-            };
-            if skip {
-                shell.input(|m, now| m.skip_fetch(now));
-            }
+            let grant = grant_from_peer(token, usable_for).ok()?;
+            Some(PeerMessage::Token(grant, now))
         }
-        _ => {}
+        _ => None,
     }
-}
-
-/// `Effect::Fetch` with sharing on: ask peers (if no usable token), take the lock, and fetch
-/// only if still needed.
-pub(crate) fn start_shared_fetch(shell: &Rc<Shell>, state: &mut State) {
-    state.fetch_id += 1;
-    let id = state.fetch_id;
-    let Ok(lock_abort) = AbortController::new() else {
-        return;
-    };
-    state.shared = Some(SharedFetch {
-        id,
-        lock_abort: lock_abort.clone(),
-        sending: false,
-    });
-    let ask = state.machine.ask_peers_first(clock::now());
-    if ask {
-        if let Some(tabs) = &state.tabs {
-            let message = js_sys::Object::new();
-            set(&message, "type", &JsValue::from_str("ask"));
-            tabs.post(&message.into());
-        }
-    }
-    let weak = Rc::downgrade(shell);
-    wasm_bindgen_futures::spawn_local(async move {
-        shared_fetch(weak, id, ask, lock_abort).await;
-    });
-}
-
-/// A promise resolved after `ms`.
-fn sleep(ms: f64) -> (js_sys::Promise, Timeout) {
-    let mut resolve = None;
-    let promise = js_sys::Promise::new(&mut |r, _| resolve = Some(r));
-    let timer = Timeout::new(ms, move || {
-        if let Some(r) = &resolve {
-            let _ = r.call0(&JsValue::UNDEFINED);
-        }
-    });
-    (promise, timer)
-}
-
-/// Whether fetch `id` is still the current one.
-fn current(weak: &Weak<Shell>, id: u64) -> Option<Rc<Shell>> {
-    let shell = weak.upgrade()?;
-    let live = shell.state.borrow().fetch_id == id;
-    live.then_some(shell)
-}
-
-/// Ends fetch `id` without sending it if the engine says it is no longer needed.
-fn skip_if_pointless(shell: &Rc<Shell>, id: u64) -> bool {
-    let skip = {
-        let mut state = shell.state.borrow_mut();
-        if state.machine.fetch_needed(clock::now()) {
-            false
-        } else {
-            state.fetch_id += 1;
-            if state.shared.as_ref().is_some_and(|s| s.id == id) {
-                state.shared = None;
-            }
-            true
-        }
-    };
-    if skip {
-        shell.input(|m, now| m.skip_fetch(now));
-    }
-    skip
-}
-
-/// Resolves the "hold" promise when dropped: the lock is released on every path.
-struct Release(Option<js_sys::Function>);
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        if let Some(resolve) = self.0.take() {
-            let _ = resolve.call0(&JsValue::UNDEFINED);
-        }
-    }
-}
-
-async fn shared_fetch(weak: Weak<Shell>, id: u64, ask: bool, lock_abort: AbortController) {
-    if ask {
-        let (wait, _timer) = sleep(PEER_ASK_WINDOW_MS);
-        let _ = JsFuture::from(wait).await;
-        let Some(shell) = current(&weak, id) else {
-            return;
-        };
-        if skip_if_pointless(&shell, id) {
-            return;
-        }
-    }
-    // Take the lock, waiting no longer than the request timeout.
-    let mut granted_resolve = None;
-    let granted = js_sys::Promise::new(&mut |r, _| granted_resolve = Some(r));
-    let mut hold_resolve = None;
-    let hold = js_sys::Promise::new(&mut |r, _| hold_resolve = Some(r));
-    let _release = Release(hold_resolve);
-    let request = {
-        let Some(shell) = current(&weak, id) else {
-            return;
-        };
-        let state = shell.state.borrow();
-        let Some(tabs) = &state.tabs else {
-            return;
-        };
-        *tabs.slot.borrow_mut() = granted_resolve.map(|g| (g, hold));
-        let options = js_sys::Object::new();
-        set(&options, "signal", &lock_abort.signal().into());
-        tabs.locks.request(
-            &tabs.name,
-            &options.into(),
-            tabs.lock_callback.as_ref().unchecked_ref(),
-        )
-    };
-    if let Ok(request) = request {
-        let timed_out = Rc::new(Cell::new(false));
-        let _deadline = {
-            let (abort, timed_out) = (lock_abort.clone(), timed_out.clone());
-            let timeout = weak.upgrade().map_or(0.0, |s| s.config.timeout_ms);
-            Timeout::new(timeout, move || {
-                timed_out.set(true);
-                abort.abort();
-            })
-        };
-        // `race` also marks `request` as handled, whatever it settles with later.
-        let _ = JsFuture::from(js_sys::Promise::race(&js_sys::Array::of2(
-            &granted, &request,
-        )))
-        .await;
-        let (settle, _timer) = sleep(LOCK_SETTLE_MS);
-        let _ = JsFuture::from(settle).await;
-    }
-    // Granted, given up after the timeout, or unavailable: fetch now unless superseded.
-    let Some(shell) = current(&weak, id) else {
-        return;
-    };
-    if skip_if_pointless(&shell, id) {
-        return;
-    }
-    let abort = {
-        let mut state = shell.state.borrow_mut();
-        if let Some(shared) = state.shared.as_mut() {
-            shared.sending = true;
-        }
-        let Ok(abort) = AbortController::new() else {
-            return;
-        };
-        state.abort = Some(abort.clone());
-        abort
-    };
-    let config = shell.config.clone();
-    drop(shell);
-    let result = fetch_grant(&config, &abort).await;
-    let Some(shell) = current(&weak, id) else {
-        return;
-    };
-    let decision = {
-        let mut state = shell.state.borrow_mut();
-        state.abort = None;
-        state.shared = None;
-        state
-            .machine
-            .response(clock::now(), result, clock::random())
-    };
-    let published = decision.effects.contains(&Effect::Publish);
-    shell.apply(decision);
-    if published {
-        broadcast(&shell);
-    }
-    // `_release` drops here: the lock is released after the token went out.
-}
-
-/// `dispose()`: abandon the shared fetch (the lock request is aborted; a held lock is released
-/// when the fetch task ends) and leave the channel.
-pub(crate) fn dispose(state: &mut State) {
-    state.fetch_id += 1;
-    if let Some(shared) = state.shared.take() {
-        shared.lock_abort.abort();
-    }
-    state.tabs = None;
 }

@@ -45,3 +45,16 @@ impl Drop for Timeout {
         clear_timeout(&self.id);
     }
 }
+
+/// A promise resolved after `ms`, and the timer behind it (dropping the timer cancels it, and
+/// the promise then never resolves: drop it only after awaiting, or when abandoning the wait).
+pub fn sleep(ms: f64) -> (js_sys::Promise, Timeout) {
+    let mut resolve = None;
+    let promise = js_sys::Promise::new(&mut |r, _| resolve = Some(r));
+    let timer = Timeout::new(ms, move || {
+        if let Some(r) = &resolve {
+            let _ = r.call0(&JsValue::UNDEFINED);
+        }
+    });
+    (promise, timer)
+}

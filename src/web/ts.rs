@@ -25,7 +25,9 @@ export interface TokenClientOptions {
    * Cross-tab single flight. Default false. With true, tabs of this origin using the same brokerUrl
    * share one broker request per refresh: a Web Lock elects the tab that fetches, and the token
    * reaches the others over a BroadcastChannel (memory only, never storage); each tab validates it
-   * and keeps its own expiry judgement. A new tab asks its peers first (150 ms) before fetching.
+   * and keeps its own expiry judgement. A peer hands over only a token and how long it is usable:
+   * region and endpoint always come from the tab's own broker, so each tab fetches its first
+   * token itself; a tab whose token ran out asks its peers first (150 ms).
    * A tab that closes or stalls never blocks the others (a lock wait is bounded by requestTimeout).
    * Without Web Locks or BroadcastChannel the client fetches alone. Use only when every tab of the
    * origin may use the same token (the same user/session).
@@ -39,7 +41,7 @@ export type TokenClientStatus = "idle" | "fetching" | "valid" | "refreshing" | "
 /** The `kind` of every error this module throws or rejects with. */
 export type SpeechTokenErrorKind =
   | "network" | "timeout" | "http" | "unauthorized" | "forbidden" | "rate-limited"
-  | "redirected" | "invalid-response" | "config" | "disposed";
+  | "redirected" | "invalid-response" | "config" | "headers" | "disposed";
 
 /** Errors are plain `Error`s named "SpeechTokenError" with a `kind`. They never contain a token. */
 export interface SpeechTokenError extends Error {
@@ -69,19 +71,26 @@ export interface AuthorizationTokenTarget {
 /** The parts of `SpeechConfig` this module touches. */
 export interface SpeechConfigLike extends AuthorizationTokenTarget {}
 
-/** The parts of the Speech SDK namespace (`import * as SpeechSDK from "microsoft-cognitiveservices-speech-sdk"`) this module uses. */
-export interface SpeechSdkLike {
-  SpeechConfig: {
-    fromAuthorizationToken(token: string, region: string): SpeechConfigLike;
-    fromEndpoint(endpoint: URL): SpeechConfigLike;
-  };
-  SpeechTranslationConfig?: {
-    fromAuthorizationToken(token: string, region: string): SpeechConfigLike;
-    fromEndpoint(endpoint: URL): SpeechConfigLike;
-  };
+/** A Speech SDK config class (`SpeechConfig`, `SpeechTranslationConfig`): the factories this module calls. */
+export interface SpeechConfigFactoryLike {
+  fromAuthorizationToken(authorizationToken: string, region: string): SpeechConfigLike;
+  fromEndpoint(endpoint: URL): SpeechConfigLike;
 }
 
-/** Overrides for `speechConfig()`; by default the broker's region/endpoint are used. */
+/** The Speech SDK namespace (`import * as SpeechSDK from "microsoft-cognitiveservices-speech-sdk"`), as `speechConfig()` uses it. */
+export interface SpeechSdkLike {
+  SpeechConfig: SpeechConfigFactoryLike;
+}
+
+/** The Speech SDK namespace, as `speechTranslationConfig()` uses it. */
+export interface TranslationSdkLike {
+  SpeechTranslationConfig: SpeechConfigFactoryLike;
+}
+
+/**
+ * Overrides for `speechConfig()`. Precedence: `endpoint` here, then `region` here, then the
+ * broker's endpoint, then the broker's region (an explicit argument always wins).
+ */
 export interface SpeechConfigOptions {
   region?: string;
   endpoint?: string;
@@ -97,17 +106,18 @@ export interface AccessTokenLike {
 
 /** `@azure/core-auth`'s TokenCredential, for `SpeechConfig.fromEndpoint(url, credential)`. */
 export interface TokenCredentialLike {
-  getToken(scopes: string | string[], options?: object): Promise<AccessTokenLike | null>;
+  getToken(scopes: string | string[], options?: { abortSignal?: AbortSignal }): Promise<AccessTokenLike | null>;
 }
 
 export interface TokenClient {
   /**
-   * Waits for a token and builds an attached `SpeechConfig`: `fromEndpoint(new URL(endpoint))` when
-   * the broker (or `options`) names an endpoint, else `fromAuthorizationToken(token, region)`.
+   * Waits for a token and builds an attached config of the SDK's own type (`SpeechSDK.SpeechConfig`):
+   * `fromEndpoint(new URL(endpoint))` or `fromAuthorizationToken(token, region)` (see
+   * `SpeechConfigOptions` for which wins).
    */
-  speechConfig(sdk: SpeechSdkLike, options?: SpeechConfigOptions): Promise<SpeechConfigLike>;
-  /** The same as `speechConfig()`, for `SpeechTranslationConfig`. */
-  speechTranslationConfig(sdk: SpeechSdkLike, options?: SpeechConfigOptions): Promise<SpeechConfigLike>;
+  speechConfig<S extends SpeechSdkLike>(sdk: S, options?: SpeechConfigOptions): Promise<ReturnType<S["SpeechConfig"]["fromAuthorizationToken"]>>;
+  /** The same as `speechConfig()`, for `SpeechTranslationConfig` (`SpeechSDK.SpeechTranslationConfig`). */
+  speechTranslationConfig<S extends TranslationSdkLike>(sdk: S, options?: SpeechConfigOptions): Promise<ReturnType<S["SpeechTranslationConfig"]["fromAuthorizationToken"]>>;
   /** Subscribes to an event; returns the function that unsubscribes. */
   on<K extends keyof TokenClientEventMap>(event: K, listener: (detail: TokenClientEventMap[K]) => void): () => void;
 }

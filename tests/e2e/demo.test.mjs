@@ -30,7 +30,10 @@ const tokens = new Set();
 
 before(async () => {
   requirePkg();
-  broker = await startBroker({ www: WWW_DIR, ttl: TTL });
+  // As `make demo` runs it: --dev-entra, so the page signs in through its MSAL stand-in and every
+  // broker request carries the user's Entra access token (--auth entra).
+  // --relay too: the page holds relay tickets and the Speech SDK connects through the broker.
+  broker = await startBroker({ www: WWW_DIR, ttl: TTL, extraArgs: ["--dev-entra", "--relay", "--relay-ticket-ttl", String(TTL)] });
   chromium = await launchChromium({ viewport: { width: 1360, height: 1000 } });
   page = await chromium.context.newPage();
   messages = collectConsole(page);
@@ -76,11 +79,14 @@ test("the demo loads under the broker's CSP and shows a valid token in dev mode"
   await page.waitForFunction(() => document.documentElement.dataset.ready === "true", null, { timeout: 20_000 });
   await waitFor(async () => (await text("status-badge")) === "valid", { timeout: 15_000, message: "status valid" });
   assert.equal(await page.getByTestId("mode").getAttribute("data-mode"), "dev");
-  assert.match(await text("where"), /^ws:\/\/127\.0\.0\.1:\d+\/speech\//);
+  assert.match(await text("where"), /^ws:\/\/127\.0\.0\.1:\d+\/relay\/speech\//);
+  assert.equal(await page.getByTestId("relay-switch").getAttribute("data-relay"), "on");
   assert.match(await text("fingerprint"), /^sha256 [0-9a-f]{8}…$/);
   assert.match(await text("countdown"), /\d(\.\d)? s$/);
   assert.notEqual(await text("next-refresh"), "–");
   assert.equal(await page.getByTestId("dev-controls").isVisible(), true);
+  // signed in: the broker authenticated the user (one audit line per issued token)
+  assert.match(broker.log(), /(token|relay ticket) issued/);
 });
 
 test("through three refreshes the dashboard's numbers match the broker's own counters", { timeout: 90_000 }, async () => {
@@ -196,4 +202,13 @@ test("no CSP violation, no token in the console; screenshot saved", { timeout: 6
     mkdirSync(path.join(ROOT, "docs"), { recursive: true });
     copyFileSync(shot, path.join(ROOT, "docs/demo.png"));
   }
+  // last, as it counts as a token request: without the user's access token the broker refuses
+  const anonymous = await fetch(`${broker.base}/api/speech-token`);
+  assert.equal(anonymous.status, 401);
+  assert.match(anonymous.headers.get("www-authenticate") ?? "", /^Bearer /);
+  // the relay switch: off (dev only) hands the page a plain Speech token for comparison
+  await page.goto(`${broker.base}/?relay=off`, { timeout: 20_000 });
+  await waitFor(async () => (await text("status-badge")) === "valid", { timeout: 15_000, message: "status valid (relay off)" });
+  assert.equal(await page.getByTestId("relay-switch").getAttribute("data-relay"), "off");
+  assert.match(await text("where"), /^ws:\/\/127\.0\.0\.1:\d+\/speech\//);
 });

@@ -31,6 +31,13 @@ function toModule(code) {
   if (!/\bSpeechSDK\s*=/.test(body) && /\bSpeechSDK\b/.test(body)) prelude.push("const SpeechSDK = window.SpeechSDK;");
   if (!/from "\/pkg\//.test(body)) prelude.unshift('import init, { TokenClient } from "/pkg/speech_token_client.js";');
   if (!/\bclient\s*=/.test(body)) prelude.push("await init();", 'const client = new TokenClient({ brokerUrl: "/api/speech-token" });');
+  // The session-provider recipe's app objects: a stand-in for @azure/msal-browser's
+  // PublicClientApplication (its acquireTokenSilent contract) and the app's sign-in prompt.
+  if (/\bmsalInstance\b/.test(body) && !/\bmsalInstance\s*=/.test(body)) {
+    prelude.push('const msalInstance = { acquireTokenSilent: async ({ scopes }) => ({ accessToken: "app-session-for-" + scopes.join(" ") }) };');
+  }
+  if (/\bshowSignIn\b/.test(body) && !/showSignIn\s*=|function showSignIn/.test(body)) prelude.push("const showSignIn = () => {};");
+  if (/\bclient\s*=/.test(body) && !/await init\(\)/.test(body)) prelude.push("await init();");
   const imports = prelude.filter((l) => l.startsWith("import"));
   const rest = prelude.filter((l) => !l.startsWith("import"));
   const bodyImports = body.split("\n").filter((l) => l.startsWith("import "));

@@ -1,15 +1,16 @@
 // Cross-tab single flight (shareAcrossTabs) in headless Chromium: several pages of ONE browser
 // context (same origin: same BroadcastChannel and Web Locks), against the reference broker in dev
 // mode with short token lifetimes.
-//   1. 5 tabs, 6-second tokens, 30 s (five lifetimes): with sharing the broker sees about one
-//      request per refresh cycle; without it about five. Both counts are printed. No tab ever
+//   1. 5 tabs, 6-second tokens, 30 s (five lifetimes): each tab fetches its first token itself
+//      (a peer never tells a tab where the audio goes); after that, with sharing the broker sees
+//      about one request per refresh cycle; without it about five. Both counts are printed. No tab ever
 //      polls `client.token` as undefined once it had a token.
 //   2. The tab holding the lock is closed while its (slowed) broker request is in flight: every
 //      remaining tab still gets the next token in time (no gap in 100 ms polls).
 //   3. Storage stays empty in every tab (localStorage, sessionStorage, cookies, IndexedDB, Cache
 //      Storage); a page without Web Locks falls back to fetching alone.
 //
-// "Refresh cycle": a client refreshes `margin` before expiry (DESIGN.md: the margin is capped at
+// "Refresh cycle": a client refreshes `margin` before expiry (docs/ARCHITECTURE.md: the margin is capped at
 // half the lifetime, so a 6 s token is refreshed every ~2.7–3 s); the floor is one broker request
 // per cycle, whatever the number of tabs.
 //
@@ -109,7 +110,9 @@ test("5 tabs sharing make about one broker request per refresh cycle; alone, abo
       `broker requests with shareAcrossTabs=true: ${shared.requests} (opening the tabs: ${shared.opened}); ` +
       `with false: ${alone.requests} (opening the tabs: ${alone.opened})`,
   );
-  assert.equal(shared.opened, 1, "tabs opened after the first one got their token from it");
+  // Each tab fetches its first token itself: where the audio goes (region, endpoint) comes only
+  // from a tab's own broker answer, never from a peer (docs/ARCHITECTURE.md, "Trust model").
+  assert.equal(shared.opened, TABS, "each tab's first token is its own");
   assert.equal(alone.opened, TABS);
   assert.ok(shared.requests <= cycles + 2, `shared: ${shared.requests} > ${cycles} cycles + 2`);
   assert.ok(shared.requests * 3 < alone.requests, `shared ${shared.requests} vs alone ${alone.requests}`);
@@ -121,6 +124,8 @@ test("closing the tab that holds the lock mid-refresh leaves every other tab a t
   await broker.admin("/admin/reset", {});
   await broker.admin("/admin/ttl", { seconds: TTL_CLOSE });
   const pages = await openTabs(TABS, "share=1");
+  await broker.admin("/admin/reset", {}); // count from here: each tab fetched its first token
+  await broker.admin("/admin/ttl", { seconds: TTL_CLOSE });
   try {
     const senders = new Map();
     for (const p of pages) {
@@ -167,7 +172,7 @@ test("without Web Locks the client fetches alone, with no error", async () => {
       assert.equal(s.token, true);
       assert.deepEqual(s.errors, []);
     }
-    assert.equal((await broker.admin("/admin/stats")).tokenRequests, 2, "each tab fetched for itself");
+    assert.ok((await broker.admin("/admin/stats")).tokenRequests >= 2, "each tab fetched for itself");
   } finally {
     await closeAll(pages);
   }

@@ -1,6 +1,6 @@
 // An in-page fake token broker for the browser tests: replaces the global `fetch`, counts
 // requests, and answers from a script of responses (status, headers, body, delay), so that every
-// broker behaviour in DESIGN.md can be produced precisely. Also: fake Speech SDK objects
+// broker behaviour in docs/ARCHITECTURE.md can be produced precisely. Also: fake Speech SDK objects
 // (attach targets, a SpeechConfig namespace), an event recorder, and a storage dump.
 const realFetch = globalThis.fetch;
 let state = null;
@@ -41,7 +41,7 @@ export function installFakeBroker() {
     };
     state.lastRequest = entry;
     state.log.push(entry);
-    const step = state.script.length > 0 ? state.script.shift() : state.fallback;
+    const step = resolveStep(state.script.length > 0 ? state.script.shift() : state.fallback);
     if (!step) return Promise.reject(new TypeError("Failed to fetch"));
     return new Promise((resolve, reject) => {
       const signal = request.signal;
@@ -57,7 +57,8 @@ export function installFakeBroker() {
         if (step.networkError) return reject(new TypeError("Failed to fetch"));
         if (step.redirect) return resolve(Response.redirect("https://login.example/", 302));
         if (step.opaqueRedirect) return resolve(new OpaqueRedirect(null));
-        resolve(new Response(step.body ?? "", { status: step.status ?? 200, headers: step.headers ?? {} }));
+        const body = step.stream ? endlessStream() : (step.body ?? "");
+        resolve(new Response(body, { status: step.status ?? 200, headers: step.headers ?? {} }));
       }, step.delay ?? 0);
     });
   };
@@ -228,3 +229,136 @@ export function fakeSdk() {
 }
 
 export function isUrl(value) { return value instanceof URL; }
+
+// ---- Lifetime tests (web_lifetime.rs) ----
+
+/**
+ * Answers every request with a new token `<prefix>-<n>` living `expiresIn` seconds (used when
+ * the script is empty), so that each refresh is visible in what targets receive.
+ */
+export function serialTokenAnswers(prefix, expiresIn) {
+  let n = 0;
+  state.fallback = () => tokenAnswer(`${prefix}-${++n}`, expiresIn);
+}
+
+/** The step the fake broker uses: a function step is called for each request. */
+export function resolveStep(step) { return typeof step === "function" ? step() : step; }
+
+/** `promise`, or a rejection with "timeout after N ms" if it has not settled by then. */
+export function withTimeout(promise, ms) {
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => setTimeout(() => reject(new Error(`timeout after ${ms} ms`)), ms)),
+  ]);
+}
+
+/** `object[method](...args)`: calls through the JS wrapper exactly as an app does. */
+export function callMethod(object, method, args) {
+  const f = typeof method === "symbol" ? object[method] : object[method];
+  return f.apply(object, args ?? []);
+}
+
+/** `Symbol.dispose` (undefined where the engine lacks explicit resource management). */
+export function symbolDispose() { return Symbol.dispose; }
+
+/**
+ * Runs `{ using c = make(); body(c) }` with the real `using` syntax where the engine parses it;
+ * returns "unsupported" where it does not (compiled at run time so that this module still loads
+ * in engines without it).
+ */
+export async function runUsing(make, body) {
+  let run;
+  try {
+    run = new Function("make", "body", "{ using c = make(); return body(c); }");
+  } catch (e) {
+    if (e instanceof SyntaxError) return "unsupported";
+    throw e;
+  }
+  return run(make, body);
+}
+
+/** Whether the page can force a garbage collection (Chromium with --js-flags=--expose-gc). */
+export function canForceGc() { return typeof globalThis.gc === "function"; }
+
+/**
+ * An unreachable object registered with a FinalizationRegistry: `probe.collected` turns true
+ * once the collector reclaimed it, which proves a collection really ran (negative control).
+ */
+const probeRegistry = new FinalizationRegistry((probe) => { probe.collected = true; });
+export function gcProbe() {
+  const probe = { collected: false };
+  probeRegistry.register({ garbage: new Array(1000).fill(1) }, probe);
+  return probe;
+}
+
+/** Forces full collections and lets finalization callbacks run (they run in later tasks). */
+export async function forceGc() {
+  for (let i = 0; i < 4; i++) {
+    if (typeof globalThis.gc === "function") globalThis.gc();
+    else { let junk = []; for (let j = 0; j < 200; j++) junk.push(new Array(100000).fill(j)); junk = null; }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A random JWT-shaped secret (three base64url segments), made in JS so that the test's own
+ *  wasm memory never holds it unless the module under test copied it there. */
+export function secretJwt() {
+  const seg = (n) => {
+    const bytes = crypto.getRandomValues(new Uint8Array(n));
+    return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  };
+  return `${seg(16)}.${seg(48)}.${seg(32)}`;
+}
+
+/** Whether the bytes of ASCII string `needle` occur anywhere in `memory` (a WebAssembly.Memory). */
+export function memoryContains(memory, needle) {
+  const hay = new Uint8Array(memory.buffer);
+  const bytes = new TextEncoder().encode(needle);
+  const first = bytes[0];
+  outer: for (let i = hay.indexOf(first); i !== -1 && i <= hay.length - bytes.length; i = hay.indexOf(first, i + 1)) {
+    for (let j = 1; j < bytes.length; j++) if (hay[i + j] !== bytes[j]) continue outer;
+    return true;
+  }
+  return false;
+}
+
+/** A 200 answer whose body streams 64 KiB chunks forever, with no Content-Length. */
+export function endlessBodyAnswer() {
+  return {
+    status: 200,
+    headers: { "content-type": "application/json" },
+    stream: true,
+  };
+}
+export function endlessStream() {
+  const chunk = new TextEncoder().encode(" ".repeat(65536));
+  return new ReadableStream({ pull(controller) { controller.enqueue(chunk); } });
+}
+
+/** A header provider that records its calls and fails in the given ways, then succeeds:
+ *  each of `failures` is "throw", "reject" or "non-object". */
+export function failingHeaders(failures) {
+  const f = () => {
+    f.calls += 1;
+    const how = failures[f.calls - 1];
+    if (how === "throw") throw new Error("session lookup failed (expected by the test)");
+    if (how === "reject") return Promise.reject(new Error("session lookup failed (expected by the test)"));
+    if (how === "non-object") return "Bearer not-an-object";
+    return { authorization: "Bearer session" };
+  };
+  f.calls = 0;
+  return f;
+}
+
+/** A header provider that counts calls (`f.calls`). */
+export function countingHeaders() {
+  const f = () => { f.calls += 1; return { authorization: "Bearer session" }; };
+  f.calls = 0;
+  return f;
+}
+
+/** An unsigned JWT-shaped token with these `iat` and `exp` claims (epoch seconds). */
+export function jwtWith(iat, exp) {
+  const b64 = (s) => btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return `${b64('{"alg":"none"}')}.${b64(JSON.stringify({ iat, exp }))}.c2ln`;
+}

@@ -248,3 +248,59 @@ pub async fn finish(client: TokenClient) {
         "browser storage must stay empty"
     );
 }
+
+#[wasm_bindgen(module = "/tests/support/fake_broker.js")]
+extern "C" {
+    /// Every request without a scripted answer gets a new token `<prefix>-<n>`.
+    #[wasm_bindgen(js_name = serialTokenAnswers)]
+    pub fn serial_token_answers(prefix: &str, expires_in: f64);
+    /// `promise`, or a rejection "timeout after N ms".
+    #[wasm_bindgen(js_name = withTimeout)]
+    pub fn with_timeout(promise: &js_sys::Promise, ms: f64) -> js_sys::Promise;
+    /// `object[method](...args)` through the JS wrapper, as an app calls it.
+    #[wasm_bindgen(js_name = callMethod, catch)]
+    pub fn call_method(
+        object: &JsValue,
+        method: &JsValue,
+        args: &js_sys::Array,
+    ) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = symbolDispose)]
+    pub fn symbol_dispose() -> JsValue;
+    #[wasm_bindgen(js_name = runUsing)]
+    pub fn run_using(make: &js_sys::Function, body: &js_sys::Function) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = canForceGc)]
+    pub fn can_force_gc() -> bool;
+    #[wasm_bindgen(js_name = gcProbe)]
+    pub fn gc_probe() -> JsValue;
+    #[wasm_bindgen(js_name = forceGc)]
+    pub fn force_gc() -> js_sys::Promise;
+    #[wasm_bindgen(js_name = secretJwt)]
+    pub fn secret_jwt() -> JsValue;
+    #[wasm_bindgen(js_name = memoryContains)]
+    pub fn memory_contains(memory: &JsValue, needle: &JsValue) -> bool;
+    #[wasm_bindgen(js_name = endlessBodyAnswer)]
+    pub fn endless_body_answer() -> JsValue;
+    #[wasm_bindgen(js_name = failingHeaders)]
+    pub fn failing_headers(failures: js_sys::Array) -> js_sys::Function;
+    #[wasm_bindgen(js_name = countingHeaders)]
+    pub fn counting_headers() -> js_sys::Function;
+}
+
+/// `object.method(...args)` through the JS wrapper; panics if it throws.
+pub fn call(object: &JsValue, method: &str, args: &[JsValue]) -> JsValue {
+    let array: js_sys::Array = args.iter().collect();
+    call_method(object, &JsValue::from_str(method), &array)
+        .unwrap_or_else(|e| panic!("{method}() threw: {}", error_texts(&e)))
+}
+
+/// Calls of a header provider made by [`failing_headers`] or [`counting_headers`].
+pub fn calls_of(function: &js_sys::Function) -> f64 {
+    get(function, "calls").as_f64().unwrap_or(-1.0)
+}
+
+#[wasm_bindgen(module = "/tests/support/fake_broker.js")]
+extern "C" {
+    /// An unsigned JWT-shaped token with these `iat` and `exp` claims (epoch seconds).
+    #[wasm_bindgen(js_name = jwtWith)]
+    pub fn jwt_with(iat: f64, exp: f64) -> String;
+}

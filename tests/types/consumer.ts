@@ -8,9 +8,10 @@ import init, {
   type SpeechTokenError,
   type AccessTokenLike,
   type SpeechSdkLike,
+  type TranslationSdkLike,
 } from "speech-token-client";
 
-export async function use(sdk: SpeechSdkLike): Promise<void> {
+export async function use(sdk: SpeechSdkLike & TranslationSdkLike): Promise<void> {
   await init();
   const options: TokenClientOptions = {
     brokerUrl: "/api/speech-token",
@@ -37,7 +38,7 @@ export async function use(sdk: SpeechSdkLike): Promise<void> {
   });
   client.on("error", ({ error }) => {
     const e: SpeechTokenError = error;
-    const kind: "network" | "timeout" | "http" | "unauthorized" | "forbidden" | "rate-limited" | "redirected" | "invalid-response" | "config" | "disposed" = e.kind;
+    const kind: "network" | "timeout" | "http" | "unauthorized" | "forbidden" | "rate-limited" | "redirected" | "invalid-response" | "config" | "headers" | "disposed" = e.kind;
     void kind;
   });
   client.on("status", ({ status }) => void (status satisfies TokenClientStatus));

@@ -11,6 +11,16 @@ use base64::Engine;
 use clap::Parser;
 use speech_token_broker::{Args, Broker, RunningBroker, Settings};
 
+pub mod entra;
+
+/// Flags every key/entra test broker needs on loopback (explicit `--auth`, host allow-list, the
+/// entra opt-in); `start` adds them unless the test gives its own.
+pub const DEPLOY_FLAGS: &[(&str, &str)] = &[
+    ("--auth", "none"),
+    ("--allow-host", "127.0.0.1"),
+    ("--expose-entra-token", ""),
+];
+
 pub fn settings(argv: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Settings> {
     let mut full = vec!["speech-token-broker", "--listen", "127.0.0.1:0"];
     full.extend_from_slice(argv);
@@ -23,9 +33,30 @@ pub fn settings(argv: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Settings>
 }
 
 pub async fn start(argv: &[&str], env: &[(&str, &str)]) -> RunningBroker {
-    Broker::spawn(settings(argv, env).expect("valid settings"))
+    let full = with_deploy_flags(argv);
+    Broker::spawn(settings(&full, env).expect("valid settings"))
         .await
         .expect("broker starts")
+}
+
+/// `argv` plus the [`DEPLOY_FLAGS`] it lacks, for key and entra modes.
+pub fn with_deploy_flags<'a>(argv: &[&'a str]) -> Vec<&'a str> {
+    let deployed = argv
+        .windows(2)
+        .any(|w| w[0] == "--mode" && (w[1] == "key" || w[1] == "entra"));
+    let mut full: Vec<&str> = argv.to_vec();
+    if deployed {
+        for (flag, value) in DEPLOY_FLAGS {
+            if argv.contains(flag) {
+                continue;
+            }
+            full.push(flag);
+            if !value.is_empty() {
+                full.push(value);
+            }
+        }
+    }
+    full
 }
 
 pub fn client() -> reqwest::Client {

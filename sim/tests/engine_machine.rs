@@ -1,17 +1,18 @@
 #![cfg(not(target_arch = "wasm32"))]
-//! Native tests of the refresh state machine (`engine::machine`), one test per rule of DESIGN.md
+//! Native tests of the refresh state machine (`engine::machine`), one test per rule of docs/ARCHITECTURE.md
 //! "Refresh engine rules", with explicit times on both clocks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use speech_token_client::engine::backoff::retry_delay;
+use speech_token_client::engine::machine::{retry_rule, Retry};
 use speech_token_client::engine::policy::MIN_MARGIN_MS;
-use speech_token_client::engine::sim::SerdeJson;
 use speech_token_client::engine::token::parse_grant;
 use speech_token_client::engine::{
     Decision, Effect, Grant, Machine, Now, RefreshPolicy, Status, TimerPlan,
 };
 use speech_token_client::error::{Error, Invalid};
+use speech_token_sim::SerdeJson;
 
 /// Wall-clock origin of every test (epoch ms).
 const WALL0: f64 = 1_700_000_000_000.0;
@@ -210,7 +211,7 @@ fn refresh_is_planned_at_expiry_minus_margin_minus_jitter() {
 #[test]
 fn the_first_timer_is_armed_for_the_refresh() {
     let mut m = Machine::new(RefreshPolicy::default());
-    m.demand(at(0.0));
+    let _ = m.demand(at(0.0));
     let d = m.response(at(0.5), Ok(grant(600.0)), 0.0);
     // Sent at 0, refresh at 480 s, now 0.5 s.
     assert_eq!(d.timer, TimerPlan::Arm(479_500.0));
@@ -264,9 +265,9 @@ fn a_twenty_second_token_refreshes_mid_life_not_in_a_loop() {
 #[test]
 fn expiry_is_anchored_at_send_time() {
     let mut m = Machine::new(RefreshPolicy::default());
-    m.demand(at(0.0));
+    let _ = m.demand(at(0.0));
     // The answer arrives 3 s after the request was sent.
-    m.response(at(3.0), Ok(grant(600.0)), 0.0);
+    let _ = m.response(at(3.0), Ok(grant(600.0)), 0.0);
     let naive = WALL0 + 3_000.0 + 600_000.0;
     assert_eq!(m.expires_at(), Some(WALL0 + 600_000.0));
     assert_eq!(naive - m.expires_at().unwrap(), 3_000.0);
@@ -445,7 +446,7 @@ fn transient_failures_back_off_with_full_jitter() {
 #[test]
 fn zero_jitter_retries_at_once_and_the_backoff_resets_after_success() {
     let mut m = Machine::new(RefreshPolicy::default());
-    m.demand(at(0.0));
+    let _ = m.demand(at(0.0));
     let d = m.response(at(0.1), Err(Error::Network), 0.0);
     assert_eq!(fetches(&d), 1, "full jitter may draw 0: retry now");
     // Several failures raise the attempt count...
@@ -454,8 +455,8 @@ fn zero_jitter_retries_at_once_and_the_backoff_resets_after_success() {
         assert_eq!(fetches(&d), 1);
     }
     // ...a success resets it: the next failure's ceiling is the base (1 s) again.
-    m.response(at(1.0), Ok(grant(600.0)), 0.0);
-    m.tick(at(481.0));
+    let _ = m.response(at(1.0), Ok(grant(600.0)), 0.0);
+    let _ = m.tick(at(481.0));
     let d = m.response(at(481.0), Err(Error::Network), 0.999);
     let delay = m.next_refresh_at().unwrap() - (WALL0 + 481_000.0);
     assert!(delay <= 1_000.0 && delay > 990.0, "{delay}");
@@ -536,7 +537,7 @@ fn retries_never_go_past_usable_until() {
 fn rate_limited_retry_after_is_honoured() {
     // With a usable token.
     let mut m = default_with_token(600.0);
-    m.tick(at(480.0));
+    let _ = m.tick(at(480.0));
     let d = m.response(at(481.0), Err(Error::from_status(429, Some(20))), 0.0);
     assert!(has(
         &d,
@@ -553,7 +554,7 @@ fn rate_limited_retry_after_is_honoured() {
 
     // Cold: callers are rejected, and a new caller waits for the retry instead of forcing one.
     let mut m = Machine::new(RefreshPolicy::default());
-    m.demand(at(0.0));
+    let _ = m.demand(at(0.0));
     let d = m.response(at(1.0), Err(Error::from_status(429, Some(30))), 0.0);
     assert!(matches!(
         rejected_with(&d),
@@ -576,7 +577,7 @@ fn rate_limited_retry_after_is_honoured() {
 #[test]
 fn retry_after_yields_to_expiry() {
     let mut m = default_with_token(600.0);
-    m.tick(at(480.0));
+    let _ = m.tick(at(480.0));
     let d = m.response(at(481.0), Err(Error::from_status(429, Some(300))), 0.0);
     // 781 s asked, but the token stops being usable at 595 s: retry then.
     let (retry, until) = (m.next_refresh_at().unwrap(), m.usable_until().unwrap());
@@ -589,8 +590,8 @@ fn retry_after_yields_to_expiry() {
     );
     // An absurd Retry-After is capped at an hour (cold, nothing to clamp against).
     let mut m = Machine::new(RefreshPolicy::default());
-    m.demand(at(0.0));
-    m.response(at(0.0), Err(Error::from_status(429, Some(1_000_000))), 0.5);
+    let _ = m.demand(at(0.0));
+    let _ = m.response(at(0.0), Err(Error::from_status(429, Some(1_000_000))), 0.5);
     assert_eq!(m.next_refresh_at(), Some(WALL0 + 3_600_000.0));
 }
 
@@ -614,7 +615,7 @@ fn retry_after_is_honoured_when_the_token_expired_during_the_request() {
 #[test]
 fn service_unavailable_retry_after_is_honoured() {
     let mut m = Machine::new(RefreshPolicy::default());
-    m.demand(at(0.0));
+    let _ = m.demand(at(0.0));
     let d = m.response(at(0.5), Err(Error::from_status(503, Some(7))), 0.0);
     assert_eq!(fetches(&d), 0);
     assert_eq!(m.next_refresh_at(), Some(WALL0 + 7_500.0));
@@ -623,8 +624,8 @@ fn service_unavailable_retry_after_is_honoured() {
     assert_eq!(fetches(&m.timer_fired(at(7.5))), 1);
     // With a token held, too.
     let mut m = default_with_token(600.0);
-    m.tick(at(480.0));
-    m.response(at(480.5), Err(Error::from_status(503, Some(12))), 0.9);
+    let _ = m.tick(at(480.0));
+    let _ = m.response(at(480.5), Err(Error::from_status(503, Some(12))), 0.9);
     assert_eq!(m.next_refresh_at(), Some(WALL0 + 492_500.0));
 }
 
@@ -645,8 +646,8 @@ fn stopping_errors() -> Vec<Error> {
 fn client_errors_stop_automatic_retries_when_cold() {
     for error in stopping_errors() {
         let mut m = Machine::new(RefreshPolicy::default());
-        m.demand(at(0.0));
-        m.demand(at(0.1));
+        let _ = m.demand(at(0.0));
+        let _ = m.demand(at(0.1));
         let d = m.response(at(0.5), Err(error.clone()), 0.5);
         assert_eq!(rejected_with(&d), Some(error.clone()));
         assert!(has(&d, &Effect::Failed(error.clone())));
@@ -680,7 +681,7 @@ fn client_errors_stop_automatic_retries_when_cold() {
 fn client_errors_stop_automatic_retries_with_a_token() {
     for error in stopping_errors() {
         let mut m = default_with_token(600.0);
-        m.tick(at(480.0));
+        let _ = m.tick(at(480.0));
         let d = m.response(at(481.0), Err(error.clone()), 0.5);
         assert!(has(&d, &Effect::Failed(error.clone())));
         assert_eq!(m.status(), Status::Error);
@@ -706,8 +707,8 @@ fn client_errors_stop_automatic_retries_with_a_token() {
 #[test]
 fn refresh_now_restarts_after_a_stop() {
     let mut m = default_with_token(600.0);
-    m.tick(at(480.0));
-    m.response(at(481.0), Err(Error::Unauthorized), 0.5);
+    let _ = m.tick(at(480.0));
+    let _ = m.response(at(481.0), Err(Error::Unauthorized), 0.5);
     assert_eq!(m.status(), Status::Error);
     let d = m.refresh_now(at(500.0));
     assert_eq!(fetches(&d), 1);
@@ -723,7 +724,7 @@ fn refresh_now_restarts_after_a_stop() {
 fn waiters_are_rejected_when_no_token_is_usable() {
     let mut m = Machine::new(RefreshPolicy::default());
     for i in 0..3 {
-        m.demand(at(f64::from(i) * 0.1));
+        let _ = m.demand(at(f64::from(i) * 0.1));
     }
     let d = m.response(at(1.0), Err(Error::Network), 0.5);
     assert_eq!(count(&d, |e| matches!(e, Effect::RejectWaiters(_))), 1);
@@ -733,7 +734,7 @@ fn waiters_are_rejected_when_no_token_is_usable() {
 
     // The token expires while its refresh is in flight; the caller waits, then gets the error.
     let mut m = default_with_token(600.0);
-    m.tick(at(480.0));
+    let _ = m.tick(at(480.0));
     let d = m.demand(at(596.0));
     assert!(has(&d, &Effect::Expired));
     assert!(!served(&d));
@@ -794,8 +795,8 @@ fn refresh_now_joins_a_request_in_flight() {
 #[test]
 fn refresh_now_skips_a_pending_backoff_and_failures_reject_it() {
     let mut m = default_with_token(600.0);
-    m.tick(at(480.0));
-    m.response(at(481.0), Err(Error::from_status(500, None)), 0.9);
+    let _ = m.tick(at(480.0));
+    let _ = m.response(at(481.0), Err(Error::from_status(500, None)), 0.9);
     assert!(m.next_refresh_at().unwrap() > WALL0 + 481_000.0);
     let d = m.refresh_now(at(481.1));
     assert_eq!(fetches(&d), 1);
@@ -888,14 +889,14 @@ fn hidden_pages_refresh_at_half_the_lifetime() {
     let d = m.response(at(351.0), Ok(grant(600.0)), 0.0);
     assert!(has(&d, &Effect::Publish));
     assert_eq!(m.next_refresh_at(), Some(WALL0 + 350_000.0 + 300_000.0));
-    m.set_hidden(at(352.0), false);
+    let _ = m.set_hidden(at(352.0), false);
     assert_eq!(m.next_refresh_at(), Some(WALL0 + 350_000.0 + 480_000.0));
 }
 
 #[test]
 fn online_retries_a_network_failure_at_once() {
     let mut m = Machine::new(RefreshPolicy::default());
-    m.demand(at(0.0));
+    let _ = m.demand(at(0.0));
     let mut t_ms = 0.0;
     // Four failures: the fifth ceiling is 16 s.
     for _ in 0..4 {
@@ -912,14 +913,14 @@ fn online_retries_a_network_failure_at_once() {
 
     // Timeouts are network-level too.
     let mut m = Machine::new(RefreshPolicy::default());
-    m.demand(at(0.0));
-    m.response(at(0.1), Err(Error::Timeout), 0.999);
+    let _ = m.demand(at(0.0));
+    let _ = m.response(at(0.1), Err(Error::Timeout), 0.999);
     assert_eq!(fetches(&m.online(at(0.2))), 1);
 
     // Control: a 500 is not fixed by connectivity; online does not skip its backoff.
     let mut m = Machine::new(RefreshPolicy::default());
-    m.demand(at(0.0));
-    m.response(at(0.1), Err(Error::from_status(500, None)), 0.999);
+    let _ = m.demand(at(0.0));
+    let _ = m.response(at(0.1), Err(Error::from_status(500, None)), 0.999);
     assert_eq!(fetches(&m.online(at(0.2))), 0);
     // Nor does online do anything with a healthy token.
     let mut m = default_with_token(600.0);
@@ -934,9 +935,9 @@ fn online_retries_a_network_failure_at_once() {
 #[test]
 fn dispose_rejects_clears_drops_and_is_idempotent() {
     let mut m = Machine::new(RefreshPolicy::default());
-    m.demand(at(0.0));
-    m.demand(at(0.1));
-    m.refresh_now(at(0.2));
+    let _ = m.demand(at(0.0));
+    let _ = m.demand(at(0.1));
+    let _ = m.refresh_now(at(0.2));
     let d = m.dispose();
     assert_eq!(
         d.effects,
@@ -970,7 +971,7 @@ fn dispose_rejects_clears_drops_and_is_idempotent() {
 #[test]
 fn inputs_after_dispose_do_nothing() {
     let mut m = default_with_token(600.0);
-    m.dispose();
+    let _ = m.dispose();
     let quiet = Decision {
         effects: vec![],
         timer: TimerPlan::Keep,
@@ -996,8 +997,8 @@ fn inputs_after_dispose_do_nothing() {
 #[test]
 fn a_response_after_dispose_is_ignored() {
     let mut m = Machine::new(RefreshPolicy::default());
-    m.demand(at(0.0));
-    m.dispose();
+    let _ = m.demand(at(0.0));
+    let _ = m.dispose();
     let d = m.response(at(0.5), Ok(grant(600.0)), 0.0);
     assert_eq!(d.effects, vec![]);
     assert_eq!(d.timer, TimerPlan::Keep);
@@ -1036,12 +1037,12 @@ fn status_goes_idle_fetching_valid_refreshing_valid() {
     );
     assert_eq!(m.status(), Status::Valid);
     // Then: expired (without a refresh, e.g. after a stop) and disposed.
-    m.tick(at(960.0));
-    m.response(at(960.5), Err(Error::Forbidden), 0.0);
+    let _ = m.tick(at(960.0));
+    let _ = m.response(at(960.5), Err(Error::Forbidden), 0.0);
     assert_eq!(m.status().as_str(), "error");
-    m.timer_fired(at(1075.0));
+    let _ = m.timer_fired(at(1075.0));
     assert_eq!(m.status().as_str(), "expired");
-    m.dispose();
+    let _ = m.dispose();
     assert_eq!(m.status().as_str(), "disposed");
 }
 
@@ -1093,7 +1094,7 @@ fn the_hot_path_keeps_the_timer() {
 fn armed_delays_are_whole_milliseconds_of_at_least_one() {
     // A fractional refresh moment.
     let mut m = Machine::new(RefreshPolicy::default());
-    m.demand(at_ms(0.3));
+    let _ = m.demand(at_ms(0.3));
     let d = m.response(at_ms(1.7), Ok(grant(600.0)), 0.123_456_7);
     let ms = arm_delay(&d);
     assert_eq!(ms.fract(), 0.0);
@@ -1102,11 +1103,99 @@ fn armed_delays_are_whole_milliseconds_of_at_least_one() {
     assert!(ms >= exact - 0.01 && ms < exact + 1.01, "{ms} vs {exact}");
     // A sub-millisecond backoff still arms at least 1 ms.
     let mut m = Machine::new(RefreshPolicy::default());
-    m.demand(at(0.0));
+    let _ = m.demand(at(0.0));
     let d = m.response(at(0.1), Err(Error::Network), 1e-4);
     assert_eq!(fetches(&d), 0);
     assert_eq!(d.timer, TimerPlan::Arm(1.0));
     // A timer that fires exactly after its armed delay finds its work due.
     let d = m.timer_fired(at_ms(101.0));
     assert_eq!(fetches(&d), 1);
+}
+
+/// After a final error and with no usable token, `getToken()` (demand) answers with that error
+/// at once, without a request, until a hold has passed; a loop of calls (an `error` listener
+/// calling `getToken()`) makes at most a few requests; `refreshNow()` always asks.
+#[test]
+fn after_a_final_error_demands_are_answered_from_the_error_until_the_hold_passes() {
+    for jitter in [0.0, 0.5, 0.999] {
+        let mut m = Machine::new(RefreshPolicy::default());
+        let _ = m.demand(at(0.0));
+        let d = m.response(at(0.1), Err(Error::Unauthorized), jitter);
+        assert_eq!(rejected_with(&d), Some(Error::Unauthorized));
+        // A loop: one demand every 10 ms for 2 s; each failure answered at once.
+        let mut requests = 1;
+        let mut t = 0.1;
+        while t < 2.0 {
+            t += 0.01;
+            let d = m.demand(at(t));
+            if fetches(&d) == 1 {
+                requests += 1;
+                let _ = m.response(at(t), Err(Error::Unauthorized), jitter);
+            } else {
+                assert!(
+                    d.effects.contains(&Effect::RejectOne(Error::Unauthorized)),
+                    "{:?}",
+                    d.effects
+                );
+            }
+            assert_eq!(m.waiters(), 0, "no caller is left waiting");
+        }
+        assert!(requests <= 4, "jitter {jitter}: {requests} requests in 2 s");
+        assert!(requests >= 2, "the hold ends: getToken() asks again");
+        // refreshNow() is never held back.
+        let d = m.refresh_now(at(t));
+        assert_eq!(fetches(&d), 1, "refreshNow() always asks");
+        let d = m.response(at(t + 0.1), Ok(grant(600.0)), 0.0);
+        assert!(has(&d, &Effect::ResolveWaiters));
+        // Success clears the final error: a later final error starts a new, short hold.
+        assert_eq!(m.status(), Status::Valid);
+    }
+}
+
+/// A failing `headers` provider (kind `headers`) is retried with backoff and resumed at once when
+/// the browser comes back online, like a network failure.
+#[test]
+fn a_headers_failure_is_retried_like_a_network_failure() {
+    assert_eq!(retry_rule(&Error::Headers), Retry::Backoff);
+    let mut m = Machine::new(RefreshPolicy::default());
+    let _ = m.demand(at(0.0));
+    let d = m.response(at(0.1), Err(Error::Headers), 0.9);
+    assert_eq!(rejected_with(&d), Some(Error::Headers));
+    assert!(m.next_refresh_at().is_some(), "a retry is planned");
+    let d = m.online(at(0.2));
+    assert_eq!(fetches(&d), 1, "online retries a headers failure at once");
+}
+
+/// A `refreshMargin` below the usable slack is clamped: the refresh starts at least a round
+/// trip's lead before the token stops being handed out, so a healthy cycle has no `expired`
+/// event and no caller waits (it used to refresh exactly when the token stopped being usable).
+#[test]
+fn a_margin_below_the_slack_is_clamped_so_refreshes_beat_usability() {
+    for (margin_s, lifetime_s) in [
+        (0.0, 20.0),
+        (1.0, 20.0),
+        (1.0, 600.0),
+        (4.0, 60.0),
+        (0.5, 4.0),
+    ] {
+        let policy = RefreshPolicy::new(Some(margin_s), None, None).unwrap();
+        let mut m = Machine::new(policy);
+        let _ = m.demand(at(0.0));
+        let _ = m.response(at(0.0), Ok(grant(lifetime_s)), 0.0);
+        let refresh = m.next_refresh_at().unwrap();
+        let usable = m.usable_until().unwrap();
+        let lead = (5_000.0f64).min(0.25 * lifetime_s * 1000.0);
+        assert!(
+            refresh <= usable - lead + 1e-6,
+            "margin {margin_s} s, lifetime {lifetime_s} s: refresh {} ms before usability ends",
+            usable - refresh
+        );
+        // A healthy cycle: the refresh answers at once, no `expired` event.
+        let t = (refresh - WALL0) / 1000.0;
+        let d = m.timer_fired(at(t));
+        assert_eq!(fetches(&d), 1);
+        assert!(!has(&d, &Effect::Expired));
+        let d = m.response(at(t + 0.2), Ok(grant(lifetime_s)), 0.0);
+        assert!(!has(&d, &Effect::Expired), "{d:?}");
+    }
 }

@@ -2,12 +2,12 @@
 //! Native tests of `engine::token`: the redacting `Token`, strict broker-answer parsing
 //! (`parse_grant`), base64url decoding, broker URL and loopback checks.
 
-use speech_token_client::engine::sim::SerdeJson;
 use speech_token_client::engine::token::{
-    base64url_decode, check_broker_url, host_of, is_loopback_host, parse_grant, Grant,
-    DEFAULT_LIFETIME_MS, MAX_BODY_BYTES, MAX_TOKEN_BYTES,
+    base64url_decode, check_broker_url, is_loopback_host, parse_grant, parse_grant_at, AnswerClock,
+    Grant, DATE_RESOLUTION_MS, DEFAULT_LIFETIME_MS, MAX_BODY_BYTES, MAX_TOKEN_BYTES,
 };
 use speech_token_client::error::{Error, Invalid};
+use speech_token_sim::SerdeJson;
 
 /// A fixed "now" on the wall clock (epoch ms), a whole number of seconds.
 const NOW_MS: f64 = 1_700_000_000_000.0;
@@ -279,9 +279,8 @@ fn json_without_lifetime_uses_the_jwt_then_the_default() {
 // text / JWT bodies
 
 #[test]
-fn text_jwt_body_lifetime_is_exp_minus_iat() {
-    // iat far from "now": the lifetime is exp - iat, independent of the local clock (skew).
-    let t = jwt(r#"{"iat":1600000000,"exp":1600000600,"scp":"speech"}"#);
+fn text_jwt_body_lifetime_is_exp_minus_iat_when_fresh() {
+    let t = jwt(r#"{"iat":1700000000,"exp":1700000600,"scp":"speech"}"#);
     let g = ok(&t, Some("text/plain"));
     assert_eq!(g.token.expose(), t);
     assert_eq!(g.lifetime_ms, 600_000.0);
@@ -301,6 +300,65 @@ fn jwt_with_exp_only_is_relative_to_now() {
     assert_eq!(ok(&t, Some("text/plain")).lifetime_ms, 450_000.0);
 }
 
+/// A cached Entra token with 5 minutes left is served for 5 minutes, not for its full hour
+/// (`min(exp − now, exp − iat)`), and one already past its `exp` is expired on arrival.
+#[test]
+fn a_jwt_is_never_served_past_its_own_exp() {
+    let t = jwt(&format!(
+        r#"{{"iat":{},"exp":{}}}"#,
+        NOW_S - 3300,
+        NOW_S + 300
+    ));
+    assert_eq!(ok(&t, Some("text/plain")).lifetime_ms, 300_000.0);
+    let t = jwt(&format!(
+        r#"{{"iat":{},"exp":{}}}"#,
+        NOW_S - 4000,
+        NOW_S - 400
+    ));
+    rejected(&t, Some("text/plain"), Invalid::ExpiredOnArrival, Some(&t));
+}
+
+/// With the broker's clock (its `Date` header), a browser clock that is ten minutes off in
+/// either direction neither rejects a fresh token nor extends an old one.
+#[test]
+fn the_brokers_clock_makes_a_wrong_browser_clock_harmless() {
+    let server_s = NOW_S as f64;
+    for skew_s in [-600.0, -30.0, 0.0, 30.0, 600.0] {
+        let clock = AnswerClock {
+            local_ms: (server_s + skew_s) * 1000.0,
+            server_ms: Some(server_s * 1000.0),
+        };
+        let fresh = jwt(&format!(
+            r#"{{"iat":{server_s},"exp":{}}}"#,
+            server_s + 600.0
+        ));
+        let g = parse_grant_at(&fresh, Some("text/plain"), &SerdeJson, clock).unwrap();
+        assert_eq!(
+            g.lifetime_ms,
+            600_000.0 - DATE_RESOLUTION_MS,
+            "skew {skew_s} s"
+        );
+        let old = jwt(&format!(
+            r#"{{"iat":{},"exp":{}}}"#,
+            server_s - 3300.0,
+            server_s + 300.0
+        ));
+        let g = parse_grant_at(&old, Some("text/plain"), &SerdeJson, clock).unwrap();
+        assert_eq!(
+            g.lifetime_ms,
+            300_000.0 - DATE_RESOLUTION_MS,
+            "skew {skew_s} s"
+        );
+        let on = format!(r#"{{"token":"{SECRET}","expiresOn":{}}}"#, server_s + 900.0);
+        let g = parse_grant_at(&on, JSON_CT, &SerdeJson, clock).unwrap();
+        assert_eq!(
+            g.lifetime_ms,
+            900_000.0 - DATE_RESOLUTION_MS,
+            "skew {skew_s} s"
+        );
+    }
+}
+
 #[test]
 fn jwt_with_a_bad_lifetime_is_rejected() {
     for payload in [
@@ -313,13 +371,34 @@ fn jwt_with_a_bad_lifetime_is_rejected() {
     }
 }
 
+/// A 200 text answer must look like a token: junk that a misconfigured broker or proxy answers
+/// is `invalid-response`, not a 10-minute token.
 #[test]
-fn text_bodies_that_are_not_jwts_get_the_default_lifetime() {
+fn text_bodies_that_are_not_token_shaped_are_refused() {
     for body in [
-        SECRET.to_string(),
-        "a.b".to_string(),     // two segments
-        "a.b.c.d".to_string(), // four segments
-        "x.!!!.y".to_string(), // payload not base64url
+        "OK",
+        "null",
+        "true",
+        "123",
+        "Unauthorized",
+        SECRET,
+        "a.b",
+        "a.b.c.d",
+        "x.!!!.y",
+        "..",
+        "a..c",
+        "aad#resource",
+        "aad##a.b.c",
+        "aad#r#opaque",
+    ] {
+        rejected(body, Some("text/plain"), Invalid::NotAToken, Some(body));
+        rejected(body, None, Invalid::NotAToken, Some(body));
+    }
+}
+
+#[test]
+fn token_shaped_text_bodies_without_usable_claims_get_the_default_lifetime() {
+    for body in [
         format!("x.{}.y", b64url(b"not json")),
         format!("x.{}.y", b64url(br#"{"iat":5}"#)), // no exp
         format!("x.{}.y", b64url(&[0xff, 0xfe])),   // not UTF-8
@@ -350,8 +429,8 @@ fn aad_form_takes_its_lifetime_from_the_inner_jwt_and_passes_unchanged() {
     assert_eq!(g.token.expose(), token);
     assert_eq!(g.lifetime_ms, 3_599_000.0);
     assert_eq!(g.region.as_deref(), Some("eastus"));
-    // Negative control: an aad# token around a non-JWT has the default lifetime.
-    let g = ok(&format!("aad#{resource}#opaque"), Some("text/plain"));
+    // Negative control: in JSON, an aad# token around a non-JWT has the default lifetime.
+    let g = ok(&format!(r#"{{"token":"aad#{resource}#opaque"}}"#), JSON_CT);
     assert_eq!(g.lifetime_ms, DEFAULT_LIFETIME_MS);
 }
 
@@ -629,6 +708,11 @@ fn endpoints_must_be_secure_or_loopback() {
         "http://127.0.0.2:3000/x?y=1",
         "http://[::1]:3000/",
         "wss://host.example.com:443?x=1#frag",
+        "ws://localhost.:8080/x", // trailing dot: still localhost
+        "ws://LOCALHOST/x",
+        "ws://[0:0:0:0:0:0:0:1]/x",     // ::1 written out
+        "ws://0x7f000001/x",            // 127.0.0.1 in hex, as the URL parser normalises it
+        "wss://xn--bcher-kva.example/", // IDN over TLS is fine
     ];
     for endpoint in accepted {
         let g = ok(
@@ -654,10 +738,26 @@ fn endpoints_must_be_secure_or_loopback() {
         "//speech.example.com/",
         "speech.example.com",
         "wss://",
-        "wss:///path",
         "",
+        // WHATWG URL semantics, as the browser connects (issue: endpoint check bypass):
+        "ws://evil.example\\.localhost/speech", // `\` is `/`: the host is evil.example
+        "ws://evil.example\\@127.0.0.1/x",
+        "http://127.0.0.1@evil.example/", // userinfo
+        "ws://localhost@evil.example/",
+        "ws://xn--lcalhost-9za.example/", // IDN, punycode: not loopback
+        "ws://[::2]/",                    // IPv6, not loopback
+        "ws://[::ffff:10.0.0.1]/",
+        "ws://0x7f000001.evil.example/",
     ];
     for endpoint in refused {
+        // JSON-escape literal backslashes (but keep the `\u0000` escape, a control character).
+        let endpoint = if endpoint.contains("\\u") {
+            endpoint.to_string()
+        } else {
+            endpoint.replace('\\', "\\\\")
+        };
+        let body = format!(r#"{{"token":"{SECRET}","endpoint":"{endpoint}"}}"#);
+        assert!(parse(&body, JSON_CT).is_err(), "{endpoint} must be refused");
         rejected(
             &format!(r#"{{"token":"{SECRET}","endpoint":"{endpoint}"}}"#),
             JSON_CT,
@@ -863,13 +963,4 @@ fn loopback_host_edge_cases() {
     ] {
         assert!(!is_loopback_host(host), "{host} should not be loopback");
     }
-}
-
-#[test]
-fn host_of_strips_ports_and_brackets() {
-    assert_eq!(host_of("example.com:443"), "example.com");
-    assert_eq!(host_of("example.com"), "example.com");
-    assert_eq!(host_of("[::1]:8080"), "::1");
-    assert_eq!(host_of("[::1]"), "::1");
-    assert_eq!(host_of("127.0.0.1:80"), "127.0.0.1");
 }

@@ -10,12 +10,14 @@ use proptest::test_runner::Config;
 
 use speech_token_client::engine::backoff::MAX_RETRY_AFTER_MS;
 use speech_token_client::engine::machine::{retry_rule, Retry};
-use speech_token_client::engine::sim::{Rng, SerdeJson};
-use speech_token_client::engine::token::parse_grant;
+use speech_token_client::engine::token::{
+    parse_grant, parse_grant_at, AnswerClock, DATE_RESOLUTION_MS,
+};
 use speech_token_client::engine::{
     Decision, Effect, Machine, Now, RefreshPolicy, Status, TimerPlan,
 };
 use speech_token_client::error::{Error, Invalid};
+use speech_token_sim::{Rng, SerdeJson};
 
 const WALL0: f64 = 1_700_000_000_000.0;
 
@@ -293,6 +295,18 @@ impl Shell {
                     self.stats.rejects += 1;
                     self.get_waiters = 0;
                     self.fresh_waiters = 0;
+                }
+                Effect::RejectOne(err) => {
+                    // Only a demand, after a final error, with no usable token: never a token
+                    // withheld.
+                    prop_assert_eq!(input, Input::Other, "RejectOne outside a demand");
+                    prop_assert!(
+                        self.m.token_at(now).is_none(),
+                        "a caller was refused while a usable token is held"
+                    );
+                    prop_assert!(!matches!(err, Error::Disposed));
+                    self.stats.rejects += 1;
+                    self.get_waiters = self.get_waiters.saturating_sub(1);
                 }
                 Effect::Expired => {
                     // Never early: the token really is past its usable moment on some clock.
@@ -738,4 +752,57 @@ fn the_model_exercises_the_interesting_paths() {
     assert!(total.expired_on_arrival > 0, "{total:?}");
     assert!(total.retries_checked > 20, "{total:?}");
     assert!(total.late_timers > 5, "{total:?}");
+}
+
+/// base64url without padding, for the JWT property below.
+fn b64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 0x3f) as usize] as char);
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The token-age rule (docs/ARCHITECTURE.md, "Token age"): for any JWT lifetime, any age of
+    /// the token when the broker hands it out (a cache), and any browser clock error within
+    /// ±10 minutes, reading the JWT against the broker's `Date` never serves it past its own
+    /// `exp`, and never rejects or shortens a fresh one by more than the header's resolution.
+    #[test]
+    fn a_jwt_is_never_served_past_exp_whatever_the_browser_clock(
+        lifetime_s in 60u32..7_200,
+        age_fraction in 0.0f64..1.2,
+        skew_s in -600.0f64..600.0,
+        server_ms in 1_600_000_000_000.0f64..1_900_000_000_000.0,
+    ) {
+        let server_s = (server_ms / 1000.0).floor();
+        let age_s = (f64::from(lifetime_s) * age_fraction).floor();
+        let iat = server_s - age_s;
+        let exp = iat + f64::from(lifetime_s);
+        let payload = format!(r#"{{"iat":{iat},"exp":{exp}}}"#);
+        let token = format!("{}.{}.{}", b64url(b"{\"alg\":\"RS256\"}"), b64url(payload.as_bytes()), b64url(b"sig"));
+        let clock = AnswerClock { local_ms: server_s * 1000.0 + skew_s * 1000.0, server_ms: Some(server_s * 1000.0) };
+        let true_left_ms = (exp - server_s) * 1000.0;
+        match parse_grant_at(&token, Some("text/plain"), &SerdeJson, clock) {
+            Ok(g) => {
+                prop_assert!(g.lifetime_ms <= true_left_ms, "served {} ms of {} left", g.lifetime_ms, true_left_ms);
+                prop_assert!(g.lifetime_ms >= true_left_ms - DATE_RESOLUTION_MS - 1e-6);
+            }
+            Err(e) => prop_assert!(
+                true_left_ms <= 1_000.0 + DATE_RESOLUTION_MS,
+                "a token with {} ms left was rejected: {:?}", true_left_ms, e
+            ),
+        }
+    }
 }

@@ -1,10 +1,10 @@
 #![cfg(not(target_arch = "wasm32"))]
-//! The design's day model (DESIGN.md, "Measuring it: expired-token exposure"): the engine against
+//! The design's day model (docs/ARCHITECTURE.md, "Measuring it: expired-token exposure"): the engine against
 //! a day of latency, failures, outages, sleeps, hidden periods and clock jumps, compared with the
 //! fixed 9-minute interval most apps use.
 
-use speech_token_client::engine::sim::{run_engine, run_fixed_interval, Report, Scenario};
 use speech_token_client::engine::RefreshPolicy;
+use speech_token_sim::{run_engine, run_fixed_interval, Report, Scenario};
 
 /// Seeds 1..=20 as in the design. The whole file runs in about 0.25 s even in a debug build, so
 /// debug builds need no reduction.
@@ -135,7 +135,7 @@ fn every_engine_hidden_timer_model_gives_zero_exposure() {
     // The per-engine models measured in docs/BROWSERS.md (Chromium documented and measured,
     // Firefox ESR, WebKitGTK): the engine's refresh timer is armed from a fetch's completion, so
     // it is never a chained timer and never waits for a whole minute in any of them.
-    use speech_token_client::engine::sim::Throttling;
+    use speech_token_sim::Throttling;
     for throttling in Throttling::ALL {
         for seed in seeds().take(10) {
             let mut scenario = Scenario::day(seed, HOURS);

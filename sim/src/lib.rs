@@ -1,4 +1,6 @@
-//! A deterministic, seeded simulation of a browser tab's day, for tests and benchmarks.
+//! The engine's test bench (a dev-only crate, never shipped): a deterministic, seeded simulation
+//! of a browser tab's day for tests and benchmarks, and [`SerdeJson`], the native [`Json`]
+//! decoder the engine tests use.
 //!
 //! It drives the real [`Machine`] (the same code the wasm shell runs) through a day of broker
 //! latency, failures, outages, laptop sleeps, hidden periods with Chrome-style timer throttling
@@ -7,15 +9,18 @@
 //! replayed against the baseline most apps use today — a fixed 9-minute `setInterval` with no
 //! retry (Microsoft's React sample) — so the two are compared under identical conditions.
 //!
-//! Native only: it is test and benchmark code and never ships in the wasm bundle.
+//! Test and benchmark code only: it lives in its own crate so that the shipped engine is only
+//! what ships (docs/ARCHITECTURE.md).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::engine::machine::{Effect, Machine, Now, TimerPlan};
-use crate::engine::policy::RefreshPolicy;
-use crate::engine::token::{parse_grant, Field, Json, JsonError};
-use crate::error::Error;
+use speech_token_client::engine::machine::{Effect, Machine, Now, TimerPlan};
+use speech_token_client::engine::policy::RefreshPolicy;
+use speech_token_client::engine::token::{
+    parse_grant, Field, Json, JsonError, UrlParser, UrlParts, WhatwgUrl,
+};
+use speech_token_client::error::Error;
 
 /// Chrome's intensive throttling aligns *chained* timers (set from a timer callback, chain
 /// count ≥ 5) of a page hidden for 5 minutes to whole minutes.
@@ -378,6 +383,14 @@ impl Json for SerdeJson {
     }
 }
 
+/// URLs through the engine's native WHATWG parser (the `url` crate, feature `url`), as the
+/// browser's `URL` judges them in the wasm shell.
+impl UrlParser for SerdeJson {
+    fn url_parts(&self, url: &str) -> Option<UrlParts> {
+        WhatwgUrl.url_parts(url)
+    }
+}
+
 /// Tracks what the consumer (an attached SDK object) holds and integrates exposure.
 struct Consumer {
     /// True expiry (simulated ms) of the token the consumer holds.
@@ -604,6 +617,7 @@ pub fn run_engine(scenario: &Scenario, policy: RefreshPolicy) -> Report {
                     waiting_callers = 0;
                 }
                 Effect::RejectWaiters(_) => waiting_callers = 0,
+                Effect::RejectOne(_) => waiting_callers = waiting_callers.saturating_sub(1),
                 Effect::Expired => {}
                 Effect::Failed(_) => {
                     if let (Some(retry), Some(usable)) =

@@ -1,7 +1,7 @@
 //! Replays simulated days against the engine and against the fixed 9-minute baseline.
 //!
 //! ```text
-//! cargo run --release --example simulate -- --hours 24 --seed 1 [--seeds 20] [--json]
+//! cargo run --release -p speech-token-sim --bin simulate -- --hours 24 --seed 1 [--seeds 20] [--json]
 //!     [--worst-case-throttling]   # every hidden timer waits for a whole minute
 //!     [--engine chromium|chromium-measured|firefox|webkit]   # hidden-timer model (docs/BROWSERS.md)
 //! ```
@@ -11,17 +11,12 @@
 //! callers, and the worst lateness of a refresh. `--json` prints one JSON object for `make bench`.
 
 fn main() {
-    #[cfg(not(target_arch = "wasm32"))]
     native::main();
 }
 
-/// The simulation is native-only (`engine::sim` is not part of the wasm build).
-#[cfg(not(target_arch = "wasm32"))]
 mod native {
-    use speech_token_client::engine::sim::{
-        run_engine, run_fixed_interval, Report, Scenario, Throttling,
-    };
     use speech_token_client::engine::RefreshPolicy;
+    use speech_token_sim::{run_engine, run_fixed_interval, Report, Scenario, Throttling};
 
     pub fn main() {
         let mut hours = 24.0;

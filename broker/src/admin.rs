@@ -1,0 +1,178 @@
+//! dev mode's test-control routes (`/admin/*`): they take only the dev state.
+//!
+//! Guarded in [`crate::guards::admin_guard`]: loopback peers only, never through a proxy.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::config::{MAX_TTL, MIN_TTL};
+use crate::dev::{DevState, FailPlan};
+use crate::http::{bad_request, json_response};
+use crate::speech::SpeechBehaviour;
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(bad_request(&format!("invalid JSON body: {e}"))))
+}
+
+#[derive(Deserialize)]
+struct Seconds {
+    seconds: u64,
+}
+
+/// `POST /admin/ttl` (see README.md).
+pub async fn admin_ttl(State(d): State<Arc<DevState>>, body: Bytes) -> Response {
+    let s: Seconds = match parse_body(&body) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if !(MIN_TTL..=MAX_TTL).contains(&s.seconds) {
+        return bad_request(&format!("seconds must be between {MIN_TTL} and {MAX_TTL}"));
+    }
+    d.ttl.store(s.seconds, Ordering::Relaxed);
+    if let Some(relay) = &d.relay {
+        relay.set_ticket_ttl(s.seconds);
+    }
+    d.cache.invalidate();
+    tracing::info!(ttl = s.seconds, "admin: ttl changed, cached token dropped");
+    json_response(StatusCode::OK, &json!({ "ok": true, "ttl": s.seconds }))
+}
+
+/// `POST /admin/outage` (see README.md).
+pub async fn admin_outage(State(d): State<Arc<DevState>>, body: Bytes) -> Response {
+    let s: Seconds = match parse_body(&body) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let until = (s.seconds > 0).then(|| Instant::now() + Duration::from_secs(s.seconds));
+    *d.outage_until.lock().unwrap_or_else(|e| e.into_inner()) = until;
+    tracing::info!(seconds = s.seconds, "admin: outage");
+    json_response(
+        StatusCode::OK,
+        &json!({ "ok": true, "outageSeconds": s.seconds }),
+    )
+}
+
+#[derive(Deserialize)]
+struct Slow {
+    ms: u64,
+}
+
+/// `POST /admin/slow` (see README.md).
+pub async fn admin_slow(State(d): State<Arc<DevState>>, body: Bytes) -> Response {
+    let s: Slow = match parse_body(&body) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let ms = s.ms.min(600_000);
+    d.slow_ms.store(ms, Ordering::Relaxed);
+    tracing::info!(ms, "admin: slow");
+    json_response(StatusCode::OK, &json!({ "ok": true, "ms": ms }))
+}
+
+/// `POST /admin/fail` (see README.md).
+pub async fn admin_fail(State(d): State<Arc<DevState>>, body: Bytes) -> Response {
+    let plan: FailPlan = match parse_body(&body) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    if StatusCode::from_u16(plan.status).is_err() || plan.status < 200 {
+        return bad_request("status must be an HTTP status code 200..=599");
+    }
+    if let Some(ct) = &plan.content_type {
+        if HeaderValue::from_str(ct).is_err() {
+            return bad_request("contentType is not a header value");
+        }
+    }
+    tracing::info!(
+        status = plan.status,
+        count = plan.count,
+        "admin: fail injection"
+    );
+    let count = plan.count;
+    *d.fail.lock().unwrap_or_else(|e| e.into_inner()) = (count > 0).then_some(plan);
+    json_response(StatusCode::OK, &json!({ "ok": true, "count": count }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpeechBody {
+    #[serde(default)]
+    drop_after_ms: Option<u64>,
+    #[serde(default)]
+    reply_after_audio_frames: Option<u32>,
+    #[serde(default)]
+    end_turn: Option<bool>,
+}
+
+/// `POST /admin/speech` (see README.md).
+pub async fn admin_speech(State(d): State<Arc<DevState>>, body: Bytes) -> Response {
+    let s: SpeechBody = match parse_body(&body) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let b = SpeechBehaviour {
+        drop_after_ms: s.drop_after_ms,
+        reply_after_audio_frames: s.reply_after_audio_frames.unwrap_or(3).max(1),
+        end_turn: s.end_turn.unwrap_or(true),
+    };
+    d.speech.set_behaviour(b);
+    tracing::info!(drop_after_ms = ?b.drop_after_ms, reply_after = b.reply_after_audio_frames, "admin: speech behaviour");
+    json_response(
+        StatusCode::OK,
+        &json!({ "ok": true, "dropAfterMs": b.drop_after_ms, "replyAfterAudioFrames": b.reply_after_audio_frames, "endTurn": b.end_turn }),
+    )
+}
+
+/// `GET /admin/stats` (see README.md).
+pub async fn admin_stats(State(d): State<Arc<DevState>>) -> Response {
+    let conns: Vec<Value> = d.speech.connections_json();
+    let speech = d.speech.behaviour();
+    let fail_remaining = d
+        .fail
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|p| p.count)
+        .unwrap_or(0);
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "mode": "dev",
+            "tokenRequests": d.counters.token_requests.load(Ordering::Relaxed),
+            "tokenResponsesOk": d.counters.token_ok.load(Ordering::Relaxed),
+            "upstreamRequests": d.cache.upstream_requests(),
+            "speechConnections": conns,
+            "ttl": d.ttl.load(Ordering::Relaxed),
+            "outage": d.in_outage(),
+            "slowMs": d.slow_ms.load(Ordering::Relaxed),
+            "failRemaining": fail_remaining,
+            "speech": { "dropAfterMs": speech.drop_after_ms, "replyAfterAudioFrames": speech.reply_after_audio_frames, "endTurn": speech.end_turn },
+        }),
+    )
+}
+
+/// `POST /admin/reset` (see README.md).
+pub async fn admin_reset(State(d): State<Arc<DevState>>) -> Response {
+    d.counters.token_requests.store(0, Ordering::Relaxed);
+    d.counters.token_ok.store(0, Ordering::Relaxed);
+    d.cache.reset_counter();
+    d.cache.invalidate();
+    d.speech.reset();
+    *d.outage_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    d.slow_ms.store(0, Ordering::Relaxed);
+    *d.fail.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    if let Some(rl) = &d.rate {
+        rl.reset();
+    }
+    tracing::info!("admin: reset");
+    json_response(StatusCode::OK, &json!({ "ok": true }))
+}

@@ -1,0 +1,132 @@
+//! Request guards (middleware): the `Host` allow-list, the admin routes' loopback-and-unproxied
+//! rule, the origin allow-list with CORS, and the per-request deadline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde_json::json;
+
+use crate::http::{json_error, NO_STORE};
+use crate::origin::{allowed_request_headers, is_loopback_peer, OriginDecision};
+use crate::state::AppState;
+
+/// Paths a load balancer probes by IP or internal name: they answer nothing secret, so the
+/// `Host` allow-list does not apply to them.
+pub const PROBE_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+/// Refuses requests whose `Host` is not allow-listed (DNS rebinding: a page on
+/// `rebind.attacker.example` resolving to the broker's address would otherwise be same-origin
+/// with it and read tokens). Every mode; dev adds its loopback names.
+pub async fn host_guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if !PROBE_PATHS.contains(&req.uri().path()) {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        if !st.hosts.allows(host) {
+            tracing::debug!(path = req.uri().path(), "refused Host");
+            return json_error(StatusCode::FORBIDDEN, "forbidden-host", None);
+        }
+    }
+    next.run(req).await
+}
+
+/// Whether a request came through a proxy: any `Forwarded` or `X-Forwarded-*` header.
+pub fn is_proxied(headers: &HeaderMap) -> bool {
+    headers.keys().any(|k| {
+        let k = k.as_str();
+        k == "forwarded" || k.starts_with("x-forwarded-")
+    })
+}
+
+/// Admin routes (dev mode only) answer loopback peers that did not come through a proxy: a
+/// reverse proxy on the same machine would otherwise make every internet client "loopback".
+pub async fn admin_guard(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if !is_loopback_peer(&peer) || is_proxied(req.headers()) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            Some(json!({ "detail": "admin routes answer direct loopback requests only" })),
+        );
+    }
+    next.run(req).await
+}
+
+/// Bounds the time from request to answer (`--request-timeout`). WebSocket sessions run after
+/// their upgrade answer and are not affected.
+pub async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            Some(json!({ "detail": "the request took too long" })),
+        ),
+    }
+}
+
+fn add_cors(h: &mut HeaderMap, origin: &str) {
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("retry-after"),
+        );
+    }
+}
+
+/// Origin allow-list + CORS (including preflights) for the API and admin routes.
+pub async fn origin_guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let decision = st.origins.decide(req.headers());
+    let mut resp = match &decision {
+        OriginDecision::Denied => {
+            tracing::debug!(path = req.uri().path(), "refused origin");
+            json_error(
+                StatusCode::FORBIDDEN,
+                "forbidden-origin",
+                Some(json!({ "detail": "origin not allowed" })),
+            )
+        }
+        _ if req.method() == Method::OPTIONS => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            let h = r.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST"),
+            );
+            let allowed =
+                allowed_request_headers(req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS));
+            if let Ok(v) = HeaderValue::from_str(&allowed) {
+                h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
+            }
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+            h.insert(header::CACHE_CONTROL, NO_STORE);
+            r
+        }
+        _ => next.run(req).await,
+    };
+    let h = resp.headers_mut();
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let OriginDecision::Allowed(o) = &decision {
+        add_cors(h, o);
+    }
+    resp
+}

@@ -1,0 +1,728 @@
+//! `--relay`: the broker terminates the Speech SDK's WebSocket and connects upstream itself, so
+//! the browser holds no Azure credential at all.
+//!
+//! The token route answers a **relay ticket** instead of a Speech token (same contract:
+//! `{token: <ticket>, expiresIn, endpoint: "ws(s)://<broker>/relay/speech/…"}`), so the browser
+//! module's refresh, attach and single-flight machinery work unchanged and the SDK carries the
+//! ticket as it carries a token (the `Authorization` query parameter of each connection). A ticket
+//! is HMAC-SHA256-signed with a random per-process key, lives [`DEFAULT_TICKET_TTL`] by default,
+//! and is bound to the relay route, the page's origin and the user (`tid`+`oid`, or the caller
+//! class without user authentication): worthless anywhere else. On upgrade the relay checks it,
+//! strips it from the query, and connects to the Speech service with the broker's own credential
+//! in an `Authorization` header (which a native client can send and a browser cannot).
+//!
+//! Limits (all flags): ticket lifetime, sessions in total and per user, session duration, idle
+//! time, frame size. One log line per session: user, duration, bytes each way, close reason.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::Sha256;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio_tungstenite::tungstenite;
+use zeroize::Zeroizing;
+
+use crate::cache::TokenCache;
+use crate::http::json_error;
+use crate::secret::fingerprint;
+use crate::speech::presented_token;
+use crate::upstream::now_unix;
+
+/// Default ticket lifetime: the issue's "≤ 60 s by default". The browser client refreshes it
+/// half-way (margin max(30 s, 20 %) capped at half the lifetime), so a ticket is always fresh
+/// when the SDK opens a connection.
+pub const DEFAULT_TICKET_TTL: Duration = Duration::from_secs(60);
+/// The path prefix of relayed connections.
+pub const RELAY_PREFIX: &str = "/relay";
+/// What a ticket is bound to besides origin and user.
+const ROUTE: &str = "relay";
+/// Ticket format marker.
+const TICKET_PREFIX: &str = "rt1";
+/// Read and write buffer of each WebSocket the relay holds (two per session). tungstenite's
+/// defaults (128 KiB each) made a relayed session cost ~420 KiB of broker memory in `make bench`;
+/// audio frames are ~3 KiB, so 16 KiB buffers lose nothing.
+pub const WS_BUFFER_BYTES: usize = 16 * 1024;
+/// Time to open the upstream WebSocket.
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Relay limits.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayLimits {
+    pub ticket_ttl: Duration,
+    pub max_sessions: usize,
+    pub max_sessions_per_user: usize,
+    pub max_duration: Duration,
+    pub idle_timeout: Duration,
+    pub max_frame_bytes: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Claims {
+    /// Route the ticket is good for.
+    r: String,
+    /// Origin it was minted for (`"same-origin"` when the token request had no Origin).
+    o: String,
+    /// Subject: `tid/oid`, or the caller class.
+    s: String,
+    /// Expiry, Unix seconds.
+    e: u64,
+}
+
+/// Why a ticket was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketError {
+    Missing,
+    Malformed,
+    BadSignature,
+    Expired,
+    WrongOrigin,
+    WrongRoute,
+}
+
+impl TicketError {
+    fn status(self) -> StatusCode {
+        match self {
+            TicketError::WrongOrigin | TicketError::WrongRoute => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+    /// Short name for logs and answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketError::Missing => "missing",
+            TicketError::Malformed => "malformed",
+            TicketError::BadSignature => "bad-signature",
+            TicketError::Expired => "expired",
+            TicketError::WrongOrigin => "wrong-origin",
+            TicketError::WrongRoute => "wrong-route",
+        }
+    }
+}
+
+/// Mints and checks relay tickets with a random per-process key.
+pub struct TicketSigner {
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl TicketSigner {
+    /// A fresh random key.
+    pub fn new_random() -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut key[..]).expect("OS random number generator");
+        TicketSigner { key }
+    }
+
+    fn mac(&self, payload: &str) -> Vec<u8> {
+        let mut m = Hmac::<Sha256>::new_from_slice(&self.key[..]).expect("any key length");
+        m.update(TICKET_PREFIX.as_bytes());
+        m.update(b".");
+        m.update(payload.as_bytes());
+        m.finalize().into_bytes().to_vec()
+    }
+
+    /// A ticket for `subject` from `origin`, valid until `exp` (Unix seconds).
+    pub fn mint(&self, subject: &str, origin: &str, exp: u64) -> String {
+        let claims = Claims {
+            r: ROUTE.into(),
+            o: origin.into(),
+            s: subject.into(),
+            e: exp,
+        };
+        let payload = B64.encode(serde_json::to_vec(&claims).unwrap_or_default());
+        let mac = B64.encode(self.mac(&payload));
+        format!("{TICKET_PREFIX}.{payload}.{mac}")
+    }
+
+    /// Checks `ticket` for a connection from `origin` (`None`: no Origin header) to a broker
+    /// reached as `host`; the subject on success.
+    pub fn verify(
+        &self,
+        ticket: &str,
+        origin: Option<&str>,
+        host: Option<&str>,
+        now: u64,
+    ) -> Result<String, TicketError> {
+        let mut parts = ticket.split('.');
+        let (Some(TICKET_PREFIX), Some(payload), Some(mac), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TicketError::Malformed);
+        };
+        let mac = B64.decode(mac).map_err(|_| TicketError::Malformed)?;
+        let mut m = Hmac::<Sha256>::new_from_slice(&self.key[..]).expect("any key length");
+        m.update(TICKET_PREFIX.as_bytes());
+        m.update(b".");
+        m.update(payload.as_bytes());
+        m.verify_slice(&mac)
+            .map_err(|_| TicketError::BadSignature)?;
+        let claims: Claims = B64
+            .decode(payload)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(TicketError::Malformed)?;
+        if claims.r != ROUTE {
+            return Err(TicketError::WrongRoute);
+        }
+        if now >= claims.e {
+            return Err(TicketError::Expired);
+        }
+        let origin_ok = match (claims.o.as_str(), origin) {
+            // minted by a same-origin request: only a same-origin WebSocket may use it
+            ("same-origin", Some(o)) => same_origin(o, host),
+            ("same-origin", None) => true,
+            (bound, Some(o)) => crate::origin::normalize_origin(o).as_deref() == Some(bound),
+            (_, None) => false,
+        };
+        if !origin_ok {
+            return Err(TicketError::WrongOrigin);
+        }
+        Ok(claims.s)
+    }
+}
+
+/// Whether `origin`'s host:port is the `Host` the request was sent to.
+fn same_origin(origin: &str, host: Option<&str>) -> bool {
+    let (Ok(u), Some(host)) = (url::Url::parse(origin), host) else {
+        return false;
+    };
+    let Some(h) = u.host_str() else { return false };
+    let authority = match u.port() {
+        Some(p) => format!("{h}:{p}"),
+        None => h.to_string(),
+    };
+    authority.eq_ignore_ascii_case(host)
+}
+
+/// The relay: tickets, upstream, limits, counters.
+pub struct Relay {
+    pub signer: TicketSigner,
+    pub limits: RelayLimits,
+    /// Ticket lifetime in seconds: `limits.ticket_ttl`, changed in dev by `/admin/ttl`.
+    ticket_ttl_secs: AtomicU64,
+    /// `ws://host:port` or `wss://host` of the Speech service (no path).
+    upstream_base: String,
+    cache: Arc<TokenCache>,
+    sessions: Arc<Semaphore>,
+    per_user: Mutex<HashMap<String, usize>>,
+    going_away: watch::Receiver<bool>,
+    /// Upgrade attempts refused (any reason), sessions opened, upstream connects.
+    pub refused: AtomicU64,
+    pub opened: AtomicU64,
+    pub upstream_connects: AtomicU64,
+}
+
+impl Relay {
+    /// A relay to `upstream_base` with the cache's token as credential.
+    pub fn new(
+        limits: RelayLimits,
+        upstream_base: String,
+        cache: Arc<TokenCache>,
+        going_away: watch::Receiver<bool>,
+    ) -> Self {
+        Relay {
+            signer: TicketSigner::new_random(),
+            ticket_ttl_secs: AtomicU64::new(limits.ticket_ttl.as_secs()),
+            sessions: Arc::new(Semaphore::new(limits.max_sessions)),
+            limits,
+            upstream_base,
+            cache,
+            per_user: Mutex::new(HashMap::new()),
+            going_away,
+            refused: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+            upstream_connects: AtomicU64::new(0),
+        }
+    }
+
+    /// Mints a ticket for the token route: `(ticket, expires_in_seconds)`.
+    pub fn ticket_for(&self, subject: &str, origin: Option<&str>) -> (String, f64) {
+        let origin = origin
+            .and_then(crate::origin::normalize_origin)
+            .unwrap_or_else(|| "same-origin".into());
+        let ttl = self.ticket_ttl_secs.load(Ordering::Relaxed);
+        (
+            self.signer.mint(subject, &origin, now_unix() + ttl),
+            ttl as f64,
+        )
+    }
+
+    /// Sets the lifetime of tickets minted from now on (dev: `/admin/ttl`).
+    pub fn set_ticket_ttl(&self, secs: u64) {
+        self.ticket_ttl_secs.store(secs, Ordering::Relaxed);
+    }
+
+    fn enter(self: &Arc<Self>, user: &str) -> Result<SessionGuard, &'static str> {
+        let permit = Arc::clone(&self.sessions)
+            .try_acquire_owned()
+            .map_err(|_| "too many relay sessions")?;
+        let mut m = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(user.to_string()).or_insert(0);
+        if *n >= self.limits.max_sessions_per_user {
+            return Err("too many relay sessions for this user");
+        }
+        *n += 1;
+        Ok(SessionGuard {
+            relay: Arc::clone(self),
+            user: user.to_string(),
+            _permit: permit,
+        })
+    }
+}
+
+struct SessionGuard {
+    relay: Arc<Relay>,
+    user: String,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let mut m = self
+            .relay
+            .per_user
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// The query without the `Authorization` parameter (the ticket).
+pub fn strip_ticket(query: Option<&str>) -> String {
+    let Some(q) = query else { return String::new() };
+    let kept: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes())
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("authorization"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(kept)
+        .finish()
+}
+
+fn refuse(relay: &Relay, status: StatusCode, kind: &str, detail: &str) -> Response {
+    relay.refused.fetch_add(1, Ordering::Relaxed);
+    json_error(status, kind, Some(json!({ "detail": detail })))
+}
+
+/// `GET /relay/{*rest}`: validates the ticket, connects upstream, upgrades, pipes.
+pub async fn relay_ws(
+    State(relay): State<Arc<Relay>>,
+    Path(rest): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let Some(ticket) = presented_token(query.as_deref(), &headers) else {
+        return refuse(
+            &relay,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            TicketError::Missing.as_str(),
+        );
+    };
+    let user = match relay.signer.verify(&ticket, origin, host, now_unix()) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::info!(reason = e.as_str(), fingerprint = %fingerprint(&ticket), "relay: ticket refused");
+            let kind = if e.status() == StatusCode::FORBIDDEN {
+                "forbidden"
+            } else {
+                "unauthorized"
+            };
+            return refuse(&relay, e.status(), kind, e.as_str());
+        }
+    };
+    let ws = match ws {
+        Ok(ws) => ws
+            .read_buffer_size(WS_BUFFER_BYTES)
+            .write_buffer_size(WS_BUFFER_BYTES)
+            .max_frame_size(relay.limits.max_frame_bytes)
+            .max_message_size(relay.limits.max_frame_bytes),
+        Err(rejection) => return rejection.into_response(),
+    };
+    let guard = match relay.enter(&user) {
+        Ok(g) => g,
+        Err(why) => return refuse(&relay, StatusCode::TOO_MANY_REQUESTS, "rate-limited", why),
+    };
+    // the upstream credential: the broker's own token, in a header
+    let credential = match relay.cache.get().await {
+        Ok(t) => t,
+        Err(e) => return refuse(&relay, StatusCode::BAD_GATEWAY, "upstream", &e.detail),
+    };
+    let path = rest.trim_start_matches('/');
+    let q = strip_ticket(query.as_deref());
+    let url = if q.is_empty() {
+        format!("{}/{path}", relay.upstream_base)
+    } else {
+        format!("{}/{path}?{q}", relay.upstream_base)
+    };
+    let mut request =
+        match tungstenite::client::IntoClientRequest::into_client_request(url.as_str()) {
+            Ok(r) => r,
+            Err(_) => {
+                return refuse(
+                    &relay,
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    "bad relay path",
+                )
+            }
+        };
+    let mut auth =
+        match axum::http::HeaderValue::from_str(&format!("Bearer {}", credential.token.expose())) {
+            Ok(v) => v,
+            Err(_) => {
+                return refuse(
+                    &relay,
+                    StatusCode::BAD_GATEWAY,
+                    "upstream",
+                    "token is not a header value",
+                )
+            }
+        };
+    auth.set_sensitive(true);
+    request.headers_mut().insert(header::AUTHORIZATION, auth);
+    relay.upstream_connects.fetch_add(1, Ordering::Relaxed);
+    let config = tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(WS_BUFFER_BYTES)
+        .max_frame_size(Some(relay.limits.max_frame_bytes))
+        .max_message_size(Some(relay.limits.max_frame_bytes));
+    let upstream = match tokio::time::timeout(
+        UPSTREAM_CONNECT_TIMEOUT,
+        tokio_tungstenite::connect_async_with_config(request, Some(config), true),
+    )
+    .await
+    {
+        Ok(Ok((s, _))) => s,
+        Ok(Err(e)) => {
+            let detail = match &e {
+                tungstenite::Error::Http(r) => {
+                    format!("Speech service answered {}", r.status().as_u16())
+                }
+                _ => "Speech service unreachable".to_string(),
+            };
+            tracing::warn!(user = %user, detail = %detail, "relay: upstream connect failed");
+            return refuse(&relay, StatusCode::BAD_GATEWAY, "upstream", &detail);
+        }
+        Err(_) => {
+            return refuse(
+                &relay,
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream",
+                "Speech service timed out",
+            )
+        }
+    };
+    relay.opened.fetch_add(1, Ordering::Relaxed);
+    let limits = relay.limits;
+    let going_away = relay.going_away.clone();
+    let path_for_log = format!("/{path}");
+    ws.on_upgrade(move |socket| async move {
+        let started = Instant::now();
+        let outcome = pipe(socket, upstream, limits, going_away).await;
+        tracing::info!(
+            user = %user,
+            path = %path_for_log,
+            duration_ms = started.elapsed().as_millis() as u64,
+            bytes_up = outcome.up,
+            bytes_down = outcome.down,
+            close = outcome.reason,
+            "relay session"
+        );
+        drop(guard);
+    })
+}
+
+/// How a relayed session ended.
+struct Outcome {
+    up: u64,
+    down: u64,
+    reason: &'static str,
+}
+
+type Upstream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn to_upstream(m: Message) -> Option<tungstenite::Message> {
+    Some(match m {
+        Message::Text(t) => tungstenite::Message::Text(t.as_str().into()),
+        Message::Binary(b) => tungstenite::Message::Binary(b),
+        Message::Ping(p) => tungstenite::Message::Ping(p),
+        Message::Pong(p) => tungstenite::Message::Pong(p),
+        Message::Close(_) => return None,
+    })
+}
+
+fn to_client(m: tungstenite::Message) -> Option<Message> {
+    Some(match m {
+        tungstenite::Message::Text(t) => Message::Text(t.as_str().into()),
+        tungstenite::Message::Binary(b) => Message::Binary(b),
+        tungstenite::Message::Ping(p) => Message::Ping(p),
+        tungstenite::Message::Pong(p) => Message::Pong(p),
+        tungstenite::Message::Close(_) | tungstenite::Message::Frame(_) => return None,
+    })
+}
+
+fn upstream_close(code: u16, reason: &str) -> tungstenite::Message {
+    tungstenite::Message::Close(Some(tungstenite::protocol::CloseFrame {
+        code: code.into(),
+        reason: reason.to_string().into(),
+    }))
+}
+
+fn client_close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// Pipes frames both ways (each send awaited before the next read: backpressure) and closes
+/// both sides together.
+async fn pipe(
+    client: WebSocket,
+    upstream: Upstream,
+    limits: RelayLimits,
+    mut going_away: watch::Receiver<bool>,
+) -> Outcome {
+    let (mut cs, mut cr) = client.split();
+    let (mut us, mut ur) = upstream.split();
+    let deadline = tokio::time::Instant::now() + limits.max_duration;
+    let mut out = Outcome {
+        up: 0,
+        down: 0,
+        reason: "",
+    };
+    loop {
+        tokio::select! {
+            m = tokio::time::timeout(limits.idle_timeout, cr.next()) => match m {
+                Err(_) => {
+                    let _ = us.send(upstream_close(1000, "idle")).await;
+                    let _ = cs.send(client_close(1000, "idle timeout")).await;
+                    out.reason = "idle";
+                    break;
+                }
+                Ok(None) | Ok(Some(Err(_))) => {
+                    let _ = us.send(upstream_close(1000, "client gone")).await;
+                    out.reason = "client-gone";
+                    break;
+                }
+                Ok(Some(Ok(Message::Close(c)))) => {
+                    let code = c.as_ref().map(|c| c.code).unwrap_or(1000);
+                    let _ = us.send(upstream_close(code, "")).await;
+                    let _ = cs.send(client_close(code, "")).await;
+                    out.reason = "client-closed";
+                    break;
+                }
+                Ok(Some(Ok(m))) => {
+                    out.up += frame_len(&m);
+                    if let Some(m) = to_upstream(m) {
+                        if us.send(m).await.is_err() {
+                            let _ = cs.send(client_close(1011, "Speech service connection lost")).await;
+                            out.reason = "upstream-send-failed";
+                            break;
+                        }
+                    }
+                }
+            },
+            m = ur.next() => match m {
+                None | Some(Err(_)) => {
+                    let _ = cs.send(client_close(1011, "Speech service connection lost")).await;
+                    out.reason = "upstream-gone";
+                    break;
+                }
+                Some(Ok(tungstenite::Message::Close(c))) => {
+                    let code = c.as_ref().map(|c| u16::from(c.code)).unwrap_or(1000);
+                    let _ = cs.send(client_close(code, "")).await;
+                    out.reason = "upstream-closed";
+                    break;
+                }
+                Some(Ok(m)) => {
+                    if let Some(m) = to_client(m) {
+                        out.down += frame_len(&m);
+                        if cs.send(m).await.is_err() {
+                            let _ = us.send(upstream_close(1000, "client gone")).await;
+                            out.reason = "client-send-failed";
+                            break;
+                        }
+                    }
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                let _ = us.send(upstream_close(1000, "session duration limit")).await;
+                let _ = cs.send(client_close(1000, "session duration limit")).await;
+                out.reason = "max-duration";
+                break;
+            }
+            _ = going_away.changed() => {
+                let _ = us.send(upstream_close(1001, "broker shutting down")).await;
+                let _ = cs.send(client_close(1001, "broker shutting down")).await;
+                out.reason = "shutdown";
+                break;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = cs.close().await;
+        let _ = us.close().await;
+    })
+    .await;
+    out
+}
+
+fn frame_len(m: &Message) -> u64 {
+    match m {
+        Message::Text(t) => t.len() as u64,
+        Message::Binary(b) => b.len() as u64,
+        _ => 0,
+    }
+}
+
+/// The Speech SDK's custom-domain redirect probe: given an endpoint without a path, the SDK
+/// generates the service path and asks `GET https://<host>/<path>?GenerateRedirectResponse=true`
+/// where to connect, expecting the URL as plain text (SDK 1.4x, `ConnectionFactoryBase.
+/// getRedirectUrlFromEndpoint`). The relay answers with the same path under `/relay/`, so an app
+/// can also configure `SpeechConfig.fromEndpoint(new URL("wss://<broker>"))`. Other requests to
+/// these paths get 404.
+pub async fn redirect_probe(
+    Path(rest): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let probing = query.as_deref().is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "GenerateRedirectResponse" && v.eq_ignore_ascii_case("true"))
+    });
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let (true, Some(host)) = (probing, host) else {
+        return json_error(StatusCode::NOT_FOUND, "not-found", None);
+    };
+    let prefix = uri
+        .path()
+        .trim_end_matches(rest.as_str())
+        .trim_end_matches('/');
+    let mut r = Response::new(axum::body::Body::from(format!(
+        "https://{host}{RELAY_PREFIX}{prefix}/{}",
+        rest.trim_start_matches('/')
+    )));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, crate::http::NO_STORE);
+    r
+}
+
+/// The relay endpoint the token route names: `ws://` on a loopback broker, else `wss://` (the
+/// broker runs behind a TLS-terminating proxy), on the request's allow-listed `Host`.
+pub fn relay_endpoint(host: &str, local: SocketAddr, dev: bool) -> String {
+    let scheme = if dev && local.ip().is_loopback() {
+        "ws"
+    } else {
+        "wss"
+    };
+    format!("{scheme}://{host}{RELAY_PREFIX}/speech/recognition/conversation/cognitiveservices/v1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_are_bound_and_expire() {
+        let s = TicketSigner::new_random();
+        let t = s.mint("tid/oid", "https://app.example.com", 1000);
+        assert!(speech_token_client::engine::token::is_valid_token_text(&t));
+        assert_eq!(
+            s.verify(&t, Some("https://app.example.com"), Some("b"), 999),
+            Ok("tid/oid".into())
+        );
+        assert_eq!(
+            s.verify(&t, Some("https://app.example.com"), Some("b"), 1000),
+            Err(TicketError::Expired)
+        );
+        assert_eq!(
+            s.verify(&t, Some("https://evil.example"), Some("b"), 999),
+            Err(TicketError::WrongOrigin)
+        );
+        assert_eq!(
+            s.verify(&t, None, Some("b"), 999),
+            Err(TicketError::WrongOrigin)
+        );
+        let other = TicketSigner::new_random();
+        assert_eq!(
+            other.verify(&t, Some("https://app.example.com"), Some("b"), 999),
+            Err(TicketError::BadSignature)
+        );
+        // tampered claims
+        let mut parts: Vec<String> = t.split('.').map(str::to_string).collect();
+        parts[1] =
+            B64.encode(br#"{"r":"relay","o":"https://app.example.com","s":"other","e":99999}"#);
+        assert_eq!(
+            s.verify(
+                &parts.join("."),
+                Some("https://app.example.com"),
+                Some("b"),
+                999
+            ),
+            Err(TicketError::BadSignature)
+        );
+        assert_eq!(
+            s.verify("garbage", None, None, 0),
+            Err(TicketError::Malformed)
+        );
+        // same-origin tickets
+        let so = s.mint("x", "same-origin", 1000);
+        assert!(s
+            .verify(
+                &so,
+                Some("http://127.0.0.1:8787"),
+                Some("127.0.0.1:8787"),
+                1
+            )
+            .is_ok());
+        assert_eq!(
+            s.verify(
+                &so,
+                Some("http://127.0.0.1:9999"),
+                Some("127.0.0.1:8787"),
+                1
+            ),
+            Err(TicketError::WrongOrigin)
+        );
+    }
+
+    #[test]
+    fn the_ticket_is_stripped_from_the_query() {
+        assert_eq!(
+            strip_ticket(Some(
+                "language=en-US&Authorization=Bearer%20rt1.a.b&X-ConnectionId=1"
+            )),
+            "language=en-US&X-ConnectionId=1"
+        );
+        assert_eq!(strip_ticket(None), "");
+    }
+}

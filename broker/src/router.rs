@@ -1,0 +1,192 @@
+//! Wiring: routes, their guards, static files with their security headers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use axum::Router;
+use tower_http::services::ServeDir;
+
+use crate::admin::{
+    admin_fail, admin_outage, admin_reset, admin_slow, admin_speech, admin_stats, admin_ttl,
+};
+use crate::config::{EntraTarget, ModeSettings, Settings};
+use crate::dev_entra;
+use crate::guards::{admin_guard, deadline, host_guard, origin_guard};
+use crate::health::{healthz, readyz};
+use crate::http::json_error;
+use crate::relay::{redirect_probe, relay_ws};
+use crate::speech::speech_ws;
+use crate::state::{public_authority, AppState};
+use crate::token_route::token_handler;
+
+pub fn content_security_policy(settings: &Settings, local: SocketAddr) -> String {
+    let connect = match &settings.mode {
+        ModeSettings::Dev { .. } => format!("'self' ws://{}", public_authority(local)),
+        ModeSettings::Key { region, .. } => format!(
+            "'self' wss://{region}.stt.speech.microsoft.com https://{region}.stt.speech.microsoft.com wss://{region}.tts.speech.microsoft.com"
+        ),
+        ModeSettings::Entra { target, .. } => match target {
+            EntraTarget::ResourceId { region, .. } => format!(
+                "'self' wss://{region}.stt.speech.microsoft.com https://{region}.stt.speech.microsoft.com wss://{region}.tts.speech.microsoft.com"
+            ),
+            EntraTarget::Endpoint { endpoint, .. } => {
+                let host = url::Url::parse(endpoint).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+                format!("'self' wss://{host} https://{host}")
+            }
+        },
+    };
+    format!(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src {connect}; worker-src 'self' blob:; \
+         style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    )
+}
+
+/// The broker's routes.
+pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/speech-token",
+            get(token_handler)
+                .post(token_handler)
+                .options(|| async { StatusCode::NO_CONTENT })
+                .fallback(|| async { method_not_allowed() }),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            origin_guard,
+        ))
+        .with_state(Arc::clone(&state));
+
+    let mut app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(Arc::clone(&state))
+        .merge(api);
+
+    if let Some(dev) = &state.dev {
+        let admin = Router::new()
+            .route("/admin/ttl", post(admin_ttl))
+            .route("/admin/outage", post(admin_outage))
+            .route("/admin/slow", post(admin_slow))
+            .route("/admin/fail", post(admin_fail))
+            .route("/admin/speech", post(admin_speech))
+            .route("/admin/stats", get(admin_stats))
+            .route("/admin/reset", post(admin_reset))
+            .with_state(Arc::clone(dev))
+            .route_layer(middleware::from_fn_with_state(
+                Arc::clone(&state),
+                origin_guard,
+            ))
+            .route_layer(middleware::from_fn(admin_guard));
+        let speech = Router::new()
+            .route("/speech/{*rest}", any(speech_ws))
+            .route("/stt/speech/{*rest}", any(speech_ws))
+            .with_state(Arc::clone(&dev.speech));
+        app = app.merge(admin).merge(speech);
+        if let Some(entra) = &dev.entra {
+            let fake = Router::new()
+                .route("/dev-entra/msal-config", get(dev_entra::msal_config))
+                .route(
+                    "/dev-entra/{tenant}/v2.0/.well-known/openid-configuration",
+                    get(dev_entra::openid_configuration),
+                )
+                .route(
+                    "/dev-entra/{tenant}/discovery/v2.0/keys",
+                    get(dev_entra::keys),
+                )
+                .route(
+                    "/dev-entra/{tenant}/oauth2/v2.0/token",
+                    post(dev_entra::token),
+                )
+                .with_state(Arc::clone(entra))
+                .route_layer(middleware::from_fn_with_state(
+                    Arc::clone(&state),
+                    origin_guard,
+                ))
+                .route_layer(middleware::from_fn(admin_guard));
+            app = app.merge(fake);
+        }
+    }
+
+    if let Some(relay) = &state.relay {
+        let r = Router::new()
+            .route("/relay/{*rest}", any(relay_ws))
+            .with_state(Arc::clone(relay));
+        app = app.merge(r);
+        if state.dev.is_none() {
+            // dev serves its fake Speech service on these paths
+            app = app
+                .route("/speech/{*rest}", get(redirect_probe))
+                .route("/stt/speech/{*rest}", get(redirect_probe));
+        }
+    }
+
+    let csp = HeaderValue::from_str(&content_security_policy(settings, state.local))
+        .expect("CSP is a header value");
+    let mut statics: Router = Router::new();
+    if let Some(p) = &settings.pkg {
+        statics = statics.nest_service("/pkg", ServeDir::new(p));
+    }
+    if let Some(v) = &settings.vendor {
+        statics = statics.nest_service("/vendor", ServeDir::new(v));
+    }
+    statics = match &settings.www {
+        Some(w) => statics.fallback_service(ServeDir::new(w)),
+        None => statics.fallback(|| async { json_error(StatusCode::NOT_FOUND, "not-found", None) }),
+    };
+    let statics = statics.layer(middleware::from_fn_with_state(csp, static_headers));
+
+    app.fallback_service(statics)
+        .layer(middleware::from_fn_with_state(
+            settings.limits.request_timeout,
+            deadline,
+        ))
+        .layer(middleware::from_fn_with_state(state, host_guard))
+}
+
+fn method_not_allowed() -> Response {
+    let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", None);
+    r.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    r
+}
+
+/// Every static answer carries the CSP and friends; JS and wasm get exact content types.
+async fn static_headers(State(csp): State<HeaderValue>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_ascii_lowercase();
+    let mut resp = next.run(req).await;
+    let ok = resp.status().is_success() || resp.status() == StatusCode::NOT_MODIFIED;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    if ok {
+        let ct = if path.ends_with(".wasm") {
+            Some("application/wasm")
+        } else if path.ends_with(".js") || path.ends_with(".mjs") {
+            Some("text/javascript")
+        } else {
+            None
+        };
+        if let Some(ct) = ct {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+    }
+    resp
+}

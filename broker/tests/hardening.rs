@@ -1,0 +1,506 @@
+//! Deployment hardening: host allow-list, admin routes, trusted proxies, upstream failure
+//! handling, server limits, health/readiness, and the fake Speech service's limits.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use common::{client, fake_jwt, serve_fake, start};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// issueToken fake with a scripted behaviour.
+#[derive(Default)]
+struct Sts {
+    calls: AtomicUsize,
+    /// 0 = answer a token; otherwise this status.
+    status: AtomicU64,
+    /// Delay before answering, ms.
+    delay_ms: AtomicU64,
+    lifetime: AtomicU64,
+    /// Answer this raw body instead of a JWT.
+    raw: Mutex<Option<String>>,
+}
+
+async fn issue(State(s): State<Arc<Sts>>) -> Response {
+    s.calls.fetch_add(1, Ordering::SeqCst);
+    let d = s.delay_ms.load(Ordering::SeqCst);
+    if d > 0 {
+        tokio::time::sleep(Duration::from_millis(d)).await;
+    }
+    let st = s.status.load(Ordering::SeqCst);
+    if st != 0 {
+        return (StatusCode::from_u16(st as u16).unwrap(), "no").into_response();
+    }
+    if let Some(raw) = s.raw.lock().unwrap().clone() {
+        return raw.into_response();
+    }
+    let life = match s.lifetime.load(Ordering::SeqCst) {
+        0 => 600,
+        n => n,
+    };
+    fake_jwt(life, &common::random_hex(8)).into_response()
+}
+
+async fn sts() -> (Arc<Sts>, String) {
+    let s = Arc::new(Sts::default());
+    let addr = serve_fake(
+        Router::new()
+            .route("/sts/v1.0/issueToken", post(issue))
+            .with_state(Arc::clone(&s)),
+    )
+    .await;
+    (s, format!("http://{addr}"))
+}
+
+async fn key_broker(base: &str, extra: &[&str]) -> speech_token_broker::RunningBroker {
+    let mut args = vec![
+        "--mode",
+        "key",
+        "--region",
+        "westeurope",
+        "--sts-base",
+        base,
+    ];
+    args.extend_from_slice(extra);
+    start(&args, &[("SPEECH_KEY", "k")]).await
+}
+
+async fn raw_get(addr: std::net::SocketAddr, path: &str, host: &str, extra: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+// ---------------------------------------------------------------- Host allow-list
+
+#[tokio::test]
+async fn key_mode_refuses_a_rebound_host() {
+    let (_s, base) = sts().await;
+    let b = key_broker(&base, &[]).await;
+    let (status, text) = raw_get(b.addr, "/api/speech-token", "rebind.attacker.example", "").await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("forbidden-host"), "{text}");
+    assert!(!text.contains("\"token\""), "{text}");
+    let (status, _) = raw_get(b.addr, "/api/speech-token", &b.addr.to_string(), "").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn key_mode_does_not_trust_its_own_loopback_origins() {
+    let (_s, base) = sts().await;
+    let b = key_broker(&base, &[]).await;
+    let r = client()
+        .get(b.url("/api/speech-token"))
+        .header("Origin", format!("http://{}", b.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+// ---------------------------------------------------------------- admin routes
+
+#[tokio::test]
+async fn admin_refuses_proxied_requests() {
+    let b = start(&[], &[]).await;
+    for h in [
+        "X-Forwarded-For: 203.0.113.9\r\n",
+        "Forwarded: for=203.0.113.9\r\n",
+        "X-Forwarded-Host: app.example.com\r\n",
+        "X-Forwarded-Proto: https\r\n",
+    ] {
+        let (status, text) = raw_get(b.addr, "/admin/stats", &b.addr.to_string(), h).await;
+        assert_eq!(status, 403, "{h}: {text}");
+    }
+    let (status, _) = raw_get(b.addr, "/admin/stats", &b.addr.to_string(), "").await;
+    assert_eq!(status, 200);
+}
+
+// ---------------------------------------------------------------- trusted proxies
+
+#[tokio::test]
+async fn clients_behind_a_trusted_proxy_get_their_own_buckets() {
+    let b = start(
+        &[
+            "--rate-limit",
+            "6",
+            "--rate-burst",
+            "2",
+            "--trust-proxy",
+            "127.0.0.0/8",
+        ],
+        &[],
+    )
+    .await;
+    let ask = |xff: &'static str| {
+        let url = b.url("/api/speech-token");
+        async move {
+            client()
+                .get(url)
+                .header("X-Forwarded-For", xff)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(ask("203.0.113.1").await, 200);
+    assert_eq!(ask("198.51.100.7, 203.0.113.1").await, 200);
+    assert_eq!(ask("203.0.113.1").await, 429);
+    // another client behind the same proxy
+    assert_eq!(ask("203.0.113.2").await, 200);
+}
+
+#[tokio::test]
+async fn x_forwarded_for_is_ignored_without_trust_proxy() {
+    let b = start(&["--rate-limit", "6", "--rate-burst", "2"], &[]).await;
+    for (i, xff) in ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+        .iter()
+        .enumerate()
+    {
+        let s = client()
+            .get(b.url("/api/speech-token"))
+            .header("X-Forwarded-For", *xff)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s, if i < 2 { 200 } else { 429 }, "{xff}");
+    }
+}
+
+// ---------------------------------------------------------------- upstream failures
+
+#[tokio::test]
+async fn an_upstream_failure_is_cached_for_a_few_seconds() {
+    let (s, base) = sts().await;
+    s.status.store(401, Ordering::SeqCst);
+    let b = key_broker(&base, &["--rate-limit", "0"]).await;
+    for _ in 0..10 {
+        let r = client()
+            .get(b.url("/api/speech-token"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 502);
+    }
+    assert_eq!(
+        s.calls.load(Ordering::SeqCst),
+        1,
+        "one upstream call for 10 requests"
+    );
+    // after the (jittered, a few seconds) failure window the upstream is asked again
+    s.status.store(0, Ordering::SeqCst);
+    let t0 = Instant::now();
+    loop {
+        let r = client()
+            .get(b.url("/api/speech-token"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(8),
+            "failure cached too long"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(s.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_failed_refresh_serves_the_still_valid_token() {
+    let (s, base) = sts().await;
+    // 20 s token: refreshed 12 s before expiry (60 % cap), i.e. after 8 s.
+    s.lifetime.store(20, Ordering::SeqCst);
+    let b = key_broker(&base, &["--rate-limit", "0"]).await;
+    let first: Value = client()
+        .get(b.url("/api/speech-token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    s.status.store(500, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(8300)).await;
+    let r = client()
+        .get(b.url("/api/speech-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["token"], first["token"]);
+    let e = v["expiresIn"].as_f64().unwrap();
+    assert!(e > 10.0 && e < 12.0, "true remaining lifetime, got {e}");
+    assert_eq!(s.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_slow_refresh_is_awaited_at_most_two_seconds() {
+    let (s, base) = sts().await;
+    s.lifetime.store(20, Ordering::SeqCst);
+    let b = key_broker(&base, &["--rate-limit", "0", "--upstream-timeout", "9"]).await;
+    let first: Value = client()
+        .get(b.url("/api/speech-token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    s.delay_ms.store(6000, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(8300)).await;
+    let t0 = Instant::now();
+    let v: Value = client()
+        .get(b.url("/api/speech-token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let waited = t0.elapsed();
+    assert_eq!(v["token"], first["token"]);
+    assert!(waited < Duration::from_millis(2600), "waited {waited:?}");
+}
+
+// ---------------------------------------------------------------- the engine's token rule
+
+#[tokio::test]
+async fn the_broker_refuses_what_the_client_would_refuse() {
+    let (s, base) = sts().await;
+    // the browser client refuses `'` in a token; the broker must not hand one out
+    *s.raw.lock().unwrap() = Some("eyJh'bc.def.ghi".into());
+    let b = key_broker(&base, &["--rate-limit", "0"]).await;
+    let r = client()
+        .get(b.url("/api/speech-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+}
+
+// ---------------------------------------------------------------- health and readiness
+
+#[tokio::test]
+async fn healthz_and_readyz() {
+    let (s, base) = sts().await;
+    let b = key_broker(&base, &["--rate-limit", "0"]).await;
+    let r = client().get(b.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let r = client().get(b.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body = r.text().await.unwrap();
+    assert!(
+        !body.contains("eyJ"),
+        "readyz must not show the token: {body}"
+    );
+
+    let (s2, base2) = sts().await;
+    s2.status.store(401, Ordering::SeqCst);
+    let b2 = key_broker(&base2, &["--rate-limit", "0"]).await;
+    let r = client().get(b2.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let _ = s;
+}
+
+// ---------------------------------------------------------------- server limits
+
+#[tokio::test]
+async fn a_slowloris_connection_is_closed() {
+    let b = start(&["--header-timeout", "1"], &[]).await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return 0usize,
+                Ok(n) => {
+                    // a 408 is fine too; keep reading until the close
+                    let _ = n;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the broker closed the connection");
+    assert_eq!(n, 0);
+    assert!(t0.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let b = start(&["--header-timeout", "1"], &[]).await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "idle keep-alive connection stayed open");
+}
+
+#[tokio::test]
+async fn connections_are_capped() {
+    let b = start(&["--max-connections", "2"], &[]).await;
+    let _c1 = TcpStream::connect(b.addr).await.unwrap();
+    let _c2 = TcpStream::connect(b.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c3 = TcpStream::connect(b.addr).await.unwrap();
+    let _ = c3
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), c3.read_to_end(&mut out)).await;
+    assert!(
+        !String::from_utf8_lossy(&out).contains("200 OK"),
+        "third connection was served"
+    );
+    drop(_c1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = client().get(b.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_request_has_a_deadline() {
+    let b = start(&["--request-timeout", "1"], &[]).await;
+    let r = client()
+        .post(b.url("/admin/slow"))
+        .json(&serde_json::json!({"ms": 4000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t0 = Instant::now();
+    let r = client()
+        .get(b.url("/api/speech-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert!(t0.elapsed() < Duration::from_millis(2500));
+}
+
+// ---------------------------------------------------------------- fake Speech service limits
+
+async fn ws_connect(
+    b: &speech_token_broker::RunningBroker,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
+    let v: Value = client()
+        .get(b.url("/api/speech-token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = format!(
+        "{}?Authorization=Bearer%20{}",
+        v["endpoint"].as_str().unwrap(),
+        v["token"].as_str().unwrap()
+    );
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+#[tokio::test]
+async fn the_fake_speech_service_refuses_huge_frames() {
+    let b = start(&[], &[]).await;
+    let mut ws = ws_connect(&b).await;
+    let big = vec![0u8; 2 * 1024 * 1024];
+    let _ = ws
+        .send(tokio_tungstenite::tungstenite::Message::Binary(big.into()))
+        .await;
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return None,
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(c))) => return c,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("connection ended");
+    if let Some(c) = end {
+        assert_eq!(u16::from(c.code), 1009);
+    }
+}
+
+#[tokio::test]
+async fn the_fake_speech_service_closes_idle_connections() {
+    let b = start(&["--ws-idle-timeout", "1"], &[]).await;
+    let mut ws = ws_connect(&b).await;
+    let end = tokio::time::timeout(Duration::from_secs(4), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return None,
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(c))) => return c,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("idle connection was closed");
+    assert_eq!(u16::from(end.expect("close frame").code), 1000);
+}
+
+#[tokio::test]
+async fn shutdown_sends_close_frames() {
+    let b = start(&[], &[]).await;
+    let mut ws = ws_connect(&b).await;
+    drop(b);
+    let end = tokio::time::timeout(Duration::from_secs(4), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return None,
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(c))) => return c,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("connection ended");
+    assert_eq!(u16::from(end.expect("a close frame").code), 1001);
+}

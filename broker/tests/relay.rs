@@ -1,0 +1,304 @@
+//! `--relay` against the dev broker's fake Speech service: the browser side holds only a relay
+//! ticket; the relay validates it on upgrade, strips it, and connects upstream with the broker's
+//! own credential in a header.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, start};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use speech_token_broker::RunningBroker;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+async fn ticket(b: &RunningBroker, origin: Option<&str>) -> Value {
+    let mut r = client().get(b.url("/api/speech-token"));
+    if let Some(o) = origin {
+        r = r.header("Origin", o);
+    }
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+fn url(endpoint: &str, ticket: &str) -> String {
+    format!("{endpoint}?language=en-US&Authorization=Bearer%20{ticket}&X-ConnectionId=ABC")
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(u: &str, origin: Option<&str>) -> Result<Ws, u16> {
+    let mut req = u.into_client_request().unwrap();
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", o.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn one_turn(ws: &mut Ws) -> Vec<String> {
+    ws.send(Message::Text(
+        "Path:speech.config\r\nX-RequestId:R1\r\nContent-Type:application/json\r\n\r\n{}".into(),
+    ))
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let head = b"Path:audio\r\nX-RequestId:R1\r\nContent-Type:audio/x-wav";
+        let mut f = (head.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(head);
+        f.extend_from_slice(&[0u8; 3200]);
+        ws.send(Message::Binary(f.into())).await.unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 6 {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Text(t))) => got.push(t.to_string()),
+            Some(Ok(_)) => {}
+            other => panic!("relay ended early: {other:?}"),
+        }
+    }
+    got
+}
+
+async fn stats(b: &RunningBroker) -> Value {
+    client()
+        .get(b.url("/admin/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_recognition_turn_through_the_relay_with_only_a_ticket() {
+    let b = start(&["--relay"], &[]).await;
+    let v = ticket(&b, None).await;
+    let t = v["token"].as_str().unwrap();
+    assert!(t.starts_with("rt1."), "a relay ticket, not a Speech token");
+    assert_eq!(v["expiresIn"].as_f64().unwrap(), 60.0);
+    let endpoint = v["endpoint"].as_str().unwrap();
+    assert_eq!(
+        endpoint,
+        format!(
+            "ws://{}/relay/speech/recognition/conversation/cognitiveservices/v1",
+            b.addr
+        )
+    );
+    assert!(v.get("region").is_none());
+    let mut ws = connect(&url(endpoint, t), None).await.unwrap();
+    let frames = one_turn(&mut ws).await;
+    assert!(frames.iter().any(|f| f.contains("Hello world.")));
+    ws.close(None).await.unwrap();
+    // the fake service saw the broker's own dev token (accepted), never the ticket
+    let st = stats(&b).await;
+    let conns = st["speechConnections"].as_array().unwrap();
+    assert_eq!(conns.len(), 1, "{st}");
+    assert_eq!(conns[0]["verdict"], "accepted");
+    assert_eq!(conns[0]["phrases"], 1);
+    // reconnects with the same (unexpired) ticket work too, as the SDK's do
+    let mut ws = connect(&url(endpoint, t), None).await.unwrap();
+    one_turn(&mut ws).await;
+}
+
+#[tokio::test]
+async fn refused_tickets_never_reach_the_upstream() {
+    let b = start(
+        &[
+            "--relay",
+            "--relay-ticket-ttl",
+            "2",
+            "--allow-origin",
+            "https://app.example.com",
+        ],
+        &[],
+    )
+    .await;
+    let app = ticket(&b, Some("https://app.example.com")).await;
+    let endpoint = app["endpoint"].as_str().unwrap().to_string();
+    let t = app["token"].as_str().unwrap().to_string();
+    // missing
+    assert_eq!(
+        connect(&format!("{endpoint}?language=en-US"), None)
+            .await
+            .err(),
+        Some(401)
+    );
+    // tampered
+    let mut tampered = t.clone();
+    tampered.replace_range(5..6, if &t[5..6] == "A" { "B" } else { "A" });
+    assert_eq!(
+        connect(&url(&endpoint, &tampered), Some("https://app.example.com"))
+            .await
+            .err(),
+        Some(401)
+    );
+    // from another origin (or none at all)
+    assert_eq!(
+        connect(&url(&endpoint, &t), Some("https://evil.example"))
+            .await
+            .err(),
+        Some(403)
+    );
+    assert_eq!(connect(&url(&endpoint, &t), None).await.err(), Some(403));
+    // a Speech token is not a ticket
+    let dev_token = speech_token_broker::devjwt::DevSigner::new_random()
+        .sign(common::now_unix(), 600)
+        .0;
+    assert_eq!(
+        connect(&url(&endpoint, &dev_token), None).await.err(),
+        Some(401)
+    );
+    // valid once, then replayed after expiry
+    let mut ws = connect(&url(&endpoint, &t), Some("https://app.example.com"))
+        .await
+        .unwrap();
+    ws.close(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        connect(&url(&endpoint, &t), Some("https://app.example.com"))
+            .await
+            .err(),
+        Some(401)
+    );
+    // only the one valid connection reached the fake Speech service
+    let st = stats(&b).await;
+    assert_eq!(st["speechConnections"].as_array().unwrap().len(), 1, "{st}");
+}
+
+#[tokio::test]
+async fn sessions_per_user_and_idle_time_are_limited() {
+    let b = start(
+        &[
+            "--relay",
+            "--relay-max-sessions-per-user",
+            "1",
+            "--relay-idle-timeout",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    let v = ticket(&b, None).await;
+    let u = url(
+        v["endpoint"].as_str().unwrap(),
+        v["token"].as_str().unwrap(),
+    );
+    let mut first = connect(&u, None).await.unwrap();
+    assert_eq!(connect(&u, None).await.err(), Some(429));
+    // idle: closed with 1000 after a second without a client frame
+    let end = tokio::time::timeout(Duration::from_secs(4), async {
+        loop {
+            match first.next().await {
+                Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("idle session closed");
+    assert_eq!(end, Some(1000));
+    // the slot is free again
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(connect(&u, None).await.is_ok());
+}
+
+#[tokio::test]
+async fn entra_mode_with_relay_needs_no_token_exposure_opt_in() {
+    let ok = common::settings(
+        &[
+            "--mode",
+            "entra",
+            "--relay",
+            "--endpoint",
+            "https://x.cognitiveservices.azure.com",
+            "--auth",
+            "none",
+            "--allow-host",
+            "b",
+        ],
+        &[
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi"),
+            ("IDENTITY_HEADER", "h"),
+        ],
+    );
+    assert!(ok.is_ok(), "{:?}", ok.err());
+}
+
+#[tokio::test]
+async fn the_sdks_redirect_probe_lands_on_the_relay() {
+    let b = start(
+        &["--mode", "key", "--region", "westeurope", "--relay"],
+        &[("SPEECH_KEY", "k")],
+    )
+    .await;
+    let r = client()
+        .get(b.url("/stt/speech/universal/v2?GenerateRedirectResponse=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!("https://{}/relay/stt/speech/universal/v2", b.addr)
+    );
+    let r = client()
+        .get(b.url("/stt/speech/universal/v2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn total_sessions_and_session_duration_are_limited() {
+    let b = start(
+        &[
+            "--relay",
+            "--relay-max-sessions",
+            "1",
+            "--relay-max-duration",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    let v = ticket(&b, None).await;
+    let u = url(
+        v["endpoint"].as_str().unwrap(),
+        v["token"].as_str().unwrap(),
+    );
+    let mut first = connect(&u, None).await.unwrap();
+    assert_eq!(connect(&u, None).await.err(), Some(429), "total cap");
+    // a streaming session is still closed (1000) at its duration limit
+    let t0 = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let head = b"Path:audio\r\nX-RequestId:R9";
+            let mut f = (head.len() as u16).to_be_bytes().to_vec();
+            f.extend_from_slice(head);
+            f.extend_from_slice(&[0u8; 320]);
+            let _ = first.send(Message::Binary(f.into())).await;
+            match tokio::time::timeout(Duration::from_millis(100), first.next()).await {
+                Ok(Some(Ok(Message::Close(c)))) => return c.map(|c| u16::from(c.code)),
+                Ok(None) | Ok(Some(Err(_))) => return None,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("closed at the duration limit");
+    assert_eq!(end, Some(1000));
+    assert!(t0.elapsed() < Duration::from_millis(2500));
+}

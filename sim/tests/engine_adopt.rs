@@ -1,0 +1,433 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! Native tests of cross-tab sharing in the engine (`shareAcrossTabs`): `Machine::adopt`,
+//! `fetch_needed`, `ask_peers_first`, `skip_fetch`, and `token::grant_from_peer`, which
+//! validates a token received from another tab as strictly as a broker answer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use speech_token_client::engine::machine::PEER_ASK_WINDOW_MS;
+use speech_token_client::engine::token::{grant_from_peer, parse_grant};
+use speech_token_client::engine::{Decision, Effect, Grant, Machine, Now, RefreshPolicy, Status};
+use speech_token_client::error::{Error, Invalid};
+use speech_token_sim::SerdeJson;
+
+const WALL0: f64 = 1_700_000_000_000.0;
+
+fn at_ms(ms: f64) -> Now {
+    Now::new(WALL0 + ms, ms)
+}
+
+fn at(s: f64) -> Now {
+    at_ms(s * 1000.0)
+}
+
+static SERIAL: AtomicU64 = AtomicU64::new(1);
+
+fn name() -> String {
+    format!("tok-{}", SERIAL.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A broker answer with the given lifetime (seconds).
+fn broker_grant(lifetime_s: f64) -> Grant {
+    let body = format!(r#"{{"token":"{}","expiresIn":{lifetime_s}}}"#, name());
+    parse_grant(&body, Some("application/json"), &SerdeJson, WALL0).expect("test grant")
+}
+
+/// A peer's token that expires at `expires_s` (seconds after the test began), received at `now`.
+fn peer_grant(now: Now, expires_s: f64) -> Grant {
+    grant_from_peer(name(), WALL0 + expires_s * 1000.0 - now.wall_ms).expect("peer grant")
+}
+
+fn has(d: &Decision, e: &Effect) -> bool {
+    d.effects.contains(e)
+}
+
+fn fetches(d: &Decision) -> usize {
+    d.effects.iter().filter(|e| **e == Effect::Fetch).count()
+}
+
+/// A machine holding a 600 s broker token fetched at t = 0 (expires at 600 s, refresh ~480 s).
+fn holding() -> Machine {
+    let mut m = Machine::new(RefreshPolicy::default());
+    let d = m.demand(at(0.0));
+    assert_eq!(fetches(&d), 1);
+    let d = m.response(at(0.0), Ok(broker_grant(600.0)), 0.0);
+    assert!(has(&d, &Effect::Publish));
+    m
+}
+
+// ---------------------------------------------------------------------------------------------
+// grant_from_peer
+
+#[test]
+fn a_peer_hands_over_only_a_token_and_how_long_it_is_usable() {
+    let g = grant_from_peer("abc.def", 300_000.0).unwrap();
+    assert_eq!(g.lifetime_ms, 300_000.0);
+    assert_eq!(g.token.expose(), "abc.def");
+    assert_eq!(g.region, None, "a peer never sets where the audio goes");
+    assert_eq!(g.endpoint, None);
+}
+
+#[test]
+fn peer_tokens_are_validated_like_a_broker_answer() {
+    let ok = |t: &str| grant_from_peer(t, 60_000.0);
+    assert!(ok("good-token").is_ok());
+    for bad in ["", "has space", "quo\"te", "back\\slash", "tab\t"] {
+        assert!(ok(bad).is_err(), "{bad:?} must be rejected");
+    }
+    assert!(ok(&"x".repeat(16 * 1024 + 1)).is_err());
+    let lifetime = |usable_for: f64| {
+        grant_from_peer("t", usable_for)
+            .err()
+            .map(|e| e == Error::InvalidResponse(Invalid::Lifetime))
+    };
+    assert_eq!(lifetime(500.0), Some(true), "under 1 s");
+    assert_eq!(lifetime(-1.0), Some(true), "already expired");
+    assert_eq!(lifetime(25.0 * 3_600_000.0), Some(true), "over 24 h");
+    assert_eq!(lifetime(f64::NAN), Some(true));
+    assert_eq!(lifetime(f64::INFINITY), Some(true));
+    assert_eq!(lifetime(1_000.0), None, "1 s is accepted");
+}
+
+#[test]
+fn peer_errors_never_contain_the_token() {
+    let secret = "SeCrEt-peer-token has-a-space";
+    let e = grant_from_peer(secret, 60_000.0).unwrap_err();
+    assert!(!format!("{e} {e:?}").contains("SeCrEt"));
+}
+
+/// The forged-message attack (issue "Trust boundaries"): a same-origin page posts a token with a
+/// far expiry. It cannot change the route, cannot keep its token past this tab's own token
+/// lifetime, and cannot make real tokens look "not newer" afterwards.
+#[test]
+fn a_forged_peer_token_cannot_redirect_or_pin_the_tab() {
+    let mut m = Machine::new(RefreshPolicy::default());
+    let _ = m.demand(at(0.0));
+    let body = format!(
+        r#"{{"token":"{}","expiresIn":600,"region":"westeurope"}}"#,
+        name()
+    );
+    let own = parse_grant(&body, Some("application/json"), &SerdeJson, WALL0).unwrap();
+    let _ = m.response(at(0.0), Ok(own), 0.5);
+    let route = m.route().cloned();
+    assert_eq!(
+        route.as_ref().and_then(|r| r.region.as_deref()),
+        Some("westeurope")
+    );
+    // Forged: "usable for 23 hours".
+    let now = at(10.0);
+    let forged = grant_from_peer("forged.token.value", 23.0 * 3_600_000.0).unwrap();
+    let d = m.adopt(now, forged, 0.5);
+    assert!(
+        has(&d, &Effect::Publish),
+        "taken (it looks newer), but capped"
+    );
+    assert_eq!(
+        m.route().cloned(),
+        route,
+        "the route is this tab's own broker's"
+    );
+    let expires = m.expires_at().unwrap();
+    assert!(
+        expires <= now.wall_ms + 600_000.0 + 1e-6,
+        "kept no longer than this tab's own token lifetime: {} s",
+        (expires - now.wall_ms) / 1000.0
+    );
+    // The tab still refreshes on its own schedule (before 600 s), from its own broker.
+    let next = m.next_refresh_at().unwrap();
+    assert!(next < now.wall_ms + 600_000.0);
+    // A real peer token later, fresher than what is left of the forged one, is adopted.
+    let later = at(200.0);
+    let real = grant_from_peer(name(), 590_000.0).unwrap();
+    let d = m.adopt(later, real, 0.5);
+    assert!(
+        has(&d, &Effect::Publish),
+        "a real token is not refused as 'not newer'"
+    );
+}
+
+/// Adopted tokens are judged by both clocks, as fetched ones: a wall clock stepped back an hour
+/// does not extend them, and no extra slack is taken off (the sender already kept its own).
+#[test]
+fn adopted_tokens_are_judged_by_both_clocks_and_keep_the_senders_slack() {
+    let mut m = holding();
+    let now = at(100.0);
+    let _ = m.adopt(now, grant_from_peer(name(), 590_000.0).unwrap(), 0.0);
+    // Usable until exactly 590 s after receipt, by the monotonic clock even if the wall clock
+    // jumps back an hour.
+    let jumped = Now::new(
+        now.wall_ms - 3_600_000.0 + 590_001.0,
+        now.mono_ms + 590_001.0,
+    );
+    assert!(m.token_at(jumped).is_none(), "the monotonic clock ends it");
+    let just_before = Now::new(now.wall_ms + 589_999.0, now.mono_ms + 589_999.0);
+    assert!(
+        m.token_at(just_before).is_some(),
+        "no second slack taken off"
+    );
+}
+
+/// A tab that never had its own broker answer does not know where the audio goes: it fetches
+/// (a peer's token does not make that fetch pointless) and does not ask peers first.
+#[test]
+fn a_tab_without_its_own_broker_answer_fetches_once() {
+    let mut m = Machine::new(RefreshPolicy::default());
+    let d = m.demand(at(0.0));
+    assert_eq!(fetches(&d), 1);
+    assert!(!m.ask_peers_first(at(0.0)), "no route yet: ask the broker");
+    let now = at(0.05);
+    let _ = m.adopt(now, grant_from_peer(name(), 300_000.0).unwrap(), 0.5);
+    assert!(m.fetch_needed(now), "the route is still unknown");
+}
+
+// ---------------------------------------------------------------------------------------------
+// adopt
+
+#[test]
+fn an_idle_client_stays_lazy() {
+    let mut m = Machine::new(RefreshPolicy::default());
+    let now = at(1.0);
+    let d = m.adopt(now, peer_grant(now, 600.0), 0.5);
+    assert!(d.effects.is_empty(), "{d:?}");
+    assert_eq!(m.status(), Status::Idle);
+    assert!(m.token().is_none());
+}
+
+/// A tab whose token ran out (a laptop slept) and that knows its route asks its peers first;
+/// a peer's token serves the waiting caller and the request is never sent.
+#[test]
+fn a_waiting_caller_is_served_by_a_peer_and_the_fetch_is_skipped() {
+    let mut m = holding();
+    let woke = at(1_000.0);
+    let d = m.demand(woke);
+    assert!(has(&d, &Effect::Expired));
+    assert_eq!(fetches(&d), 1);
+    assert!(m.ask_peers_first(woke), "route known, no usable token");
+    assert!(m.fetch_needed(woke));
+    let now = at_ms(1_000_000.0 + PEER_ASK_WINDOW_MS / 2.0);
+    let d = m.adopt(now, peer_grant(now, 1_500.0), 0.5);
+    assert!(has(&d, &Effect::Publish));
+    assert!(has(&d, &Effect::ResolveWaiters));
+    assert_eq!(m.waiters(), 0);
+    assert!(m.token_at(now).is_some());
+    assert!(!m.ask_peers_first(now));
+    assert!(
+        !m.fetch_needed(now),
+        "the peer's token made the request pointless"
+    );
+    assert_eq!(m.requests(), 2);
+    let d = m.skip_fetch(now);
+    assert_eq!(fetches(&d), 0);
+    assert!(!m.is_fetching());
+    assert_eq!(m.requests(), 1, "a skipped request was never sent");
+    assert_eq!(m.status(), Status::Valid);
+    // The adopted token keeps this tab's own schedule: refresh before it ends, with the margin.
+    // Usable until 1500 s as the peer said; `expiresAt` one slack (5 s) later.
+    let ends = m.expires_at().unwrap();
+    assert!((ends - (WALL0 + 1_505_000.0)).abs() < 1e-6, "{ends}");
+    assert!(m.token_at(at(1_499.9)).is_some() && m.token_at(at(1_500.0)).is_none());
+    let refresh = m.next_refresh_at().unwrap();
+    assert!(refresh < ends - 100_000.0, "{refresh}");
+}
+
+#[test]
+fn an_older_or_equal_token_is_ignored() {
+    let mut m = holding();
+    let now = at(100.0);
+    // The held token is usable until 595 s: a peer's token usable until then or earlier is not
+    // newer.
+    for usable_until in [500.0, 595.0] {
+        let d = m.adopt(now, peer_grant(now, usable_until), 0.5);
+        assert!(
+            !has(&d, &Effect::Publish),
+            "usable until {usable_until}: {d:?}"
+        );
+        assert_eq!(m.expires_at(), Some(WALL0 + 600_000.0));
+    }
+}
+
+#[test]
+fn a_newer_token_replaces_the_held_one_and_moves_the_refresh() {
+    let mut m = holding();
+    let before = m.next_refresh_at().unwrap();
+    let now = at(470.0);
+    let d = m.adopt(now, peer_grant(now, 1070.0), 0.5);
+    assert!(has(&d, &Effect::Publish));
+    assert!(!has(&d, &Effect::ResolveWaiters), "nobody waited");
+    assert_eq!(m.expires_at(), Some(WALL0 + 1_070_000.0));
+    assert!(m.next_refresh_at().unwrap() > before + 400_000.0);
+    // Nothing is due at the old refresh time any more.
+    let d = m.timer_fired(at(481.0));
+    assert_eq!(fetches(&d), 0);
+}
+
+#[test]
+fn a_held_token_past_its_usable_point_does_not_block_an_earlier_expiring_one() {
+    let mut m = holding(); // expires at 600 s, usable until 595 s
+    let now = at(596.0);
+    let d = m.adopt(now, peer_grant(now, 599.0), 0.5);
+    assert!(has(&d, &Effect::Publish), "{d:?}");
+    // Usable until 599 s; it expires (for `expiresAt`) one slack later, as the sender's did.
+    assert_eq!(m.expires_at(), Some(WALL0 + 604_000.0));
+    assert!(m.token_at(at(598.9)).is_some());
+    assert!(m.token_at(at(599.0)).is_none());
+}
+
+#[test]
+fn adopting_clears_failures_and_pending_retries() {
+    // A refresh refused with 401 stops retries; a peer's fresh token (the user signed in again in
+    // another tab) brings the tab back.
+    let mut m = holding();
+    let d = m.timer_fired(at(490.0));
+    assert_eq!(fetches(&d), 1);
+    let d = m.response(at(490.1), Err(Error::Unauthorized), 0.5);
+    assert!(has(&d, &Effect::Failed(Error::Unauthorized)));
+    assert_eq!(m.status(), Status::Error);
+    let now = at(491.0);
+    let d = m.adopt(now, peer_grant(now, 1091.0), 0.5);
+    assert!(has(&d, &Effect::Publish));
+    assert_eq!(m.status(), Status::Valid);
+    assert!(m.next_refresh_at().is_some(), "refreshes are planned again");
+
+    // A network failure schedules a backoff retry; a peer's token makes it unnecessary.
+    let mut m = holding();
+    let d = m.timer_fired(at(490.0));
+    assert_eq!(fetches(&d), 1);
+    let _ = m.response(at(490.5), Err(Error::Network), 0.5);
+    assert_eq!(m.status(), Status::Refreshing, "retry scheduled");
+    let now = at(491.0);
+    let d = m.adopt(now, peer_grant(now, 1091.0), 0.5);
+    assert!(has(&d, &Effect::Publish));
+    assert_eq!(m.status(), Status::Valid);
+    assert!(m.next_refresh_at().unwrap() > WALL0 + 900_000.0);
+}
+
+#[test]
+fn a_refresh_now_caller_takes_a_newer_peer_token() {
+    let mut m = holding();
+    let d = m.refresh_now(at(10.0));
+    assert_eq!(fetches(&d), 1);
+    assert!(m.fetch_needed(at(10.0)), "refreshNow wants a new token");
+    assert!(!m.ask_peers_first(at(10.0)), "a usable token is held");
+    let now = at(10.1);
+    let d = m.adopt(now, peer_grant(now, 610.0), 0.5);
+    assert!(has(&d, &Effect::ResolveWaiters));
+    assert!(!m.fetch_needed(now));
+}
+
+#[test]
+fn a_short_peer_token_satisfies_the_fetch_and_is_refreshed_on_its_own_schedule() {
+    // This tab's own tokens live 20 s (margin capped at half the lifetime).
+    let mut m = Machine::new(RefreshPolicy::default());
+    let _ = m.demand(at(0.0));
+    let _ = m.response(at(0.0), Ok(broker_grant(20.0)), 0.0);
+    let _ = m.demand(at(1_000.0)); // the token ran out: a fetch starts
+    let now = at(1_000.05);
+    // A fresh peer token: usable for 15 s (20 s minus the sender's 5 s slack).
+    let g = grant_from_peer(name(), 15_000.0).unwrap();
+    let d = m.adopt(now, g, 0.0);
+    assert!(has(&d, &Effect::Publish));
+    assert!(!m.fetch_needed(now));
+    let _ = m.skip_fetch(now);
+    assert_eq!(m.next_refresh_at(), Some(now.wall_ms + 10_000.0));
+    assert_eq!(fetches(&m.timer_fired(at(1_010.0))), 0);
+    assert_eq!(fetches(&m.timer_fired(at(1_010.06))), 1);
+    let d = m.response(at(1_010.1), Ok(broker_grant(600.0)), 0.5);
+    assert!(has(&d, &Effect::Publish), "the broker's answer replaces it");
+}
+
+#[test]
+fn a_response_after_adoption_still_lands() {
+    let mut m = holding();
+    let d = m.timer_fired(at(490.0));
+    assert_eq!(fetches(&d), 1);
+    let now = at(490.1);
+    let _ = m.adopt(now, peer_grant(now, 1090.0), 0.5);
+    assert!(m.is_fetching(), "adopt leaves the request in flight");
+    let d = m.response(at(490.2), Ok(broker_grant(600.0)), 0.5);
+    assert!(has(&d, &Effect::Publish));
+    assert!(!m.is_fetching());
+    assert_eq!(m.status(), Status::Valid);
+}
+
+#[test]
+fn skip_fetch_restarts_a_fetch_that_is_still_due() {
+    let mut m = Machine::new(RefreshPolicy::default());
+    let _ = m.demand(at(0.0));
+    assert!(m.fetch_needed(at(0.0)));
+    let d = m.skip_fetch(at(0.1));
+    assert_eq!(fetches(&d), 1, "a waiting caller still needs a token");
+    assert!(m.is_fetching());
+    assert_eq!(m.requests(), 1);
+}
+
+#[test]
+fn skip_fetch_without_a_request_changes_nothing() {
+    let mut m = holding();
+    let d = m.skip_fetch(at(1.0));
+    assert!(d.effects.is_empty(), "{d:?}");
+    assert_eq!(m.requests(), 1);
+}
+
+#[test]
+fn the_adopted_token_expires_on_either_clock() {
+    let mut m = Machine::new(RefreshPolicy::default());
+    let _ = m.demand(at(0.0));
+    let now = at(0.0);
+    let _ = m.adopt(now, peer_grant(now, 60.0), 0.5);
+    let _ = m.skip_fetch(now);
+    assert!(m.token_at(Now::new(WALL0 + 30_000.0, 30_000.0)).is_some());
+    // Usable for 60 s (the sender kept its slack): until 60 s on either clock.
+    assert!(m.token_at(Now::new(WALL0 + 59_000.0, 59_000.0)).is_some());
+    assert!(m.token_at(Now::new(WALL0 + 60_001.0, 1_000.0)).is_none());
+    assert!(m.token_at(Now::new(WALL0 - 9e6, 60_001.0)).is_none());
+    assert!(m.ready_token(Now::new(WALL0 + 60_001.0, 1_000.0)).is_none());
+}
+
+#[test]
+fn nothing_is_adopted_after_dispose() {
+    let mut m = holding();
+    let _ = m.dispose();
+    let now = at(1.0);
+    let d = m.adopt(now, peer_grant(now, 900.0), 0.5);
+    assert!(d.effects.is_empty());
+    assert!(m.token().is_none());
+    assert!(!m.fetch_needed(now));
+    assert!(!m.ask_peers_first(now));
+    assert!(m.skip_fetch(now).effects.is_empty());
+    assert_eq!(m.status(), Status::Disposed);
+}
+
+#[test]
+fn max_lifetime_applies_to_adopted_tokens() {
+    let mut m = Machine::new(RefreshPolicy::new(None, None, Some(60.0)).unwrap());
+    let _ = m.demand(at(0.0));
+    let now = at(0.0);
+    let _ = m.adopt(now, peer_grant(now, 3600.0), 0.5);
+    assert_eq!(m.expires_at(), Some(WALL0 + 60_000.0));
+}
+
+/// A retry after a failed refresh is a fetch with a purpose even though the held token is not
+/// yet due (the retry deadline is cleared when the retry starts): it must not be skipped. A
+/// newer peer token makes it pointless again. (Found by the browser suite: the shell asked
+/// `fetch_needed` before every send, and automatic retries were skipped.)
+#[test]
+fn a_retry_after_a_failed_refresh_is_needed_until_a_peer_token_arrives() {
+    let mut m = holding();
+    let _ = m.refresh_now(at(10.0));
+    let _ = m.response(at(10.0), Err(Error::Network), 0.5);
+    let next = m.next_refresh_at().expect("a retry is planned");
+    let retry_time = at_ms(next - WALL0 + 1.0);
+    let d = m.timer_fired(retry_time);
+    assert_eq!(fetches(&d), 1, "the retry starts");
+    assert!(
+        m.fetch_needed(retry_time),
+        "a retry is needed although refresh is not due"
+    );
+    let d = m.adopt(retry_time, peer_grant(retry_time, 700.0), 0.5);
+    assert!(has(&d, &Effect::Publish));
+    assert!(
+        !m.fetch_needed(retry_time),
+        "the peer's token made the retry pointless"
+    );
+}

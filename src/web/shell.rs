@@ -1,0 +1,646 @@
+//! [`Shell`]: the one owner of a client's state, and the one place where the engine's decisions
+//! are carried out.
+//!
+//! Rules (docs/ARCHITECTURE.md, "Re-entrancy"):
+//! - The state is borrowed only to change it; no JavaScript runs while it is borrowed.
+//! - Every JS call a decision needs (events, promise settlements, target updates) goes to the
+//!   outbox and is made after the borrow ends, in order, by one drain loop. A callback that calls
+//!   back into the client (any method, `dispose()` included) changes the state at once and queues
+//!   its own calls behind the ones already waiting, so events always come in transition order and
+//!   the last `status` event is the status.
+//! - A call is checked when it is made, not when it was queued: a waiter settled after
+//!   `dispose()` is rejected with kind `disposed`, whatever was queued for it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+use web_sys::AbortController;
+
+use crate::engine::{Decision, Effect, Grant, Machine, Now, Status, TimerPlan};
+use crate::error::Error;
+use crate::web::broker::BrokerConfig;
+use crate::web::clock;
+use crate::web::js_error::{object, to_js};
+use crate::web::lifecycle::{Listener, PageEvent};
+use crate::web::tabs::Tabs;
+use crate::web::timer::Timeout;
+
+/// The events a listener can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    Token,
+    Refreshing,
+    Error,
+    Expired,
+    Status,
+    Detach,
+}
+
+impl EventKind {
+    /// The event named `name` in `client.on(name, listener)`.
+    pub(crate) fn parse(name: &str) -> Option<EventKind> {
+        Some(match name {
+            "token" => EventKind::Token,
+            "refreshing" => EventKind::Refreshing,
+            "error" => EventKind::Error,
+            "expired" => EventKind::Expired,
+            "status" => EventKind::Status,
+            "detach" => EventKind::Detach,
+            _ => return None,
+        })
+    }
+}
+
+/// A caller of `getToken()`/`refreshNow()` waiting for the outcome.
+pub(crate) struct Waiter {
+    resolve: js_sys::Function,
+    reject: js_sys::Function,
+}
+
+struct Subscriber {
+    id: u32,
+    kind: EventKind,
+    listener: js_sys::Function,
+}
+
+/// The fetch under way (at most one): which one it is, and how to stop it.
+pub(crate) struct Flight {
+    /// Identifies this fetch: an outcome reported for another id is stale and ignored.
+    pub(crate) id: u64,
+    /// Aborts the broker request (and a wait on the app's `headers` function).
+    pub(crate) abort: AbortController,
+    /// Aborts a wait for the cross-tab lock (`shareAcrossTabs`).
+    pub(crate) lock_abort: AbortController,
+    /// The broker request is being made (the lock was granted or given up on).
+    pub(crate) sending: bool,
+}
+
+impl Drop for Flight {
+    /// Dropping the flight (dispose, teardown) cancels whatever it still waits for. Aborting a
+    /// request that already ended does nothing.
+    fn drop(&mut self) {
+        self.lock_abort.abort();
+        self.abort.abort();
+    }
+}
+
+/// What a live client holds. Dropping it is the teardown (the same for `dispose()` and for a
+/// client that is dropped without ever being used): the timer is cleared, the page listeners
+/// are removed, the request in flight is aborted, the cross-tab channel is closed, and the
+/// client's hold on itself is released.
+#[derive(Default)]
+struct Live {
+    timer: Option<Timeout>,
+    page: Vec<Listener>,
+    flight: Option<Flight>,
+    tabs: Option<Tabs>,
+    /// Set from the first use on (a caller, a target, a credential, a listener): a client in
+    /// service keeps itself alive until `dispose()`, whatever the app keeps (it may keep only
+    /// an attached recognizer or a credential). Broken by dropping `Live`.
+    keep: Option<Rc<Shell>>,
+}
+
+/// Everything mutable. Borrowed only between JS calls.
+struct State {
+    machine: Machine,
+    /// The current token as a JS string, made once per token (reads stay cheap).
+    token_js: Option<JsValue>,
+    waiters: Vec<Waiter>,
+    fresh: Vec<Waiter>,
+    subscribers: Vec<Subscriber>,
+    next_subscriber: u32,
+    /// Attached targets, held weakly.
+    targets: Vec<js_sys::WeakRef>,
+    next_flight: u64,
+    /// `None` once disposed.
+    live: Option<Live>,
+}
+
+/// A JS call, made once the state is no longer borrowed.
+enum Call {
+    /// Resolve with the token the engine served (unless disposed since).
+    Resolve(Vec<Waiter>, JsValue),
+    Reject(Vec<Waiter>, Error),
+    Emit(EventKind, JsValue),
+    SetTargets,
+    /// After the `disposed` status event: listeners are let go.
+    ForgetSubscribers,
+}
+
+/// A fetch to run, handed to the [`Launcher`].
+pub(crate) struct FlightPlan {
+    /// Identifies the fetch in [`Shell::finish_fetch`].
+    pub(crate) id: u64,
+    /// Aborts the broker request.
+    pub(crate) abort: AbortController,
+    /// Aborts the wait for the cross-tab lock.
+    pub(crate) lock_abort: AbortController,
+    /// The cross-tab channel, when sharing.
+    pub(crate) tabs: Option<Tabs>,
+    /// Ask the other tabs first (no usable token is held).
+    pub(crate) ask_peers: bool,
+}
+
+/// Runs a fetch the engine asked for (`flight::start`). Injected at construction so that the
+/// shell does not depend on the room that depends on it. Called with the state borrowed: it must
+/// only schedule work.
+pub(crate) type Launcher = fn(&Rc<Shell>, FlightPlan);
+
+thread_local! {
+    /// The last shell id handed out (ids tell clients apart, e.g. whose hooks an object holds).
+    static LAST_ID: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The core of a `TokenClient`. See the module docs.
+pub(crate) struct Shell {
+    id: u32,
+    /// How to reach the broker (validated at construction, never changes).
+    pub(crate) config: BrokerConfig,
+    launch: Launcher,
+    state: RefCell<State>,
+    outbox: RefCell<VecDeque<Call>>,
+    draining: Cell<bool>,
+}
+
+impl Shell {
+    /// A new, idle client shell.
+    pub(crate) fn new(machine: Machine, config: BrokerConfig, launch: Launcher) -> Rc<Shell> {
+        let id = LAST_ID.with(|last| {
+            last.set(last.get().wrapping_add(1));
+            last.get()
+        });
+        Rc::new(Shell {
+            id,
+            config,
+            launch,
+            state: RefCell::new(State {
+                machine,
+                token_js: None,
+                waiters: Vec::new(),
+                fresh: Vec::new(),
+                subscribers: Vec::new(),
+                next_subscriber: 1,
+                targets: Vec::new(),
+                next_flight: 0,
+                live: Some(Live::default()),
+            }),
+            outbox: RefCell::default(),
+            draining: Cell::new(false),
+        })
+    }
+
+    /// Hands the page listeners and the cross-tab channel to the live client.
+    pub(crate) fn install(&self, page: Vec<Listener>, tabs: Option<Tabs>) {
+        if let Some(live) = self.state.borrow_mut().live.as_mut() {
+            live.page = page;
+            live.tabs = tabs;
+        }
+    }
+
+    /// Marks the client as in service (see [`Live::keep`]).
+    pub(crate) fn in_service(self: &Rc<Shell>) {
+        if let Some(live) = self.state.borrow_mut().live.as_mut() {
+            if live.keep.is_none() {
+                live.keep = Some(self.clone());
+            }
+        }
+    }
+
+    /// This client's id (unique in the page).
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// An attached object was closed (its `close`/`dispose` ran): it is detached, with one
+    /// `detach` event (reason "closed") if it was attached.
+    pub(crate) fn target_closed(&self, target: &js_sys::Object) {
+        let was_attached = self.with_targets(|targets| {
+            let before = targets.len();
+            targets.retain(|w| w.deref().is_some_and(|t| !js_sys::Object::is(&t, target)));
+            targets.len() != before
+        });
+        if was_attached {
+            self.outbox.borrow_mut().push_back(Call::Emit(
+                EventKind::Detach,
+                object(&[
+                    ("target", target.clone().into()),
+                    ("reason", JsValue::from_str("closed")),
+                ]),
+            ));
+            self.drain();
+        }
+    }
+
+    /// Whether `dispose()` has run.
+    pub(crate) fn disposed(&self) -> bool {
+        self.state.borrow().live.is_none()
+    }
+
+    /// Reads the engine (no JS may run inside `f`).
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Machine) -> R) -> R {
+        f(&self.state.borrow().machine)
+    }
+
+    /// The current token as a JS string, if one is held.
+    pub(crate) fn token_js(&self) -> Option<JsValue> {
+        self.state.borrow().token_js.clone()
+    }
+
+    /// Input from outside: runs `f` on the engine with the current time, then carries out the
+    /// decision.
+    pub(crate) fn input(self: &Rc<Shell>, f: impl FnOnce(&mut Machine, Now) -> Decision) {
+        let decision = {
+            let mut state = self.state.borrow_mut();
+            f(&mut state.machine, clock::now())
+        };
+        self.apply(decision);
+    }
+
+    /// Carries out a decision of the engine: state changes now, JS calls through the outbox.
+    pub(crate) fn apply(self: &Rc<Shell>, decision: Decision) {
+        {
+            let mut state = self.state.borrow_mut();
+            let state = &mut *state;
+            let mut outbox = self.outbox.borrow_mut();
+            if let Some(live) = state.live.as_mut() {
+                match decision.timer {
+                    TimerPlan::Keep => {}
+                    TimerPlan::Clear => live.timer = None,
+                    TimerPlan::Arm(delay) => {
+                        let weak = Rc::downgrade(self);
+                        live.timer = Some(Timeout::new(delay, move || {
+                            if let Some(shell) = weak.upgrade() {
+                                shell.input(|m, now| m.timer_fired(now));
+                            }
+                        }));
+                    }
+                }
+            }
+            for effect in decision.effects {
+                match effect {
+                    Effect::Fetch => {
+                        if let Some(live) = state.live.as_mut() {
+                            state.next_flight += 1;
+                            let id = state.next_flight;
+                            let ask_peers =
+                                live.tabs.is_some() && state.machine.ask_peers_first(clock::now());
+                            let (Ok(abort), Ok(lock_abort)) =
+                                (AbortController::new(), AbortController::new())
+                            else {
+                                continue;
+                            };
+                            live.flight = Some(Flight {
+                                id,
+                                abort: abort.clone(),
+                                lock_abort: lock_abort.clone(),
+                                sending: false,
+                            });
+                            (self.launch)(
+                                self,
+                                FlightPlan {
+                                    id,
+                                    abort,
+                                    lock_abort,
+                                    tabs: live.tabs.clone(),
+                                    ask_peers,
+                                },
+                            );
+                        }
+                    }
+                    Effect::Publish => {
+                        state.token_js =
+                            state.machine.token().map(|t| JsValue::from_str(t.expose()));
+                        outbox.push_back(Call::SetTargets);
+                        outbox
+                            .push_back(Call::Emit(EventKind::Token, token_detail(&state.machine)));
+                    }
+                    Effect::ResolveWaiters => {
+                        let mut all = std::mem::take(&mut state.waiters);
+                        all.append(&mut state.fresh);
+                        let token = state.token_js.clone().unwrap_or_default();
+                        outbox.push_back(Call::Resolve(all, token));
+                    }
+                    Effect::ServeWaiters => {
+                        let token = state.token_js.clone().unwrap_or_default();
+                        outbox.push_back(Call::Resolve(std::mem::take(&mut state.waiters), token));
+                    }
+                    Effect::RejectWaiters(error) => {
+                        let mut all = std::mem::take(&mut state.waiters);
+                        all.append(&mut state.fresh);
+                        outbox.push_back(Call::Reject(all, error));
+                    }
+                    Effect::RejectOne(error) => {
+                        let last: Vec<Waiter> = state.waiters.pop().into_iter().collect();
+                        outbox.push_back(Call::Reject(last, error));
+                    }
+                    Effect::Refreshing => {
+                        outbox.push_back(Call::Emit(EventKind::Refreshing, object(&[])))
+                    }
+                    Effect::Failed(error) => outbox.push_back(Call::Emit(
+                        EventKind::Error,
+                        object(&[("error", to_js(&error))]),
+                    )),
+                    Effect::Expired => {
+                        state.token_js = None;
+                        outbox.push_back(Call::Emit(EventKind::Expired, object(&[])));
+                    }
+                    Effect::StatusChanged(status) => {
+                        outbox.push_back(Call::Emit(
+                            EventKind::Status,
+                            object(&[("status", JsValue::from_str(status.as_str()))]),
+                        ));
+                        if status == Status::Disposed {
+                            outbox.push_back(Call::ForgetSubscribers);
+                        }
+                    }
+                }
+            }
+        }
+        self.drain();
+    }
+
+    /// Makes the queued JS calls, in order. Re-entrant calls only queue: the outermost drain
+    /// makes them.
+    fn drain(&self) {
+        if self.draining.replace(true) {
+            return;
+        }
+        loop {
+            let next = self.outbox.borrow_mut().pop_front();
+            let Some(call) = next else { break };
+            self.make(call);
+        }
+        self.draining.set(false);
+    }
+
+    fn make(&self, call: Call) {
+        match call {
+            Call::Resolve(waiters, token) => {
+                // Checked now: a listener may have disposed the client since this was queued.
+                if self.disposed() {
+                    self.make(Call::Reject(waiters, Error::Disposed));
+                    return;
+                }
+                for w in waiters {
+                    let _ = w.resolve.call1(&JsValue::UNDEFINED, &token);
+                }
+            }
+            Call::Reject(waiters, error) => {
+                if waiters.is_empty() {
+                    return;
+                }
+                let error = to_js(&error);
+                for w in waiters {
+                    let _ = w.reject.call1(&JsValue::UNDEFINED, &error);
+                }
+            }
+            Call::Emit(kind, detail) => self.emit(kind, &detail),
+            Call::SetTargets => self.set_targets(),
+            Call::ForgetSubscribers => self.state.borrow_mut().subscribers.clear(),
+        }
+    }
+
+    /// Calls the listeners of one event. A listener that throws does not stop the others; its
+    /// exception is reported to the page (`reportError`) instead of being swallowed.
+    pub(crate) fn emit(&self, kind: EventKind, detail: &JsValue) {
+        let listeners: Vec<js_sys::Function> = self
+            .state
+            .borrow()
+            .subscribers
+            .iter()
+            .filter(|s| s.kind == kind)
+            .map(|s| s.listener.clone())
+            .collect();
+        for listener in listeners {
+            if let Err(exception) = listener.call1(&JsValue::UNDEFINED, detail) {
+                report_error(&exception);
+            }
+        }
+    }
+
+    /// Adds a listener; returns its id for [`Shell::unsubscribe`].
+    pub(crate) fn subscribe(&self, kind: EventKind, listener: js_sys::Function) -> u32 {
+        let mut state = self.state.borrow_mut();
+        let id = state.next_subscriber;
+        state.next_subscriber += 1;
+        state.subscribers.push(Subscriber { id, kind, listener });
+        id
+    }
+
+    /// Removes a listener (nothing if it is gone already).
+    pub(crate) fn unsubscribe(&self, id: u32) {
+        self.state.borrow_mut().subscribers.retain(|s| s.id != id);
+    }
+
+    /// `getToken()`: a resolved promise on the hot path, else a waiter.
+    pub(crate) fn get_token(self: &Rc<Shell>) -> js_sys::Promise {
+        {
+            let state = self.state.borrow();
+            if state.machine.ready_token(clock::now()).is_some() {
+                if let Some(token) = &state.token_js {
+                    return js_sys::Promise::resolve(token);
+                }
+            }
+        }
+        self.wait(false)
+    }
+
+    /// `refreshNow()`: a promise for the next new token.
+    pub(crate) fn refresh_now(self: &Rc<Shell>) -> js_sys::Promise {
+        self.wait(true)
+    }
+
+    /// A promise for a token (`fresh`: the next new one, for `refreshNow()`).
+    fn wait(self: &Rc<Shell>, fresh: bool) -> js_sys::Promise {
+        let mut waiter = None;
+        let promise = js_sys::Promise::new(&mut |resolve, reject| {
+            waiter = Some(Waiter { resolve, reject });
+        });
+        let Some(waiter) = waiter else {
+            return promise;
+        };
+        if self.disposed() {
+            let _ = waiter
+                .reject
+                .call1(&JsValue::UNDEFINED, &to_js(&Error::Disposed));
+            return promise;
+        }
+        self.in_service();
+        {
+            let mut state = self.state.borrow_mut();
+            if fresh {
+                state.fresh.push(waiter);
+            } else {
+                state.waiters.push(waiter);
+            }
+        }
+        if fresh {
+            self.input(|m, now| m.refresh_now(now));
+        } else {
+            self.input(|m, now| m.demand(now));
+        }
+        promise
+    }
+
+    /// A page lifecycle event.
+    pub(crate) fn on_page(self: &Rc<Shell>, event: PageEvent) {
+        match event {
+            PageEvent::Visibility(hidden) => self.input(|m, now| m.set_hidden(now, hidden)),
+            PageEvent::Recheck => self.input(|m, now| m.tick(now)),
+            PageEvent::Online => self.input(|m, now| m.online(now)),
+        }
+    }
+
+    /// The one entry point for the outcome of fetch `id` (fetched alone or for every tab).
+    /// Returns whether a new token was published (to share it with other tabs).
+    pub(crate) fn finish_fetch(self: &Rc<Shell>, id: u64, result: Result<Grant, Error>) -> bool {
+        let decision = {
+            let mut state = self.state.borrow_mut();
+            let state = &mut *state;
+            let Some(live) = state.live.as_mut() else {
+                return false;
+            };
+            if live.flight.as_ref().map(|f| f.id) != Some(id) {
+                return false; // stale: superseded or skipped
+            }
+            live.flight = None;
+            state
+                .machine
+                .response(clock::now(), result, clock::random())
+        };
+        let published = decision.effects.contains(&Effect::Publish);
+        self.apply(decision);
+        published
+    }
+
+    /// Fetch `id` ends without being sent: a token from another tab made it pointless.
+    pub(crate) fn skip_fetch(self: &Rc<Shell>, id: u64) {
+        let decision = {
+            let mut state = self.state.borrow_mut();
+            let state = &mut *state;
+            let Some(live) = state.live.as_mut() else {
+                return;
+            };
+            if live.flight.as_ref().map(|f| f.id) != Some(id) {
+                return;
+            }
+            live.flight = None;
+            state.machine.skip_fetch(clock::now())
+        };
+        self.apply(decision);
+    }
+
+    /// Whether fetch `id` is still the current one and (when `ask_engine`) still has a purpose
+    /// (`Machine::fetch_needed`). Marks it as being sent when `sending` (the request starts now).
+    pub(crate) fn fetch_still_needed(&self, id: u64, sending: bool, ask_engine: bool) -> bool {
+        let mut state = self.state.borrow_mut();
+        let state = &mut *state;
+        let Some(flight) = state.live.as_mut().and_then(|l| l.flight.as_mut()) else {
+            return false;
+        };
+        if flight.id != id || (ask_engine && !state.machine.fetch_needed(clock::now())) {
+            return false;
+        }
+        if sending {
+            flight.sending = true;
+        }
+        true
+    }
+
+    /// Whether fetch `id` is the current one.
+    pub(crate) fn is_current_fetch(&self, id: u64) -> bool {
+        self.state
+            .borrow()
+            .live
+            .as_ref()
+            .and_then(|l| l.flight.as_ref())
+            .is_some_and(|f| f.id == id)
+    }
+
+    /// A token another tab shared, already validated: hand it to the engine. If the fetch under
+    /// way has not been sent and has lost its purpose, stop waiting for the lock.
+    pub(crate) fn adopt(self: &Rc<Shell>, grant: Grant, now: Now) {
+        self.input(|m, _| m.adopt(now, grant, clock::random()));
+        let state = self.state.borrow();
+        if let Some(flight) = state.live.as_ref().and_then(|l| l.flight.as_ref()) {
+            if !flight.sending && !state.machine.fetch_needed(clock::now()) {
+                flight.lock_abort.abort();
+            }
+        }
+    }
+
+    /// The cross-tab channel, while live.
+    pub(crate) fn tabs(&self) -> Option<Tabs> {
+        self.state
+            .borrow()
+            .live
+            .as_ref()
+            .and_then(|l| l.tabs.clone())
+    }
+
+    /// The attached targets (weak references), for the Speech SDK room.
+    pub(crate) fn targets(&self) -> Vec<js_sys::WeakRef> {
+        self.state.borrow().targets.clone()
+    }
+
+    /// Changes the attached targets.
+    pub(crate) fn with_targets<R>(&self, f: impl FnOnce(&mut Vec<js_sys::WeakRef>) -> R) -> R {
+        f(&mut self.state.borrow_mut().targets)
+    }
+
+    /// `dispose()`: the engine stops (the token is wiped, waiters are rejected with kind
+    /// `disposed`, the last `status` event says so), then the live part is dropped (the
+    /// teardown: see [`Live`]). Idempotent; safe from inside any callback. Returns the targets
+    /// that were attached (their close hooks are the Speech room's to remove).
+    pub(crate) fn dispose(self: &Rc<Shell>) -> Vec<js_sys::WeakRef> {
+        let (decision, live, targets) = {
+            let mut state = self.state.borrow_mut();
+            let decision = state.machine.dispose();
+            state.token_js = None;
+            let targets = std::mem::take(&mut state.targets);
+            (decision, state.live.take(), targets)
+        };
+
+        // The teardown first (no JS re-enters from it: aborts and clears only), then the calls.
+        drop(live);
+        self.apply(decision);
+        targets
+    }
+}
+
+fn token_detail(machine: &Machine) -> JsValue {
+    let route = machine.route();
+    object(&[
+        (
+            "expiresAt",
+            machine
+                .expires_at()
+                .map_or(JsValue::UNDEFINED, JsValue::from),
+        ),
+        (
+            "region",
+            route
+                .and_then(|r| r.region.as_deref())
+                .map_or(JsValue::UNDEFINED, JsValue::from_str),
+        ),
+        (
+            "endpoint",
+            route
+                .and_then(|r| r.endpoint.as_deref())
+                .map_or(JsValue::UNDEFINED, JsValue::from_str),
+        ),
+    ])
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `reportError(e)`: reports an exception to the page's error handlers without throwing.
+    #[wasm_bindgen(js_name = reportError, catch)]
+    fn report_error_js(error: &JsValue) -> Result<(), JsValue>;
+}
+
+fn report_error(error: &JsValue) {
+    let _ = report_error_js(error);
+}

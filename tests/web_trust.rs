@@ -1,0 +1,190 @@
+//! Browser tests of the trust boundaries (issue: "Trust boundaries and the real Speech SDK"):
+//! what a same-origin page posing as a peer tab can change, endpoints judged by the browser's
+//! own URL parser, a cached JWT's age, junk text answers, and a too-small `refreshMargin`.
+#![cfg(target_arch = "wasm32")]
+
+mod support;
+
+use speech_token_client::TokenClient;
+use support::*;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen(inline_js = r#"
+/** Posts `message` on the client's cross-tab channel, as any same-origin page can. */
+export function forgePeerMessage(brokerPath, message) {
+  const url = new URL(brokerPath, location.href).href;
+  const channel = new BroadcastChannel("speech-token-client:" + url);
+  channel.postMessage(message);
+  channel.close();
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = forgePeerMessage)]
+    fn forge_peer_message(broker_path: &str, message: &JsValue);
+}
+
+/// A same-origin page posts a "token" with a far expiry and its own endpoint and region. The
+/// victim tab may take the token (a peer's token is a token), but where the audio goes stays
+/// what its own broker said, and the token is kept no longer than its own broker's lifetime.
+#[wasm_bindgen_test]
+async fn a_forged_peer_message_cannot_redirect_audio_or_pin_the_tab() {
+    install_fake_broker();
+    answer(token_answer("tok-own", 60.0, JsValue::UNDEFINED)); // region westeurope
+    let client = TokenClient::new(options(&[("shareAcrossTabs", JsValue::TRUE)])).unwrap();
+    expect_token(&client, "tok-own").await;
+    assert_eq!(client.region().as_deref(), Some("westeurope"));
+    let far = now_ms() + 23.0 * 3_600_000.0;
+    forge_peer_message(
+        "/api/speech-token",
+        &object(&[
+            ("type", "token".into()),
+            ("token", "forged.token.value".into()),
+            ("expiresAt", far.into()),
+            ("usableFor", (23.0 * 3_600_000.0).into()),
+            ("endpoint", "wss://attacker.example/speech".into()),
+            ("region", "evilregion".into()),
+        ]),
+    );
+    wait_ms(200.0).await;
+    assert_eq!(client.endpoint(), None, "a peer cannot set the endpoint");
+    assert_eq!(
+        client.region().as_deref(),
+        Some("westeurope"),
+        "a peer cannot change the region"
+    );
+    let kept_for = client.expires_at().unwrap() - now_ms();
+    assert!(
+        kept_for <= 60_000.0 + 500.0,
+        "a peer's token is kept no longer than this tab's own broker token lives: {kept_for} ms"
+    );
+    finish(client).await;
+}
+
+/// Endpoints are judged as the browser parses them: `\` is `/`, so
+/// `ws://evil.example\.localhost/` goes to evil.example, not to a loopback host.
+#[wasm_bindgen_test]
+async fn endpoints_are_judged_by_the_browsers_url_parser() {
+    install_fake_broker();
+    let refused = [
+        "ws://evil.example\\.localhost/speech",
+        "ws://localhost@evil.example/x",
+        "http://127.0.0.1@evil.example/",
+        "ws://xn--lcalhost-9za.example/",
+        "ws://[::2]/x",
+    ];
+    for endpoint in refused {
+        answer(token_answer(
+            "tok-e",
+            600.0,
+            object(&[("endpoint", endpoint.into())]),
+        ));
+        let client = TokenClient::new(options(&[])).unwrap();
+        expect_rejection(client.get_token(), "invalid-response", &["tok-e"], endpoint).await;
+        client.dispose();
+    }
+    for endpoint in [
+        "ws://localhost.:8080/x",
+        "ws://[::1]/x",
+        "wss://speech.example/x",
+    ] {
+        answer(token_answer(
+            "tok-ok",
+            600.0,
+            object(&[("endpoint", endpoint.into())]),
+        ));
+        let client = TokenClient::new(options(&[])).unwrap();
+        expect_token(&client, "tok-ok").await;
+        assert_eq!(client.endpoint().as_deref(), Some(endpoint));
+        client.dispose();
+    }
+    let client = TokenClient::new(options(&[])).unwrap();
+    finish(client).await;
+}
+
+/// A 200 text answer that is not token-shaped is `invalid-response`, not a 10-minute token.
+#[wasm_bindgen_test]
+async fn junk_text_answers_are_not_tokens() {
+    install_fake_broker();
+    for body in ["OK", "null", "true", "123", "Unauthorized"] {
+        answer(raw_answer(
+            200,
+            Some("text/plain".into()),
+            body,
+            JsValue::UNDEFINED,
+        ));
+        let client = TokenClient::new(options(&[])).unwrap();
+        expect_rejection(client.get_token(), "invalid-response", &[], body).await;
+        client.dispose();
+    }
+    let client = TokenClient::new(options(&[])).unwrap();
+    finish(client).await;
+}
+
+/// A cached Entra-style JWT with 5 minutes left is kept for 5 minutes, not its full hour; with
+/// the broker's `Date` 10 minutes away from this browser's clock, a fresh token keeps its full
+/// lifetime (the broker's clock is the reference).
+#[wasm_bindgen_test]
+async fn a_jwts_age_counts_and_the_brokers_clock_is_the_reference() {
+    install_fake_broker();
+    let now_s = (now_ms() / 1000.0).floor();
+    let cached = jwt_with(now_s - 3300.0, now_s + 300.0);
+    answer(raw_answer(
+        200,
+        Some("text/plain".into()),
+        &cached,
+        JsValue::UNDEFINED,
+    ));
+    let client = TokenClient::new(options(&[])).unwrap();
+    expect_token(&client, &cached).await;
+    let left = client.expires_at().unwrap() - now_ms();
+    assert!(left <= 300_000.0, "served {left} ms, past the token's exp");
+    assert!(left > 290_000.0, "{left}");
+    client.dispose();
+    for skew_s in [-600.0, 600.0] {
+        // The broker's clock says `server`; ours is `skew_s` off.
+        let server_s = now_s - skew_s;
+        let fresh = jwt_with(server_s, server_s + 600.0);
+        let date = js_sys::Date::new(&JsValue::from(server_s * 1000.0)).to_utc_string();
+        answer(raw_answer(
+            200,
+            Some("text/plain".into()),
+            &fresh,
+            object(&[("date", date.into())]),
+        ));
+        let client = TokenClient::new(options(&[])).unwrap();
+        expect_token(&client, &fresh).await;
+        let left = client.expires_at().unwrap() - now_ms();
+        assert!(
+            (590_000.0..=600_000.0).contains(&left),
+            "clock {skew_s} s off: {left} ms"
+        );
+        client.dispose();
+    }
+    let client = TokenClient::new(options(&[])).unwrap();
+    finish(client).await;
+}
+
+/// `refreshMargin` below the usable slack: no `expired` event on a healthy cycle (it refreshed
+/// exactly when the token stopped being handed out, so every cycle expired first).
+#[wasm_bindgen_test]
+async fn a_tiny_refresh_margin_never_lets_the_token_lapse() {
+    install_fake_broker();
+    serial_token_answers("margin", 8.0);
+    let client = TokenClient::new(options(&[("refreshMargin", JsValue::from(0.5))])).unwrap();
+    let events = record_events(&client);
+    let _ = settle(client.get_token()).await;
+    wait_ms(10_000.0).await;
+    assert!(
+        events.details("token").length() >= 3,
+        "refreshed at least twice"
+    );
+    assert_eq!(
+        events.details("expired").length(),
+        0,
+        "a healthy refresh cycle let the token lapse"
+    );
+    finish(client).await;
+}
