@@ -110,13 +110,17 @@ test(`${ENGINE}: a hidden page's chained timers, its lifecycle events, and the c
   assert.ok(hidden.length >= 5, `the chain kept running while hidden: ${why}`);
   const [lo, hi] = EXPECTED.hiddenMedianMs;
   assert.ok(median(hidden) >= lo && median(hidden) <= hi, `hidden median ${median(hidden)} ms outside [${lo}, ${hi}]: ${why}`);
-  // Hidden long enough for Chromium's whole-minute stage: the page's own chain really waited for
-  // a minute boundary (so the client's timer below ran under that regime and escaped it). The
-  // stage aligns to minute boundaries, so its first wait may be short; 70 s past its start
-  // guarantee one wait of 20 s or more (a short first wait is followed by a full minute).
+  // Hidden long enough for Chromium's whole-minute stage: the page's own chain really went from
+  // whole seconds to minute boundaries (so the client's timer below ran under that regime and
+  // escaped it). The stage aligns to minute boundaries, so its first wait may be anything up to a
+  // minute: count the chain's ticks instead — about one per second before the stage, a couple
+  // after it — and see one wait well beyond a second.
+  const hiddenSeconds = HIDDEN_MS / 1000;
   if (HIDDEN_MS >= EXPECTED.intensiveAfterMs + 70_000) {
-    assert.ok(hidden.at(-1) >= 20_000, `a chained timer waited for a minute boundary: ${why}`);
+    assert.ok(hidden.length < hiddenSeconds * 0.75, `the chain slowed to minute boundaries (${hidden.length} ticks in ${hiddenSeconds} s): ${why}`);
+    assert.ok(hidden.at(-1) >= 5_000, `a chained timer waited for a minute boundary: ${why}`);
   } else {
+    assert.ok(hidden.length >= hiddenSeconds * 0.8, `about one tick per second (${hidden.length} in ${hiddenSeconds} s): ${why}`);
     assert.ok(hidden.at(-1) < 5_000, `no timer of the chain waited long: ${why}`);
   }
   // the client: refreshed while hidden, never a lifetime without a new token, never without a
