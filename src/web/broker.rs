@@ -142,12 +142,29 @@ async fn build_headers(source: &HeaderSource, signal: &AbortSignal) -> Result<He
     }
     for entry in js_sys::Object::entries(&object).iter() {
         let pair: js_sys::Array = entry.unchecked_into();
-        let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) else {
+        let (name, value) = (pair.get(0), pair.get(1));
+        if !name.is_string() || !value.is_string() {
             return Err(Error::Headers);
-        };
-        headers.set(&name, &value).map_err(|_| Error::Headers)?;
+        }
+        // Passed as JS strings: the app's session bearer never enters wasm memory.
+        set_header(&headers, &name, &value).map_err(|_| Error::Headers)?;
     }
     Ok(headers)
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `Headers`, bound for a `set` that takes JS strings as they are.
+    #[wasm_bindgen(js_name = Headers)]
+    type JsHeaders;
+    /// `headers.set(name, value)` (web-sys's takes `&str`, which would copy a credential into
+    /// wasm memory).
+    #[wasm_bindgen(method, catch, js_name = set)]
+    fn set(this: &JsHeaders, name: &JsValue, value: &JsValue) -> Result<(), JsValue>;
+}
+
+fn set_header(headers: &Headers, name: &JsValue, value: &JsValue) -> Result<(), JsValue> {
+    headers.unchecked_ref::<JsHeaders>().set(name, value)
 }
 
 /// Reads the body into one buffer that is wiped when dropped, stopping as soon as it exceeds
