@@ -57,9 +57,12 @@ console.log(JSON.stringify({ memory: exports.memory instanceof WebAssembly.Memor
   assert.equal(r.memory, true);
 });
 
-// Expected behaviour, not yet implemented in src/web/ (see docs in the issue-18 report): with no
-// page (`window`) and no worker global, the constructor throws a SpeechTokenError of kind "config"
-// whose message says that TokenClient runs in the browser only, whatever the brokerUrl.
+// Expected behaviour: with no page (`window`) and no worker global, the constructor throws a
+// SpeechTokenError of kind "config" whose message says that TokenClient runs in the browser only,
+// whatever the brokerUrl. Not implemented yet in src/web/client.rs (today a relative URL gives
+// "a relative brokerUrl needs a page location" and an absolute one creates a client that fetches
+// from Node): marked TODO until then (issue 18); remove `todo` when it passes.
+const SSR_TODO = "needs a browser-environment check in TokenClient::new (src/web/client.rs)";
 const browserOnly = (code) => `${NO_DOM}
 const { default: init, TokenClient } = await import("speech-token-client");
 await init();
@@ -69,7 +72,7 @@ catch (e) { result = { name: e?.name, kind: e?.kind, message: String(e?.message 
 console.log(JSON.stringify(result));`;
 
 for (const [what, url] of [["a relative brokerUrl", "/api/speech-token"], ["an absolute brokerUrl", "https://app.example/api/speech-token"]]) {
-  test(`SSR: new TokenClient with ${what} in Node throws a clear "browser only" config error`, () => {
+  test(`SSR: new TokenClient with ${what} in Node throws a clear "browser only" config error`, { todo: SSR_TODO }, () => {
     const r = node(browserOnly(`new TokenClient({ brokerUrl: ${JSON.stringify(url)} })`));
     assert.equal(r.created, undefined, "the client must not be created without a browser");
     assert.equal(r.name, "SpeechTokenError");
