@@ -3,12 +3,13 @@
 //
 //   inline/speech_token_client.js  the same glue with the wasm embedded (base64): `init()` needs
 //                                  no URL and no fetch. Picked (package.json "exports", condition
-//                                  "default") by toolchains that do not rewrite
-//                                  `new URL("….wasm", import.meta.url)`: esbuild, Rollup, Vite's dev
-//                                  server (dependency pre-bundling moves the glue away from the
-//                                  wasm), Node (SSR: Node's fetch cannot read file: URLs).
-//                                  Toolchains that do bundle the wasm as an asset (conditions
-//                                  "webpack" and "production": webpack 5, `vite build`, Parcel)
+//                                  "node" and "default"; also "main"/"module" for resolvers that
+//                                  ignore "exports", such as Parcel's default) by toolchains that
+//                                  do not rewrite `new URL("….wasm", import.meta.url)`: esbuild,
+//                                  Rollup, Vite's dev server (dependency pre-bundling moves the
+//                                  glue away from the wasm), Node (SSR: Node's fetch cannot read
+//                                  file: URLs). Toolchains that do bundle the wasm as an asset
+//                                  (conditions "webpack" and "production": webpack 5, `vite build`)
 //                                  get the plain glue and a separate, streamed .wasm file.
 //   bundler/speech_token_client.js the `speech-token-client/bundler` entry: the same module,
 //   bundler/inline.js              initialised on import by a top-level `await init()` (no init()

@@ -7,9 +7,10 @@
 // The recipe for every tool is "nothing": the package's "exports" conditions give toolchains that
 // bundle `new URL("….wasm", import.meta.url)` (conditions "webpack", "production") the glue with a
 // separate .wasm file, and everything else (esbuild, Rollup, Vite's dev server, Node) the glue
-// with the wasm inlined. A negative control shows the failure the package removes: Vite's dev
-// server given the separate-file glue 404s on the wasm (its dependency pre-bundling moves the
-// glue away from it).
+// with the wasm inlined; Parcel (which ignores "exports" by default) reads "module", the inline
+// glue too. A negative control shows the failure the package removes: Vite's dev server given the
+// separate-file glue cannot load the wasm (dependency pre-bundling moves the glue to .vite/deps/,
+// where the wasm is not; Vite answers with its index.html).
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -53,13 +54,18 @@ function writePages(dist, { module = true } = {}) {
 
 /**
  * Opens `url` in Chromium and waits for the app's `window.__result`. Returns
- * `{ result, errors, notFound }`: console errors / page errors, and URLs that answered 404.
+ * `{ result, errors, notFound, wasm }`: console errors / page errors, URLs that answered 404, and
+ * every .wasm response (`{ url, status, type }`).
  */
 async function openApp(url) {
   chromium ??= await launchChromium();
   const page = await chromium.context.newPage();
   const errors = [];
   const notFound = [];
+  const wasm = [];
+  page.on("response", (r) => {
+    if (/\.wasm(\?|$)/.test(r.url())) wasm.push({ url: r.url(), status: r.status(), type: r.headers()["content-type"] ?? "" });
+  });
   page.on("pageerror", (e) => errors.push(e.message));
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   page.on("response", (r) => { if (r.status() === 404) notFound.push(r.url()); });
@@ -73,7 +79,7 @@ async function openApp(url) {
       if (result) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    return { result, errors, notFound };
+    return { result, errors, notFound, wasm };
   } finally {
     await page.close();
   }
@@ -104,12 +110,22 @@ function filesEndingWith(dir, ext) {
   return readdirSync(dir, { recursive: true }).filter((f) => String(f).endsWith(ext));
 }
 
-/** Whether the inlined wasm (its base64 marker) is in the built JS. */
+/** Whether the wasm is inlined in the built JS (its base64 form; minifiers keep string literals). */
 function inlined(dist) {
-  return filesEndingWith(dist, ".js").some((f) => readFileSync(path.join(dist, f), "utf8").includes("__stc_wasm_bytes"));
+  const wasm64 = readFileSync(path.join(ROOT, "pkg/speech_token_client_bg.wasm")).toString("base64").slice(0, 400);
+  return filesEndingWith(dist, ".js").some((f) => readFileSync(path.join(dist, f), "utf8").includes(wasm64));
 }
 
 const vite = () => import("vite");
+
+/** Toolchains tested here and their entry points, as the README's install table must list them. */
+const TESTED = new Map();
+
+/** A toolchain test: `name` is the README table's first column; `entries` the entry points it covers. */
+function tool(name, entries, recipe, fn) {
+  TESTED.set(name, entries);
+  test(`${name} (${recipe}): ${entries.join(" and ")} ${entries.length > 1 ? "entries get" : "entry gets"} a token, no package configuration`, { timeout: 300_000 }, fn);
+}
 
 /** Starts `vite` (the dev server) on the app in `dir`, proxying /api to the broker. */
 async function viteDev(dir, brokerBase, extra = {}) {
@@ -123,20 +139,24 @@ async function viteDev(dir, brokerBase, extra = {}) {
   return server;
 }
 
-test("Vite 7 dev server (`vite`): both entries get a token, no configuration", { timeout: 180_000 }, async () => {
+tool("Vite 7 dev server", ENTRIES, "`vite`", async () => {
   const dir = sources("vite-dev");
   const broker = await startBroker();
   const server = await viteDev(dir, broker.base);
   try {
     const base = server.resolvedUrls.local[0].replace(/\/$/, "");
-    for (const e of ENTRIES) assertToken(await openApp(`${base}/${PAGE[e]}`), `vite dev, ${e} entry`);
+    for (const e of ENTRIES) {
+      const run = await openApp(`${base}/${PAGE[e]}`);
+      assertToken(run, `vite dev, ${e} entry`);
+      assert.deepEqual(run.wasm, [], "no .wasm was fetched: the inline glue was used");
+    }
   } finally {
     await server.close();
     await broker.stop();
   }
 });
 
-test("negative control: Vite's dev server given the separate-.wasm glue 404s on the wasm", { timeout: 180_000 }, async () => {
+test("negative control: Vite's dev server given the separate-.wasm glue cannot load the wasm (the issue-18 failure)", { timeout: 180_000 }, async () => {
   const dir = sources("vite-dev-control");
   const broker = await startBroker();
   // The "production" condition selects the glue that loads speech_token_client_bg.wasm next to
@@ -144,31 +164,37 @@ test("negative control: Vite's dev server given the separate-.wasm glue 404s on 
   const server = await viteDev(dir, broker.base, { resolve: { conditions: ["module", "browser", "production"] } });
   try {
     const base = server.resolvedUrls.local[0].replace(/\/$/, "");
-    const { result, notFound } = await openApp(`${base}/${PAGE.web}`);
+    const { result, wasm } = await openApp(`${base}/${PAGE.web}`);
     assert.ok(result?.error, `the control app must fail, got ${JSON.stringify(result)}`);
-    assert.ok(notFound.some((u) => /\/node_modules\/\.vite\/deps\/speech_token_client_bg\.wasm/.test(u)),
-      `expected the wasm 404 under .vite/deps, got ${notFound.join(", ")}`);
+    // Vite answers the missing file with its index.html (SPA fallback) rather than a 404.
+    const bad = wasm.find((r) => /\/node_modules\/\.vite\/deps\/speech_token_client_bg\.wasm/.test(r.url));
+    assert.ok(bad && (bad.status === 404 || !/application\/wasm/.test(bad.type)), `the wasm was looked for under .vite/deps: ${JSON.stringify(wasm)}`);
+    assert.match(result.error, /CompileError|404|magic word/);
   } finally {
     await server.close();
     await broker.stop();
   }
 });
 
-test("Vite 7 build (`vite build`): both entries get a token, the wasm is a separate asset", { timeout: 180_000 }, async () => {
+tool("Vite 7 build", ENTRIES, "`vite build`, the wasm a separate asset", async () => {
   const dir = sources("vite-build");
-  const { build } = await vite();
   const dist = path.join(dir, "dist");
-  await build({
-    root: dir, configFile: false, logLevel: "warn",
-    // A two-page app (one page per entry point): the only configuration, and it is the app's.
-    build: { outDir: dist, emptyOutDir: true, rollupOptions: { input: { index: path.join(dir, "index.html"), bundler: path.join(dir, "bundler.html") } } },
-  });
+  // A two-page app (one page per entry point): the only configuration, and it is the app's.
+  writeFileSync(path.join(dir, "vite.config.mjs"), `export default {
+  build: { rollupOptions: { input: { index: "index.html", bundler: "bundler.html" } } },
+};
+`);
+  // The CLI in its own process, as an app runs it (it sets NODE_ENV=production, hence the
+  // "production" condition; this test process has run Vite's dev server already).
+  const env = { ...process.env };
+  delete env.NODE_ENV;
+  execFileSync(BIN("vite"), ["build", "--logLevel", "warn"], { cwd: dir, stdio: "pipe", env });
   assert.ok(filesEndingWith(dist, ".wasm").length > 0, "the wasm was emitted as a file");
   assert.ok(!inlined(dist), "the separate-.wasm glue was used");
   await runBuilt(dist, "vite build");
 });
 
-test("webpack 5 (`webpack --mode production`): both entries get a token, no configuration", { timeout: 180_000 }, async () => {
+tool("webpack 5", ENTRIES, "`webpack --mode production`, the wasm a separate asset", async () => {
   const dir = sources("webpack");
   const { default: webpack } = await import("webpack");
   const dist = path.join(dir, "dist");
@@ -187,7 +213,7 @@ test("webpack 5 (`webpack --mode production`): both entries get a token, no conf
   await runBuilt(dist, "webpack");
 });
 
-test("esbuild (`esbuild --bundle --format=esm`): both entries get a token, no configuration", { timeout: 180_000 }, async () => {
+tool("esbuild", ENTRIES, "`esbuild --bundle --format=esm`, the wasm inlined", async () => {
   const dir = sources("esbuild");
   const dist = path.join(dir, "dist");
   // The README recipe, as a command.
@@ -197,7 +223,7 @@ test("esbuild (`esbuild --bundle --format=esm`): both entries get a token, no co
   await runBuilt(dist, "esbuild");
 });
 
-test("Rollup 4 (+ @rollup/plugin-node-resolve): both entries get a token, no configuration", { timeout: 180_000 }, async () => {
+tool("Rollup 4", ENTRIES, "@rollup/plugin-node-resolve, the wasm inlined", async () => {
   const dir = sources("rollup");
   const dist = path.join(dir, "dist");
   // The README recipe: rollup.config.mjs with the node-resolve plugin every Rollup app has.
@@ -220,7 +246,7 @@ export default {
   await runBuilt(dist, "rollup");
 });
 
-test("Parcel 2 (`parcel build index.html`): the web entry gets a token, no configuration", { timeout: 300_000 }, async () => {
+tool("Parcel 2", ["web"], "`parcel build index.html`, the wasm inlined", async () => {
   const dir = sources("parcel");
   const dist = path.join(dir, "dist");
   const child = spawn(BIN("parcel"), ["build", "index.html", "--dist-dir", dist, "--cache-dir", path.join(work, "parcel-cache"), "--no-source-maps", "--log-level", "warn"], {
@@ -232,6 +258,28 @@ test("Parcel 2 (`parcel build index.html`): the web entry gets a token, no confi
   const code = await new Promise((r) => child.once("exit", r));
   await stopChild(child);
   assert.equal(code, 0, `parcel build failed:\n${log}`);
-  assert.ok(filesEndingWith(dist, ".wasm").length > 0, "the wasm was emitted as a file");
+  // Parcel ignores "exports" unless the app enables packageExports: it reads "module", the inline
+  // glue. (With a separate .wasm, Parcel 2.16 adds an inline <script type="importmap">, which a
+  // strict Content-Security-Policy blocks.)
+  assert.ok(inlined(dist), "the inline glue was used");
   await runBuilt(dist, "parcel", ["web"]);
+});
+
+test("README: the install table's \"tested\" marks are exactly the toolchains and entries tested here", () => {
+  const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
+  const install = readme.slice(readme.indexOf("## Install"), readme.indexOf("## Quickstart"));
+  const rows = install.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| toolchain"))
+    .map((l) => l.split("|").slice(1, -1).map((c) => c.trim()));
+  const table = new Map(rows.filter((r) => r.length === 5).map((r) => [r[0], { web: r[3], bundler: r[4] }]));
+  // Rows whose tests live in other files.
+  const elsewhere = ["Node, SSR (Next.js, Vite SSR)", "`<script type=\"module\">`", "TypeScript ≥ 5"];
+  for (const [name, entries] of TESTED) {
+    assert.ok(table.has(name), `README install table lacks a row "${name}"`);
+    for (const e of ENTRIES) {
+      assert.equal(table.get(name)[e].startsWith("✅ tested"), entries.includes(e), `README marks for ${name}, ${e} entry`);
+    }
+  }
+  for (const name of table.keys()) {
+    assert.ok(TESTED.has(name) || elsewhere.includes(name), `README row "${name}" has no test`);
+  }
 });
