@@ -7,7 +7,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { copyFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { ROOT } from "./helpers.mjs";
@@ -29,7 +29,10 @@ after(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-/** Writes tsconfig.<name>.json and runs tsc on it; resolves `{ ok, output }`. */
+/**
+ * Writes tsconfig.<name>.json and runs tsc on it; resolves `{ ok, output }`. The runs are started
+ * together (see `runs`) and awaited by the tests: tsc is slow to start (it parses the DOM lib).
+ */
 function tsc(name, compilerOptions, files) {
   const config = path.join(app, `tsconfig.${name}.json`);
   writeFileSync(config, JSON.stringify({
@@ -39,11 +42,10 @@ function tsc(name, compilerOptions, files) {
     },
     files,
   }, null, 2));
-  try {
-    return { ok: true, output: execFileSync(TSC, ["-p", config, "--pretty", "false"], { cwd: app, encoding: "utf8" }) };
-  } catch (e) {
-    return { ok: false, output: `${e.stdout}${e.stderr}` };
-  }
+  return new Promise((resolve) => {
+    execFile(TSC, ["-p", config, "--pretty", "false"], { cwd: app, encoding: "utf8" },
+      (error, stdout, stderr) => resolve({ ok: !error, output: `${stdout}${stderr}` }));
+  });
 }
 
 const MATRIX = {
@@ -52,27 +54,35 @@ const MATRIX = {
   bundler: { module: "es2022", moduleResolution: "bundler" },
 };
 
-for (const [name, options] of Object.entries(MATRIX)) {
-  test(`tsc strict, moduleResolution ${name}, skipLibCheck false, default lib (ES2022): both entries`, () => {
-    const { ok, output } = tsc(name, options, ["consumer.ts", "consumer-bundler.ts"]);
+const runs = {};
+before(() => {
+  for (const [name, options] of Object.entries(MATRIX)) runs[name] = tsc(name, options, ["consumer.ts", "consumer-bundler.ts"]);
+  runs.using = tsc("using", { ...MATRIX.bundler, lib: ["ESNext", "DOM"] }, ["consumer.ts", "consumer-using.ts"]);
+  runs.usingEs2022 = tsc("using-es2022", MATRIX.bundler, ["consumer-using.ts"]);
+  writeFileSync(path.join(app, "raw.d.ts"), "export declare class Raw {\n  free(): void;\n  [Symbol.dispose](): void;\n}\n");
+  runs.control = tsc("control", { ...MATRIX.bundler, lib: ["ES2022"] }, ["raw.d.ts"]);
+});
+
+for (const name of Object.keys(MATRIX)) {
+  test(`tsc strict, moduleResolution ${name}, skipLibCheck false, default lib (ES2022): both entries`, async () => {
+    const { ok, output } = await runs[name];
     assert.ok(ok, `tsc failed:\n${output}`);
   });
 }
 
-test("tsc with lib esnext: the client is Disposable (`using`)", () => {
-  const { ok, output } = tsc("using", { ...MATRIX.bundler, lib: ["ESNext", "DOM"] }, ["consumer.ts", "consumer-using.ts"]);
+test("tsc with lib esnext: the client is Disposable (`using`)", async () => {
+  const { ok, output } = await runs.using;
   assert.ok(ok, `tsc failed:\n${output}`);
 });
 
-test("tsc with the default ES2022 lib: `using` the client is rejected (Disposable is esnext-only)", () => {
-  const { ok, output } = tsc("using-es2022", MATRIX.bundler, ["consumer-using.ts"]);
+test("tsc with the default ES2022 lib: `using` the client is rejected (Disposable is esnext-only)", async () => {
+  const { ok, output } = await runs.usingEs2022;
   assert.ok(!ok, "consumer-using.ts must not type-check without esnext.disposable");
   assert.match(output, /Cannot find (global type|name) 'Disposable'/, output);
 });
 
-test("negative control: wasm-bindgen's raw `[Symbol.dispose](): void` fails under the ES2022 lib (TS2550)", () => {
-  writeFileSync(path.join(app, "raw.d.ts"), "export declare class Raw {\n  free(): void;\n  [Symbol.dispose](): void;\n}\n");
-  const { ok, output } = tsc("control", MATRIX.bundler, ["raw.d.ts"]);
+test("negative control: wasm-bindgen's raw `[Symbol.dispose](): void` fails under the ES2022 lib (TS2550)", async () => {
+  const { ok, output } = await runs.control;
   assert.ok(!ok, "the raw declaration must fail");
   assert.match(output, /TS2550/);
 });
