@@ -16,6 +16,7 @@
 //                                  call, no WebAssembly ES-module integration needed), over the
 //                                  plain glue resp. the inline one.
 //   bundler/speech_token_client.d.ts  its types (the web types without `default`/init).
+//   bundler/package.json           for resolvers that ignore "exports" (Parcel's default).
 //
 // And it rewrites the generated `.d.ts`: wasm-bindgen declares `[Symbol.dispose](): void`, which
 // fails to type-check (TS2550) unless the consumer's `lib` has `esnext.disposable`. The member is
@@ -77,6 +78,11 @@ await init();
 `;
 writeFileSync(path.join(out, "bundler", `${NAME}.js`), wrapper(`../${NAME}.js`));
 writeFileSync(path.join(out, "bundler", "inline.js"), wrapper(`../inline/${NAME}.js`));
+// For resolvers that ignore "exports" (Parcel's default, TypeScript's node10): the subfolder's own
+// package.json. Also what Node and webpack read for the folder's module type and side effects.
+writeFileSync(path.join(out, "bundler", "package.json"), JSON.stringify({
+  private: true, type: "module", main: "inline.js", module: "inline.js", types: `${NAME}.d.ts`, sideEffects: true,
+}, null, 2) + "\n");
 writeFileSync(path.join(out, "bundler", `${NAME}.d.ts`),
   `// speech-token-client/bundler: the API of "speech-token-client", initialised on import (no init()).\nexport * from "../${NAME}.js";\n`);
 

@@ -18,6 +18,7 @@ test("npm pack ships exactly the runtime files and types", () => {
   assert.deepEqual(files, [
     "README.md",
     "bundler/inline.js",
+    "bundler/package.json",
     "bundler/speech_token_client.d.ts",
     "bundler/speech_token_client.js",
     "inline/speech_token_client.js",

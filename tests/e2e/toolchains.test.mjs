@@ -246,10 +246,10 @@ export default {
   await runBuilt(dist, "rollup");
 });
 
-tool("Parcel 2", ["web"], "`parcel build index.html`, the wasm inlined", async () => {
+tool("Parcel 2", ENTRIES, "`parcel build index.html`, the wasm inlined", async () => {
   const dir = sources("parcel");
   const dist = path.join(dir, "dist");
-  const child = spawn(BIN("parcel"), ["build", "index.html", "--dist-dir", dist, "--cache-dir", path.join(work, "parcel-cache"), "--no-source-maps", "--log-level", "warn"], {
+  const child = spawn(BIN("parcel"), ["build", "index.html", "bundler.html", "--dist-dir", dist, "--cache-dir", path.join(work, "parcel-cache"), "--no-source-maps", "--log-level", "warn"], {
     cwd: dir, stdio: ["ignore", "pipe", "pipe"],
   });
   let log = "";
@@ -258,11 +258,11 @@ tool("Parcel 2", ["web"], "`parcel build index.html`, the wasm inlined", async (
   const code = await new Promise((r) => child.once("exit", r));
   await stopChild(child);
   assert.equal(code, 0, `parcel build failed:\n${log}`);
-  // Parcel ignores "exports" unless the app enables packageExports: it reads "module", the inline
-  // glue. (With a separate .wasm, Parcel 2.16 adds an inline <script type="importmap">, which a
+  // Parcel ignores "exports" unless the app enables packageExports: it reads "module" (and
+  // bundler/package.json), the inline glue. (With a separate .wasm, Parcel 2.16 adds an inline <script type="importmap">, which a
   // strict Content-Security-Policy blocks.)
   assert.ok(inlined(dist), "the inline glue was used");
-  await runBuilt(dist, "parcel", ["web"]);
+  await runBuilt(dist, "parcel");
 });
 
 test("README: the install table's \"tested\" marks are exactly the toolchains and entries tested here", () => {
