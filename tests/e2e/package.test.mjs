@@ -66,6 +66,9 @@ test("package.json carries the npm metadata, version equal to Cargo.toml", () =>
     default: "./bundler/inline.js",
   });
   assert.deepEqual(Object.keys(pkg.exports["."]), ["types", "node", "webpack", "production", "default"], "condition order");
+  // Resolvers that ignore "exports" (Parcel's default) get the inline glue, which needs no asset handling.
+  assert.equal(pkg.main, "inline/speech_token_client.js");
+  assert.equal(pkg.module, "inline/speech_token_client.js");
   assert.ok(pkg.license && pkg.repository && pkg.keywords.length > 0 && pkg.description);
 });
 
