@@ -4,11 +4,12 @@
 // headless Chromium, where it must get a token from the dev broker. Built apps are served by the
 // broker under its strict Content-Security-Policy; the Vite dev server proxies /api to it.
 //
-// The recipe for every tool is "nothing": the package's "exports" conditions give toolchains that
+// No tool needs configuration for the package: its "exports" conditions give toolchains that
 // bundle `new URL("….wasm", import.meta.url)` (conditions "webpack", "production") the glue with a
 // separate .wasm file, and everything else (esbuild, Rollup, Vite's dev server, Node) the glue
 // with the wasm inlined; Parcel (which ignores "exports" by default) reads "module", the inline
-// glue too. A negative control shows the failure the package removes: Vite's dev server given the
+// glue too. Two optional recipes (esbuild, Rollup) get the smaller separate-.wasm glue through the
+// "production" condition. A negative control shows the failure the package removes: Vite's dev server given the
 // separate-file glue cannot load the wasm (dependency pre-bundling moves the glue to .vite/deps/,
 // where the wasm is not; Vite answers with its index.html).
 
