@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the npm package into pkg/ (or $1):
-#   pkg/           the `web` target: plain <script type="module"> + `await init()`; also what
-#                  Vite and webpack 5 use (they bundle the wasm through `new URL(..., import.meta.url)`)
-#   pkg/bundler/   the `bundler` target: the wasm imported as an ES module, no init()
-#                  (webpack `experiments.asyncWebAssembly`, or Vite with vite-plugin-wasm)
-# Each: wasm-pack (release) -> wasm-opt -Oz -> terser on the JS glue; then the npm metadata of
-# pkg.json is merged into pkg/package.json.
+#   pkg/           the `web` target: plain <script type="module"> + `await init()`; what webpack 5,
+#                  `vite build` and Parcel use (they bundle the wasm through `new URL(..., import.meta.url)`)
+#   pkg/inline/    the same glue with the wasm embedded: what esbuild, Rollup, Vite's dev server and
+#                  Node get (package.json "exports" conditions; see scripts/pkg-variants.mjs)
+#   pkg/bundler/   `speech-token-client/bundler`: the same, initialised on import (no init())
+# wasm-pack (release) -> wasm-opt -Oz -> terser on the JS glue -> scripts/pkg-variants.mjs; then
+# the npm metadata of pkg.json is merged into pkg/package.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-pkg}
@@ -44,11 +45,7 @@ build() { # build TARGET DIR
   echo "[pkg] $target: wasm $before -> $(wc -c <"$wasm") bytes ($(gzip -9c "$wasm" | wc -c) gzip); JS glue $glue gzip"
 }
 
+rm -rf "$out/bundler" "$out/inline"
 build web "$out"
-tmp="$out.bundler.tmp"
-rm -rf "$tmp" "$out/bundler"
-build bundler "$tmp"
-mkdir -p "$out/bundler"
-mv "$tmp"/speech_token_client* "$out/bundler/"
-rm -rf "$tmp"
+node scripts/pkg-variants.mjs "$out"
 node scripts/merge-pkg-json.mjs "$out"
