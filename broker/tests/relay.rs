@@ -318,6 +318,8 @@ async fn fake_speech_upstream() -> (
         while let Ok((stream, _)) = listener.accept().await {
             let seen = std::sync::Arc::clone(&s2);
             tokio::spawn(async move {
+                // tungstenite's callback signature returns its (large) error response by value
+                #[allow(clippy::result_large_err)]
                 let cb = |req: &Request, resp: Response| {
                     let auth = req
                         .headers()
