@@ -356,6 +356,9 @@ pub enum ModeSettings {
         key: Secret,
         region: String,
         sts_base: String,
+        /// `--relay` only: the custom domain / private endpoint the relay connects to instead of
+        /// the regional host.
+        endpoint: Option<String>,
     },
     Entra {
         credential: EntraCredential,
@@ -506,10 +509,21 @@ impl Settings {
                     Some(b) => valid_base_url("--sts-base", b, false)?,
                     None => format!("https://{region}.api.cognitive.microsoft.com"),
                 };
+                let endpoint = match &args.endpoint {
+                    None => None,
+                    Some(_) if !args.relay => bail!(
+                        "--endpoint in key mode is for --relay (the relay connects there; browsers never see it)"
+                    ),
+                    Some(ep) if !speech_token_client::engine::token::is_valid_endpoint(ep) => {
+                        bail!("--endpoint must be an https:// or wss:// URL (http/ws only on loopback)")
+                    }
+                    Some(ep) => Some(ep.clone()),
+                };
                 ModeSettings::Key {
                     key: Secret::new(key),
                     region,
                     sts_base,
+                    endpoint,
                 }
             }
             Mode::Entra => {
