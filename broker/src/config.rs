@@ -514,7 +514,12 @@ impl Settings {
                     Some(_) if !args.relay => bail!(
                         "--endpoint in key mode is for --relay (the relay connects there; browsers never see it)"
                     ),
-                    Some(ep) if !speech_token_client::engine::token::is_valid_endpoint(ep) => {
+                    Some(ep)
+                        if !speech_token_client::engine::token::is_valid_endpoint(
+                            ep,
+                            &speech_token_client::engine::token::WhatwgUrl,
+                        ) =>
+                    {
                         bail!("--endpoint must be an https:// or wss:// URL (http/ws only on loopback)")
                     }
                     Some(ep) => Some(ep.clone()),
