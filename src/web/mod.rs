@@ -18,13 +18,15 @@ mod ts;
 
 pub use client::TokenClient;
 
+#[cfg(feature = "panic-hook")]
 use wasm_bindgen::prelude::*;
 
-/// Runs once when the module is instantiated: route Rust panics to `console.error` with a
-/// message, so a bug never takes the page down silently. (No token is ever formatted into a
-/// panic message.)
+/// With the `panic-hook` feature (debug builds, the browser tests), runs once when the module is
+/// instantiated: route Rust panics to `console.error` with a message, so a bug never takes the
+/// page down silently. (No token is ever formatted into a panic message.) The release package
+/// aborts on panic with no message at all (`panic = immediate-abort`, scripts/build-pkg.sh).
+#[cfg(feature = "panic-hook")]
 #[wasm_bindgen(start)]
 fn start() {
-    #[cfg(feature = "console_error_panic_hook")]
     console_error_panic_hook::set_once();
 }
