@@ -12,11 +12,23 @@ mod lifecycle;
 mod options;
 mod shell;
 mod speech;
+#[cfg(feature = "cross-tab")]
+mod tabs;
+/// Without the `cross-tab` feature: the same names, no channel, no lock (dead code dropped).
+#[cfg(not(feature = "cross-tab"))]
+#[path = "tabs_off.rs"]
 mod tabs;
 mod timer;
 mod ts;
 
 pub use client::TokenClient;
+
+/// The module allocates a few KB (plus the 64 KiB body buffer of a fetch, freed after it): a
+/// free-list allocator is a fraction of dlmalloc's size. Wasm here has one thread.
+// SAFETY: the module runs on one thread (no wasm threads, no shared memory).
+#[global_allocator]
+static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
+    unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
 
 #[cfg(feature = "panic-hook")]
 use wasm_bindgen::prelude::*;
