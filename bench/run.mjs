@@ -543,7 +543,7 @@ function markdown(rows) {
   if (R.size) {
     const o = R.size.ours;
     out.push("## 1. Size", "");
-    out.push("Bytes a browser downloads: our `pkg/` (wasm + the wasm-bindgen JS glue, which is not minified) against each peer's own minified browser bundle (the whole library: an app whose bundler tree-shakes ships somewhat less of a peer). `gzip -9` is the headline; brotli (quality 11) for reference.", "");
+    out.push("Bytes a browser downloads: our `pkg/` (wasm + the wasm-bindgen JS glue, minified by terser) against each peer's own minified browser bundle (the whole library: an app whose bundler tree-shakes ships somewhat less of a peer). `gzip -9` is the headline; brotli (quality 11) for reference.", "");
     const peerRows = R.size.peers.map((p) => [`${p.name} ${p.version}`, `\`${p.file}\`${p.minified ? "" : " (ESM, not minified: no minifier offline)"}`, fmtInt(p.raw), fmtInt(p.gzip), fmtInt(p.brotli), fmtX(o.totalGzip / p.gzip)]);
     out.push(mdTable(["package", "file", "raw B", "gzip -9 B", "brotli B", "ours ÷ peer (gzip)"], [
       ["speech-token-client (wasm)", "`speech_token_client_bg.wasm`", fmtInt(o.wasmRaw), fmtInt(o.wasmGzip), fmtInt(o.wasmBrotli), ""],
