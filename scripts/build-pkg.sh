@@ -19,11 +19,25 @@ terser=node_modules/.bin/terser
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$cargo_home/registry/src=/crates --remap-path-prefix=$PWD=/speech-token-client --remap-path-prefix=/usr/lib/rustlib/src/rust=/rust"
 
+# --- size (issue 19) ---------------------------------------------------------------------------
+# Where Debian's Rust and its std source are installed (scripts/wasm-env.sh's fallback path),
+# build std from source and abort on panic with no message and no formatting machinery at all
+# (`panic = immediate-abort`: a panic is a bug, and the shipped module carries none of the panic
+# strings or `core::fmt` it would need). Elsewhere: rustup's prebuilt std (a larger module).
+if [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust/library ]; then
+  export WASM_ENV_BUILD_STD=1
+  RUSTFLAGS="$RUSTFLAGS -Zunstable-options -Cpanic=immediate-abort"
+fi
+# Extra cargo arguments, e.g. PKG_CARGO_ARGS="--no-default-features" for a build without
+# cross-tab sharing (scripts/bench.sh measures it).
+read -r -a cargo_args <<<"${PKG_CARGO_ARGS:-}"
+# -----------------------------------------------------------------------------------------------
+
 build() { # build TARGET DIR
   local target=$1 dir=$2
   echo "[pkg] wasm-pack build --target $target --release -> $dir/"
   scripts/wasm-env.sh wasm-pack --log-level warn build . --target "$target" --mode no-install --release \
-    --out-dir "$dir" --out-name speech_token_client 2>&1 | grep -vE 'failed to get wasm-pack version|LICENSE' || true
+    --out-dir "$dir" --out-name speech_token_client ${cargo_args[@]+-- "${cargo_args[@]}"} 2>&1 | grep -vE 'failed to get wasm-pack version|LICENSE' || true
   local wasm="$dir/speech_token_client_bg.wasm"
   [ -f "$wasm" ] || { echo "[pkg] error: $wasm was not built" >&2; exit 1; }
   local before

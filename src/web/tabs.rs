@@ -122,7 +122,7 @@ impl Tabs {
         mut on_peer: impl FnMut(PeerMessage) + 'static,
     ) -> Option<Tabs> {
         let locks = lock_manager()?;
-        let name = format!("{NAME_PREFIX}{broker_url}");
+        let name = [NAME_PREFIX, broker_url].concat();
         let channel = BroadcastChannel::new(&name).ok()?;
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             if let Some(message) = read_message(&event.data()) {
