@@ -64,11 +64,28 @@ else
   say "warning: $raw, wasm-bindgen or wasm-opt missing: no per-crate breakdown"
 fi
 
+# The package without cross-tab sharing (issue 19), built last: it replaces the raw release wasm
+# (pkg/ and its snapshot are untouched). Its breakdown as above.
+solo_arg=()
+say "package without cross-tab (PKG_CARGO_ARGS=--no-default-features scripts/build-pkg.sh)"
+if PKG_CARGO_ARGS=--no-default-features bash scripts/build-pkg.sh "$work/pkg-solo" >&2; then
+  solo_arg=(--pkg-solo "$work/pkg-solo")
+  if [ ${#crates_arg[@]} -gt 0 ] \
+    && wasm-bindgen --target web --keep-debug --out-dir "$work/named-solo" "$raw" >&2 \
+    && node_modules/.bin/wasm-opt -Oz $(cat scripts/wasm-features.txt) --debuginfo \
+         "$work/named-solo/speech_token_client_bg.wasm" -o "$work/named-solo/named.wasm" \
+    && python3 scripts/wasm-size.py "$work/named-solo/named.wasm" --json >"$work/crates-solo.json"; then
+    solo_arg+=(--crates-solo "$work/crates-solo.json")
+  fi
+else
+  say "warning: the package without cross-tab could not be built"
+fi
+
 quick=()
 [ -n "${BENCH_QUICK:-}" ] && quick=(--quick)
 say "prepared in $(( $(date +%s) - start )) s; measuring (browser, broker)"
 timeout --kill-after=10 "${BENCH_TIMEOUT:-480}" node bench/run.mjs \
   --pkg "$work/pkg" --broker "$work/speech-token-broker" --relay-load "$work/relay_load" \
-  --sim "$work/sim.json" --sim-worst "$work/sim-worst.json" "${crates_arg[@]}" "${quick[@]}" \
+  --sim "$work/sim.json" --sim-worst "$work/sim-worst.json" "${crates_arg[@]}" "${solo_arg[@]}" "${quick[@]}" \
   --out BENCHMARKS.md --json "$work/results.json"
 say "done in $(( $(date +%s) - start )) s"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the npm package into pkg/ (or $1):
-#   pkg/           the `web` target: plain <script type="module"> + `await init()`; also what
-#                  Vite and webpack 5 use (they bundle the wasm through `new URL(..., import.meta.url)`)
-#   pkg/bundler/   the `bundler` target: the wasm imported as an ES module, no init()
-#                  (webpack `experiments.asyncWebAssembly`, or Vite with vite-plugin-wasm)
-# Each: wasm-pack (release) -> wasm-opt -Oz -> terser on the JS glue; then the npm metadata of
-# pkg.json is merged into pkg/package.json.
+#   pkg/           the `web` target: plain <script type="module"> + `await init()`; what webpack 5,
+#                  `vite build` and Parcel use (they bundle the wasm through `new URL(..., import.meta.url)`)
+#   pkg/inline/    the same glue with the wasm embedded: what esbuild, Rollup, Vite's dev server and
+#                  Node get (package.json "exports" conditions; see scripts/pkg-variants.mjs)
+#   pkg/bundler/   `speech-token-client/bundler`: the same, initialised on import (no init())
+# wasm-pack (release) -> wasm-opt -Oz -> terser on the JS glue -> scripts/pkg-variants.mjs; then
+# the npm metadata of pkg.json is merged into pkg/package.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-pkg}
@@ -18,11 +19,25 @@ terser=node_modules/.bin/terser
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$cargo_home/registry/src=/crates --remap-path-prefix=$PWD=/speech-token-client --remap-path-prefix=/usr/lib/rustlib/src/rust=/rust"
 
+# --- size (issue 19) ---------------------------------------------------------------------------
+# Where Debian's Rust and its std source are installed (scripts/wasm-env.sh's fallback path),
+# build std from source and abort on panic with no message and no formatting machinery at all
+# (`panic = immediate-abort`: a panic is a bug, and the shipped module carries none of the panic
+# strings or `core::fmt` it would need). Elsewhere: rustup's prebuilt std (a larger module).
+if [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust/library ]; then
+  export WASM_ENV_BUILD_STD=1
+  RUSTFLAGS="$RUSTFLAGS -Zunstable-options -Cpanic=immediate-abort"
+fi
+# Extra cargo arguments, e.g. PKG_CARGO_ARGS="--no-default-features" for a build without
+# cross-tab sharing (scripts/bench.sh measures it).
+read -r -a cargo_args <<<"${PKG_CARGO_ARGS:-}"
+# -----------------------------------------------------------------------------------------------
+
 build() { # build TARGET DIR
   local target=$1 dir=$2
   echo "[pkg] wasm-pack build --target $target --release -> $dir/"
   scripts/wasm-env.sh wasm-pack --log-level warn build . --target "$target" --mode no-install --release \
-    --out-dir "$dir" --out-name speech_token_client 2>&1 | grep -vE 'failed to get wasm-pack version|LICENSE' || true
+    --out-dir "$dir" --out-name speech_token_client ${cargo_args[@]+-- "${cargo_args[@]}"} 2>&1 | grep -vE 'failed to get wasm-pack version|LICENSE' || true
   local wasm="$dir/speech_token_client_bg.wasm"
   [ -f "$wasm" ] || { echo "[pkg] error: $wasm was not built" >&2; exit 1; }
   local before
@@ -44,11 +59,7 @@ build() { # build TARGET DIR
   echo "[pkg] $target: wasm $before -> $(wc -c <"$wasm") bytes ($(gzip -9c "$wasm" | wc -c) gzip); JS glue $glue gzip"
 }
 
+rm -rf "$out/bundler" "$out/inline"
 build web "$out"
-tmp="$out.bundler.tmp"
-rm -rf "$tmp" "$out/bundler"
-build bundler "$tmp"
-mkdir -p "$out/bundler"
-mv "$tmp"/speech_token_client* "$out/bundler/"
-rm -rf "$tmp"
+node scripts/pkg-variants.mjs "$out"
 node scripts/merge-pkg-json.mjs "$out"

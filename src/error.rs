@@ -3,66 +3,54 @@
 //! Every failure a caller can see is an [`Error`]. Its [`Error::kind`] is the stable,
 //! machine-readable name that JavaScript sees as `error.kind`; the `Display` text is for humans.
 //! No variant carries a token, a header value or a response body: an error can be logged, shown
-//! or sent to telemetry without leaking a credential. Messages are static strings (plus integers)
-//! on purpose: float and string formatting machinery costs kilobytes of wasm.
+//! or sent to telemetry without leaking a credential. Messages are `&'static str` ([`Error::message`],
+//! [`Invalid::message`]; the HTTP status is appended by hand in [`Error::text`]) and the wasm
+//! shell never goes through `core::fmt`: its formatting machinery costs kilobytes of every
+//! user's bundle. `Display` (for native code and tests) writes the same text.
+
+use core::fmt;
 
 /// Why a broker answer was rejected. Each reason names what was wrong, never the offending value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Invalid {
     /// The body is larger than [`crate::engine::token::MAX_BODY_BYTES`].
-    #[error("the response body is too large")]
     BodyTooLarge,
     /// The body is empty.
-    #[error("the response body is empty")]
     Empty,
     /// The body looks like an HTML page (typically a login page or a proxy error page).
-    #[error("the response is an HTML page, not a token")]
     Html,
     /// The JSON could not be parsed.
-    #[error("the response is not valid JSON")]
     NotJson,
     /// A JSON field has the wrong type (for example a string where a number belongs).
-    #[error("a field of the response has the wrong type")]
     WrongType,
     /// Neither `token` nor `access_token` is present.
-    #[error("the response has no token")]
     MissingToken,
     /// The token is longer than [`crate::engine::token::MAX_TOKEN_BYTES`].
-    #[error("the token is too long")]
     TokenTooLong,
     /// A text answer does not have the shape of a token (a JWT, or `aad#<resourceId>#<JWT>`):
     /// "OK", "null", "Unauthorized" and the like.
-    #[error("the response text is not a token")]
     NotAToken,
     /// The token holds whitespace, quotes, control or non-ASCII characters.
-    #[error("the token holds characters a token cannot have")]
     TokenCharacters,
     /// The lifetime is not a number between 1 second and 24 hours.
-    #[error("the token lifetime is out of range (1 s to 24 h)")]
     Lifetime,
     /// The token was already unusable when its response arrived (the request took longer than
     /// the token lives).
-    #[error("the token expired before it arrived")]
     ExpiredOnArrival,
     /// `region` is not lowercase letters and digits.
-    #[error("the region is not a valid Azure region name")]
     Region,
     /// `endpoint` is not wss/https (or ws/http on loopback), or it carries credentials.
-    #[error("the endpoint is not a wss or https URL")]
     Endpoint,
 }
 
 /// A failure, as the JS API reports it (`Error` with a `kind` field).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// The broker could not be reached (offline, DNS, CORS refusal, connection reset).
-    #[error("the token broker could not be reached")]
     Network,
     /// The broker did not answer within the request timeout.
-    #[error("the token broker did not answer in time")]
     Timeout,
     /// The broker answered with an HTTP status that has no more specific kind.
-    #[error("the token broker answered HTTP {status}")]
     Http {
         /// The HTTP status code.
         status: u16,
@@ -70,40 +58,115 @@ pub enum Error {
         retry_after: Option<u32>,
     },
     /// HTTP 401: the app's own session is missing or expired; retrying will not help.
-    #[error("the token broker refused the request (HTTP 401): the user's session may have ended")]
     Unauthorized,
     /// HTTP 403: the caller is not allowed a token (origin not allowed, user lacks rights).
-    #[error("the token broker denied access (HTTP 403)")]
     Forbidden,
     /// HTTP 429: too many requests.
-    #[error("the token broker is rate limiting requests (HTTP 429)")]
     RateLimited {
         /// Seconds from the `Retry-After` header, when the broker sent one.
         retry_after: Option<u32>,
     },
     /// The broker answered with a redirect (often to a login page); it is not followed.
-    #[error("the token broker answered with a redirect, which is not followed")]
     Redirected,
     /// The broker's answer is not an acceptable token response.
-    #[error("invalid token response: {0}")]
     InvalidResponse(Invalid),
     /// The options given to the client are invalid (found at construction, or an argument to a
     /// method). Retrying cannot fix it.
-    #[error("invalid option: {0}")]
     Config(&'static str),
     /// The app's `headers` function failed at run time: it threw, rejected, or gave something
     /// that is not an object of strings (e.g. MSAL's `acquireTokenSilent` failing right after a
     /// laptop wakes, before the network is up). Retried with backoff like a network failure.
-    #[error(
-        "the headers function threw, rejected, or gave a value that is not an object of strings"
-    )]
     Headers,
     /// The client was disposed.
-    #[error("the token client was disposed")]
     Disposed,
 }
 
+impl Invalid {
+    /// What was wrong, for humans (never the offending value).
+    pub fn message(self) -> &'static str {
+        match self {
+            Invalid::BodyTooLarge => "invalid token response: the response body is too large",
+            Invalid::Empty => "invalid token response: the response body is empty",
+            Invalid::Html => "invalid token response: the response is an HTML page, not a token",
+            Invalid::NotJson => "invalid token response: the response is not valid JSON",
+            Invalid::WrongType => {
+                "invalid token response: a field of the response has the wrong type"
+            }
+            Invalid::MissingToken => "invalid token response: the response has no token",
+            Invalid::TokenTooLong => "invalid token response: the token is too long",
+            Invalid::NotAToken => "invalid token response: the response text is not a token",
+            Invalid::TokenCharacters => {
+                "invalid token response: the token holds characters a token cannot have"
+            }
+            Invalid::Lifetime => {
+                "invalid token response: the token lifetime is out of range (1 s to 24 h)"
+            }
+            Invalid::ExpiredOnArrival => {
+                "invalid token response: the token expired before it arrived"
+            }
+            Invalid::Region => {
+                "invalid token response: the region is not a valid Azure region name"
+            }
+            Invalid::Endpoint => "invalid token response: the endpoint is not a wss or https URL",
+        }
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for Invalid {}
+
 impl Error {
+    /// The message for humans, without the HTTP status of [`Error::Http`] (see [`Error::text`]).
+    pub fn message(&self) -> &'static str {
+        match self {
+            Error::Network => "the token broker could not be reached",
+            Error::Timeout => "the token broker did not answer in time",
+            Error::Http { .. } => "the token broker answered HTTP ",
+            Error::Unauthorized => {
+                "the token broker refused the request (HTTP 401): the user's session may have ended"
+            }
+            Error::Forbidden => "the token broker denied access (HTTP 403)",
+            Error::RateLimited { .. } => "the token broker is rate limiting requests (HTTP 429)",
+            Error::Redirected => "the token broker answered with a redirect, which is not followed",
+            Error::InvalidResponse(reason) => reason.message(),
+            Error::Config(message) => message,
+            Error::Headers => {
+                "the headers function threw, rejected, or gave a value that is not an object of strings"
+            }
+            Error::Disposed => "the token client was disposed",
+        }
+    }
+
+    /// The full message: [`Error::message`], plus the status of [`Error::Http`] written with
+    /// no formatting machinery; a [`Error::Config`] message follows "invalid option: ".
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        if let Error::Config(_) = self {
+            text.push_str("invalid option: ");
+        }
+        text.push_str(self.message());
+        if let Error::Http { status, .. } = self {
+            let mut digits = [b'0'; 5];
+            let mut n = *status;
+            let mut i = digits.len();
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            digits[i..].iter().for_each(|&d| text.push(char::from(d)));
+        }
+        text
+    }
+
     /// The stable name JavaScript sees as `error.kind`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -155,6 +218,14 @@ impl Error {
     }
 }
 
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+impl std::error::Error for Error {}
+
 impl From<Invalid> for Error {
     fn from(reason: Invalid) -> Error {
         Error::InvalidResponse(reason)
@@ -183,6 +254,22 @@ mod tests {
         assert_eq!(Error::from_status(302, None).kind(), "redirected");
         assert_eq!(Error::from_status(503, Some(2)).status(), Some(503));
         assert_eq!(Error::from_status(500, None).kind(), "http");
+    }
+
+    #[test]
+    fn texts_are_static_with_the_http_status_appended() {
+        assert_eq!(
+            Error::from_status(503, None).text(),
+            "the token broker answered HTTP 503"
+        );
+        assert_eq!(
+            Error::from_status(0, None).to_string(),
+            "the token broker answered HTTP 0"
+        );
+        assert!(Error::from(Invalid::NotJson)
+            .text()
+            .contains("not valid JSON"));
+        assert_eq!(Error::Config("x").text(), "invalid option: x");
     }
 
     #[test]

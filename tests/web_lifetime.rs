@@ -707,3 +707,40 @@ async fn a_provider_that_never_settles_ends_at_the_deadline() {
     assert_eq!(requests(), 0, "no request without headers");
     finish_js(&client).await;
 }
+
+/// The app's session bearer (from `headers`) and the token handed out by `tokenCredential()`
+/// never stay in wasm memory (review findings: both were copied in and dropped unwiped).
+#[wasm_bindgen_test]
+async fn session_headers_and_credential_tokens_leave_no_copy_in_wasm_memory() {
+    install_fake_broker();
+    let secret = secret_jwt();
+    let bearer = secret_jwt();
+    let step = raw_answer(200, Some("text/plain".into()), "", JsValue::UNDEFINED);
+    js_sys::Reflect::set(&step, &"body".into(), &secret).unwrap();
+    answer_always(step);
+    let headers = js_sys::Object::new();
+    let value = js_sys::JsString::from("Bearer ").concat(&bearer);
+    js_sys::Reflect::set(&headers, &"authorization".into(), &value).unwrap();
+    let client = js_client(&[("headers", headers.into())]);
+    let credential = call(&client, "tokenCredential", &[]);
+    for _ in 0..3 {
+        let access = within(
+            promise(call(&credential, "getToken", &["scope".into()])),
+            3000.0,
+        )
+        .await
+        .unwrap();
+        assert!(get(&access, "token") == secret);
+    }
+    let memory = wasm_bindgen::memory();
+    call(&client, "dispose", &[]);
+    assert!(
+        !memory_contains(&memory, &bearer),
+        "the app's session bearer stayed in wasm memory"
+    );
+    assert!(
+        !memory_contains(&memory, &secret),
+        "a token handed out by tokenCredential() stayed in wasm memory"
+    );
+    finish_js(&client).await;
+}

@@ -188,3 +188,73 @@ async fn a_tiny_refresh_margin_never_lets_the_token_lapse() {
     );
     finish(client).await;
 }
+
+/// Review findings, each a way a peer's token was taken when it must not be: before the tab's
+/// own first answer (the waiting caller then had no region or endpoint), for a `refreshNow()`
+/// caller (it asked the broker), and read late by a frozen tab (its usable time had passed).
+#[wasm_bindgen_test]
+async fn peer_tokens_wait_for_the_tabs_own_answer_and_never_answer_refresh_now() {
+    install_fake_broker();
+    // First: the own answer is slow; a peer posts a token meanwhile.
+    answer(object(&[
+        ("delay", JsValue::from(600)),
+        ("status", JsValue::from(200)),
+        (
+            "headers",
+            object(&[("content-type", "application/json".into())]),
+        ),
+        (
+            "body",
+            r#"{"token":"tok-own-1","expiresIn":60,"region":"westeurope"}"#.into(),
+        ),
+    ]));
+    let client = TokenClient::new(options(&[("shareAcrossTabs", JsValue::TRUE)])).unwrap();
+    let first = client.get_token();
+    wait_ms(100.0).await;
+    let peer = |token: &str, usable_for: f64, sent_at: f64| {
+        forge_peer_message(
+            "/api/speech-token",
+            &object(&[
+                ("type", "token".into()),
+                ("token", token.into()),
+                ("usableFor", usable_for.into()),
+                ("sentAt", sent_at.into()),
+            ]),
+        )
+    };
+    peer("peer-early", 50_000.0, now_ms());
+    let got = settle(first).await.unwrap();
+    assert_eq!(
+        got.as_string().as_deref(),
+        Some("tok-own-1"),
+        "the first token is the tab's own"
+    );
+    assert_eq!(client.region().as_deref(), Some("westeurope"));
+    // refreshNow() is answered by the broker even if a peer posts a newer token meanwhile.
+    answer(object(&[
+        ("delay", JsValue::from(400)),
+        ("status", JsValue::from(200)),
+        (
+            "headers",
+            object(&[("content-type", "application/json".into())]),
+        ),
+        (
+            "body",
+            r#"{"token":"tok-own-2","expiresIn":60,"region":"westeurope"}"#.into(),
+        ),
+    ]));
+    let refreshed = client.refresh_now();
+    wait_ms(100.0).await;
+    peer("peer-newer", 59_000.0, now_ms());
+    let got = settle(refreshed).await.unwrap();
+    assert_eq!(
+        got.as_string().as_deref(),
+        Some("tok-own-2"),
+        "refreshNow() asked the broker"
+    );
+    // A message read late: posted 58 s ago with 55 s left, it is already unusable.
+    peer("peer-late", 55_000.0, now_ms() - 58_000.0);
+    wait_ms(100.0).await;
+    assert_ne!(token_of(&client).as_deref(), Some("peer-late"));
+    finish(client).await;
+}

@@ -356,6 +356,9 @@ pub enum ModeSettings {
         key: Secret,
         region: String,
         sts_base: String,
+        /// `--relay` only: the custom domain / private endpoint the relay connects to instead of
+        /// the regional host.
+        endpoint: Option<String>,
     },
     Entra {
         credential: EntraCredential,
@@ -394,7 +397,7 @@ pub struct Settings {
     /// dev: `--dev-entra` (the auth settings are filled in once the listening port is known).
     pub dev_entra: bool,
     /// `--relay` and its limits.
-    pub relay: Option<crate::relay::RelayLimits>,
+    pub relay: Option<RelayLimits>,
     /// Lower-case host names the `Host` header may carry (dev adds loopback names at run time).
     pub allow_hosts: Vec<String>,
     pub trust_proxies: Vec<ipnet::IpNet>,
@@ -506,10 +509,26 @@ impl Settings {
                     Some(b) => valid_base_url("--sts-base", b, false)?,
                     None => format!("https://{region}.api.cognitive.microsoft.com"),
                 };
+                let endpoint = match &args.endpoint {
+                    None => None,
+                    Some(_) if !args.relay => bail!(
+                        "--endpoint in key mode is for --relay (the relay connects there; browsers never see it)"
+                    ),
+                    Some(ep)
+                        if !speech_token_client::engine::token::is_valid_endpoint(
+                            ep,
+                            &speech_token_client::engine::token::WhatwgUrl,
+                        ) =>
+                    {
+                        bail!("--endpoint must be an https:// or wss:// URL (http/ws only on loopback)")
+                    }
+                    Some(ep) => Some(ep.clone()),
+                };
                 ModeSettings::Key {
                     key: Secret::new(key),
                     region,
                     sts_base,
+                    endpoint,
                 }
             }
             Mode::Entra => {
@@ -708,7 +727,7 @@ impl Settings {
             allow_origins,
             auth,
             dev_entra: args.dev_entra,
-            relay: args.relay.then(|| crate::relay::RelayLimits {
+            relay: args.relay.then(|| RelayLimits {
                 ticket_ttl: Duration::from_secs(args.relay_ticket_ttl.clamp(2, 600)),
                 max_sessions: args.relay_max_sessions.clamp(1, 100_000),
                 max_sessions_per_user: args.relay_max_sessions_per_user.clamp(1, 1000),
@@ -808,6 +827,23 @@ fn resolve_auth(
             }))
         }
     }
+}
+
+/// Relay limits (`--relay`): settings owned here, enforced by the relay room.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayLimits {
+    /// How long a relay ticket is good for.
+    pub ticket_ttl: Duration,
+    /// Relayed sessions at once, in all.
+    pub max_sessions: usize,
+    /// Relayed sessions at once, per user.
+    pub max_sessions_per_user: usize,
+    /// Longest relayed session.
+    pub max_duration: Duration,
+    /// A session with no frame either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Largest frame relayed.
+    pub max_frame_bytes: usize,
 }
 
 #[cfg(test)]

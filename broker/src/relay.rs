@@ -59,16 +59,7 @@ pub const WS_BUFFER_BYTES: usize = 16 * 1024;
 /// Time to open the upstream WebSocket.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Relay limits.
-#[derive(Debug, Clone, Copy)]
-pub struct RelayLimits {
-    pub ticket_ttl: Duration,
-    pub max_sessions: usize,
-    pub max_sessions_per_user: usize,
-    pub max_duration: Duration,
-    pub idle_timeout: Duration,
-    pub max_frame_bytes: usize,
-}
+pub use crate::config::RelayLimits;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 struct Claims {

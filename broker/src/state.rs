@@ -65,26 +65,30 @@ pub struct AppState {
 /// Where the relay connects: `ws(s)://host[:port]` of the Speech service, no path.
 pub fn relay_upstream_base(mode: &ModeSettings, local: SocketAddr) -> String {
     let regional = |region: &str| format!("wss://{region}.stt.speech.microsoft.com");
+    let custom = |endpoint: &str| match url::Url::parse(endpoint) {
+        Ok(u) => {
+            let scheme = if matches!(u.scheme(), "http" | "ws") {
+                "ws"
+            } else {
+                "wss"
+            };
+            let host = u.host_str().unwrap_or_default();
+            match u.port() {
+                Some(p) => format!("{scheme}://{host}:{p}"),
+                None => format!("{scheme}://{host}"),
+            }
+        }
+        Err(_) => endpoint.to_string(),
+    };
     match mode {
         ModeSettings::Dev { .. } => format!("ws://{}", public_authority(local)),
+        ModeSettings::Key {
+            endpoint: Some(e), ..
+        } => custom(e),
         ModeSettings::Key { region, .. } => regional(region),
         ModeSettings::Entra { target, .. } => match target {
             EntraTarget::ResourceId { region, .. } => regional(region),
-            EntraTarget::Endpoint { endpoint, .. } => match url::Url::parse(endpoint) {
-                Ok(u) => {
-                    let scheme = if matches!(u.scheme(), "http" | "ws") {
-                        "ws"
-                    } else {
-                        "wss"
-                    };
-                    let host = u.host_str().unwrap_or_default();
-                    match u.port() {
-                        Some(p) => format!("{scheme}://{host}:{p}"),
-                        None => format!("{scheme}://{host}"),
-                    }
-                }
-                Err(_) => endpoint.clone(),
-            },
+            EntraTarget::Endpoint { endpoint, .. } => custom(endpoint),
         },
     }
 }
@@ -129,6 +133,7 @@ pub fn build_state(
             key,
             region,
             sts_base,
+            ..
         } => Upstream::Key(KeyUpstream {
             client: http_client(sts_base, settings.upstream_timeout),
             key: key.clone(),

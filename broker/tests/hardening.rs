@@ -504,3 +504,31 @@ async fn shutdown_sends_close_frames() {
     .expect("connection ended");
     assert_eq!(u16::from(end.expect("a close frame").code), 1001);
 }
+
+#[tokio::test]
+async fn websocket_sessions_outlive_the_request_deadline() {
+    let b = start(&["--request-timeout", "1"], &[]).await;
+    let mut ws = ws_connect(&b).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    for _ in 0..3 {
+        let head = b"Path:audio\r\nX-RequestId:LONG";
+        let mut f = (head.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(head);
+        f.extend_from_slice(&[0u8; 64]);
+        ws.send(tokio_tungstenite::tungstenite::Message::Binary(f.into()))
+            .await
+            .unwrap();
+    }
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => return t.to_string(),
+                Some(Ok(_)) => {}
+                other => panic!("session ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("an answer after the request deadline");
+    assert!(got.contains("X-RequestId:LONG"));
+}

@@ -460,3 +460,64 @@ async fn user_auth_logs_one_audit_line_per_issued_token_and_never_the_user_token
         "no preferred_username in logs"
     );
 }
+
+#[tokio::test]
+async fn relay_logs_no_ticket_and_no_upstream_token() {
+    let run = run_binary(&["--mode", "dev", "--relay"], &[]).await;
+    let c = client();
+    let (st, v) = token(&c, &run.base).await;
+    assert_eq!(st, 200);
+    let ticket = v["token"].as_str().unwrap().to_string();
+    assert!(ticket.starts_with("rt1."));
+    let endpoint = v["endpoint"].as_str().unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "{endpoint}?language=en-US&Authorization=Bearer%20{ticket}"
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Text(
+        "Path:speech.config\r\nX-RequestId:R\r\n\r\n{}".into(),
+    ))
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let head = b"Path:audio\r\nX-RequestId:R";
+        let mut f = (head.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(head);
+        f.extend_from_slice(&[0; 64]);
+        ws.send(Message::Binary(f.into())).await.unwrap();
+    }
+    let mut n = 0;
+    while n < 6 {
+        if let Some(Ok(Message::Text(_))) = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+        {
+            n += 1;
+        }
+    }
+    ws.close(None).await.unwrap();
+    // a tampered ticket is refused and not logged either
+    let tampered = format!("{ticket}x");
+    let _ =
+        tokio_tungstenite::connect_async(format!("{endpoint}?Authorization=Bearer%20{tampered}"))
+            .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = run.stop().await;
+    assert_clean(
+        "dev --relay",
+        &log,
+        &[ticket.clone(), tampered],
+        std::slice::from_ref(&ticket),
+    );
+    assert!(
+        log.contains("relay session"),
+        "one line per session:\n{log}"
+    );
+    // the upstream (dev) token the relay used never appears: no JWT at all in the log
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("eyJ") && l.matches('.').count() >= 2 && l.contains("eyJhbGci")),
+        "a JWT in the log"
+    );
+}

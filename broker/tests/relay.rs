@@ -302,3 +302,148 @@ async fn total_sessions_and_session_duration_are_limited() {
     assert_eq!(end, Some(1000));
     assert!(t0.elapsed() < Duration::from_millis(2500));
 }
+
+/// A fake Speech service for key mode: records what the relay presented, answers one frame,
+/// then closes with 1011 (an upstream failure the browser must see as an error, not a hang).
+async fn fake_speech_upstream() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
+) {
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let s2 = std::sync::Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = std::sync::Arc::clone(&s2);
+            tokio::spawn(async move {
+                // tungstenite's callback signature returns its (large) error response by value
+                #[allow(clippy::result_large_err)]
+                let cb = |req: &Request, resp: Response| {
+                    let auth = req
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    seen.lock().unwrap().push((req.uri().to_string(), auth));
+                    Ok(resp)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, cb).await else {
+                    return;
+                };
+                if let Some(Ok(_)) = ws.next().await {
+                    let _ = ws
+                        .send(Message::Text("Path:turn.start\r\n\r\n{}".into()))
+                        .await;
+                    let _ = ws
+                        .send(Message::Close(Some(
+                            tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                                code: 1011u16.into(),
+                                reason: "upstream trouble".into(),
+                            },
+                        )))
+                        .await;
+                }
+            });
+        }
+    });
+    (format!("ws://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn key_mode_relays_to_the_endpoint_with_the_real_credential_in_a_header() {
+    use axum::routing::post;
+    let issued = common::fake_jwt(600, "relay-upstream");
+    let issued2 = issued.clone();
+    let sts = common::serve_fake(axum::Router::new().route(
+        "/sts/v1.0/issueToken",
+        post(move || {
+            let t = issued2.clone();
+            async move { t }
+        }),
+    ))
+    .await;
+    let (upstream, seen) = fake_speech_upstream().await;
+    let b = start(
+        &[
+            "--mode",
+            "key",
+            "--region",
+            "westeurope",
+            "--sts-base",
+            &format!("http://{sts}"),
+            "--relay",
+            "--endpoint",
+            &upstream,
+        ],
+        &[("SPEECH_KEY", "k")],
+    )
+    .await;
+    let v = ticket(&b, None).await;
+    let t = v["token"].as_str().unwrap();
+    assert!(t.starts_with("rt1."));
+    // behind a TLS proxy the page reaches the relay as wss://<host>; here the socket is plain
+    let endpoint = v["endpoint"].as_str().unwrap().replace("wss://", "ws://");
+    let mut ws = connect(&url(&endpoint, t), None).await.unwrap();
+    ws.send(Message::Text("Path:speech.config\r\n\r\n{}".into()))
+        .await
+        .unwrap();
+    let mut got_frame = false;
+    let close = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(_))) => got_frame = true,
+                Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
+                None | Some(Err(_)) => return None,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the upstream close reached the browser side");
+    assert!(got_frame, "frames are piped back");
+    assert_eq!(
+        close,
+        Some(1011),
+        "an upstream failure is an error close, not a hang"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let (uri, auth) = &seen[0];
+    assert_eq!(auth.as_deref(), Some(format!("Bearer {issued}").as_str()));
+    assert!(
+        uri.starts_with("/speech/recognition/conversation/cognitiveservices/v1?"),
+        "{uri}"
+    );
+    assert!(uri.contains("language=en-US"), "{uri}");
+    assert!(
+        !uri.contains("rt1.") && !uri.to_ascii_lowercase().contains("authorization"),
+        "the ticket never goes upstream: {uri}"
+    );
+
+    // an upstream that cannot be reached: the upgrade is answered 502
+    let dead = start(
+        &[
+            "--mode",
+            "key",
+            "--region",
+            "westeurope",
+            "--sts-base",
+            &format!("http://{sts}"),
+            "--relay",
+            "--endpoint",
+            "ws://127.0.0.1:9",
+        ],
+        &[("SPEECH_KEY", "k")],
+    )
+    .await;
+    let v = ticket(&dead, None).await;
+    let endpoint = v["endpoint"].as_str().unwrap().replace("wss://", "ws://");
+    assert_eq!(
+        connect(&url(&endpoint, v["token"].as_str().unwrap()), None)
+            .await
+            .err(),
+        Some(502)
+    );
+}

@@ -15,10 +15,11 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use serde::de::DeserializeOwned;
 use speech_token_client::engine::machine::{Effect, Machine, Now, TimerPlan};
 use speech_token_client::engine::policy::RefreshPolicy;
 use speech_token_client::engine::token::{
-    parse_grant, Field, Json, JsonError, UrlParser, UrlParts, WhatwgUrl,
+    parse_grant, Json, JsonError, UrlParser, UrlParts, WhatwgUrl,
 };
 use speech_token_client::error::Error;
 
@@ -363,23 +364,12 @@ impl Queue {
 pub struct SerdeJson;
 
 impl Json for SerdeJson {
-    type Object = serde_json::Map<String, serde_json::Value>;
-
-    fn parse_object(&self, text: &str) -> Result<Self::Object, JsonError> {
-        match serde_json::from_str(text) {
-            Ok(serde_json::Value::Object(map)) => Ok(map),
-            Ok(_) => Err(JsonError::Shape),
-            Err(_) => Err(JsonError::Syntax),
+    fn parse_object<T: DeserializeOwned>(&self, text: &str) -> Result<T, JsonError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|_| JsonError::Syntax)?;
+        if !value.is_object() {
+            return Err(JsonError::Shape);
         }
-    }
-
-    fn field(&self, object: &Self::Object, key: &str) -> Field {
-        match object.get(key) {
-            None | Some(serde_json::Value::Null) => Field::Absent,
-            Some(serde_json::Value::String(s)) => Field::Str(s.clone()),
-            Some(serde_json::Value::Number(n)) => n.as_f64().map_or(Field::Other, Field::Num),
-            Some(_) => Field::Other,
-        }
+        T::deserialize(value).map_err(|_| JsonError::Shape)
     }
 }
 

@@ -176,8 +176,39 @@ fn a_tab_without_its_own_broker_answer_fetches_once() {
     assert_eq!(fetches(&d), 1);
     assert!(!m.ask_peers_first(at(0.0)), "no route yet: ask the broker");
     let now = at(0.05);
-    let _ = m.adopt(now, grant_from_peer(name(), 300_000.0).unwrap(), 0.5);
+    let d = m.adopt(now, grant_from_peer(name(), 300_000.0).unwrap(), 0.5);
+    assert!(
+        !has(&d, &Effect::Publish),
+        "no peer token before the tab's own answer: {d:?}"
+    );
+    assert!(m.token().is_none());
     assert!(m.fetch_needed(now), "the route is still unknown");
+}
+
+/// A same-origin page re-posting tokens before every refresh cannot keep a tab off its own
+/// broker: after PEER_ONLY_LIFETIMES of its own token lifetime, the tab asks its broker again
+/// and takes no peer token until it has.
+#[test]
+fn peer_tokens_cannot_keep_a_tab_off_its_own_broker() {
+    let mut m = holding(); // own 600 s token at 0 s
+    let mut t = 400.0;
+    let mut own_requests = 0;
+    while t < 6.0 * 3_600.0 {
+        let now = at(t);
+        let _ = m.adopt(now, peer_grant(now, t + 590.0), 0.5);
+        let d = m.tick(now);
+        if fetches(&d) == 1 || (m.is_fetching() && m.fetch_needed(now)) {
+            own_requests += 1;
+            let _ = m.response(at(t + 0.1), Ok(broker_grant(600.0)), 0.5);
+        } else if m.is_fetching() {
+            let _ = m.skip_fetch(now);
+        }
+        t += 400.0;
+    }
+    assert!(
+        own_requests >= 5,
+        "6 hours of forged tokens: the tab asked its own broker {own_requests} times"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,7 +238,7 @@ fn a_waiting_caller_is_served_by_a_peer_and_the_fetch_is_skipped() {
     let now = at_ms(1_000_000.0 + PEER_ASK_WINDOW_MS / 2.0);
     let d = m.adopt(now, peer_grant(now, 1_500.0), 0.5);
     assert!(has(&d, &Effect::Publish));
-    assert!(has(&d, &Effect::ResolveWaiters));
+    assert!(has(&d, &Effect::ServeWaiters));
     assert_eq!(m.waiters(), 0);
     assert!(m.token_at(now).is_some());
     assert!(!m.ask_peers_first(now));
@@ -275,8 +306,8 @@ fn a_held_token_past_its_usable_point_does_not_block_an_earlier_expiring_one() {
 
 #[test]
 fn adopting_clears_failures_and_pending_retries() {
-    // A refresh refused with 401 stops retries; a peer's fresh token (the user signed in again in
-    // another tab) brings the tab back.
+    // A refresh refused with 401 stops retries: a peer's token does not make that vanish (the
+    // app's `unauthorized` state stays until its refreshNow()).
     let mut m = holding();
     let d = m.timer_fired(at(490.0));
     assert_eq!(fetches(&d), 1);
@@ -285,9 +316,11 @@ fn adopting_clears_failures_and_pending_retries() {
     assert_eq!(m.status(), Status::Error);
     let now = at(491.0);
     let d = m.adopt(now, peer_grant(now, 1091.0), 0.5);
-    assert!(has(&d, &Effect::Publish));
-    assert_eq!(m.status(), Status::Valid);
-    assert!(m.next_refresh_at().is_some(), "refreshes are planned again");
+    assert!(
+        !has(&d, &Effect::Publish),
+        "a stopped tab takes no peer token: {d:?}"
+    );
+    assert_eq!(m.status(), Status::Error);
 
     // A network failure schedules a backoff retry; a peer's token makes it unnecessary.
     let mut m = holding();
@@ -303,7 +336,7 @@ fn adopting_clears_failures_and_pending_retries() {
 }
 
 #[test]
-fn a_refresh_now_caller_takes_a_newer_peer_token() {
+fn a_refresh_now_caller_is_answered_by_the_broker_not_by_a_peer() {
     let mut m = holding();
     let d = m.refresh_now(at(10.0));
     assert_eq!(fetches(&d), 1);
@@ -311,8 +344,18 @@ fn a_refresh_now_caller_takes_a_newer_peer_token() {
     assert!(!m.ask_peers_first(at(10.0)), "a usable token is held");
     let now = at(10.1);
     let d = m.adopt(now, peer_grant(now, 610.0), 0.5);
+    assert!(
+        has(&d, &Effect::Publish),
+        "the newer token is taken for getToken() callers"
+    );
+    assert!(
+        !has(&d, &Effect::ResolveWaiters),
+        "but refreshNow() asked the broker: {d:?}"
+    );
+    assert_eq!(m.waiters(), 1);
+    assert!(m.fetch_needed(now), "the request still goes to the broker");
+    let d = m.response(at(10.5), Ok(broker_grant(600.0)), 0.5);
     assert!(has(&d, &Effect::ResolveWaiters));
-    assert!(!m.fetch_needed(now));
 }
 
 #[test]
@@ -321,8 +364,8 @@ fn a_short_peer_token_satisfies_the_fetch_and_is_refreshed_on_its_own_schedule()
     let mut m = Machine::new(RefreshPolicy::default());
     let _ = m.demand(at(0.0));
     let _ = m.response(at(0.0), Ok(broker_grant(20.0)), 0.0);
-    let _ = m.demand(at(1_000.0)); // the token ran out: a fetch starts
-    let now = at(1_000.05);
+    let _ = m.demand(at(50.0)); // the token ran out: a fetch starts
+    let now = at(50.05);
     // A fresh peer token: usable for 15 s (20 s minus the sender's 5 s slack).
     let g = grant_from_peer(name(), 15_000.0).unwrap();
     let d = m.adopt(now, g, 0.0);
@@ -330,9 +373,9 @@ fn a_short_peer_token_satisfies_the_fetch_and_is_refreshed_on_its_own_schedule()
     assert!(!m.fetch_needed(now));
     let _ = m.skip_fetch(now);
     assert_eq!(m.next_refresh_at(), Some(now.wall_ms + 10_000.0));
-    assert_eq!(fetches(&m.timer_fired(at(1_010.0))), 0);
-    assert_eq!(fetches(&m.timer_fired(at(1_010.06))), 1);
-    let d = m.response(at(1_010.1), Ok(broker_grant(600.0)), 0.5);
+    assert_eq!(fetches(&m.timer_fired(at(60.0))), 0);
+    assert_eq!(fetches(&m.timer_fired(at(60.06))), 1);
+    let d = m.response(at(60.1), Ok(broker_grant(600.0)), 0.5);
     assert!(has(&d, &Effect::Publish), "the broker's answer replaces it");
 }
 
@@ -371,17 +414,19 @@ fn skip_fetch_without_a_request_changes_nothing() {
 
 #[test]
 fn the_adopted_token_expires_on_either_clock() {
-    let mut m = Machine::new(RefreshPolicy::default());
-    let _ = m.demand(at(0.0));
-    let now = at(0.0);
-    let _ = m.adopt(now, peer_grant(now, 60.0), 0.5);
+    let mut m = holding();
+    let _ = m.demand(at(700.0)); // the own token ran out: a fetch starts
+    let now = at(700.0);
+    let d = m.adopt(now, peer_grant(now, 760.0), 0.5);
+    assert!(has(&d, &Effect::Publish));
     let _ = m.skip_fetch(now);
-    assert!(m.token_at(Now::new(WALL0 + 30_000.0, 30_000.0)).is_some());
-    // Usable for 60 s (the sender kept its slack): until 60 s on either clock.
-    assert!(m.token_at(Now::new(WALL0 + 59_000.0, 59_000.0)).is_some());
-    assert!(m.token_at(Now::new(WALL0 + 60_001.0, 1_000.0)).is_none());
-    assert!(m.token_at(Now::new(WALL0 - 9e6, 60_001.0)).is_none());
-    assert!(m.ready_token(Now::new(WALL0 + 60_001.0, 1_000.0)).is_none());
+    let t = |wall_s: f64, mono_s: f64| Now::new(WALL0 + wall_s * 1000.0, mono_s * 1000.0);
+    assert!(m.token_at(t(730.0, 730.0)).is_some());
+    // Usable for 60 s (the sender kept its slack): until 760 s on either clock.
+    assert!(m.token_at(t(759.0, 759.0)).is_some());
+    assert!(m.token_at(t(760.001, 701.0)).is_none());
+    assert!(m.token_at(t(-9e3, 760.001)).is_none());
+    assert!(m.ready_token(t(760.001, 701.0)).is_none());
 }
 
 #[test]
@@ -400,11 +445,14 @@ fn nothing_is_adopted_after_dispose() {
 
 #[test]
 fn max_lifetime_applies_to_adopted_tokens() {
+    // maxLifetime 60 s caps this tab's own tokens, and so the peer tokens it takes.
     let mut m = Machine::new(RefreshPolicy::new(None, None, Some(60.0)).unwrap());
     let _ = m.demand(at(0.0));
-    let now = at(0.0);
-    let _ = m.adopt(now, peer_grant(now, 3600.0), 0.5);
-    assert_eq!(m.expires_at(), Some(WALL0 + 60_000.0));
+    let _ = m.response(at(0.0), Ok(broker_grant(600.0)), 0.5);
+    let now = at(30.0);
+    let d = m.adopt(now, peer_grant(now, 3600.0), 0.5);
+    assert!(has(&d, &Effect::Publish));
+    assert!(m.expires_at().unwrap() <= now.wall_ms + 60_000.0);
 }
 
 /// A retry after a failed refresh is a fetch with a purpose even though the held token is not

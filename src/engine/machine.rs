@@ -16,6 +16,12 @@ use crate::error::{Error, Invalid};
 /// short window keeps a lone tab's first token fast.
 pub const PEER_ASK_WINDOW_MS: f64 = 150.0;
 
+/// A tab asks its own broker at least once every this many of its own token lifetimes, however
+/// many tokens other tabs share (`shareAcrossTabs`): a same-origin page that keeps posting tokens
+/// cannot keep a tab off its broker for longer (an hour for 10-minute tokens). Large enough that
+/// sharing still saves most requests (5 tabs: about 1.8 requests per refresh cycle instead of 5).
+pub const PEER_ONLY_LIFETIMES: f64 = 6.0;
+
 /// The current time on both clocks the browser offers.
 ///
 /// `wall_ms` is `Date.now()`: it keeps running while the machine sleeps but jumps when the clock
@@ -291,6 +297,9 @@ pub struct Machine {
     /// The lifetime of this tab's own last broker token: no token from another tab is kept
     /// longer (a forged far expiry cannot pin the tab against its own broker).
     own_lifetime_ms: Option<f64>,
+    /// When this tab's own broker must be asked again at the latest ([`PEER_ONLY_LIFETIMES`]
+    /// after its last own token), however many tokens other tabs share.
+    own_due: Option<Deadline>,
     /// When the request in flight was sent.
     in_flight: Option<Now>,
     /// When the next retry is due, after a failure.
@@ -327,6 +336,7 @@ impl Machine {
             held: None,
             route: None,
             own_lifetime_ms: None,
+            own_due: None,
             in_flight: None,
             retry_at: None,
             retry_is_network: false,
@@ -541,7 +551,11 @@ impl Machine {
                     endpoint: held.grant.endpoint.clone(),
                 });
                 self.own_lifetime_ms = Some(held.lifetime_ms);
-                self.take(held, &mut effects)
+                self.own_due = Some(Deadline::after(
+                    held.sent,
+                    PEER_ONLY_LIFETIMES * held.lifetime_ms,
+                ));
+                self.take(held, &mut effects, false)
             }
             Err(error) => self.fail(now, error, jitter, &mut effects),
         }
@@ -550,7 +564,9 @@ impl Machine {
 
     /// Holds a new token: clear failures and pending retries, publish it, resolve every waiter.
     /// Shared by a broker response and a token adopted from another tab.
-    fn take(&mut self, held: Held, effects: &mut Vec<Effect>) {
+    /// A token from another tab (`from_peer`) serves `getToken()` callers only: a `refreshNow()`
+    /// caller asked this tab's broker for a new token, and still waits for its answer.
+    fn take(&mut self, held: Held, effects: &mut Vec<Effect>, from_peer: bool) {
         self.held = Some(held);
         self.had_token = true;
         self.attempt = 0;
@@ -559,23 +575,37 @@ impl Machine {
         self.failed = false;
         self.retry_at = None;
         effects.push(Effect::Publish);
-        if self.waiters() > 0 {
+        if from_peer {
+            if self.waiters > 0 {
+                self.waiters = 0;
+                effects.push(Effect::ServeWaiters);
+            }
+        } else if self.waiters() > 0 {
             self.waiters = 0;
             self.fresh_waiters = 0;
             effects.push(Effect::ResolveWaiters);
         }
     }
 
+    /// Whether this tab must ask its own broker whatever other tabs share: it never had an answer
+    /// of its own (it does not know where the audio goes), or its last one is
+    /// [`PEER_ONLY_LIFETIMES`] old.
+    fn own_answer_due(&self, now: Now) -> bool {
+        self.route.is_none() || self.own_due.is_some_and(|due| due.passed(now))
+    }
+
     /// A token another tab of the same origin and broker shared (`shareAcrossTabs`), already
     /// validated (`token::grant_from_peer`: a token and how long it may be handed out, counted
     /// from `now` on this tab's clocks). Its lifetime is capped at this tab's own last broker
-    /// token's (or `maxLifetime`), so a forged far expiry can neither keep a token nor block real
-    /// ones for long; it never changes the route (region, endpoint). It is adopted only when it
-    /// is usable and stays usable longer than the token held, and only by a client that has
-    /// wanted a token (an idle client stays lazy). Adopting works like a successful response:
-    /// publish, resolve waiters, clear failures and pending retries, plan the next refresh with
-    /// this tab's own policy and `jitter`. A request in flight is left alone: the shell asks
-    /// [`Machine::fetch_needed`] whether to send it at all.
+    /// token's, so a forged far expiry can neither keep a token nor block real ones for long; it
+    /// never changes the route (region, endpoint). It is adopted only when it is usable and stays
+    /// usable longer than the token held, by a client that has wanted a token (an idle client
+    /// stays lazy), has its own broker answer, is not due to ask its own broker again
+    /// ([`PEER_ONLY_LIFETIMES`]) and is not stopped by a final error. Adopting publishes, serves
+    /// `getToken()` callers (not `refreshNow()` ones: they asked the broker), clears failures and
+    /// pending retries, and plans the next refresh with this tab's own policy and `jitter`. A
+    /// request in flight is left alone: the shell asks [`Machine::fetch_needed`] whether to send
+    /// it at all.
     pub fn adopt(&mut self, now: Now, grant: Grant, jitter: f64) -> Decision {
         if self.disposed {
             return Decision {
@@ -583,7 +613,10 @@ impl Machine {
                 timer: TimerPlan::Keep,
             };
         }
-        if self.status == Status::Idle {
+        // Not taken: by an idle client (it stays lazy); before this tab's own first answer, or
+        // when its own broker is due (see `own_answer_due`); after a final error (401, 403…),
+        // which only the app's `refreshNow()` clears — a peer's token must not make it vanish.
+        if self.status == Status::Idle || self.own_answer_due(now) || self.stopped {
             return self.settle(now, Vec::new());
         }
         let nominal = self.own_lifetime_ms.unwrap_or(self.policy.max_lifetime_ms);
@@ -608,7 +641,7 @@ impl Machine {
             return self.settle(now, Vec::new());
         }
         let mut effects = Vec::new();
-        self.take(held, &mut effects);
+        self.take(held, &mut effects, true);
         self.settle(now, effects)
     }
 
@@ -625,7 +658,7 @@ impl Machine {
         // answered once, it does not know where the audio goes: it fetches.
         self.fresh_waiters > 0
             || self.failed
-            || self.route.is_none()
+            || self.own_answer_due(now)
             || match &self.held {
                 None => true,
                 Some(h) => {

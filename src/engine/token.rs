@@ -2,12 +2,17 @@
 //!
 //! A [`Token`] never prints its value (`Debug`/`Display` are redacted) and wipes its bytes when
 //! dropped. A [`Grant`] is a validated broker answer: a token, its lifetime, and optionally the
-//! region or endpoint the Speech SDK should use. JSON parsing is delegated to a [`Json`]
-//! implementation so that the wasm build can use the browser's own `JSON.parse` and read fields
-//! with `Reflect` (no JSON parser and no serde in the bundle: serde's error formatting alone pulls
-//! in float printing, ~14 KB), while native tests use serde_json.
+//! region or endpoint the Speech SDK should use. The answer's shape is declared with serde
+//! (`Answer`, `Claims`); decoding the JSON text is delegated to a [`Json`] implementation, so
+//! that the wasm build uses the browser's own `JSON.parse` and serde-wasm-bindgen (no JSON
+//! parser in the bundle) while native tests use serde_json. Every field is read leniently
+//! ([`Field`], [`Secret`]): a wrong type is this module's `WrongType`, never a serde error
+//! message (serde's error path formats its argument, floats included).
 
 use core::fmt;
+
+use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use zeroize::Zeroize;
 
@@ -113,28 +118,114 @@ pub enum JsonError {
     Shape,
 }
 
-/// The value of one field of a JSON object, as far as token parsing cares.
-#[derive(Debug, Clone, PartialEq)]
+/// The value of one field of a JSON object, as far as token parsing cares. Deserializes from
+/// any value without failing: the caller decides what a wrong type means.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Field {
     /// Missing or `null`.
+    #[default]
     Absent,
     /// A string.
     Str(String),
     /// A number.
     Num(f64),
-    /// Anything else (boolean, array, object).
+    /// A boolean.
+    Bool(bool),
+    /// Anything else (array, object).
     Other,
 }
 
-/// Decodes a JSON object and reads its fields. The wasm shell implements it with `JSON.parse`
-/// and `Reflect.get`; native code with serde_json.
+/// A field that may hold a credential: a string is wrapped in a [`Token`] the moment it is read,
+/// so its bytes are wiped when dropped on every path (an unused `access_token`, a later error).
+#[derive(Debug, Default)]
+pub enum Secret {
+    /// Missing or `null`.
+    #[default]
+    Absent,
+    /// A string, wrapped at once.
+    Token(Token),
+    /// Not a string.
+    WrongType,
+}
+
+/// Consumes the rest of a sequence or map (the value is "other", whatever it holds).
+fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// Visits any value as a [`Field`] (`wrap` decides what a string becomes).
+struct AnyVisitor<T>(fn(String) -> T, fn(Field) -> T);
+
+impl<'de, T> Visitor<'de> for AnyVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
+        Ok(self.1(Field::Bool(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        Ok(self.1(Field::Num(v as f64)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        Ok(self.1(Field::Num(v as f64)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        Ok(self.1(Field::Num(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        Ok(self.0(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<T, E> {
+        Ok(self.0(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+        Ok(self.1(Field::Absent))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<T, E> {
+        Ok(self.1(Field::Absent))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+        drain_seq(seq).map(|()| self.1(Field::Other))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        drain_map(map).map(|()| self.1(Field::Other))
+    }
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Field, D::Error> {
+        d.deserialize_any(AnyVisitor(Field::Str, |field| field))
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        d.deserialize_any(AnyVisitor(
+            |s| Secret::Token(Token::new(s)),
+            |field| match field {
+                Field::Absent => Secret::Absent,
+                _ => Secret::WrongType,
+            },
+        ))
+    }
+}
+
+/// Decodes a JSON object into a serde type. The wasm shell implements it with `JSON.parse` and
+/// serde-wasm-bindgen; native code with serde_json.
 pub trait Json {
-    /// A parsed JSON object.
-    type Object;
-    /// Parses `text`, which must be a JSON object.
-    fn parse_object(&self, text: &str) -> Result<Self::Object, JsonError>;
-    /// One field of the object.
-    fn field(&self, object: &Self::Object, key: &str) -> Field;
+    /// Parses `text`, which must be a JSON object (not an array or a scalar), into `T`.
+    fn parse_object<T: DeserializeOwned>(&self, text: &str) -> Result<T, JsonError>;
 }
 
 /// The parts of a URL the endpoint rules look at, as a WHATWG URL parser gives them.
@@ -156,40 +247,63 @@ pub trait UrlParser {
     fn url_parts(&self, url: &str) -> Option<UrlParts>;
 }
 
-/// Reads an optional string field; any other type is an error.
-fn string_field<J: Json>(
-    json: &J,
-    object: &J::Object,
-    key: &str,
-) -> Result<Option<String>, Invalid> {
-    match json.field(object, key) {
+/// An optional string field; any other type is an error.
+fn string_field(field: Field) -> Result<Option<String>, Invalid> {
+    match field {
         Field::Absent => Ok(None),
         Field::Str(s) => Ok(Some(s)),
-        Field::Num(_) | Field::Other => Err(Invalid::WrongType),
+        _ => Err(Invalid::WrongType),
     }
 }
 
-/// Reads an optional string field that may hold a credential: wrapped at once, so that its bytes
-/// are wiped when dropped on every path (an unused `access_token`, a later field's error).
-fn secret_field<J: Json>(
-    json: &J,
-    object: &J::Object,
-    key: &str,
-) -> Result<Option<Token>, Invalid> {
-    string_field(json, object, key).map(|s| s.map(Token::new))
+/// An optional credential field; any other type is an error.
+fn secret_field(field: Secret) -> Result<Option<Token>, Invalid> {
+    match field {
+        Secret::Absent => Ok(None),
+        Secret::Token(token) => Ok(Some(token)),
+        Secret::WrongType => Err(Invalid::WrongType),
+    }
 }
 
-/// Reads an optional number field; any other type is an error.
-fn number_field<J: Json>(json: &J, object: &J::Object, key: &str) -> Result<Option<f64>, Invalid> {
-    match json.field(object, key) {
+/// An optional number field; any other type is an error.
+fn number_field(field: Field) -> Result<Option<f64>, Invalid> {
+    match field {
         Field::Absent => Ok(None),
         Field::Num(n) => Ok(Some(n)),
-        Field::Str(_) | Field::Other => Err(Invalid::WrongType),
+        _ => Err(Invalid::WrongType),
     }
 }
 
-/// The JSON a broker may answer. Unknown fields are ignored (forward compatible); known fields
-/// with the wrong type are an error.
+/// The JSON a broker may answer, as decoded. Unknown fields are ignored (forward compatible);
+/// known fields with the wrong type are an error ([`Reply::read`]).
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(default)]
+    token: Secret,
+    #[serde(default)]
+    access_token: Secret,
+    #[serde(default, rename = "expiresIn")]
+    expires_in: Field,
+    #[serde(default, rename = "expires_in")]
+    expires_in_snake: Field,
+    #[serde(default, rename = "expiresOn")]
+    expires_on: Field,
+    #[serde(default)]
+    region: Field,
+    #[serde(default)]
+    endpoint: Field,
+}
+
+/// A JWT's claims, as far as scheduling cares.
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default)]
+    exp: Field,
+    #[serde(default)]
+    iat: Field,
+}
+
+/// A broker answer with its types checked.
 struct Reply {
     token: Option<Token>,
     expires_in: Option<f64>,
@@ -199,17 +313,17 @@ struct Reply {
 }
 
 impl Reply {
-    fn read<J: Json>(json: &J, object: &J::Object) -> Result<Reply, Invalid> {
-        let token = secret_field(json, object, "token")?;
-        let access_token = secret_field(json, object, "access_token")?;
-        let expires_in = number_field(json, object, "expiresIn")?;
-        let expires_in_snake = number_field(json, object, "expires_in")?;
+    fn read(answer: Answer) -> Result<Reply, Invalid> {
+        let token = secret_field(answer.token)?;
+        let access_token = secret_field(answer.access_token)?;
+        let expires_in = number_field(answer.expires_in)?;
+        let expires_in_snake = number_field(answer.expires_in_snake)?;
         Ok(Reply {
             token: token.or(access_token),
             expires_in: expires_in.or(expires_in_snake),
-            expires_on: number_field(json, object, "expiresOn")?,
-            region: string_field(json, object, "region")?,
-            endpoint: string_field(json, object, "endpoint")?,
+            expires_on: number_field(answer.expires_on)?,
+            region: string_field(answer.region)?,
+            endpoint: string_field(answer.endpoint)?,
         })
     }
 }
@@ -293,11 +407,11 @@ pub fn parse_grant_at<J: Json + UrlParser>(
         return Err(Invalid::Html.into());
     }
     if media.ends_with("json") || text.starts_with('{') || text.starts_with('[') {
-        let object = json.parse_object(text).map_err(|e| match e {
+        let answer = json.parse_object::<Answer>(text).map_err(|e| match e {
             JsonError::Syntax => Invalid::NotJson,
             JsonError::Shape => Invalid::WrongType,
         })?;
-        let reply = Reply::read(json, &object)?;
+        let reply = Reply::read(answer)?;
         return grant_from_reply(reply, json, clock);
     }
     // A text body is the token itself (an issueToken passthrough): it must look like one, so
@@ -562,19 +676,19 @@ fn lifetime_from_jwt<J: Json>(
     let Ok(text) = core::str::from_utf8(&bytes) else {
         return Ok(None);
     };
-    let Ok(claims) = json.parse_object(text) else {
+    let Ok(claims) = json.parse_object::<Claims>(text) else {
         return Ok(None);
     };
     // Only to schedule a refresh, never to trust anything: odd claims mean "no lifetime".
-    let number = |key| match json.field(&claims, key) {
+    let number = |field| match field {
         Field::Num(n) if n.is_finite() => Some(n),
         _ => None,
     };
-    let Some(exp) = number("exp") else {
+    let Some(exp) = number(claims.exp) else {
         return Ok(None);
     };
     // The issuer's own lifetime must be sane (a malformed token is not "expired").
-    let issued = match number("iat") {
+    let issued = match number(claims.iat) {
         Some(iat) => Some(checked_lifetime((exp - iat) * 1000.0)?),
         None => None,
     };

@@ -1,18 +1,19 @@
 //! One request to the token broker, with the safety settings that keep the token out of every
 //! cache and away from redirects.
 
-use gloo_net::http::{Method, RequestBuilder, Response};
+use gloo_net::http::{Request, Response};
+use serde::de::DeserializeOwned;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     AbortController, AbortSignal, Headers, ReadableStreamDefaultReader, RequestCache,
-    RequestCredentials, RequestRedirect, ResponseType,
+    RequestCredentials, RequestInit, RequestRedirect, ResponseType,
 };
 use zeroize::Zeroizing;
 
 use crate::engine::token::{
-    parse_grant_at, AnswerClock, Field, Json, JsonError, UrlParser, UrlParts, MAX_BODY_BYTES,
+    parse_grant_at, AnswerClock, Json, JsonError, UrlParser, UrlParts, MAX_BODY_BYTES,
 };
 use crate::engine::Grant;
 use crate::error::{parse_retry_after, Error, Invalid};
@@ -46,33 +47,18 @@ pub struct BrokerConfig {
     pub timeout_ms: f64,
 }
 
-/// JSON decoding with the browser's own `JSON.parse`, fields read with `Reflect.get`: no JSON
-/// parser and no serde in the wasm bundle.
+/// JSON decoding with the browser's own `JSON.parse`, the object read into the engine's serde
+/// types by serde-wasm-bindgen: no JSON parser in the wasm bundle.
 pub struct BrowserJson;
 
 impl Json for BrowserJson {
-    type Object = JsValue;
-
-    fn parse_object(&self, text: &str) -> Result<JsValue, JsonError> {
+    fn parse_object<T: DeserializeOwned>(&self, text: &str) -> Result<T, JsonError> {
         let value = js_sys::JSON::parse(text).map_err(|_| JsonError::Syntax)?;
-        if value.is_object() && !js_sys::Array::is_array(&value) {
-            Ok(value)
-        } else {
-            Err(JsonError::Shape)
+        if !value.is_object() || js_sys::Array::is_array(&value) {
+            return Err(JsonError::Shape);
         }
-    }
-
-    fn field(&self, object: &JsValue, key: &str) -> Field {
-        let value = js_sys::Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::NULL);
-        if value.is_undefined() || value.is_null() {
-            Field::Absent
-        } else if let Some(s) = value.as_string() {
-            Field::Str(s)
-        } else if let Some(n) = value.as_f64() {
-            Field::Num(n)
-        } else {
-            Field::Other
-        }
+        // The engine's field types accept any value: an error here is not a type mismatch.
+        serde_wasm_bindgen::from_value(value).map_err(|_| JsonError::Shape)
     }
 }
 
@@ -142,12 +128,29 @@ async fn build_headers(source: &HeaderSource, signal: &AbortSignal) -> Result<He
     }
     for entry in js_sys::Object::entries(&object).iter() {
         let pair: js_sys::Array = entry.unchecked_into();
-        let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) else {
+        let (name, value) = (pair.get(0), pair.get(1));
+        if !name.is_string() || !value.is_string() {
             return Err(Error::Headers);
-        };
-        headers.set(&name, &value).map_err(|_| Error::Headers)?;
+        }
+        // Passed as JS strings: the app's session bearer never enters wasm memory.
+        set_header(&headers, &name, &value).map_err(|_| Error::Headers)?;
     }
     Ok(headers)
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `Headers`, bound for a `set` that takes JS strings as they are.
+    #[wasm_bindgen(js_name = Headers)]
+    type JsHeaders;
+    /// `headers.set(name, value)` (web-sys's takes `&str`, which would copy a credential into
+    /// wasm memory).
+    #[wasm_bindgen(method, catch, js_name = set)]
+    fn set(this: &JsHeaders, name: &JsValue, value: &JsValue) -> Result<(), JsValue>;
+}
+
+fn set_header(headers: &Headers, name: &JsValue, value: &JsValue) -> Result<(), JsValue> {
+    headers.unchecked_ref::<JsHeaders>().set(name, value)
 }
 
 /// Reads the body into one buffer that is wiped when dropped, stopping as soon as it exceeds
@@ -218,22 +221,23 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
                 error
             }
         })?;
-    let method = if config.post {
-        Method::POST
-    } else {
-        Method::GET
-    };
-    let request = RequestBuilder::new(&config.url)
-        .method(method)
-        .headers(gloo_net::http::Headers::from_raw(headers))
-        // The token must never land in the HTTP cache.
-        .cache(RequestCache::NoStore)
-        .credentials(config.credentials)
-        // A redirect (typically to a login page) becomes a visible `redirected` error. With
-        // "error" Chromium reports it as a plain network failure, indistinguishable from an
-        // unreachable broker (docs/ARCHITECTURE.md), so "manual" it is.
-        .redirect(RequestRedirect::Manual)
-        .abort_signal(Some(&abort.signal()));
+    // The request is built here rather than with gloo-net's `RequestBuilder`, which re-parses
+    // the URL and formats its query string (`core::fmt` in every user's bundle); gloo-net
+    // sends it.
+    let init = RequestInit::new();
+    init.set_method(if config.post { "POST" } else { "GET" });
+    init.set_headers(&headers);
+    // The token must never land in the HTTP cache.
+    init.set_cache(RequestCache::NoStore);
+    init.set_credentials(config.credentials);
+    // A redirect (typically to a login page) becomes a visible `redirected` error. With
+    // "error" Chromium reports it as a plain network failure, indistinguishable from an
+    // unreachable broker (docs/ARCHITECTURE.md), so "manual" it is.
+    init.set_redirect(RequestRedirect::Manual);
+    init.set_signal(Some(&abort.signal()));
+    let request = web_sys::Request::new_with_str_and_init(&config.url, &init)
+        .map(Request::from)
+        .map_err(|_| Error::Network)?;
     let response = request.send().await.map_err(|_| {
         if timed_out.get() {
             Error::Timeout

@@ -42,6 +42,11 @@ impl TokenClient {
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "TokenClientOptions")] options: JsValue,
     ) -> Result<TokenClient, JsValue> {
+        if !in_browser() {
+            return Err(config_error(
+                "TokenClient runs in the browser only (a window or a worker; not here, e.g. server-side rendering): create it in client-side code",
+            ));
+        }
         let settings = Settings::from_options(&options)?;
         let shell = Shell::new(
             Machine::new(settings.policy),
@@ -191,6 +196,20 @@ fn release(shell: &Rc<Shell>) {
             hooks::unhook(&target, shell.id());
         }
     }
+}
+
+/// Whether this is a browser context: a window or a worker (`globalThis` is an instance of
+/// `Window` or `WorkerGlobalScope`). Node (server-side rendering) is neither: the module imports
+/// there, but a client would fetch from the server and hold tokens in its memory.
+fn in_browser() -> bool {
+    let global = js_sys::global();
+    ["Window", "WorkerGlobalScope"].iter().any(|name| {
+        js_sys::Reflect::get(&global, &JsValue::from_str(name))
+            .ok()
+            .and_then(|class| js_sys::Reflect::get(&class, &JsValue::from_str("prototype")).ok())
+            .and_then(|proto| proto.dyn_into::<js_sys::Object>().ok())
+            .is_some_and(|proto| proto.is_prototype_of(&global))
+    })
 }
 
 /// A message from another tab (`shareAcrossTabs`).

@@ -6,8 +6,9 @@
 //! object's own disposal: `attach()` puts own-property wrappers over the object's `close` and
 //! `dispose` methods (every SDK disposal path, including a synthesizer disposing itself after a
 //! failed `speak*Async`, calls `this.dispose(true)`). A wrapper first detaches the object (one
-//! `detach` event, reason "closed") and removes the hooks, then calls the original with the same
-//! `this`, arguments and result, so a synchronous throw (a second `close()`) still reaches the app.
+//! `detach` event, reason "closed") and removes the hooks, then calls the original on the object
+//! it wraps with the first two arguments (the SDK's `close(cb, errorCb)` / `dispose(disposing)`)
+//! and returns its result, so a synchronous throw (a second `close()`) still reaches the app.
 
 use std::rc::{Rc, Weak};
 

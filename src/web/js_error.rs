@@ -8,9 +8,10 @@ use crate::error::Error;
 /// The `name` of every error this module throws or rejects with.
 pub const ERROR_NAME: &str = "SpeechTokenError";
 
-/// Builds the JS `Error`. Its message comes from `Display`, which never holds a token.
+/// Builds the JS `Error`. Its message is [`Error::text`] (static strings, no `core::fmt`),
+/// which never holds a token.
 pub fn to_js(error: &Error) -> JsValue {
-    let js = js_sys::Error::new(&error.to_string());
+    let js = js_sys::Error::new(&error.text());
     js.set_name(ERROR_NAME);
     set(&js, "kind", &JsValue::from_str(error.kind()));
     if let Some(status) = error.status() {

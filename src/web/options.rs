@@ -1,89 +1,93 @@
 //! `new TokenClient(options)`: reading and validating the options once, at construction. Every
 //! mistake here is kind `config` and throws from the constructor; nothing is checked later.
 
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::RequestCredentials;
 
-use crate::engine::token::check_broker_url;
+use crate::engine::token::{check_broker_url, Field};
 use crate::engine::RefreshPolicy;
 use crate::web::broker::{BrokerConfig, HeaderSource};
 use crate::web::js_error::{config_error, to_js};
 
-/// The option names `new TokenClient(options)` accepts.
-const OPTION_KEYS: [&str; 8] = [
-    "brokerUrl",
-    "headers",
-    "credentials",
-    "method",
-    "refreshMargin",
-    "requestTimeout",
-    "maxLifetime",
-    "shareAcrossTabs",
-];
-
-/// The constructor's options, read with `Reflect` (no serde in the bundle). Unknown keys are
-/// rejected, so that a typo (`brokerURL`) is a clear error instead of a silently ignored option.
+/// The constructor's options, read by serde-wasm-bindgen. Unknown keys are rejected
+/// (`deny_unknown_fields`), so that a typo (`brokerURL`) is a clear error instead of a silently
+/// ignored option. Values are read leniently ([`Field`]) so that a wrong type gets this
+/// module's message for that option (serde's own messages would need `core::fmt`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Options {
-    broker_url: String,
+    #[serde(default)]
+    broker_url: Field,
+    /// An object or a function: kept as the JS value.
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     headers: JsValue,
-    credentials: Option<String>,
-    method: Option<String>,
-    refresh_margin: Option<f64>,
-    request_timeout: Option<f64>,
-    max_lifetime: Option<f64>,
-    share_across_tabs: Option<bool>,
+    #[serde(default)]
+    credentials: Field,
+    #[serde(default)]
+    method: Field,
+    #[serde(default)]
+    refresh_margin: Field,
+    #[serde(default)]
+    request_timeout: Field,
+    #[serde(default)]
+    max_lifetime: Field,
+    #[serde(default)]
+    share_across_tabs: Field,
+}
+
+/// Reads a struct from all of an object's own entries (`Object.entries`), so that
+/// `deny_unknown_fields` sees every key: serde-wasm-bindgen reads a struct by looking up only
+/// its known field names, where an unknown key would pass unnoticed.
+struct AllEntries<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for AllEntries<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries<T>(core::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Entries<T> {
+            type Value = AllEntries<T>;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AllEntries<T>, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(AllEntries)
+            }
+        }
+        d.deserialize_map(Entries(core::marker::PhantomData))
+    }
+}
+
+fn string(field: Field, message: &'static str) -> Result<Option<String>, JsValue> {
+    match field {
+        Field::Absent => Ok(None),
+        Field::Str(s) => Ok(Some(s)),
+        _ => Err(config_error(message)),
+    }
+}
+
+fn number(field: Field, message: &'static str) -> Result<Option<f64>, JsValue> {
+    match field {
+        Field::Absent => Ok(None),
+        Field::Num(n) => Ok(Some(n)),
+        _ => Err(config_error(message)),
+    }
 }
 
 impl Options {
     fn read(options: &JsValue) -> Result<Options, JsValue> {
-        let object: &js_sys::Object = options
-            .dyn_ref()
-            .filter(|_| options.is_object())
-            .ok_or_else(|| config_error("options must be an object with a brokerUrl"))?;
-        for key in js_sys::Object::keys(object).iter() {
-            if !key
-                .as_string()
-                .is_some_and(|k| OPTION_KEYS.contains(&k.as_str()))
-            {
-                return Err(config_error(
-                    "unknown option: the options are brokerUrl, headers, credentials, method, refreshMargin, requestTimeout, maxLifetime, shareAcrossTabs",
-                ));
-            }
+        if !options.is_object() {
+            return Err(config_error("options must be an object with a brokerUrl"));
         }
-        let get = |key: &str| {
-            let v =
-                js_sys::Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED);
-            (!v.is_undefined() && !v.is_null()).then_some(v)
-        };
-        let string = |key: &str, message: &'static str| match get(key) {
-            None => Ok(None),
-            Some(v) => v.as_string().map(Some).ok_or_else(|| config_error(message)),
-        };
-        let number = |key: &str, message: &'static str| match get(key) {
-            None => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| config_error(message)),
-        };
-        Ok(Options {
-            broker_url: string("brokerUrl", "brokerUrl must be a string")?
-                .ok_or_else(|| config_error("brokerUrl is required"))?,
-            headers: get("headers").unwrap_or(JsValue::UNDEFINED),
-            credentials: string("credentials", "credentials must be a string")?,
-            method: string("method", "method must be a string")?,
-            refresh_margin: number("refreshMargin", "refreshMargin must be a number of seconds")?,
-            request_timeout: number(
-                "requestTimeout",
-                "requestTimeout must be a number of milliseconds",
-            )?,
-            max_lifetime: number("maxLifetime", "maxLifetime must be a number of seconds")?,
-            share_across_tabs: match get("shareAcrossTabs") {
-                None => None,
-                Some(v) => Some(
-                    v.as_bool()
-                        .ok_or_else(|| config_error("shareAcrossTabs must be a boolean"))?,
-                ),
-            },
-        })
+        let AllEntries(options) = serde_wasm_bindgen::from_value::<AllEntries<Options>>(options.clone())
+            .map_err(|_| {
+                config_error(
+                    "unknown option: the options are brokerUrl, headers, credentials, method, refreshMargin, requestTimeout, maxLifetime, shareAcrossTabs",
+                )
+            })?;
+        Ok(options)
     }
 }
 
@@ -98,8 +102,29 @@ impl Settings {
     /// Validates `options` (kind `config` on any mistake).
     pub(crate) fn from_options(options: &JsValue) -> Result<Settings, JsValue> {
         let options = Options::read(options)?;
-        let url = resolve_broker_url(&options.broker_url)?;
-        let credentials = match options.credentials.as_deref() {
+        let broker_url = string(options.broker_url, "brokerUrl must be a string")?
+            .ok_or_else(|| config_error("brokerUrl is required"))?;
+        let credentials = string(options.credentials, "credentials must be a string")?;
+        let method = string(options.method, "method must be a string")?;
+        let refresh_margin = number(
+            options.refresh_margin,
+            "refreshMargin must be a number of seconds",
+        )?;
+        let request_timeout = number(
+            options.request_timeout,
+            "requestTimeout must be a number of milliseconds",
+        )?;
+        let max_lifetime = number(
+            options.max_lifetime,
+            "maxLifetime must be a number of seconds",
+        )?;
+        let share_across_tabs = match options.share_across_tabs {
+            Field::Absent => false,
+            Field::Bool(b) => b,
+            _ => return Err(config_error("shareAcrossTabs must be a boolean")),
+        };
+        let url = resolve_broker_url(&broker_url)?;
+        let credentials = match credentials.as_deref() {
             None | Some("same-origin") => RequestCredentials::SameOrigin,
             Some("include") => RequestCredentials::Include,
             Some("omit") => RequestCredentials::Omit,
@@ -109,7 +134,7 @@ impl Settings {
                 ))
             }
         };
-        let post = match options.method.as_deref() {
+        let post = match method.as_deref() {
             None | Some("GET") => false,
             Some("POST") => true,
             Some(_) => return Err(config_error("method must be \"GET\" or \"POST\"")),
@@ -135,12 +160,8 @@ impl Settings {
                 "headers must be an object or a function returning one",
             ));
         };
-        let policy = RefreshPolicy::new(
-            options.refresh_margin,
-            options.request_timeout,
-            options.max_lifetime,
-        )
-        .map_err(|e| to_js(&e))?;
+        let policy = RefreshPolicy::new(refresh_margin, request_timeout, max_lifetime)
+            .map_err(|e| to_js(&e))?;
         Ok(Settings {
             policy,
             broker: BrokerConfig {
@@ -150,7 +171,7 @@ impl Settings {
                 headers,
                 timeout_ms: policy.request_timeout_ms,
             },
-            share_across_tabs: options.share_across_tabs == Some(true),
+            share_across_tabs,
         })
     }
 }

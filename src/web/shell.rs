@@ -15,6 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use web_sys::AbortController;
 
@@ -22,7 +23,7 @@ use crate::engine::{Decision, Effect, Grant, Machine, Now, Status, TimerPlan};
 use crate::error::Error;
 use crate::web::broker::BrokerConfig;
 use crate::web::clock;
-use crate::web::js_error::{object, to_js};
+use crate::web::js_error::to_js;
 use crate::web::lifecycle::{Listener, PageEvent};
 use crate::web::tabs::Tabs;
 use crate::web::timer::Timeout;
@@ -224,10 +225,10 @@ impl Shell {
         if was_attached {
             self.outbox.borrow_mut().push_back(Call::Emit(
                 EventKind::Detach,
-                object(&[
-                    ("target", target.clone().into()),
-                    ("reason", JsValue::from_str("closed")),
-                ]),
+                detail(&Detail::Detach {
+                    target: target.clone().into(),
+                    reason: "closed",
+                }),
             ));
             self.drain();
         }
@@ -335,21 +336,24 @@ impl Shell {
                         let last: Vec<Waiter> = state.waiters.pop().into_iter().collect();
                         outbox.push_back(Call::Reject(last, error));
                     }
-                    Effect::Refreshing => {
-                        outbox.push_back(Call::Emit(EventKind::Refreshing, object(&[])))
-                    }
+                    Effect::Refreshing => outbox
+                        .push_back(Call::Emit(EventKind::Refreshing, detail(&Detail::Empty {}))),
                     Effect::Failed(error) => outbox.push_back(Call::Emit(
                         EventKind::Error,
-                        object(&[("error", to_js(&error))]),
+                        detail(&Detail::Error {
+                            error: to_js(&error),
+                        }),
                     )),
                     Effect::Expired => {
                         state.token_js = None;
-                        outbox.push_back(Call::Emit(EventKind::Expired, object(&[])));
+                        outbox.push_back(Call::Emit(EventKind::Expired, detail(&Detail::Empty {})));
                     }
                     Effect::StatusChanged(status) => {
                         outbox.push_back(Call::Emit(
                             EventKind::Status,
-                            object(&[("status", JsValue::from_str(status.as_str()))]),
+                            detail(&Detail::Status {
+                                status: status.as_str(),
+                            }),
                         ));
                         if status == Status::Disposed {
                             outbox.push_back(Call::ForgetSubscribers);
@@ -610,28 +614,45 @@ impl Shell {
     }
 }
 
+/// An event's `detail`: a plain object made by serde-wasm-bindgen. Never holds the token.
+#[derive(Serialize)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+enum Detail<'a> {
+    /// `token`: `{expiresAt, region?, endpoint?}` (absent ones are `undefined`).
+    Token {
+        expires_at: Option<f64>,
+        region: Option<&'a str>,
+        endpoint: Option<&'a str>,
+    },
+    /// `error`: `{error}`, the `SpeechTokenError`.
+    Error {
+        #[serde(with = "serde_wasm_bindgen::preserve")]
+        error: JsValue,
+    },
+    /// `status`: `{status}`.
+    Status { status: &'static str },
+    /// `detach`: `{target, reason}`.
+    Detach {
+        #[serde(with = "serde_wasm_bindgen::preserve")]
+        target: JsValue,
+        reason: &'static str,
+    },
+    /// `refreshing`, `expired`: `{}`.
+    Empty {},
+}
+
+fn detail(detail: &Detail<'_>) -> JsValue {
+    // Serializing strings, numbers and JS values cannot fail.
+    serde_wasm_bindgen::to_value(detail).unwrap_or(JsValue::UNDEFINED)
+}
+
 fn token_detail(machine: &Machine) -> JsValue {
     let route = machine.route();
-    object(&[
-        (
-            "expiresAt",
-            machine
-                .expires_at()
-                .map_or(JsValue::UNDEFINED, JsValue::from),
-        ),
-        (
-            "region",
-            route
-                .and_then(|r| r.region.as_deref())
-                .map_or(JsValue::UNDEFINED, JsValue::from_str),
-        ),
-        (
-            "endpoint",
-            route
-                .and_then(|r| r.endpoint.as_deref())
-                .map_or(JsValue::UNDEFINED, JsValue::from_str),
-        ),
-    ])
+    detail(&Detail::Token {
+        expires_at: machine.expires_at(),
+        region: route.and_then(|r| r.region.as_deref()),
+        endpoint: route.and_then(|r| r.endpoint.as_deref()),
+    })
 }
 
 #[wasm_bindgen]

@@ -39,6 +39,10 @@ impl Shell {
         let mut dead: Vec<js_sys::Object> = Vec::new();
         let mut collected = false;
         for weak in &targets {
+            // A setter may have disposed the client (or detached targets): stop handing out.
+            if self.disposed() {
+                return;
+            }
             let Some(target) = weak.deref() else {
                 collected = true;
                 continue;
@@ -56,6 +60,7 @@ impl Shell {
             });
         }
         for target in dead {
+            hooks::unhook(&target, self.id());
             // The setter threw: the SDK object was closed. Tell the app, without the token.
             self.emit(
                 EventKind::Detach,
@@ -220,17 +225,17 @@ fn attach(shell: &Rc<Shell>, target: &JsValue) -> Result<(), JsValue> {
 /// What a `TokenCredential` hands out: the Entra access token itself. The SDK sends it as
 /// `Authorization: Bearer <token>` to the endpoint given to `fromEndpoint(url, credential)`; the
 /// `aad#<resourceId>#<token>` form is only for the `authorizationToken` property with a region.
-/// So a broker answer in that form is unwrapped here (and nowhere else).
+/// So a broker answer in that form is unwrapped here (and nowhere else), with JS string methods:
+/// the token is never copied into wasm memory.
 fn bearer_form(token: JsValue) -> JsValue {
-    match token.as_string() {
-        Some(t) if t.starts_with("aad#") => {
-            let inner = t.rsplit('#').next().unwrap_or_default();
-            let inner = JsValue::from_str(inner);
-            zeroize::Zeroize::zeroize(&mut { t });
-            inner
-        }
-        _ => token,
+    let Some(text) = token.dyn_ref::<js_sys::JsString>() else {
+        return token;
+    };
+    if !text.starts_with("aad#", 0) {
+        return token;
     }
+    let last = text.last_index_of("#", text.length() as i32);
+    text.slice(last as u32 + 1, text.length()).into()
 }
 
 /// The error an aborted operation rejects with, as `@azure/abort-controller` and the DOM name it.
@@ -241,23 +246,37 @@ fn abort_error() -> JsValue {
 }
 
 /// `promise`, or an `AbortError` as soon as `signal` (an AbortSignal-like object, if any)
-/// aborts. `promise` itself is not cancelled.
-fn until_aborted(promise: js_sys::Promise, signal: &JsValue) -> js_sys::Promise {
-    let Ok(add) = get(signal, "addEventListener").dyn_into::<js_sys::Function>() else {
-        return promise;
-    };
+/// aborts; and the function that removes the abort listener once the call is over (a long-lived
+/// signal must not collect one listener per call). `promise` itself is not cancelled.
+fn until_aborted(promise: js_sys::Promise, signal: &JsValue) -> (js_sys::Promise, impl FnOnce()) {
+    let add = get(signal, "addEventListener")
+        .dyn_into::<js_sys::Function>()
+        .ok();
+    let remove = get(signal, "removeEventListener")
+        .dyn_into::<js_sys::Function>()
+        .ok();
     let mut reject = None;
     let aborted = js_sys::Promise::new(&mut |_, r| reject = Some(r));
-    let Some(reject) = reject else {
-        return promise;
+    let listener = match (add, reject) {
+        (Some(add), Some(reject)) => {
+            let on_abort = Closure::<dyn FnMut()>::new(move || {
+                let _ = reject.call1(&JsValue::UNDEFINED, &abort_error());
+            })
+            .into_js_value();
+            let once = object(&[("once", JsValue::TRUE)]);
+            let _ = add.call3(signal, &JsValue::from_str("abort"), &on_abort, &once);
+            Some(on_abort)
+        }
+        _ => None,
     };
-    let on_abort = Closure::<dyn FnMut()>::new(move || {
-        let _ = reject.call1(&JsValue::UNDEFINED, &abort_error());
-    })
-    .into_js_value();
-    let once = object(&[("once", JsValue::TRUE)]);
-    let _ = add.call3(signal, &JsValue::from_str("abort"), &on_abort, &once);
-    js_sys::Promise::race(&js_sys::Array::of2(&promise, &aborted))
+    let signal = signal.clone();
+    let stop = move || {
+        if let (Some(remove), Some(listener)) = (remove, listener) {
+            let _ = remove.call2(&signal, &JsValue::from_str("abort"), &listener);
+        }
+    };
+    let raced = js_sys::Promise::race(&js_sys::Array::of2(&promise, &aborted));
+    (raced, stop)
 }
 
 #[wasm_bindgen]
@@ -342,14 +361,25 @@ impl TokenClient {
                 if get(&signal, "aborted").as_bool() == Some(true) {
                     return js_sys::Promise::reject(&abort_error());
                 }
-                let pending = until_aborted(shell.get_token(), &signal);
+                let (pending, stop_listening) = until_aborted(shell.get_token(), &signal);
                 future_to_promise(async move {
-                    let token = JsFuture::from(pending).await?;
-                    let token = bearer_form(token);
+                    let outcome = JsFuture::from(pending).await;
+                    stop_listening();
+                    let served = outcome?;
+                    // The token and its times read together: the one held now, if usable (the
+                    // served one may have been replaced in the microtask since). Its expiry is
+                    // when it stops being handed out, so that a pipeline caching it by its
+                    // expiry never uses it in the last seconds the SDK needs to connect.
                     let (expires, refresh) = shell.read(|m| {
-                        let expires = m.expires_at().unwrap_or(0.0);
+                        let expires = m.usable_until().unwrap_or(0.0);
                         (expires, m.next_refresh_at().unwrap_or(expires))
                     });
+                    let current = shell.read(|m| m.token_at(crate::web::clock::now()).is_some());
+                    let token = match shell.token_js() {
+                        Some(held) if current => held,
+                        _ => served,
+                    };
+                    let token = bearer_form(token);
                     Ok(object(&[
                         ("token", token),
                         ("expiresOnTimestamp", JsValue::from(expires)),

@@ -5,10 +5,12 @@
 //!   a tab about to fetch requests it ([`Tabs::lock`]), and holds it until its request has ended
 //!   and its token was shared ([`LockHold`] releases it when dropped).
 //! - A `BroadcastChannel` of the same name carries the token to the other tabs (memory only):
-//!   `{type: "token", token, usableFor}` — the token and how many milliseconds it may still be
-//!   handed out by the sender's own clocks; nothing else (no region or endpoint: where the audio
-//!   goes comes only from a tab's own broker; no absolute time: clocks differ). Receivers
-//!   validate it like a broker answer (`token::grant_from_peer`) before the engine sees it.
+//!   `{type: "token", token, usableFor, sentAt}` — the token, how many milliseconds it may still
+//!   be handed out by the sender's own clocks, and when it was posted (`Date.now()`: tabs of one
+//!   browser share the wall clock, so a receiver that was frozen and reads the message late takes
+//!   the delay off). Nothing else: no region or endpoint (where the audio goes comes only from a
+//!   tab's own broker). Receivers validate it like a broker answer (`token::grant_from_peer`)
+//!   before the engine sees it.
 //! - A tab holding no usable token first posts `{type: "ask"}` ([`Tabs::ask`]); peers holding one
 //!   answer.
 //! - Without `navigator.locks` or `BroadcastChannel`, [`Tabs::open`] returns `None` and the
@@ -120,7 +122,7 @@ impl Tabs {
         mut on_peer: impl FnMut(PeerMessage) + 'static,
     ) -> Option<Tabs> {
         let locks = lock_manager()?;
-        let name = format!("{NAME_PREFIX}{broker_url}");
+        let name = [NAME_PREFIX, broker_url].concat();
         let channel = BroadcastChannel::new(&name).ok()?;
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             if let Some(message) = read_message(&event.data()) {
@@ -209,6 +211,7 @@ fn token_message(machine: &Machine) -> Option<JsValue> {
     set(&message, "type", &JsValue::from_str("token"));
     set(&message, "token", &JsValue::from_str(token.expose()));
     set(&message, "usableFor", &JsValue::from(usable_for.floor()));
+    set(&message, "sentAt", &JsValue::from(now.wall_ms));
     Some(message.into())
 }
 
@@ -225,8 +228,12 @@ fn read_message(data: &JsValue) -> Option<PeerMessage> {
             // Wrapped at once: wiped on every path. Any other field is ignored.
             let token = Token::new(string("token")?);
             let usable_for = get("usableFor")?.as_f64()?;
+            let sent_at = get("sentAt")?.as_f64()?;
             let now = clock::now();
-            let grant = grant_from_peer(token, usable_for).ok()?;
+            // Read late (this tab was frozen): the time since it was posted is gone. A "future"
+            // sentAt takes nothing off (and a peer cannot add time with it).
+            let delay = (now.wall_ms - sent_at).max(0.0);
+            let grant = grant_from_peer(token, usable_for - delay).ok()?;
             Some(PeerMessage::Token(grant, now))
         }
         _ => None,

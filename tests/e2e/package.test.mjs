@@ -17,11 +17,11 @@ test("npm pack ships exactly the runtime files and types", () => {
   const files = info.files.map((f) => f.path).sort();
   assert.deepEqual(files, [
     "README.md",
+    "bundler/inline.js",
+    "bundler/package.json",
     "bundler/speech_token_client.d.ts",
     "bundler/speech_token_client.js",
-    "bundler/speech_token_client_bg.js",
-    "bundler/speech_token_client_bg.wasm",
-    "bundler/speech_token_client_bg.wasm.d.ts",
+    "inline/speech_token_client.js",
     "package.json",
     "speech_token_client.d.ts",
     "speech_token_client.js",
@@ -30,7 +30,7 @@ test("npm pack ships exactly the runtime files and types", () => {
   ]);
   for (const f of info.files) assert.ok(!/\.(map|rs|ts\.map)$/.test(f.path), `unexpected ${f.path}`);
   // No local paths leak into the shipped glue or types.
-  for (const f of ["speech_token_client.js", "speech_token_client.d.ts", "bundler/speech_token_client_bg.js"]) {
+  for (const f of ["speech_token_client.js", "speech_token_client.d.ts", "inline/speech_token_client.js"]) {
     const text = readFileSync(path.join(PKG, f), "utf8");
     assert.ok(!text.includes(ROOT), `${f} contains the local path ${ROOT}`);
     assert.ok(!/\/root\/|\/home\/|\.cargo\/registry/.test(text), `${f} contains a local path`);
@@ -47,11 +47,28 @@ test("package.json carries the npm metadata, version equal to Cargo.toml", () =>
   assert.equal(pkg.version, version);
   assert.equal(pkg.type, "module");
   // The web entry has no side effects; the bundler entry instantiates the wasm on import.
-  assert.deepEqual(pkg.sideEffects, ["./bundler/speech_token_client.js"]);
-  assert.equal(pkg.exports["."].types, "./speech_token_client.d.ts");
-  assert.equal(pkg.exports["."].default, "./speech_token_client.js");
-  assert.equal(pkg.exports["./bundler"].types, "./bundler/speech_token_client.d.ts");
-  assert.equal(pkg.exports["./bundler"].default, "./bundler/speech_token_client.js");
+  assert.deepEqual(pkg.sideEffects, ["./bundler/*.js"]);
+  // Conditions, in order (the first that a toolchain has wins): types; Node/SSR and toolchains that
+  // do not bundle `new URL("….wasm", import.meta.url)` get the inline wasm; webpack and production
+  // builds (vite build, Parcel) the separate .wasm file (tests/e2e/toolchains.test.mjs).
+  assert.deepEqual(pkg.exports["."], {
+    types: "./speech_token_client.d.ts",
+    node: "./inline/speech_token_client.js",
+    webpack: "./speech_token_client.js",
+    production: "./speech_token_client.js",
+    default: "./inline/speech_token_client.js",
+  });
+  assert.deepEqual(pkg.exports["./bundler"], {
+    types: "./bundler/speech_token_client.d.ts",
+    node: "./bundler/inline.js",
+    webpack: "./bundler/speech_token_client.js",
+    production: "./bundler/speech_token_client.js",
+    default: "./bundler/inline.js",
+  });
+  assert.deepEqual(Object.keys(pkg.exports["."]), ["types", "node", "webpack", "production", "default"], "condition order");
+  // Resolvers that ignore "exports" (Parcel's default) get the inline glue, which needs no asset handling.
+  assert.equal(pkg.main, "inline/speech_token_client.js");
+  assert.equal(pkg.module, "inline/speech_token_client.js");
   assert.ok(pkg.license && pkg.repository && pkg.keywords.length > 0 && pkg.description);
 });
 

@@ -114,7 +114,11 @@ test("5 tabs sharing make about one broker request per refresh cycle; alone, abo
   // from a tab's own broker answer, never from a peer (docs/ARCHITECTURE.md, "Trust model").
   assert.equal(shared.opened, TABS, "each tab's first token is its own");
   assert.equal(alone.opened, TABS);
-  assert.ok(shared.requests <= cycles + 2, `shared: ${shared.requests} > ${cycles} cycles + 2`);
+  // Each tab also asks its own broker once every PEER_ONLY_LIFETIMES (6) of its token lifetimes
+  // whatever its peers share (a forged peer cannot keep it off its broker): with the opening
+  // phase, at most once per tab in this run.
+  const ownRounds = TABS;
+  assert.ok(shared.requests <= cycles + 2 + ownRounds, `shared: ${shared.requests} > ${cycles} cycles + 2 + ${ownRounds}`);
   assert.ok(shared.requests * 3 < alone.requests, `shared ${shared.requests} vs alone ${alone.requests}`);
   assert.ok(alone.requests >= TABS * (RUN_MS / TTL / 1000), `alone: ${alone.requests}`);
 });

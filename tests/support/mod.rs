@@ -104,8 +104,10 @@ pub const EVENTS: [&str; 6] = [
     "detach",
 ];
 
-/// A plain JS object from key/value pairs.
+/// A plain JS object from key/value pairs. (Also installs the panic hook: the package itself
+/// ships without it, and a test's panic message belongs in the browser console.)
 pub fn object(pairs: &[(&str, JsValue)]) -> JsValue {
+    console_error_panic_hook::set_once();
     let o = js_sys::Object::new();
     for (k, v) in pairs {
         js_sys::Reflect::set(&o, &(*k).into(), v).unwrap();
