@@ -93,8 +93,11 @@ test(`${ENGINE}: ${TABS} windows sharing make about one broker request per refre
   // only from this tab's own broker answer); sharing starts with the refreshes.
   assert.deepEqual(shared.opened, Array(TABS).fill(1), "each window's first token is its own");
   assert.deepEqual(alone.opened, Array(TABS).fill(1));
-  assert.ok(shared.requests <= cycles + 2, `shared: ${shared.requests} > ${cycles} cycles + 2`);
-  assert.ok(shared.requests * 2 < alone.requests, `shared ${shared.requests} vs alone ${alone.requests}`);
+  // Each window also asks its own broker once every 6 of its token lifetimes whatever its peers
+  // share (docs/ARCHITECTURE.md, "Trust model"): with the opening phase, at most once per window.
+  const ownRounds = TABS;
+  assert.ok(shared.requests <= cycles + 2 + ownRounds, `shared: ${shared.requests} > ${cycles} cycles + 2 + ${ownRounds}`);
+  assert.ok(shared.requests * 1.5 < alone.requests, `shared ${shared.requests} vs alone ${alone.requests}`);
   assert.ok(alone.requests >= TABS * (RUN_MS / TTL / 1000), `alone: ${alone.requests}`);
 });
 
