@@ -18,6 +18,14 @@ command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (h
 command -v node >/dev/null || die "node not found: install Node.js 20 or newer"
 command -v npm >/dev/null || die "npm not found: install Node.js 20 or newer"
 
+# WebKitGTK ships MiniBrowser (the browser WebKitWebDriver starts) outside PATH.
+webkit_minibrowser() {
+  local f
+  for f in /usr/lib/*/webkit2gtk-4.1/MiniBrowser /usr/libexec/webkit2gtk-4.1/MiniBrowser; do
+    [ -x "$f" ] && { echo "$f"; return; }
+  done
+}
+
 wasm_target_installed() {
   rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown
 }
@@ -54,11 +62,22 @@ if ! wasm_target_installed; then
   [ -x "$lld" ] || die "rustup's rust-lld not found at $lld"
 fi
 
-# 2. Headless Chromium and its driver, from Debian (never a downloaded browser build).
+# 2. The three browser engines and their WebDriver servers, from Debian (never a downloaded
+#    browser build): Chromium + chromedriver; Firefox ESR (its geckodriver comes from crates.io,
+#    step 3: Debian has no package); WebKitGTK's WebKitWebDriver, which drives WebKitGTK's
+#    MiniBrowser (no headless mode: it runs under Xvfb, hence xvfb + xauth for xvfb-run).
+#    Installed in one apt-get call (~1 minute on a fresh machine).
 if [ $browser -eq 1 ]; then
-  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
-    apt_install chromium chromium-driver
+  engines=()
+  { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || engines+=(chromium chromium-driver)
+  command -v firefox-esr >/dev/null || engines+=(firefox-esr)
+  [ -x /usr/bin/WebKitWebDriver ] || engines+=(webkit2gtk-driver)
+  { command -v xvfb-run >/dev/null && command -v xauth >/dev/null; } || engines+=(xvfb xauth)
+  if [ ${#engines[@]} -gt 0 ]; then
+    say "browser engines for the tests (Chromium, Firefox ESR, WebKitGTK + Xvfb)"
+    apt_install "${engines[@]}"
   fi
+  [ -x "$(webkit_minibrowser)" ] || die "WebKitGTK's MiniBrowser not found (package libwebkit2gtk-4.1-0)"
 fi
 
 # 3. wasm-bindgen CLI at exactly the version in Cargo.lock, and wasm-pack, from crates.io.
@@ -87,6 +106,11 @@ fi
 if ! command -v wasm-pack >/dev/null; then
   cargo_install wasm-pack
   command -v wasm-pack >/dev/null || die "wasm-pack did not install"
+fi
+# geckodriver: Firefox's WebDriver server (crates.io; ~2 minutes to compile on 2 cores).
+if [ $browser -eq 1 ] && ! command -v geckodriver >/dev/null; then
+  cargo_install geckodriver
+  command -v geckodriver >/dev/null || die "geckodriver did not install"
 fi
 
 # 4. Node packages (Speech SDK, Playwright driver library, binaryen's wasm-opt, TypeScript, Vite).

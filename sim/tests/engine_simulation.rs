@@ -129,3 +129,44 @@ fn worst_case_throttling_keeps_the_safety_invariants() {
     }
     eprintln!("worst-case throttling: {exposure_days}/10 days with exposure");
 }
+
+#[test]
+fn every_engine_hidden_timer_model_gives_zero_exposure() {
+    // The per-engine models measured in docs/BROWSERS.md (Chromium documented and measured,
+    // Firefox ESR, WebKitGTK): the engine's refresh timer is armed from a fetch's completion, so
+    // it is never a chained timer and never waits for a whole minute in any of them.
+    use speech_token_sim::Throttling;
+    for throttling in Throttling::ALL {
+        for seed in seeds().take(10) {
+            let mut scenario = Scenario::day(seed, HOURS);
+            scenario.throttling = throttling;
+            let r = run_engine(&scenario, RefreshPolicy::default());
+            assert_eq!(
+                r.exposure_ms, 0.0,
+                "{} seed {seed}: {r:?}",
+                throttling.engine
+            );
+            assert_eq!(
+                r.expired_handed_out, 0,
+                "{} seed {seed}: {r:?}",
+                throttling.engine
+            );
+            assert!(
+                r.worst_lateness_ms <= 1_001.0,
+                "{} seed {seed}: {r:?}",
+                throttling.engine
+            );
+        }
+    }
+    // Control: the model is used — the fixed 9-minute setInterval (a chained timer) fares
+    // differently under Chromium's measured whole-minute stage than under Firefox's whole seconds.
+    let day = |t: Throttling| {
+        let mut s = Scenario::day(1, HOURS);
+        s.throttling = t;
+        run_fixed_interval(&s)
+    };
+    assert_ne!(
+        day(Throttling::CHROMIUM_MEASURED).exposure_ms,
+        day(Throttling::FIREFOX).exposure_ms
+    );
+}

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p speech-token-sim --bin simulate -- --hours 24 --seed 1 [--seeds 20] [--json]
 //!     [--worst-case-throttling]   # every hidden timer waits for a whole minute
+//!     [--engine chromium|chromium-measured|firefox|webkit]   # hidden-timer model (docs/BROWSERS.md)
 //! ```
 //!
 //! Prints, per policy: broker requests (per day and per token lifetime), milliseconds any
@@ -15,7 +16,7 @@ fn main() {
 
 mod native {
     use speech_token_client::engine::RefreshPolicy;
-    use speech_token_sim::{run_engine, run_fixed_interval, Report, Scenario};
+    use speech_token_sim::{run_engine, run_fixed_interval, Report, Scenario, Throttling};
 
     pub fn main() {
         let mut hours = 24.0;
@@ -23,6 +24,7 @@ mod native {
         let mut seeds = 1u64;
         let mut json = false;
         let mut worst_case = false;
+        let mut throttling = Throttling::CHROMIUM;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value = |name: &str| {
@@ -47,8 +49,17 @@ mod native {
                 }
                 "--json" => json = true,
                 "--worst-case-throttling" => worst_case = true,
+                "--engine" => {
+                    let name = value("--engine");
+                    throttling = Throttling::ALL
+                        .into_iter()
+                        .find(|t| t.engine == name)
+                        .unwrap_or_else(|| {
+                            fail("--engine: chromium, chromium-measured, firefox or webkit")
+                        });
+                }
                 "-h" | "--help" => {
-                    println!("usage: simulate [--hours H] [--seed N] [--seeds COUNT] [--json] [--worst-case-throttling]");
+                    println!("usage: simulate [--hours H] [--seed N] [--seeds COUNT] [--json] [--worst-case-throttling] [--engine NAME]");
                     return;
                 }
                 other => fail(&format!("unknown argument {other}")),
@@ -59,6 +70,7 @@ mod native {
         for s in seed..seed + seeds {
             let mut scenario = Scenario::day(s, hours);
             scenario.worst_case_throttling = worst_case;
+            scenario.throttling = throttling;
             engine.push(run_engine(&scenario, RefreshPolicy::default()));
             baseline.push(run_fixed_interval(&scenario));
         }
@@ -71,8 +83,9 @@ mod native {
             return;
         }
         println!(
-            "{seeds} simulated day(s) of {hours} h, seeds {seed}..{}",
-            seed + seeds - 1
+            "{seeds} simulated day(s) of {hours} h, seeds {seed}..{}, hidden timers as in {}",
+            seed + seeds - 1,
+            throttling.engine
         );
         println!(
             "{:<34} {:>9} {:>12} {:>13} {:>12} {:>10} {:>11} {:>12}",
