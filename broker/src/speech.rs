@@ -270,14 +270,54 @@ pub fn turn_reply(request_id: &str, end_turn: bool) -> Vec<String> {
     .collect()
 }
 
-/// `GET /speech/...` and `/stt/speech/...`: checks the token before the upgrade, as the real
-/// service does, records the attempt, then runs the session.
+/// The Speech SDK's custom-domain probe (SDK ≥ 1.45, `ConnectionFactoryBase.
+/// getRedirectUrlFromEndpoint`): for an endpoint with no path it first sends
+/// `GET https://<host>/<generated path>?GenerateRedirectResponse=true`, without a token, and
+/// connects where the plain-text answer points.
+fn is_redirect_probe(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair.eq_ignore_ascii_case("GenerateRedirectResponse=true"))
+    })
+}
+
+/// The answer Azure gives a probe: 200, the URL to connect to as plain text (the regional host
+/// for a custom domain). The fake points at itself, same path, so the SDK's next step (a WebSocket
+/// with the token) reaches this service.
+fn redirect_answer(headers: &HeaderMap, path: &str) -> Response {
+    let Some(host) = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return json_error(StatusCode::BAD_REQUEST, "no-host", None);
+    };
+    let mut r = format!("http://{host}{path}").into_response();
+    let h = r.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        axum::http::HeaderValue::from_static("*"),
+    );
+    h.insert(axum::http::header::CACHE_CONTROL, crate::http::NO_STORE);
+    r
+}
+
+/// `GET /speech/...` and `/stt/speech/...`: answers the SDK's redirect probe; otherwise checks
+/// the token before the upgrade, as the real service does, records the attempt, then runs the
+/// session.
 pub async fn speech_ws(
     State(svc): State<Arc<SpeechService>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    if ws.is_err() && is_redirect_probe(query.as_deref()) {
+        return redirect_answer(&headers, uri.path());
+    }
     let token = presented_token(query.as_deref(), &headers);
     let verdict = match &token {
         None => Verdict::Missing,
