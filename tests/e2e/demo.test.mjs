@@ -44,10 +44,15 @@ before(async () => {
       window.__violations.push(`${e.violatedDirective} ${String(e.blockedURI).slice(0, 60)}`);
     });
   });
-  // Every token the broker hands this page, to search the console for it later.
-  page.on("response", async (r) => {
-    if (!r.url().includes("/api/speech-token") || r.status() !== 200) return;
-    try { const j = await r.json(); if (j.token) tokens.add(j.token); } catch { /* body gone */ }
+  // Every token the broker hands this page, to search the console for it later. Read on the way
+  // through (a route), not from the finished response: the client reads bodies as a stream, and
+  // Chromium does not always keep such a body for the debugger afterwards.
+  await page.route("**/api/speech-token*", async (route) => {
+    const response = await route.fetch();
+    if (response.status() === 200) {
+      try { const j = JSON.parse(await response.text()); if (j.token) tokens.add(j.token); } catch { /* not JSON */ }
+    }
+    await route.fulfill({ response });
   });
 });
 
