@@ -18,6 +18,7 @@ use crate::engine::token::{
 use crate::engine::Grant;
 use crate::error::{parse_retry_after, Error, Invalid};
 use crate::web::clock;
+use crate::web::js::get;
 use crate::web::timer::Timeout;
 
 /// Where the extra request headers come from.
@@ -167,14 +168,12 @@ async fn read_body(response: &Response) -> Result<Zeroizing<Vec<u8>>, ReadFailur
         let chunk = JsFuture::from(reader.read())
             .await
             .map_err(|_| ReadFailure::Stream)?;
-        let get = |key: &str| js_sys::Reflect::get(&chunk, &JsValue::from_str(key));
-        if get("done").ok().and_then(|d| d.as_bool()) == Some(true) {
+        if get(&chunk, "done").as_bool() == Some(true) {
             return Ok(body);
         }
-        let value: js_sys::Uint8Array = get("value")
-            .ok()
-            .and_then(|v| v.dyn_into().ok())
-            .ok_or(ReadFailure::Stream)?;
+        let value: js_sys::Uint8Array = get(&chunk, "value")
+            .dyn_into()
+            .map_err(|_| ReadFailure::Stream)?;
         let len = value.length() as usize;
         if body.len() + len > MAX_BODY_BYTES {
             value.fill(0, 0, value.length());

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::web::clock;
 use crate::web::flight;
 use crate::web::hooks;
+use crate::web::js::get;
 use crate::web::js_error::{config_error, to_js};
 use crate::web::lifecycle::{page_hidden, watch_page};
 use crate::web::options::Settings;
@@ -204,11 +205,9 @@ fn release(shell: &Rc<Shell>) {
 fn in_browser() -> bool {
     let global = js_sys::global();
     ["Window", "WorkerGlobalScope"].iter().any(|name| {
-        js_sys::Reflect::get(&global, &JsValue::from_str(name))
-            .ok()
-            .and_then(|class| js_sys::Reflect::get(&class, &JsValue::from_str("prototype")).ok())
-            .and_then(|proto| proto.dyn_into::<js_sys::Object>().ok())
-            .is_some_and(|proto| proto.is_prototype_of(&global))
+        get(&get(&global, name), "prototype")
+            .dyn_into::<js_sys::Object>()
+            .is_ok_and(|proto| proto.is_prototype_of(&global))
     })
 }
 

@@ -15,6 +15,7 @@ use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
+use crate::web::js::{get, has_own, set};
 use crate::web::shell::Shell;
 
 /// The methods whose call means "this object is closed".
@@ -27,20 +28,13 @@ const WAS_OWN_KEY: &str = "__speechTokenClientWasOwn";
 /// Own property on a wrapper: the id of the client that installed it.
 const OWNER_KEY: &str = "__speechTokenClientOwner";
 
-fn key(name: &str) -> JsValue {
-    JsValue::from_str(name)
-}
-
 /// Hooks `target`'s closing methods for `shell`. Objects without them (a plain config) get none.
 pub(crate) fn hook(shell: &Rc<Shell>, target: &js_sys::Object) {
     for name in CLOSING_METHODS {
-        let Ok(original) = js_sys::Reflect::get(target, &key(name)) else {
+        let Ok(original) = get(target, name).dyn_into::<js_sys::Function>() else {
             continue;
         };
-        let Some(original) = original.dyn_ref::<js_sys::Function>().cloned() else {
-            continue;
-        };
-        let was_own = js_sys::Object::has_own(target, &key(name));
+        let was_own = has_own(target, name);
         let weak_target = js_sys::WeakRef::new(target);
         let weak_shell: Weak<Shell> = Rc::downgrade(shell);
         let call_original = original.clone();
@@ -58,12 +52,12 @@ pub(crate) fn hook(shell: &Rc<Shell>, target: &js_sys::Object) {
             },
         );
         let wrapper: js_sys::Function = wrapper.into_js_value().unchecked_into();
-        let _ = js_sys::Reflect::set(&wrapper, &key(ORIGINAL_KEY), &original);
-        let _ = js_sys::Reflect::set(&wrapper, &key(WAS_OWN_KEY), &JsValue::from(was_own));
-        let _ = js_sys::Reflect::set(&wrapper, &key(OWNER_KEY), &JsValue::from(shell.id()));
+        set(&wrapper, ORIGINAL_KEY, &original);
+        set(&wrapper, WAS_OWN_KEY, &JsValue::from(was_own));
+        set(&wrapper, OWNER_KEY, &JsValue::from(shell.id()));
         // A failing define (a frozen object) just leaves the object unhooked: the setter path
         // and the garbage collector still cover it.
-        let _ = js_sys::Reflect::set(target, &key(name), &wrapper);
+        set(target, name, &wrapper);
     }
 }
 
@@ -71,30 +65,19 @@ pub(crate) fn hook(shell: &Rc<Shell>, target: &js_sys::Object) {
 /// hooked the object later, its wrapper calls ours, which then unhooks itself when it runs).
 pub(crate) fn unhook(target: &js_sys::Object, owner: u32) {
     for name in CLOSING_METHODS {
-        if !js_sys::Object::has_own(target, &key(name)) {
+        if !has_own(target, name) {
             continue;
         }
-        let Ok(current) = js_sys::Reflect::get(target, &key(name)) else {
-            continue;
-        };
-        let Ok(original) = js_sys::Reflect::get(&current, &key(ORIGINAL_KEY)) else {
-            continue;
-        };
-        let ours = js_sys::Reflect::get(&current, &key(OWNER_KEY))
-            .ok()
-            .and_then(|v| v.as_f64())
-            == Some(f64::from(owner));
+        let current = get(target, name);
+        let original = get(&current, ORIGINAL_KEY);
+        let ours = get(&current, OWNER_KEY).as_f64() == Some(f64::from(owner));
         if !original.is_function() || !ours {
             continue;
         }
-        let was_own = js_sys::Reflect::get(&current, &key(WAS_OWN_KEY))
-            .ok()
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        if was_own {
-            let _ = js_sys::Reflect::set(target, &key(name), &original);
+        if get(&current, WAS_OWN_KEY).as_bool() == Some(true) {
+            set(target, name, &original);
         } else {
-            let _ = js_sys::Reflect::delete_property(target, &key(name));
+            let _ = js_sys::Reflect::delete_property(target, &JsValue::from_str(name));
         }
     }
 }

@@ -4,6 +4,7 @@
 use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
+use crate::web::js::set;
 
 /// The `name` of every error this module throws or rejects with.
 pub const ERROR_NAME: &str = "SpeechTokenError";
@@ -26,18 +27,4 @@ pub fn to_js(error: &Error) -> JsValue {
 /// A `config` error: bad options or arguments given by the app.
 pub fn config_error(message: &'static str) -> JsValue {
     to_js(&Error::Config(message))
-}
-
-/// `target[key] = value`, ignoring failure (only used on objects we created).
-pub fn set(target: &JsValue, key: &str, value: &JsValue) {
-    let _ = js_sys::Reflect::set(target, &JsValue::from_str(key), value);
-}
-
-/// A plain object from key/value pairs.
-pub fn object(pairs: &[(&str, JsValue)]) -> JsValue {
-    let object: JsValue = js_sys::Object::new().into();
-    for (key, value) in pairs {
-        set(&object, key, value);
-    }
-    object
 }

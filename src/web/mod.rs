@@ -7,6 +7,7 @@ mod client;
 mod clock;
 mod flight;
 mod hooks;
+mod js;
 mod js_error;
 mod lifecycle;
 mod options;

@@ -1,9 +1,7 @@
 //! `new TokenClient(options)`: reading and validating the options once, at construction. Every
 //! mistake here is kind `config` and throws from the constructor; nothing is checked later.
 
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::RequestCredentials;
@@ -39,26 +37,17 @@ struct Options {
     share_across_tabs: Field,
 }
 
-/// Reads a struct from all of an object's own entries (`Object.entries`), so that
-/// `deny_unknown_fields` sees every key: serde-wasm-bindgen reads a struct by looking up only
-/// its known field names, where an unknown key would pass unnoticed.
-struct AllEntries<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for AllEntries<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Entries<T>(core::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for Entries<T> {
-            type Value = AllEntries<T>;
-            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AllEntries<T>, A::Error> {
-                T::deserialize(MapAccessDeserializer::new(map)).map(AllEntries)
-            }
-        }
-        d.deserialize_map(Entries(core::marker::PhantomData))
-    }
-}
+/// The option names, in the order the "unknown option" message lists them.
+const OPTION_NAMES: [&str; 8] = [
+    "brokerUrl",
+    "headers",
+    "credentials",
+    "method",
+    "refreshMargin",
+    "requestTimeout",
+    "maxLifetime",
+    "shareAcrossTabs",
+];
 
 fn string(field: Field, message: &'static str) -> Result<Option<String>, JsValue> {
     match field {
@@ -81,13 +70,22 @@ impl Options {
         if !options.is_object() {
             return Err(config_error("options must be an object with a brokerUrl"));
         }
-        let AllEntries(options) = serde_wasm_bindgen::from_value::<AllEntries<Options>>(options.clone())
-            .map_err(|_| {
-                config_error(
-                    "unknown option: the options are brokerUrl, headers, credentials, method, refreshMargin, requestTimeout, maxLifetime, shareAcrossTabs",
-                )
-            })?;
-        Ok(options)
+        // serde-wasm-bindgen reads a struct by looking up only its known field names, so
+        // `deny_unknown_fields` alone would let a typo (`brokerURL`) pass: every own key is
+        // checked here first.
+        let known = js_sys::Object::keys(options.unchecked_ref::<js_sys::Object>())
+            .iter()
+            .all(|key| {
+                key.as_string()
+                    .is_some_and(|key| OPTION_NAMES.contains(&key.as_str()))
+            });
+        if !known {
+            return Err(config_error(
+                "unknown option: the options are brokerUrl, headers, credentials, method, refreshMargin, requestTimeout, maxLifetime, shareAcrossTabs",
+            ));
+        }
+        serde_wasm_bindgen::from_value::<Options>(options.clone())
+            .map_err(|_| config_error("options must be an object with a brokerUrl"))
     }
 }
 

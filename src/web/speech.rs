@@ -22,14 +22,11 @@ use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use crate::error::Error;
 use crate::web::client::TokenClient;
 use crate::web::hooks;
-use crate::web::js_error::{config_error, object, to_js};
+use crate::web::js::{get, object};
+use crate::web::js_error::{config_error, to_js};
 use crate::web::shell::{EventKind, Shell};
 
 const TOKEN_KEY: &str = "authorizationToken";
-
-fn get(target: &JsValue, key: &str) -> JsValue {
-    js_sys::Reflect::get(target, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
-}
 
 impl Shell {
     /// Sets the current token on every live target; detaches collected or closed ones.
@@ -47,6 +44,7 @@ impl Shell {
                 collected = true;
                 continue;
             };
+            // Only a throwing setter (a closed SDK object) drops the target.
             if js_sys::Reflect::set(&target, &JsValue::from_str(TOKEN_KEY), &token).is_err() {
                 dead.push(target);
             }

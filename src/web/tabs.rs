@@ -30,7 +30,7 @@ use web_sys::{AbortController, BroadcastChannel, MessageEvent};
 use crate::engine::token::{grant_from_peer, Token};
 use crate::engine::{Grant, Machine};
 use crate::web::clock;
-use crate::web::js_error::set;
+use crate::web::js::{get, set};
 use crate::web::timer::Timeout;
 
 /// After the lock is granted, how long to wait for a token the previous holder broadcast just
@@ -59,12 +59,9 @@ extern "C" {
 
 /// `navigator.locks` where the Web Locks API exists (windows and workers alike).
 fn lock_manager() -> Option<LockManager> {
-    let get = |o: &JsValue, k: &str| js_sys::Reflect::get(o, &JsValue::from_str(k)).ok();
-    let navigator = get(&js_sys::global(), "navigator").filter(|n| n.is_object())?;
-    let locks = get(&navigator, "locks").filter(|l| l.is_object())?;
-    get(&locks, "request")
-        .filter(|r| r.is_function())
-        .map(|_| locks.unchecked_into())
+    let navigator = get(&js_sys::global(), "navigator");
+    let locks = get(&navigator, "locks");
+    (locks.is_object() && get(&locks, "request").is_function()).then(|| locks.unchecked_into())
 }
 
 /// What another tab said.
@@ -220,15 +217,14 @@ fn read_message(data: &JsValue) -> Option<PeerMessage> {
     if !data.is_object() {
         return None;
     }
-    let get = |k: &str| js_sys::Reflect::get(data, &JsValue::from_str(k)).ok();
-    let string = |k: &str| get(k).and_then(|v| v.as_string());
+    let string = |k: &str| get(data, k).as_string();
     match string("type").as_deref() {
         Some("ask") => Some(PeerMessage::Ask),
         Some("token") => {
             // Wrapped at once: wiped on every path. Any other field is ignored.
             let token = Token::new(string("token")?);
-            let usable_for = get("usableFor")?.as_f64()?;
-            let sent_at = get("sentAt")?.as_f64()?;
+            let usable_for = get(data, "usableFor").as_f64()?;
+            let sent_at = get(data, "sentAt").as_f64()?;
             let now = clock::now();
             // Read late (this tab was frozen): the time since it was posted is gone. A "future"
             // sentAt takes nothing off (and a peer cannot add time with it).

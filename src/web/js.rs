@@ -1,0 +1,29 @@
+//! Reading and writing JS object properties by name: the one place a Rust `&str` key becomes a
+//! JS string. Failures (a throwing getter or setter, a frozen object, a revoked proxy) are
+//! values here, never panics: callers decide what a failed read or write means.
+
+use wasm_bindgen::JsValue;
+
+/// `target[key]`, or `undefined` when the read throws (or `target` is not an object).
+pub(crate) fn get(target: &JsValue, key: &str) -> JsValue {
+    js_sys::Reflect::get(target, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// `target[key] = value`; `false` when the write throws or is refused.
+pub(crate) fn set(target: &JsValue, key: &str, value: &JsValue) -> bool {
+    js_sys::Reflect::set(target, &JsValue::from_str(key), value).unwrap_or(false)
+}
+
+/// Whether `target` has `key` as an own property.
+pub(crate) fn has_own(target: &js_sys::Object, key: &str) -> bool {
+    js_sys::Object::has_own(target, &JsValue::from_str(key))
+}
+
+/// A plain object from key/value pairs.
+pub(crate) fn object(pairs: &[(&str, JsValue)]) -> JsValue {
+    let object: JsValue = js_sys::Object::new().into();
+    for (key, value) in pairs {
+        set(&object, key, value);
+    }
+    object
+}
