@@ -396,9 +396,7 @@ pub fn parse_grant_at<J: Json + UrlParser>(
     }
     let media = content_type
         .map(|c| {
-            c.split(';')
-                .next()
-                .unwrap_or("")
+            c[..c.bytes().position(|b| b == b';').unwrap_or(c.len())]
                 .trim()
                 .to_ascii_lowercase()
         })
@@ -616,8 +614,8 @@ pub fn validate_endpoint(endpoint: &str, urls: &impl UrlParser) -> Result<(), In
 /// two non-empty) or `aad#<resourceId>#<JWT>`, the Entra form the Speech SDK accepts.
 pub fn looks_like_token(text: &str) -> bool {
     let jwt = match text.strip_prefix("aad#") {
-        Some(rest) => match rest.rsplit_once('#') {
-            Some((resource, jwt)) if !resource.is_empty() => jwt,
+        Some(rest) => match rest.bytes().rposition(|b| b == b'#') {
+            Some(at) if at > 0 => &rest[at + 1..],
             _ => return false,
         },
         None => text,
@@ -626,12 +624,31 @@ pub fn looks_like_token(text: &str) -> bool {
         s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
-    let mut parts = jwt.split('.');
     matches!(
-        (parts.next(), parts.next(), parts.next(), parts.next()),
-        (Some(h), Some(p), Some(sig), None)
+        three_parts(jwt),
+        Some((h, p, sig))
             if !h.is_empty() && !p.is_empty() && base64url(h) && base64url(p) && base64url(sig)
     )
+}
+
+/// `text` split at its dots into exactly three parts (a JWT's header, payload and signature).
+fn three_parts(text: &str) -> Option<(&str, &str, &str)> {
+    let dot = |from: usize| {
+        text.as_bytes()[from..]
+            .iter()
+            .position(|&b| b == b'.')
+            .map(|at| from + at)
+    };
+    let first = dot(0)?;
+    let second = dot(first + 1)?;
+    if dot(second + 1).is_some() {
+        return None;
+    }
+    Some((
+        &text[..first],
+        &text[first + 1..second],
+        &text[second + 1..],
+    ))
 }
 
 /// Whether `host` names this machine: `localhost`, `127.0.0.0/8` or `::1`. Plain HTTP is allowed
@@ -641,15 +658,28 @@ pub fn is_loopback_host(host: &str) -> bool {
     if host == "localhost" || host.ends_with(".localhost") || host == "::1" {
         return true;
     }
-    let octets: Vec<&str> = host.split('.').collect();
-    octets.len() == 4
-        && octets[0] == "127"
-        && octets
-            .iter()
-            .all(|o| !o.is_empty() && o.len() <= 3 && o.bytes().all(|b| b.is_ascii_digit()))
-        && octets
-            .iter()
-            .all(|o| o.parse::<u16>().is_ok_and(|n| n <= 255))
+    // 127.a.b.c, each octet 1–3 digits and at most 255.
+    let Some(rest) = host.strip_prefix("127.") else {
+        return false;
+    };
+    let mut octets = 0;
+    let mut value = 0u16;
+    let mut digits = 0;
+    for b in rest.bytes().chain(core::iter::once(b'.')) {
+        match b {
+            b'0'..=b'9' if digits < 3 => {
+                value = value * 10 + u16::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if digits > 0 && value <= 255 => {
+                octets += 1;
+                value = 0;
+                digits = 0;
+            }
+            _ => return false,
+        }
+    }
+    octets == 3
 }
 
 /// Lifetime of a JWT: `min(exp − now, exp − iat)`, with "now" from [`AnswerClock`] (the
@@ -663,11 +693,11 @@ fn lifetime_from_jwt<J: Json>(
     clock: AnswerClock,
 ) -> Result<Option<f64>, Invalid> {
     // `aad#<resourceId>#<jwt>`: the JWT is the last part.
-    let jwt = token.rsplit('#').next().unwrap_or(token);
-    let mut parts = jwt.split('.');
-    let (Some(_header), Some(payload), Some(_signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let jwt = &token[token
+        .bytes()
+        .rposition(|b| b == b'#')
+        .map_or(0, |at| at + 1)..];
+    let Some((_header, payload, _signature)) = three_parts(jwt) else {
         return Ok(None);
     };
     let Some(bytes) = base64url_decode(payload) else {
