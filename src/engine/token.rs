@@ -401,10 +401,11 @@ pub fn parse_grant_at<J: Json + UrlParser>(
                 .to_ascii_lowercase()
         })
         .unwrap_or_default();
-    if media == "text/html" || text.starts_with('<') {
+    let first = text.as_bytes()[0];
+    if media == "text/html" || first == b'<' {
         return Err(Invalid::Html.into());
     }
-    if media.ends_with("json") || text.starts_with('{') || text.starts_with('[') {
+    if media.ends_with("json") || first == b'{' || first == b'[' {
         let answer = json.parse_object::<Answer>(text).map_err(|e| match e {
             JsonError::Syntax => Invalid::NotJson,
             JsonError::Shape => Invalid::WrongType,

@@ -70,14 +70,21 @@ impl UrlParser for BrowserJson {
         let scheme = parsed.protocol();
         let host = parsed.hostname();
         Some(UrlParts {
-            scheme: scheme.trim_end_matches(':').to_ascii_lowercase(),
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
+            scheme: scheme
+                .strip_suffix(':')
+                .unwrap_or(&scheme)
                 .to_ascii_lowercase(),
+            host: unbracket(&host).to_ascii_lowercase(),
             has_userinfo: !parsed.username().is_empty() || !parsed.password().is_empty(),
         })
     }
+}
+
+/// An IPv6 host without the brackets `URL.hostname` gives it (`[::1]` → `::1`).
+pub(crate) fn unbracket(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 /// Awaits `promise`, giving up (rejecting) as soon as `signal` aborts: the request timeout or

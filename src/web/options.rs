@@ -8,7 +8,7 @@ use web_sys::RequestCredentials;
 
 use crate::engine::token::{check_broker_url, Field};
 use crate::engine::RefreshPolicy;
-use crate::web::broker::{BrokerConfig, HeaderSource};
+use crate::web::broker::{unbracket, BrokerConfig, HeaderSource};
 use crate::web::js_error::{config_error, to_js};
 
 /// The constructor's options, read by serde-wasm-bindgen. Unknown keys are rejected
@@ -193,7 +193,7 @@ fn resolve_broker_url(raw: &str) -> Result<String, JsValue> {
         .is_some_and(|b| b.origin() == url.origin());
     let has_userinfo = !url.username().is_empty() || !url.password().is_empty();
     let host = url.hostname();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = unbracket(&host);
     check_broker_url(relative, same_origin, &url.protocol(), host, has_userinfo)
         .map_err(|e| to_js(&e))?;
     Ok(url.href())
