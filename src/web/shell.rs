@@ -119,6 +119,27 @@ struct State {
     live: Option<Live>,
 }
 
+impl State {
+    /// Fetch `id`, while it is the current one (a stale id — superseded, skipped, disposed —
+    /// finds nothing).
+    fn flight(&mut self, id: u64) -> Option<&mut Flight> {
+        self.live
+            .as_mut()
+            .and_then(|live| live.flight.as_mut())
+            .filter(|flight| flight.id == id)
+    }
+
+    /// Ends fetch `id` if it is the current one; whether it was.
+    fn end_flight(&mut self, id: u64) -> bool {
+        if self.flight(id).is_none() {
+            return false;
+        }
+        self.live
+            .as_mut()
+            .is_some_and(|live| live.flight.take().is_some())
+    }
+}
+
 /// A JS call, made once the state is no longer borrowed.
 enum Call {
     /// Resolve with the token the engine served (unless disposed since).
@@ -502,14 +523,9 @@ impl Shell {
     pub(crate) fn finish_fetch(self: &Rc<Shell>, id: u64, result: Result<Grant, Error>) -> bool {
         let decision = {
             let mut state = self.state.borrow_mut();
-            let state = &mut *state;
-            let Some(live) = state.live.as_mut() else {
-                return false;
-            };
-            if live.flight.as_ref().map(|f| f.id) != Some(id) {
+            if !state.end_flight(id) {
                 return false; // stale: superseded or skipped
             }
-            live.flight = None;
             state
                 .machine
                 .response(clock::now(), result, clock::random())
@@ -523,14 +539,9 @@ impl Shell {
     pub(crate) fn skip_fetch(self: &Rc<Shell>, id: u64) {
         let decision = {
             let mut state = self.state.borrow_mut();
-            let state = &mut *state;
-            let Some(live) = state.live.as_mut() else {
-                return;
-            };
-            if live.flight.as_ref().map(|f| f.id) != Some(id) {
+            if !state.end_flight(id) {
                 return;
             }
-            live.flight = None;
             state.machine.skip_fetch(clock::now())
         };
         self.apply(decision);
@@ -540,27 +551,21 @@ impl Shell {
     /// (`Machine::fetch_needed`). Marks it as being sent when `sending` (the request starts now).
     pub(crate) fn fetch_still_needed(&self, id: u64, sending: bool, ask_engine: bool) -> bool {
         let mut state = self.state.borrow_mut();
-        let state = &mut *state;
-        let Some(flight) = state.live.as_mut().and_then(|l| l.flight.as_mut()) else {
+        if ask_engine && !state.machine.fetch_needed(clock::now()) {
+            return false;
+        }
+        let Some(flight) = state.flight(id) else {
             return false;
         };
-        if flight.id != id || (ask_engine && !state.machine.fetch_needed(clock::now())) {
-            return false;
-        }
-        if sending {
-            flight.sending = true;
-        }
+        flight.sending |= sending;
         true
     }
 
     /// Whether fetch `id` is the current one.
     pub(crate) fn is_current_fetch(&self, id: u64) -> bool {
-        self.state
-            .borrow()
-            .live
-            .as_ref()
-            .and_then(|l| l.flight.as_ref())
-            .is_some_and(|f| f.id == id)
+        let state = self.state.borrow();
+        let flight = state.live.as_ref().and_then(|live| live.flight.as_ref());
+        flight.is_some_and(|flight| flight.id == id)
     }
 
     /// A token another tab shared, already validated: hand it to the engine. If the fetch under
