@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
+use crate::outbound::UpstreamError;
 use crate::secret::Secret;
-use crate::upstream::{Upstream, UpstreamError, UpstreamToken};
+use crate::upstream::{Upstream, UpstreamToken};
 
 /// A token past its refresh point is still served on upstream failure while at least this much
 /// of its lifetime is left.

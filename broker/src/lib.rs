@@ -24,6 +24,7 @@ pub mod health;
 pub mod http;
 pub mod oauth;
 pub mod origin;
+pub mod outbound;
 pub mod ratelimit;
 pub mod relay;
 pub mod router;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::EntraCredential;
+use crate::outbound::{describe_transport_error, read_limited, UpstreamError};
 use crate::secret::{is_valid_token_text, Secret};
-use crate::upstream::{describe_transport_error, read_limited, UpstreamError};
 
 pub const SCOPE: &str = "https://cognitiveservices.azure.com/.default";
 pub const RESOURCE: &str = "https://cognitiveservices.azure.com";

@@ -13,10 +13,11 @@ use crate::dev::{Counters, DevState};
 use crate::dev_entra::DevEntra;
 use crate::devjwt::DevSigner;
 use crate::origin::{is_loopback_host, OriginPolicy};
+use crate::outbound::http_client;
 use crate::ratelimit::RateLimiter;
 use crate::relay::Relay;
 use crate::speech::SpeechService;
-use crate::upstream::{http_client, DevUpstream, EntraUpstream, KeyUpstream, Upstream};
+use crate::upstream::{DevUpstream, EntraUpstream, KeyUpstream, Upstream};
 
 /// The fake Speech service's WebSocket path (dev mode).
 pub const SPEECH_PATH: &str = "/speech/recognition/conversation/cognitiveservices/v1";

@@ -7,44 +7,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::{EntraCredential, EntraTarget};
 use crate::devjwt::{unverified_lifetime, DevSigner};
 use crate::oauth;
+use crate::outbound::{describe_transport_error, read_limited, UpstreamError};
 use crate::secret::{is_valid_token_text, Secret};
 
-/// Short, secret-free description of an upstream failure (goes into the 502 body and the log).
-#[derive(Debug, Clone)]
-pub struct UpstreamError {
-    pub detail: String,
-}
-
-impl UpstreamError {
-    pub fn new(detail: impl Into<String>) -> Self {
-        UpstreamError {
-            detail: detail.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.detail)
-    }
-}
-
-/// Classifies a reqwest error without its URL or any payload.
-pub fn describe_transport_error(who: &str, e: &reqwest::Error) -> UpstreamError {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "unreachable"
-    } else if e.is_redirect() {
-        "redirected"
-    } else if e.is_body() || e.is_decode() {
-        "sent an unreadable answer"
-    } else {
-        "request failed"
-    };
-    UpstreamError::new(format!("{who} {what}"))
-}
-
+/// A token from an upstream source, with what the token route tells the browser about it.
 pub struct UpstreamToken {
     pub token: Secret,
     pub lifetime: Duration,
@@ -55,6 +21,7 @@ pub struct UpstreamToken {
     pub endpoint: Option<String>,
 }
 
+/// Wall-clock seconds since the Unix epoch (0 if the clock is before it).
 pub fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -69,30 +36,14 @@ fn now_unix_f64() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Builds an HTTP client for upstream calls: rustls, no redirects, bounded time, and no proxy for
-/// loopback / link-local targets (IMDS must never go through a proxy).
-pub fn http_client(target: &str, timeout: Duration) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("speech-token-broker/", env!("CARGO_PKG_VERSION")));
-    if let Ok(u) = url::Url::parse(target) {
-        let link_local = matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_link_local());
-        let local = link_local || crate::origin::is_loopback_url(&u);
-        if local {
-            b = b.no_proxy();
-        }
-    }
-    b.build().expect("reqwest client builds")
-}
-
+/// Dev mode: tokens signed by this process, accepted by the fake Speech service.
 pub struct DevUpstream {
     pub signer: Arc<DevSigner>,
     pub ttl: Arc<AtomicU64>,
     pub endpoint: String,
 }
 
+/// Key mode: Azure's `issueToken` with the resource key (the key never leaves the broker).
 pub struct KeyUpstream {
     pub client: reqwest::Client,
     pub key: Secret,
@@ -100,6 +51,7 @@ pub struct KeyUpstream {
     pub sts_base: String,
 }
 
+/// Entra mode: an Entra ID token for the Speech resource, from the configured credential.
 pub struct EntraUpstream {
     pub client: reqwest::Client,
     pub credential: EntraCredential,
@@ -107,29 +59,11 @@ pub struct EntraUpstream {
     pub max_ttl: u64,
 }
 
+/// Where this broker's tokens come from (one per process, chosen by `--mode`).
 pub enum Upstream {
     Dev(DevUpstream),
     Key(KeyUpstream),
     Entra(EntraUpstream),
-}
-
-/// Largest body accepted from an upstream.
-const MAX_UPSTREAM_BODY: usize = 64 * 1024;
-
-pub async fn read_limited(resp: reqwest::Response, who: &str) -> Result<Vec<u8>, UpstreamError> {
-    let mut resp = resp;
-    let mut out = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| describe_transport_error(who, &e))?
-    {
-        out.extend_from_slice(&chunk);
-        if out.len() > MAX_UPSTREAM_BODY {
-            return Err(UpstreamError::new(format!("{who} answer too large")));
-        }
-    }
-    Ok(out)
 }
 
 impl Upstream {

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use super::keys::{KeyError, SigningKeys};
 use super::Refusal;
 use crate::config::EntraAuthSettings;
-use crate::upstream::http_client;
+use crate::outbound::http_client;
 
 /// Leeway on `exp` and `nbf`. Source: Microsoft.IdentityModel's default `ClockSkew` (5 minutes),
 /// the upper bound the issue allows.

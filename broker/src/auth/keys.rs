@@ -15,7 +15,7 @@ use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
 use crate::origin::is_loopback_url;
-use crate::upstream::{describe_transport_error, read_limited, UpstreamError};
+use crate::outbound::{describe_transport_error, read_limited, UpstreamError};
 
 /// Keys older than this are downloaded again. Source: Microsoft identity platform, "Signing key
 /// rollover": check for key updates every 24 hours at the least.
