@@ -1,0 +1,156 @@
+// Translation, synthesis and upstream failures with the real Speech SDK through the broker's
+// relay (--relay). Used by tests/e2e/relay.test.mjs through `window.rs`. Each run returns plain
+// data; SDK error details carry the WebSocket URL (and so the ticket): only the status code and
+// the "websocket error code" are kept.
+
+import init, { TokenClient } from "/pkg/speech_token_client.js";
+import { makeWav, sleep } from "/speech-client.mjs";
+
+/** Every credential this page held (tickets from the client or fetched raw). */
+const tokens = new Set();
+
+/** No SDK outcome within this long is a hang (the test fails on "timeout"). */
+const HANG_MS = 45_000;
+
+function details(text) {
+  const s = String(text ?? "");
+  return {
+    statusCode: /StatusCode: (\d+)/.exec(s)?.[1] ?? null,
+    wsCode: /websocket error code: (\d+)/.exec(s)?.[1] ?? null,
+  };
+}
+
+/** A raw grant from the token route (no client), for the negative controls. */
+async function rawGrant() {
+  const r = await fetch("/api/speech-token", { cache: "no-store" });
+  const g = await r.json();
+  tokens.add(g.token);
+  return g;
+}
+
+function tamper(ticket) {
+  const i = ticket.length - 3;
+  return ticket.slice(0, i) + (ticket[i] === "A" ? "B" : "A") + ticket.slice(i + 1);
+}
+
+/**
+ * A configured SDK config of `kind` ("SpeechConfig" | "SpeechTranslationConfig"):
+ *   credential "client":   the module's speechConfig()/speechTranslationConfig() (+ { endpoint })
+ *   credential "tampered": a fetched ticket with one character changed, set once
+ *   credential "expired":  a fetched ticket used after `waitMs`
+ */
+async function configFor(sdk, kind, { credential = "client", path, waitMs = 0 }) {
+  if (credential === "client") {
+    const client = new TokenClient({ brokerUrl: "/api/speech-token" });
+    client.on("token", () => { if (client.token) tokens.add(client.token); });
+    let options;
+    if (path) {
+      await client.getToken();
+      options = { endpoint: new URL(path, client.endpoint).href };
+    }
+    const config = kind === "SpeechConfig"
+      ? await client.speechConfig(sdk, options)
+      : await client.speechTranslationConfig(sdk, options);
+    return { config, client, endpoint: options?.endpoint ?? client.endpoint };
+  }
+  const grant = await rawGrant();
+  const endpoint = path ? new URL(path, grant.endpoint).href : grant.endpoint;
+  if (waitMs) await sleep(waitMs);
+  const config = sdk[kind].fromEndpoint(new URL(endpoint));
+  config.authorizationToken = credential === "tampered" ? tamper(grant.token) : grant.token;
+  return { config, client: null, endpoint };
+}
+
+/** TranslationRecognizer.recognizeOnceAsync through the relay; `to`: target languages. */
+export async function translate({ credential = "client", path, waitMs, to = ["de", "fr"] } = {}) {
+  const sdk = window.SpeechSDK;
+  const { config, client, endpoint } = await configFor(sdk, "SpeechTranslationConfig", { credential, path, waitMs });
+  config.speechRecognitionLanguage = "en-US";
+  for (const l of to) config.addTargetLanguage(l);
+  const recognizer = new sdk.TranslationRecognizer(config, sdk.AudioConfig.fromWavFileInput(new File([makeWav(2)], "a.wav")));
+  client?.attach(recognizer);
+  const canceled = [];
+  recognizer.canceled = (_s, e) => canceled.push({ reason: sdk.CancellationReason[e.reason], code: sdk.CancellationErrorCode[e.errorCode], ...details(e.errorDetails) });
+  try {
+    const r = await Promise.race([
+      new Promise((res, rej) => recognizer.recognizeOnceAsync(res, (e) => rej(new Error(String(e).slice(0, 200))))),
+      sleep(HANG_MS).then(() => "timeout"),
+    ]);
+    if (r === "timeout") return { outcome: "timeout", canceled };
+    const translations = {};
+    for (const l of to) translations[l] = r.translations?.get(l) ?? null;
+    const cancel = r.reason === sdk.ResultReason.Canceled ? sdk.CancellationDetails.fromResult(r) : null;
+    return {
+      outcome: sdk.ResultReason[r.reason], text: r.text ?? null, translations, canceled,
+      cancel: cancel && { reason: sdk.CancellationReason[cancel.reason], code: sdk.CancellationErrorCode[cancel.ErrorCode], ...details(cancel.errorDetails) },
+      endpointPath: new URL(endpoint).pathname,
+    };
+  } finally {
+    try { recognizer.close(); } catch { /* closed */ }
+    client?.dispose();
+  }
+}
+
+/** SpeechSynthesizer.speakTextAsync (no audio output: the bytes come back in the result). */
+export async function synthesize({ credential = "client", path = "/relay/tts/cognitiveservices/websocket/v1", waitMs, text = "Hello world." } = {}) {
+  const sdk = window.SpeechSDK;
+  const { config, client, endpoint } = await configFor(sdk, "SpeechConfig", { credential, path, waitMs });
+  const synthesizer = new sdk.SpeechSynthesizer(config, null);
+  client?.attach(synthesizer);
+  let synthesizing = 0;
+  synthesizer.synthesizing = () => { synthesizing++; };
+  try {
+    const r = await Promise.race([
+      new Promise((res, rej) => synthesizer.speakTextAsync(text, res, (e) => rej(new Error(String(e).slice(0, 200))))),
+      sleep(HANG_MS).then(() => "timeout"),
+    ]);
+    if (r === "timeout") return { outcome: "timeout" };
+    const cancel = r.reason === sdk.ResultReason.Canceled ? sdk.CancellationDetails.fromResult(r) : null;
+    return {
+      outcome: sdk.ResultReason[r.reason],
+      bytes: r.audioData?.byteLength ?? 0,
+      synthesizing,
+      cancel: cancel && { reason: sdk.CancellationReason[cancel.reason], code: sdk.CancellationErrorCode[cancel.ErrorCode], ...details(cancel.errorDetails) },
+      endpointPath: new URL(endpoint).pathname,
+    };
+  } finally {
+    try { synthesizer.close(); } catch { /* closed */ }
+    client?.dispose();
+  }
+}
+
+/**
+ * Continuous recognition through the relay until the SDK cancels (or `runMs` passes: then
+ * "no-cancel"), for upstream failures: the fake closing with an error code, or refusing.
+ */
+export async function recognizeUntilCanceled({ runMs = 40_000 } = {}) {
+  const sdk = window.SpeechSDK;
+  const { config, client } = await configFor(sdk, "SpeechConfig", {});
+  config.speechRecognitionLanguage = "en-US";
+  const stream = sdk.AudioInputStream.createPushStream(sdk.AudioStreamFormat.getWaveFormatPCM(16000, 16, 1));
+  const chunk = new ArrayBuffer(3200);
+  const timer = setInterval(() => stream.write(chunk.slice(0)), 100);
+  const recognizer = new sdk.SpeechRecognizer(config, sdk.AudioConfig.fromStreamInput(stream));
+  client.attach(recognizer);
+  const t0 = performance.now();
+  let phrases = 0;
+  recognizer.recognized = () => { phrases++; };
+  const canceled = new Promise((res) => {
+    recognizer.canceled = (_s, e) => res({ reason: sdk.CancellationReason[e.reason], code: sdk.CancellationErrorCode[e.errorCode], ...details(e.errorDetails), at: Math.round(performance.now() - t0) });
+  });
+  try {
+    recognizer.startContinuousRecognitionAsync(() => {}, () => {});
+    const c = await Promise.race([canceled, sleep(runMs).then(() => "no-cancel")]);
+    return { outcome: c === "no-cancel" ? c : "canceled", cancel: c === "no-cancel" ? null : c, phrases };
+  } finally {
+    clearInterval(timer);
+    try { stream.close(); } catch { /* closed */ }
+    await Promise.race([new Promise((res) => recognizer.stopContinuousRecognitionAsync(res, res)), sleep(3000)]);
+    try { recognizer.close(); } catch { /* closed */ }
+    client.dispose();
+  }
+}
+
+await init();
+window.rs = { translate, synthesize, recognizeUntilCanceled, tokens: () => [...tokens] };
+document.getElementById("status").textContent = typeof window.SpeechSDK === "object" ? "ready" : "SpeechSDK missing";
