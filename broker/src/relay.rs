@@ -546,7 +546,7 @@ fn upstream_close(code: u16, reason: &str) -> tungstenite::Message {
     }))
 }
 
-fn client_close(code: u16, reason: &'static str) -> Message {
+fn client_close(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame {
         code,
         reason: reason.into(),
@@ -585,8 +585,9 @@ async fn pipe(
                 }
                 Ok(Some(Ok(Message::Close(c)))) => {
                     let code = c.as_ref().map(|c| c.code).unwrap_or(1000);
-                    let _ = us.send(upstream_close(code, "")).await;
-                    let _ = cs.send(client_close(code, "")).await;
+                    let reason = c.as_ref().map(|c| c.reason.as_str()).unwrap_or("");
+                    let _ = us.send(upstream_close(code, reason)).await;
+                    let _ = cs.send(client_close(code, reason)).await;
                     out.reason = "client-closed";
                     break;
                 }
@@ -608,8 +609,11 @@ async fn pipe(
                     break;
                 }
                 Some(Ok(tungstenite::Message::Close(c))) => {
+                    // the service's code and reason (e.g. why it refused the audio) reach the SDK,
+                    // which reports them in its cancellation details
                     let code = c.as_ref().map(|c| u16::from(c.code)).unwrap_or(1000);
-                    let _ = cs.send(client_close(code, "")).await;
+                    let reason = c.as_ref().map(|c| c.reason.as_str()).unwrap_or("");
+                    let _ = cs.send(client_close(code, reason)).await;
                     out.reason = "upstream-closed";
                     break;
                 }

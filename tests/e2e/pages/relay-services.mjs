@@ -17,6 +17,7 @@ function details(text) {
   return {
     statusCode: /StatusCode: (\d+)/.exec(s)?.[1] ?? null,
     wsCode: /websocket error code: (\d+)/.exec(s)?.[1] ?? null,
+    text: s.replace(/wss?:\/\/\S+/g, "<url>").slice(0, 300),
   };
 }
 
