@@ -21,6 +21,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import http from "node:http";
 import { startBroker, launchChromium, collectConsole, requirePkg } from "./helpers.mjs";
 
 const TICKET_TTL = 4;
@@ -214,6 +215,69 @@ test("upstream refuses the connection: the relay answers 502 and the SDK cancels
   assert.equal(syn.result.outcome, "Canceled", `not a hang: ${syn.why}`);
   assert.equal(syn.result.cancel?.code, "ConnectionFailure", syn.why);
   assert.ok(syn.conns.length >= 1 && syn.conns.every((c) => c.status === 503 && c.service === "synthesis"), syn.why);
+});
+
+/** A loopback stand-in for the regional STS: issueToken answers a JWT-shaped token. */
+async function fakeSts() {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const server = http.createServer((req, res) => {
+    if (req.method === "POST" && req.url === "/sts/v1.0/issueToken") {
+      const iat = Math.floor(Date.now() / 1000);
+      res.end(`${b64({ alg: "HS256", typ: "JWT" })}.${b64({ region: "westeurope", iat, exp: iat + 600, jti: "e2e-sts" })}.${"s".repeat(43)}`);
+    } else {
+      res.statusCode = 404;
+      res.end();
+    }
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+}
+
+/** The HTTP status a WebSocket upgrade to `url` gets (101, or the refusal's). */
+function upgradeStatus(url) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { headers: { Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13",
+      "Sec-WebSocket-Key": Buffer.from("0123456789abcdef").toString("base64") } });
+    req.on("upgrade", (res, socket) => { socket.destroy(); resolve(res.statusCode); });
+    req.on("response", (res) => { res.resume(); resolve(res.statusCode); });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+test("upstream unreachable (key mode, --endpoint on a closed port): the relay answers 502 and the SDK cancels", { timeout: 180_000 }, async () => {
+  const sts = await fakeSts();
+  const key = await startBroker({
+    mode: "key", env: { SPEECH_KEY: "e2e-key" },
+    extraArgs: ["--region", "westeurope", "--sts-base", sts.url, "--relay", "--endpoint", "ws://127.0.0.1:9",
+      "--auth", "none", "--allow-host", "127.0.0.1"],
+  });
+  const page = await chromium.context.newPage();
+  try {
+    // the relay's own answer, seen from outside the browser (the WebSocket API hides it)
+    const grant = await (await fetch(`${key.base}/api/speech-token`)).json();
+    assert.match(grant.token, /^rt1\./);
+    const relayUrl = grant.endpoint.replace(/^wss:/, "ws:").replace(/^ws:/, "http:") + `?language=en-US&Authorization=Bearer%20${encodeURIComponent(grant.token)}`;
+    assert.equal(await upgradeStatus(relayUrl), 502);
+    await page.goto(`${key.base}/relay-services.html`, { timeout: 20_000 });
+    await page.waitForFunction(() => window.rs !== undefined, null, { timeout: 20_000 });
+    const rec = await page.evaluate(() => window.rs.recognizeUntilCanceled({ plain: true }));
+    const why = JSON.stringify(rec);
+    assert.equal(rec.outcome, "canceled", `not a hang: ${why}`);
+    assert.equal(rec.cancel.reason, "Error", why);
+    assert.equal(rec.cancel.code, "ConnectionFailure", why);
+    assert.equal(rec.cancel.statusCode, "1006", `the browser sees a failed connection: ${why}`);
+    const syn = await page.evaluate(() => window.rs.synthesize({ plain: true, path: "/relay/tts/cognitiveservices/websocket/v1" }));
+    assert.equal(syn.outcome, "Canceled", `not a hang: ${JSON.stringify(syn)}`);
+    assert.equal(syn.cancel?.code, "ConnectionFailure", JSON.stringify(syn));
+    for (const t of await page.evaluate(() => window.rs.tokens())) servicesHeld.add(t);
+    // control: the relay did try the upstream (it logged the failure), it did not refuse the ticket
+    assert.match(key.log(), /relay: upstream connect failed/);
+  } finally {
+    await page.close();
+    await key.stop();
+    await sts.close();
+  }
 });
 
 test("the translation and synthesis pages only held relay tickets", () => {

@@ -40,14 +40,16 @@ function tamper(ticket) {
  *   credential "tampered": a fetched ticket with one character changed, set once
  *   credential "expired":  a fetched ticket used after `waitMs`
  */
-async function configFor(sdk, kind, { credential = "client", path, waitMs = 0 }) {
+async function configFor(sdk, kind, { credential = "client", path, waitMs = 0, plain = false }) {
   if (credential === "client") {
     const client = new TokenClient({ brokerUrl: "/api/speech-token" });
     client.on("token", () => { if (client.token) tokens.add(client.token); });
     let options;
-    if (path) {
+    if (path || plain) {
       await client.getToken();
-      options = { endpoint: new URL(path, client.endpoint).href };
+      // plain: a key/entra-mode broker names wss:// (it expects a TLS proxy); here it is plain
+      const endpoint = new URL(path ?? client.endpoint, client.endpoint).href;
+      options = { endpoint: plain ? endpoint.replace(/^wss:/, "ws:") : endpoint };
     }
     const config = kind === "SpeechConfig"
       ? await client.speechConfig(sdk, options)
@@ -93,9 +95,9 @@ export async function translate({ credential = "client", path, waitMs, to = ["de
 }
 
 /** SpeechSynthesizer.speakTextAsync (no audio output: the bytes come back in the result). */
-export async function synthesize({ credential = "client", path = "/relay/tts/cognitiveservices/websocket/v1", waitMs, text = "Hello world." } = {}) {
+export async function synthesize({ credential = "client", path = "/relay/tts/cognitiveservices/websocket/v1", waitMs, plain, text = "Hello world." } = {}) {
   const sdk = window.SpeechSDK;
-  const { config, client, endpoint } = await configFor(sdk, "SpeechConfig", { credential, path, waitMs });
+  const { config, client, endpoint } = await configFor(sdk, "SpeechConfig", { credential, path, waitMs, plain });
   const synthesizer = new sdk.SpeechSynthesizer(config, null);
   client?.attach(synthesizer);
   let synthesizing = 0;
@@ -124,9 +126,9 @@ export async function synthesize({ credential = "client", path = "/relay/tts/cog
  * Continuous recognition through the relay until the SDK cancels (or `runMs` passes: then
  * "no-cancel"), for upstream failures: the fake closing with an error code, or refusing.
  */
-export async function recognizeUntilCanceled({ runMs = 40_000 } = {}) {
+export async function recognizeUntilCanceled({ runMs = 40_000, plain } = {}) {
   const sdk = window.SpeechSDK;
-  const { config, client } = await configFor(sdk, "SpeechConfig", {});
+  const { config, client } = await configFor(sdk, "SpeechConfig", { plain });
   config.speechRecognitionLanguage = "en-US";
   const stream = sdk.AudioInputStream.createPushStream(sdk.AudioStreamFormat.getWaveFormatPCM(16000, 16, 1));
   const chunk = new ArrayBuffer(3200);
