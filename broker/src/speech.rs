@@ -774,6 +774,93 @@ mod tests {
     }
 
     #[test]
+    fn service_by_the_path_the_sdk_generates() {
+        use Service::*;
+        let t = Some("from=en-US&to=de");
+        assert_eq!(
+            Service::of("/tts/cognitiveservices/websocket/v1", None),
+            Synthesis
+        );
+        assert_eq!(
+            Service::of("/cognitiveservices/websocket/v1", None),
+            Synthesis
+        );
+        assert_eq!(
+            Service::of("/speech/translation/cognitiveservices/v1", t),
+            Translation
+        );
+        assert_eq!(Service::of("/stt/speech/universal/v2", t), Translation);
+        assert_eq!(
+            Service::of("/stt/speech/universal/v2", Some("language=en-US")),
+            Recognition
+        );
+        assert_eq!(
+            Service::of("/speech/recognition/conversation/cognitiveservices/v1", t),
+            Recognition,
+            "a recognition path does not translate"
+        );
+    }
+
+    #[test]
+    fn target_languages_are_bounded() {
+        assert_eq!(
+            target_languages(Some("from=en-US&to=de%2Cfr-CA")),
+            ["de", "fr-CA"]
+        );
+        assert_eq!(target_languages(Some("to=de&to=ja")), ["de", "ja"]);
+        assert!(target_languages(Some("to=%3Cscript%3E,")).is_empty());
+        assert!(target_languages(None).is_empty());
+        let many = (0..100)
+            .map(|i| format!("l{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(
+            target_languages(Some(&format!("to={many}"))).len(),
+            MAX_TARGET_LANGUAGES
+        );
+    }
+
+    #[test]
+    fn credential_form_and_ticket_marks() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            credential_form(Some("Authorization=Bearer%20x"), &h),
+            "query"
+        );
+        assert_eq!(credential_form(Some("language=en-US"), &h), "none");
+        h.insert("authorization", HeaderValue::from_static("Bearer x"));
+        assert_eq!(credential_form(Some("language=en-US"), &h), "header");
+        assert!(!carries_ticket(Some("language=en-US"), &h));
+        assert!(carries_ticket(
+            Some("Authorization=Bearer%20rt1.a.b"),
+            &HeaderMap::new()
+        ));
+        h.insert("authorization", HeaderValue::from_static("Bearer rt1.a.b"));
+        assert!(carries_ticket(None, &h));
+    }
+
+    #[test]
+    fn synthesis_frames_follow_the_sdk_framing() {
+        let out = synthesis_reply("RID", "SID");
+        let Message::Binary(b) = &out[2] else {
+            panic!("audio is binary")
+        };
+        let (h, audio) = parse_binary_frame(b).unwrap();
+        assert_eq!(h.get("Path"), Some("audio"));
+        assert_eq!(h.get("X-RequestId"), Some("RID"));
+        assert_eq!(h.get("X-StreamId"), Some("SID"));
+        assert_eq!(audio.len(), SYNTHESIS_CHUNK_BYTES);
+        let Message::Text(r) = &out[1] else {
+            panic!("response is text")
+        };
+        let (h, body) = parse_text_frame(r.as_str());
+        assert_eq!(h.get("Path"), Some("response"));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["audio"]["streamId"], "SID");
+        assert_eq!(translation_reply("R", &["de".into()], false).len(), 3);
+    }
+
+    #[test]
     fn turn_state_is_bounded() {
         let mut t = TurnTracker::default();
         assert!(!t.audio_frame("a", 2));
