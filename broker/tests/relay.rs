@@ -232,6 +232,20 @@ async fn the_sdks_redirect_probe_lands_on_the_relay() {
         r.text().await.unwrap(),
         format!("https://{}/relay/stt/speech/universal/v2", b.addr)
     );
+    // the synthesizer's probe (an endpoint without a path, or with exactly the tts path)
+    let r = client()
+        .get(b.url("/tts/cognitiveservices/websocket/v1?GenerateRedirectResponse=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!(
+            "https://{}/relay/tts/cognitiveservices/websocket/v1",
+            b.addr
+        )
+    );
     let r = client()
         .get(b.url("/stt/speech/universal/v2"))
         .send()
