@@ -10,9 +10,10 @@
 //      jti, as the fake records it) appears nowhere in the console, the network log, the DOM or
 //      storage;
 //   4. translation (TranslationRecognizer from client.speechTranslationConfig(SpeechSDK) as is,
-//      and on the V1 translation path) and synthesis (SpeechSynthesizer on the relay's tts path)
-//      through the relay: the fake service saw the broker's credential in a header, never a
-//      ticket; negative controls: a tampered and an expired ticket are refused at the relay, the
+//      and on the V1 translation path; continuous, across ticket refreshes and reconnects) and
+//      synthesis (SpeechSynthesizer on the relay's tts path; again after the ticket expired and
+//      the connection closed) through the relay: the fake service saw the broker's credential in
+//      a header, never a ticket; negative controls: a tampered and an expired ticket are refused at the relay, the
 //      SDK reports a cancel (not a hang), and the fake is never contacted;
 //   5. upstream failures: the service closing mid-session with 1011, and refusing the upgrade
 //      (the relay answers 502): the SDK cancels with a connection failure, no hang.
@@ -171,6 +172,27 @@ test("synthesis through the relay yields the service's audio bytes", { timeout: 
   assert.ok(r.synthesizing >= 1, why);
   assertHeaderCredential(conns, "synthesis", "/tts/cognitiveservices/websocket/v1", why);
   assert.equal(conns.reduce((n, c) => n + c.phrases, 0), 1, `one synthesis turn: ${why}`);
+});
+
+test("continuous translation through the relay across ticket refreshes and reconnects", { timeout: 120_000 }, async () => {
+  const runMs = 16_000;
+  // as the recognition test above: turns end (the SDK starts the next on the same connection)
+  const { result: r, conns, why } = await services("translateContinuously", { runMs, to: ["de"] }, { dropAfterMs: DROP_MS });
+  assert.ok(conns.length >= Math.floor(runMs / DROP_MS) - 1, `server-initiated reconnects: ${why}`);
+  assert.ok(conns.slice(0, -1).every((c) => c.phrases >= 1), `each connection translated: ${why}`);
+  assertHeaderCredential(conns, "translation", "/stt/speech/universal/v2", why);
+  assert.ok(r.ticketEvents >= 3, `tickets refreshed: ${why}`);
+  assert.ok(r.phrases.length >= 4 && r.phrases.every((p) => p.de === "Hallo Welt."), why);
+  assert.ok(r.phrases.some((p) => p.at > (runMs * 2) / 3), `translations until the end: ${why}`);
+  assert.deepEqual(r.canceled, [], why);
+});
+
+test("synthesis again after the ticket expired and the service closed the connection", { timeout: 120_000 }, async () => {
+  const { result: r, conns, why } = await services("synthesize", { times: 2, gapMs: (TICKET_TTL + 1) * 1000 }, { dropAfterMs: 1000 });
+  assert.deepEqual(r.runs.map((x) => x.outcome), ["SynthesizingAudioCompleted", "SynthesizingAudioCompleted"], why);
+  assert.ok(r.runs.every((x) => x.bytes >= 16_000), why);
+  assert.equal(conns.length, 2, `a new connection for the second text: ${why}`);
+  assertHeaderCredential(conns, "synthesis", "/tts/cognitiveservices/websocket/v1", why);
 });
 
 test("negative controls: a tampered ticket (translation) and an expired one (synthesis) are refused at the relay", { timeout: 180_000 }, async () => {

@@ -21,6 +21,27 @@ function details(text) {
   };
 }
 
+/**
+ * A real-time PCM push stream (16 kHz, 16-bit, mono): 100 ms of a 440 Hz tone every 100 ms, so
+ * the SDK keeps sending audio across reconnects.
+ */
+function livePushStream(sdk) {
+  const stream = sdk.AudioInputStream.createPushStream(sdk.AudioStreamFormat.getWaveFormatPCM(16000, 16, 1));
+  let phase = 0;
+  const feed = () => {
+    const buf = new ArrayBuffer(3200);
+    const v = new DataView(buf);
+    for (let i = 0; i < 1600; i++, phase++) v.setInt16(i * 2, Math.round(Math.sin((2 * Math.PI * 440 * phase) / 16000) * 0.3 * 32767), true);
+    stream.write(buf);
+  };
+  feed();
+  const timer = setInterval(feed, 100);
+  return {
+    audio: sdk.AudioConfig.fromStreamInput(stream),
+    stop() { clearInterval(timer); try { stream.close(); } catch { /* closed */ } },
+  };
+}
+
 /** A raw grant from the token route (no client), for the negative controls. */
 async function rawGrant() {
   const r = await fetch("/api/speech-token", { cache: "no-store" });
@@ -95,14 +116,14 @@ export async function translate({ credential = "client", path, waitMs, to = ["de
 }
 
 /** SpeechSynthesizer.speakTextAsync (no audio output: the bytes come back in the result). */
-export async function synthesize({ credential = "client", path = "/relay/tts/cognitiveservices/websocket/v1", waitMs, plain, text = "Hello world." } = {}) {
+export async function synthesize({ credential = "client", path = "/relay/tts/cognitiveservices/websocket/v1", waitMs, plain, text = "Hello world.", times = 1, gapMs = 0 } = {}) {
   const sdk = window.SpeechSDK;
   const { config, client, endpoint } = await configFor(sdk, "SpeechConfig", { credential, path, waitMs, plain });
   const synthesizer = new sdk.SpeechSynthesizer(config, null);
   client?.attach(synthesizer);
   let synthesizing = 0;
   synthesizer.synthesizing = () => { synthesizing++; };
-  try {
+  const speak = async () => {
     const r = await Promise.race([
       new Promise((res, rej) => synthesizer.speakTextAsync(text, res, (e) => rej(new Error(String(e).slice(0, 200))))),
       sleep(HANG_MS).then(() => "timeout"),
@@ -112,10 +133,18 @@ export async function synthesize({ credential = "client", path = "/relay/tts/cog
     return {
       outcome: sdk.ResultReason[r.reason],
       bytes: r.audioData?.byteLength ?? 0,
-      synthesizing,
       cancel: cancel && { reason: sdk.CancellationReason[cancel.reason], code: sdk.CancellationErrorCode[cancel.ErrorCode], ...details(cancel.errorDetails) },
-      endpointPath: new URL(endpoint).pathname,
     };
+  };
+  try {
+    // times > 1: speak again after gapMs (tickets expire and the service closes the connection
+    // meanwhile: the SDK reconnects with the ticket attach() keeps fresh)
+    const runs = [];
+    for (let i = 0; i < times; i++) {
+      if (i > 0) await sleep(gapMs);
+      runs.push(await speak());
+    }
+    return { ...runs[0], runs, synthesizing, endpointPath: new URL(endpoint).pathname };
   } finally {
     try { synthesizer.close(); } catch { /* closed */ }
     client?.dispose();
@@ -130,10 +159,8 @@ export async function recognizeUntilCanceled({ runMs = 40_000, plain } = {}) {
   const sdk = window.SpeechSDK;
   const { config, client } = await configFor(sdk, "SpeechConfig", { plain });
   config.speechRecognitionLanguage = "en-US";
-  const stream = sdk.AudioInputStream.createPushStream(sdk.AudioStreamFormat.getWaveFormatPCM(16000, 16, 1));
-  const chunk = new ArrayBuffer(3200);
-  const timer = setInterval(() => stream.write(chunk.slice(0)), 100);
-  const recognizer = new sdk.SpeechRecognizer(config, sdk.AudioConfig.fromStreamInput(stream));
+  const source = livePushStream(sdk);
+  const recognizer = new sdk.SpeechRecognizer(config, source.audio);
   client.attach(recognizer);
   const t0 = performance.now();
   let phrases = 0;
@@ -146,14 +173,48 @@ export async function recognizeUntilCanceled({ runMs = 40_000, plain } = {}) {
     const c = await Promise.race([canceled, sleep(runMs).then(() => "no-cancel")]);
     return { outcome: c === "no-cancel" ? c : "canceled", cancel: c === "no-cancel" ? null : c, phrases };
   } finally {
-    clearInterval(timer);
-    try { stream.close(); } catch { /* closed */ }
+    source.stop();
     await Promise.race([new Promise((res) => recognizer.stopContinuousRecognitionAsync(res, res)), sleep(3000)]);
     try { recognizer.close(); } catch { /* closed */ }
     client.dispose();
   }
 }
 
+/**
+ * Continuous translation for `runMs` with client.speechTranslationConfig(SpeechSDK) + attach(),
+ * from a real-time push stream (so the SDK keeps sending audio across reconnects).
+ */
+export async function translateContinuously({ runMs = 16_000, to = ["de"] } = {}) {
+  const sdk = window.SpeechSDK;
+  const { config, client } = await configFor(sdk, "SpeechTranslationConfig", {});
+  let ticketEvents = 0;
+  client.on("token", () => { ticketEvents++; });
+  config.speechRecognitionLanguage = "en-US";
+  for (const l of to) config.addTargetLanguage(l);
+  const source = livePushStream(sdk);
+  const recognizer = new sdk.TranslationRecognizer(config, source.audio);
+  client.attach(recognizer);
+  const t0 = performance.now();
+  const phrases = [];
+  const canceled = [];
+  recognizer.recognized = (_s, e) => {
+    if (e.result.reason === sdk.ResultReason.TranslatedSpeech) {
+      phrases.push({ at: Math.round(performance.now() - t0), de: e.result.translations.get("de") });
+    }
+  };
+  recognizer.canceled = (_s, e) => canceled.push({ reason: sdk.CancellationReason[e.reason], code: sdk.CancellationErrorCode[e.errorCode], ...details(e.errorDetails) });
+  try {
+    await new Promise((res, rej) => recognizer.startContinuousRecognitionAsync(res, (e) => rej(new Error(String(e).slice(0, 200)))));
+    await sleep(runMs);
+    await Promise.race([new Promise((res) => recognizer.stopContinuousRecognitionAsync(res, res)), sleep(5000)]);
+  } finally {
+    source.stop();
+    try { recognizer.close(); } catch { /* closed */ }
+    client.dispose();
+  }
+  return { phrases, canceled, ticketEvents };
+}
+
 await init();
-window.rs = { translate, synthesize, recognizeUntilCanceled, tokens: () => [...tokens] };
+window.rs = { translate, translateContinuously, synthesize, recognizeUntilCanceled, tokens: () => [...tokens] };
 document.getElementById("status").textContent = typeof window.SpeechSDK === "object" ? "ready" : "SpeechSDK missing";
