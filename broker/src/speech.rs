@@ -181,9 +181,10 @@ pub enum Service {
 impl Service {
     /// The service the SDK means by this path and query (SDK 1.52's connection factories):
     /// `SpeechSynthesisConnectionFactory` connects to `/tts/cognitiveservices/websocket/v1` (the
-    /// regional tts host also serves `/cognitiveservices/websocket/v1`); `TranslationConnection
-    /// Factory` to `/stt/speech/universal/v2` (or `/speech/translation/cognitiveservices/v1` on the
-    /// s2s host with `SPEECH-ForceV1Endpoint`), always with `from` and `to` query parameters;
+    /// regional tts host also serves `/cognitiveservices/websocket/v1`);
+    /// `TranslationConnectionFactory` to `/stt/speech/universal/v2` (or
+    /// `/speech/translation/cognitiveservices/v1` on the s2s host with `SPEECH-ForceV1Endpoint`),
+    /// always with `from` and `to` query parameters;
     /// `SpeechConnectionFactory` to `/speech/recognition/{interactive,conversation,dictation}/
     /// cognitiveservices/v1` or `/stt/speech/universal/v2` without `to`.
     pub fn of(path: &str, query: Option<&str>) -> Self {
