@@ -111,6 +111,10 @@ struct SpeechBody {
     reply_after_audio_frames: Option<u32>,
     #[serde(default)]
     end_turn: Option<bool>,
+    #[serde(default)]
+    close_code: Option<u16>,
+    #[serde(default)]
+    refuse_status: Option<u16>,
 }
 
 /// `POST /admin/speech` (see README.md).
@@ -123,12 +127,20 @@ pub async fn admin_speech(State(d): State<Arc<DevState>>, body: Bytes) -> Respon
         drop_after_ms: s.drop_after_ms,
         reply_after_audio_frames: s.reply_after_audio_frames.unwrap_or(3).max(1),
         end_turn: s.end_turn.unwrap_or(true),
+        // a close code a server may send (RFC 6455 §7.4): 1000, 1001, 1003, 1007–1014, 3000–4999
+        close_code: s
+            .close_code
+            .filter(|c| matches!(c, 1000 | 1001 | 1003 | 1007..=1014 | 3000..=4999))
+            .unwrap_or(1000),
+        refuse_status: s.refuse_status.filter(|c| (400..=599).contains(c)),
     };
     d.speech.set_behaviour(b);
-    tracing::info!(drop_after_ms = ?b.drop_after_ms, reply_after = b.reply_after_audio_frames, "admin: speech behaviour");
+    tracing::info!(drop_after_ms = ?b.drop_after_ms, close_code = b.close_code, refuse_status = ?b.refuse_status,
+        reply_after = b.reply_after_audio_frames, "admin: speech behaviour");
     json_response(
         StatusCode::OK,
-        &json!({ "ok": true, "dropAfterMs": b.drop_after_ms, "replyAfterAudioFrames": b.reply_after_audio_frames, "endTurn": b.end_turn }),
+        &json!({ "ok": true, "dropAfterMs": b.drop_after_ms, "closeCode": b.close_code, "refuseStatus": b.refuse_status,
+            "replyAfterAudioFrames": b.reply_after_audio_frames, "endTurn": b.end_turn }),
     )
 }
 
@@ -155,7 +167,8 @@ pub async fn admin_stats(State(d): State<Arc<DevState>>) -> Response {
             "outage": d.in_outage(),
             "slowMs": d.slow_ms.load(Ordering::Relaxed),
             "failRemaining": fail_remaining,
-            "speech": { "dropAfterMs": speech.drop_after_ms, "replyAfterAudioFrames": speech.reply_after_audio_frames, "endTurn": speech.end_turn },
+            "speech": { "dropAfterMs": speech.drop_after_ms, "closeCode": speech.close_code, "refuseStatus": speech.refuse_status,
+                "replyAfterAudioFrames": speech.reply_after_audio_frames, "endTurn": speech.end_turn },
         }),
     )
 }

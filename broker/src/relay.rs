@@ -204,8 +204,8 @@ pub struct Relay {
     pub limits: RelayLimits,
     /// Ticket lifetime in seconds: `limits.ticket_ttl`, changed in dev by `/admin/ttl`.
     ticket_ttl_secs: AtomicU64,
-    /// `ws://host:port` or `wss://host` of the Speech service (no path).
-    upstream_base: String,
+    /// Where the Speech service is.
+    upstream: RelayUpstream,
     cache: Arc<TokenCache>,
     sessions: Arc<Semaphore>,
     per_user: Mutex<HashMap<String, usize>>,
@@ -217,10 +217,10 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// A relay to `upstream_base` with the cache's token as credential.
+    /// A relay to `upstream` with the cache's token as credential.
     pub fn new(
         limits: RelayLimits,
-        upstream_base: String,
+        upstream: RelayUpstream,
         cache: Arc<TokenCache>,
         going_away: watch::Receiver<bool>,
     ) -> Self {
@@ -229,7 +229,7 @@ impl Relay {
             ticket_ttl_secs: AtomicU64::new(limits.ticket_ttl.as_secs()),
             sessions: Arc::new(Semaphore::new(limits.max_sessions)),
             limits,
-            upstream_base,
+            upstream,
             cache,
             per_user: Mutex::new(HashMap::new()),
             going_away,
@@ -293,6 +293,68 @@ impl Drop for SessionGuard {
                 m.remove(&self.user);
             }
         }
+    }
+}
+
+/// Where the relay connects: one host for every service, or Azure's regional hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayUpstream {
+    /// `ws(s)://host[:port]`, no path: dev (the broker's own fake service) and `--endpoint` (a
+    /// custom domain or private endpoint serves every service's path on one host).
+    Fixed(String),
+    /// `--region`: the SDK's regional hosts, by service (`ConnectionFactoryBase.getHostSuffix`
+    /// for the cloud: `.azure.cn` for `china*`, `.azure.us` for `usgov*`).
+    Regional(String),
+}
+
+impl RelayUpstream {
+    /// `ws(s)://host[:port]` for a connection to `path` (no leading slash): synthesis
+    /// (`…cognitiveservices/websocket/v1`) on the `tts` host, V1 translation
+    /// (`speech/translation/…`) on the `s2s` host, everything else (recognition, V2 translation on
+    /// `stt/speech/universal/v2`) on the `stt` host — where SDK 1.52 connects for a region.
+    pub fn base_for(&self, path: &str) -> String {
+        match self {
+            RelayUpstream::Fixed(base) => base.clone(),
+            RelayUpstream::Regional(region) => {
+                let r = region.to_ascii_lowercase();
+                let suffix = if r.starts_with("china") {
+                    ".azure.cn"
+                } else if r.starts_with("usgov") {
+                    ".azure.us"
+                } else {
+                    ".microsoft.com"
+                };
+                let p = path.to_ascii_lowercase();
+                let service = if p.ends_with("cognitiveservices/websocket/v1") {
+                    "tts"
+                } else if p.starts_with("speech/translation/") {
+                    "s2s"
+                } else {
+                    "stt"
+                };
+                format!("wss://{region}.{service}.speech{suffix}")
+            }
+        }
+    }
+}
+
+/// The SDK's default translation path (SDK 1.52 `TranslationConnectionFactory.universalUri`).
+pub const TRANSLATION_PATH: &str = "stt/speech/universal/v2";
+
+/// The upstream path for a relayed connection to `/relay/<rest>`: `rest` itself, except that a
+/// `TranslationRecognizer` pointed at the recognition endpoint the token route names (what
+/// `client.speechTranslationConfig(SpeechSDK)` builds) is sent to the SDK's own translation path.
+/// The SDK's translation connections always carry `to` (the target languages); its recognition
+/// connections never do, and a recognition path does not translate.
+pub fn upstream_path(rest: &str, query: Option<&str>) -> String {
+    let path = rest.trim_start_matches('/');
+    let translating = query.is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k.eq_ignore_ascii_case("to"))
+    });
+    if translating && path.to_ascii_lowercase().starts_with("speech/recognition/") {
+        TRANSLATION_PATH.to_string()
+    } else {
+        path.to_string()
     }
 }
 
@@ -360,12 +422,14 @@ pub async fn relay_ws(
         Ok(t) => t,
         Err(e) => return refuse(&relay, StatusCode::BAD_GATEWAY, "upstream", &e.detail),
     };
-    let path = rest.trim_start_matches('/');
+    let path = upstream_path(&rest, query.as_deref());
+    let path = path.as_str();
+    let base = relay.upstream.base_for(path);
     let q = strip_ticket(query.as_deref());
     let url = if q.is_empty() {
-        format!("{}/{path}", relay.upstream_base)
+        format!("{base}/{path}")
     } else {
-        format!("{}/{path}?{q}", relay.upstream_base)
+        format!("{base}/{path}?{q}")
     };
     let mut request =
         match tungstenite::client::IntoClientRequest::into_client_request(url.as_str()) {
@@ -482,7 +546,7 @@ fn upstream_close(code: u16, reason: &str) -> tungstenite::Message {
     }))
 }
 
-fn client_close(code: u16, reason: &'static str) -> Message {
+fn client_close(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame {
         code,
         reason: reason.into(),
@@ -521,8 +585,9 @@ async fn pipe(
                 }
                 Ok(Some(Ok(Message::Close(c)))) => {
                     let code = c.as_ref().map(|c| c.code).unwrap_or(1000);
-                    let _ = us.send(upstream_close(code, "")).await;
-                    let _ = cs.send(client_close(code, "")).await;
+                    let reason = c.as_ref().map(|c| c.reason.as_str()).unwrap_or("");
+                    let _ = us.send(upstream_close(code, reason)).await;
+                    let _ = cs.send(client_close(code, reason)).await;
                     out.reason = "client-closed";
                     break;
                 }
@@ -544,8 +609,11 @@ async fn pipe(
                     break;
                 }
                 Some(Ok(tungstenite::Message::Close(c))) => {
+                    // the service's code and reason (e.g. why it refused the audio) reach the SDK,
+                    // which reports them in its cancellation details
                     let code = c.as_ref().map(|c| u16::from(c.code)).unwrap_or(1000);
-                    let _ = cs.send(client_close(code, "")).await;
+                    let reason = c.as_ref().map(|c| c.reason.as_str()).unwrap_or("");
+                    let _ = cs.send(client_close(code, reason)).await;
                     out.reason = "upstream-closed";
                     break;
                 }
@@ -703,6 +771,62 @@ mod tests {
                 1
             ),
             Err(TicketError::WrongOrigin)
+        );
+    }
+
+    #[test]
+    fn each_service_goes_to_its_host_and_path() {
+        let r = RelayUpstream::Regional("westeurope".into());
+        assert_eq!(
+            r.base_for("speech/recognition/conversation/cognitiveservices/v1"),
+            "wss://westeurope.stt.speech.microsoft.com"
+        );
+        assert_eq!(
+            r.base_for("stt/speech/universal/v2"),
+            "wss://westeurope.stt.speech.microsoft.com"
+        );
+        assert_eq!(
+            r.base_for("tts/cognitiveservices/websocket/v1"),
+            "wss://westeurope.tts.speech.microsoft.com"
+        );
+        assert_eq!(
+            r.base_for("cognitiveservices/websocket/v1"),
+            "wss://westeurope.tts.speech.microsoft.com"
+        );
+        assert_eq!(
+            r.base_for("speech/translation/cognitiveservices/v1"),
+            "wss://westeurope.s2s.speech.microsoft.com"
+        );
+        assert_eq!(
+            RelayUpstream::Regional("chinaeast2".into()).base_for("stt/speech/universal/v2"),
+            "wss://chinaeast2.stt.speech.azure.cn"
+        );
+        let f = RelayUpstream::Fixed("wss://my.cognitiveservices.azure.com".into());
+        assert_eq!(
+            f.base_for("tts/cognitiveservices/websocket/v1"),
+            "wss://my.cognitiveservices.azure.com"
+        );
+        // translation on the advertised recognition endpoint goes to the translation path
+        let rec = "speech/recognition/conversation/cognitiveservices/v1";
+        assert_eq!(
+            upstream_path(rec, Some("from=en-US&to=de&scenario=conversation")),
+            TRANSLATION_PATH
+        );
+        assert_eq!(
+            upstream_path(rec, Some("language=en-US&format=simple")),
+            rec
+        );
+        assert_eq!(upstream_path(&format!("/{rec}"), None), rec);
+        assert_eq!(
+            upstream_path("tts/cognitiveservices/websocket/v1", Some("to=de")),
+            "tts/cognitiveservices/websocket/v1"
+        );
+        assert_eq!(
+            upstream_path(
+                "speech/translation/cognitiveservices/v1",
+                Some("from=en-US&to=de")
+            ),
+            "speech/translation/cognitiveservices/v1"
         );
     }
 

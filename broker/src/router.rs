@@ -86,6 +86,8 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
         let speech = Router::new()
             .route("/speech/{*rest}", any(speech_ws))
             .route("/stt/speech/{*rest}", any(speech_ws))
+            .route("/tts/{*rest}", any(speech_ws))
+            .route("/cognitiveservices/{*rest}", any(speech_ws))
             .with_state(Arc::clone(&dev.speech));
         app = app.merge(admin).merge(speech);
         if let Some(entra) = &dev.entra {
@@ -122,7 +124,8 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
             // dev serves its fake Speech service on these paths
             app = app
                 .route("/speech/{*rest}", get(redirect_probe))
-                .route("/stt/speech/{*rest}", get(redirect_probe));
+                .route("/stt/speech/{*rest}", get(redirect_probe))
+                .route("/tts/{*rest}", get(redirect_probe));
         }
     }
 

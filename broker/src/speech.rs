@@ -1,7 +1,13 @@
 //! dev mode: a fake Azure Speech WebSocket service that speaks enough of the SDK's framing to make
-//! `recognizeOnceAsync` / continuous recognition succeed, and that accepts only valid, unexpired
-//! tokens signed by this process (rejecting others with HTTP 401 before the upgrade, as the real
-//! service does).
+//! recognition (`recognizeOnceAsync`, continuous), translation (`TranslationRecognizer`) and
+//! synthesis (`SpeechSynthesizer`) succeed, and that accepts only valid, unexpired tokens signed by
+//! this process (rejecting others with HTTP 401 before the upgrade, as the real service does).
+//!
+//! The service is chosen by the path the SDK 1.52 generates (see [`Service::of`]): synthesis on
+//! `…/cognitiveservices/websocket/v1`, translation on `/speech/translation/cognitiveservices/v1` or
+//! on `/stt/speech/universal/v2` with a `to` query parameter, recognition otherwise. The replies
+//! follow the SDK's own parsers (`TranslationServiceRecognizer`, `SynthesisAdapterBase`,
+//! `SynthesisTurn`): see [`translation_reply`] and [`synthesis_reply`].
 //!
 //! Bounded: frames and messages of at most [`MAX_FRAME_BYTES`] (larger ones close the connection
 //! with 1009), an idle timeout (close 1000), per-connection turn state for at most
@@ -138,7 +144,14 @@ impl TurnTracker {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpeechBehaviour {
+    /// Close every connection this long after it opened (a server-initiated reconnect).
     pub drop_after_ms: Option<u64>,
+    /// The close code of that close: 1000 (default) is a normal end the SDK reconnects after;
+    /// e.g. 1011 is a service failure the SDK reports as an error.
+    pub close_code: u16,
+    /// Answer valid upgrades with this HTTP status instead of upgrading (a service refusing a
+    /// connection), e.g. 503.
+    pub refuse_status: Option<u16>,
     pub reply_after_audio_frames: u32,
     /// Answer with all six frames, ending the turn (default). `false` answers only `turn.start`,
     /// `speech.startDetected`, `speech.phrase` and leaves the turn open (continuous recognition).
@@ -149,11 +162,105 @@ impl Default for SpeechBehaviour {
     fn default() -> Self {
         SpeechBehaviour {
             drop_after_ms: None,
+            close_code: 1000,
+            refuse_status: None,
             reply_after_audio_frames: 3,
             end_turn: true,
         }
     }
 }
+
+/// Which service a connection asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Recognition,
+    Translation,
+    Synthesis,
+}
+
+impl Service {
+    /// The service the SDK means by this path and query (SDK 1.52's connection factories):
+    /// `SpeechSynthesisConnectionFactory` connects to `/tts/cognitiveservices/websocket/v1` (the
+    /// regional tts host also serves `/cognitiveservices/websocket/v1`);
+    /// `TranslationConnectionFactory` to `/stt/speech/universal/v2` (or
+    /// `/speech/translation/cognitiveservices/v1` on the s2s host with `SPEECH-ForceV1Endpoint`),
+    /// always with `from` and `to` query parameters;
+    /// `SpeechConnectionFactory` to `/speech/recognition/{interactive,conversation,dictation}/
+    /// cognitiveservices/v1` or `/stt/speech/universal/v2` without `to`.
+    pub fn of(path: &str, query: Option<&str>) -> Self {
+        let p = path.to_ascii_lowercase();
+        let has_to = query.is_some_and(|q| {
+            url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k.eq_ignore_ascii_case("to"))
+        });
+        if p.ends_with("/cognitiveservices/websocket/v1") {
+            Service::Synthesis
+        } else if p.starts_with("/speech/translation/")
+            || (p.starts_with("/stt/speech/universal/") && has_to)
+        {
+            Service::Translation
+        } else {
+            Service::Recognition
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Recognition => "recognition",
+            Service::Translation => "translation",
+            Service::Synthesis => "synthesis",
+        }
+    }
+}
+
+/// Where a connection carried its credential: the `Authorization` query parameter (what the
+/// browser SDK does), the `Authorization` header (what the relay does), or nowhere.
+pub fn credential_form(query: Option<&str>, headers: &HeaderMap) -> &'static str {
+    let in_query = query.is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    });
+    if in_query {
+        "query"
+    } else if headers.contains_key(axum::http::header::AUTHORIZATION) {
+        "header"
+    } else {
+        "none"
+    }
+}
+
+/// Whether a relay ticket (`rt1.…`) appears anywhere in the query or the headers.
+pub fn carries_ticket(query: Option<&str>, headers: &HeaderMap) -> bool {
+    const MARK: &str = "rt1.";
+    query.is_some_and(|q| q.contains(MARK))
+        || headers
+            .values()
+            .any(|v| v.to_str().is_ok_and(|s| s.contains(MARK)))
+}
+
+/// Most target languages a translation connection answers (the `to` list), each at most
+/// 16 characters of `[A-Za-z0-9-]`.
+pub const MAX_TARGET_LANGUAGES: usize = 8;
+
+/// The `to` query parameter as a list of language tags (comma-separated, as the SDK joins them).
+pub fn target_languages(query: Option<&str>) -> Vec<String> {
+    let Some(q) = query else { return Vec::new() };
+    url::form_urlencoded::parse(q.as_bytes())
+        .filter(|(k, _)| k.eq_ignore_ascii_case("to"))
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .map(|l| l.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| {
+            !l.is_empty()
+                && l.len() <= 16
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        .take(MAX_TARGET_LANGUAGES)
+        .collect()
+}
+
+/// Longest path kept in the connection log.
+const MAX_LOGGED_PATH: usize = 200;
 
 /// One connection attempt, as reported by `/admin/stats`.
 #[derive(Debug)]
@@ -161,7 +268,19 @@ pub struct SpeechConn {
     pub at_ms: u64,
     pub verdict: &'static str,
     pub jti: Option<String>,
+    /// Turns answered (recognized or translated phrases, synthesized texts).
     pub phrases: AtomicU64,
+    /// The request path (at most [`MAX_LOGGED_PATH`] characters).
+    pub path: String,
+    pub service: Service,
+    /// [`credential_form`].
+    pub credential: &'static str,
+    /// [`carries_ticket`]: a relay must never pass its ticket on.
+    pub ticket: bool,
+    /// Translation: the target languages asked for.
+    pub to: Vec<String>,
+    /// The HTTP status answered: 101 (upgraded), 401, or the `refuseStatus` knob's.
+    pub status: u16,
 }
 
 impl SpeechConn {
@@ -171,6 +290,12 @@ impl SpeechConn {
             "verdict": self.verdict,
             "jti": self.jti,
             "phrases": self.phrases.load(Ordering::Relaxed),
+            "path": self.path,
+            "service": self.service.as_str(),
+            "credential": self.credential,
+            "ticket": self.ticket,
+            "to": self.to,
+            "status": self.status,
         })
     }
 }
@@ -270,6 +395,122 @@ pub fn turn_reply(request_id: &str, end_turn: bool) -> Vec<String> {
     .collect()
 }
 
+/// A canned translation of "Hello world." into `lang`.
+fn translate(lang: &str) -> String {
+    let base = lang.split('-').next().unwrap_or(lang).to_ascii_lowercase();
+    match base.as_str() {
+        "de" => "Hallo Welt.".into(),
+        "fr" => "Bonjour le monde.".into(),
+        "es" => "Hola mundo.".into(),
+        "en" => "Hello world.".into(),
+        _ => format!("[{lang}] Hello world."),
+    }
+}
+
+/// The canned answer to one translation turn, as `TranslationServiceRecognizer` reads it:
+/// `turn.start`, `speech.startDetected`, `translation.hypothesis`, `translation.phrase`
+/// (`{RecognitionStatus, Text, Offset, Duration, Translation: {TranslationStatus, Translations:
+/// [{Language, Text}]}}`), `speech.endDetected`, `turn.end`; without `end_turn` only `turn.start`,
+/// `speech.startDetected` and `translation.phrase` (continuous translation). No target language:
+/// `TranslationStatus: "Error"` with a `FailureReason`.
+pub fn translation_reply(request_id: &str, targets: &[String], end_turn: bool) -> Vec<String> {
+    let translations = |text: &dyn Fn(&str) -> String| -> serde_json::Value {
+        if targets.is_empty() {
+            json!({ "TranslationStatus": "Error", "FailureReason": "no target language (to)", "Translations": [] })
+        } else {
+            json!({
+                "TranslationStatus": "Success",
+                "Translations": targets.iter().map(|l| json!({ "Language": l, "Text": text(l) })).collect::<Vec<_>>(),
+            })
+        }
+    };
+    let hypothesis = json!({
+        "Text": "hello", "Offset": 0, "Duration": 5_000_000,
+        "Translation": translations(&|l: &str| translate(l).split(' ').next().unwrap_or("").to_lowercase()),
+    });
+    let phrase = json!({
+        "RecognitionStatus": "Success", "Text": "Hello world.", "DisplayText": "Hello world.",
+        "Offset": 0, "Duration": 10_000_000,
+        "Translation": translations(&|l: &str| translate(l)),
+    });
+    let frames = [
+        (
+            "turn.start",
+            r#"{"context":{"serviceTag":"fake"}}"#.to_string(),
+        ),
+        ("speech.startDetected", r#"{"Offset":0}"#.to_string()),
+        ("translation.hypothesis", hypothesis.to_string()),
+        ("translation.phrase", phrase.to_string()),
+        ("speech.endDetected", r#"{"Offset":10000000}"#.to_string()),
+        ("turn.end", "{}".to_string()),
+    ];
+    frames
+        .iter()
+        .filter(|(p, _)| {
+            end_turn
+                || matches!(
+                    *p,
+                    "turn.start" | "speech.startDetected" | "translation.phrase"
+                )
+        })
+        .map(|(p, b)| reply_frame(request_id, p, b))
+        .collect()
+}
+
+/// Bytes of synthesized "audio" per turn, sent in [`SYNTHESIS_CHUNK_BYTES`] frames (the real
+/// service streams a few KB per frame).
+pub const SYNTHESIS_AUDIO_BYTES: usize = 16_000;
+/// Audio bytes per binary frame.
+pub const SYNTHESIS_CHUNK_BYTES: usize = 4_000;
+
+/// A binary service frame: u16 big-endian header length, header lines, body.
+pub fn binary_frame(headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(2 + headers.len() + body.len());
+    f.extend_from_slice(&(headers.len() as u16).to_be_bytes());
+    f.extend_from_slice(headers.as_bytes());
+    f.extend_from_slice(body);
+    f
+}
+
+/// The canned answer to one `ssml` message, as `SynthesisAdapterBase.receiveMessage` reads it:
+/// `turn.start`; `response` naming the audio stream (`{"audio":{"streamId"}}`: the SDK keeps
+/// only `audio` frames whose `X-StreamId` header matches, and stops reading without it); binary
+/// `audio` frames (`Path:audio`, `X-RequestId`, `X-StreamId`, the bytes); `audio.metadata` with
+/// the `SessionEnd` offset; `turn.end` (the SDK then resolves `SynthesizingAudioCompleted` with
+/// every byte received). The bytes are a fixed pattern, not a decodable stream.
+pub fn synthesis_reply(request_id: &str, stream_id: &str) -> Vec<Message> {
+    let mut out = vec![
+        Message::Text(reply_frame(request_id, "turn.start", r#"{"context":{"serviceTag":"fake"}}"#).into()),
+        Message::Text(
+            reply_frame(
+                request_id,
+                "response",
+                &json!({ "context": { "serviceTag": "fake" }, "audio": { "type": "inline", "streamId": stream_id } }).to_string(),
+            )
+            .into(),
+        ),
+    ];
+    let audio: Vec<u8> = (0..SYNTHESIS_AUDIO_BYTES)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let head = format!("Path:audio\r\nX-RequestId:{request_id}\r\nX-StreamId:{stream_id}\r\nContent-Type:audio/mpeg");
+    for chunk in audio.chunks(SYNTHESIS_CHUNK_BYTES) {
+        out.push(Message::Binary(binary_frame(&head, chunk).into()));
+    }
+    out.push(Message::Text(
+        reply_frame(
+            request_id,
+            "audio.metadata",
+            r#"{"Metadata":[{"Type":"SessionEnd","Data":{"Offset":10000000}}]}"#,
+        )
+        .into(),
+    ));
+    out.push(Message::Text(
+        reply_frame(request_id, "turn.end", "{}").into(),
+    ));
+    out
+}
+
 /// The Speech SDK's custom-domain probe (SDK ≥ 1.45, `ConnectionFactoryBase.
 /// getRedirectUrlFromEndpoint`): for an endpoint with no path it first sends
 /// `GET https://<host>/<generated path>?GenerateRedirectResponse=true`, without a token, and
@@ -323,21 +564,42 @@ pub async fn speech_ws(
         None => Verdict::Missing,
         Some(t) => svc.signer.verify(t, now_unix()),
     };
+    let behaviour = svc.behaviour();
+    let accepted = matches!(verdict, Verdict::Accepted { .. });
+    let service = Service::of(uri.path(), query.as_deref());
     let conn = Arc::new(SpeechConn {
         at_ms: now_ms(),
         verdict: verdict.as_str(),
         jti: verdict.jti().map(str::to_string),
         phrases: AtomicU64::new(0),
+        path: uri.path().chars().take(MAX_LOGGED_PATH).collect(),
+        service,
+        credential: credential_form(query.as_deref(), &headers),
+        ticket: carries_ticket(query.as_deref(), &headers),
+        to: target_languages(query.as_deref()),
+        status: match (accepted, behaviour.refuse_status) {
+            (false, _) => 401,
+            (true, Some(s)) => s,
+            (true, None) => 101,
+        },
     });
     svc.record(Arc::clone(&conn));
     let fp = token.as_deref().map(fingerprint).unwrap_or_default();
     tracing::info!(verdict = verdict.as_str(), jti = conn.jti.as_deref().unwrap_or("-"), fingerprint = %fp,
-        "fake speech connection");
-    if !matches!(verdict, Verdict::Accepted { .. }) {
+        service = service.as_str(), credential = conn.credential, "fake speech connection");
+    if !accepted {
         return json_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             Some(json!({ "detail": verdict.as_str() })),
+        );
+    }
+    if let Some(s) = behaviour.refuse_status {
+        let status = StatusCode::from_u16(s).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return json_error(
+            status,
+            crate::http::kind_for_status(status.as_u16()),
+            Some(json!({ "detail": "refused by /admin/speech" })),
         );
     }
     let ws = match ws {
@@ -348,10 +610,22 @@ pub async fn speech_ws(
             .max_message_size(MAX_FRAME_BYTES),
         Err(rejection) => return rejection.into_response(),
     };
-    let behaviour = svc.behaviour();
     let idle = svc.idle_timeout;
     let going_away = svc.going_away.clone();
     ws.on_upgrade(move |socket| session(socket, behaviour, conn, idle, going_away))
+}
+
+/// A stream id for one synthesis turn (the real service sends a GUID; any token the SDK can
+/// compare will do).
+fn stream_id(request_id: &str) -> String {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    let tail: String = request_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
+    format!("{}{tail}", hex::encode(b)).to_ascii_uppercase()
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
@@ -405,8 +679,9 @@ async fn session(
                 return;
             }
             _ = async { tokio::time::sleep_until(deadline.unwrap()).await }, if deadline.is_some() => {
-                tracing::debug!(jti = %jti, "fake speech: dropping connection (dropAfterMs)");
-                close(&mut socket, 1000, "").await;
+                tracing::debug!(jti = %jti, code = behaviour.close_code, "fake speech: dropping connection (dropAfterMs)");
+                let reason = if behaviour.close_code == 1000 { "" } else { "fake service failure" };
+                close(&mut socket, behaviour.close_code, reason).await;
                 return;
             }
         };
@@ -425,7 +700,17 @@ async fn session(
                 if let Some(id) = h.get("X-RequestId") {
                     current_request = id.chars().take(64).collect();
                 }
-                tracing::debug!(path = h.get("Path").unwrap_or("-"), request = %current_request, body_len = body.len(), "fake speech: text frame");
+                let path = h.get("Path").unwrap_or("-");
+                tracing::debug!(path, request = %current_request, body_len = body.len(), "fake speech: text frame");
+                if conn.service == Service::Synthesis && path.eq_ignore_ascii_case("ssml") {
+                    let stream_id = stream_id(&current_request);
+                    for m in synthesis_reply(&current_request, &stream_id) {
+                        if socket.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                    conn.phrases.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Message::Binary(b) => {
                 let Some((h, audio)) = parse_binary_frame(&b) else {
@@ -436,8 +721,14 @@ async fn session(
                     .map(|s| s.chars().take(64).collect())
                     .unwrap_or_else(|| current_request.clone());
                 tracing::trace!(request = %id, audio_len = audio.len(), "fake speech: audio frame");
-                if turns.audio_frame(&id, k) {
-                    for frame in turn_reply(&id, behaviour.end_turn) {
+                if conn.service != Service::Synthesis && turns.audio_frame(&id, k) {
+                    let reply = match conn.service {
+                        Service::Translation => {
+                            translation_reply(&id, &conn.to, behaviour.end_turn)
+                        }
+                        _ => turn_reply(&id, behaviour.end_turn),
+                    };
+                    for frame in reply {
                         if socket.send(Message::Text(frame.into())).await.is_err() {
                             return;
                         }
@@ -481,6 +772,93 @@ mod tests {
         let mut h2 = HeaderMap::new();
         h2.insert("authorization", HeaderValue::from_static("Bearer xyz"));
         assert_eq!(presented_token(None, &h2).as_deref(), Some("xyz"));
+    }
+
+    #[test]
+    fn service_by_the_path_the_sdk_generates() {
+        use Service::*;
+        let t = Some("from=en-US&to=de");
+        assert_eq!(
+            Service::of("/tts/cognitiveservices/websocket/v1", None),
+            Synthesis
+        );
+        assert_eq!(
+            Service::of("/cognitiveservices/websocket/v1", None),
+            Synthesis
+        );
+        assert_eq!(
+            Service::of("/speech/translation/cognitiveservices/v1", t),
+            Translation
+        );
+        assert_eq!(Service::of("/stt/speech/universal/v2", t), Translation);
+        assert_eq!(
+            Service::of("/stt/speech/universal/v2", Some("language=en-US")),
+            Recognition
+        );
+        assert_eq!(
+            Service::of("/speech/recognition/conversation/cognitiveservices/v1", t),
+            Recognition,
+            "a recognition path does not translate"
+        );
+    }
+
+    #[test]
+    fn target_languages_are_bounded() {
+        assert_eq!(
+            target_languages(Some("from=en-US&to=de%2Cfr-CA")),
+            ["de", "fr-CA"]
+        );
+        assert_eq!(target_languages(Some("to=de&to=ja")), ["de", "ja"]);
+        assert!(target_languages(Some("to=%3Cscript%3E,")).is_empty());
+        assert!(target_languages(None).is_empty());
+        let many = (0..100)
+            .map(|i| format!("l{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(
+            target_languages(Some(&format!("to={many}"))).len(),
+            MAX_TARGET_LANGUAGES
+        );
+    }
+
+    #[test]
+    fn credential_form_and_ticket_marks() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            credential_form(Some("Authorization=Bearer%20x"), &h),
+            "query"
+        );
+        assert_eq!(credential_form(Some("language=en-US"), &h), "none");
+        h.insert("authorization", HeaderValue::from_static("Bearer x"));
+        assert_eq!(credential_form(Some("language=en-US"), &h), "header");
+        assert!(!carries_ticket(Some("language=en-US"), &h));
+        assert!(carries_ticket(
+            Some("Authorization=Bearer%20rt1.a.b"),
+            &HeaderMap::new()
+        ));
+        h.insert("authorization", HeaderValue::from_static("Bearer rt1.a.b"));
+        assert!(carries_ticket(None, &h));
+    }
+
+    #[test]
+    fn synthesis_frames_follow_the_sdk_framing() {
+        let out = synthesis_reply("RID", "SID");
+        let Message::Binary(b) = &out[2] else {
+            panic!("audio is binary")
+        };
+        let (h, audio) = parse_binary_frame(b).unwrap();
+        assert_eq!(h.get("Path"), Some("audio"));
+        assert_eq!(h.get("X-RequestId"), Some("RID"));
+        assert_eq!(h.get("X-StreamId"), Some("SID"));
+        assert_eq!(audio.len(), SYNTHESIS_CHUNK_BYTES);
+        let Message::Text(r) = &out[1] else {
+            panic!("response is text")
+        };
+        let (h, body) = parse_text_frame(r.as_str());
+        assert_eq!(h.get("Path"), Some("response"));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["audio"]["streamId"], "SID");
+        assert_eq!(translation_reply("R", &["de".into()], false).len(), 3);
     }
 
     #[test]

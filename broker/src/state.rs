@@ -15,7 +15,7 @@ use crate::devjwt::DevSigner;
 use crate::origin::{is_loopback_host, OriginPolicy};
 use crate::outbound::http_client;
 use crate::ratelimit::RateLimiter;
-use crate::relay::Relay;
+use crate::relay::{Relay, RelayUpstream};
 use crate::speech::SpeechService;
 use crate::upstream::{DevUpstream, EntraUpstream, KeyUpstream, Upstream};
 
@@ -63,26 +63,30 @@ pub struct AppState {
     pub relay: Option<Arc<Relay>>,
 }
 
-/// Where the relay connects: `ws(s)://host[:port]` of the Speech service, no path.
-pub fn relay_upstream_base(mode: &ModeSettings, local: SocketAddr) -> String {
-    let regional = |region: &str| format!("wss://{region}.stt.speech.microsoft.com");
-    let custom = |endpoint: &str| match url::Url::parse(endpoint) {
-        Ok(u) => {
-            let scheme = if matches!(u.scheme(), "http" | "ws") {
-                "ws"
-            } else {
-                "wss"
-            };
-            let host = u.host_str().unwrap_or_default();
-            match u.port() {
-                Some(p) => format!("{scheme}://{host}:{p}"),
-                None => format!("{scheme}://{host}"),
+/// Where the relay connects: the Speech service's host(s).
+pub fn relay_upstream_base(mode: &ModeSettings, local: SocketAddr) -> RelayUpstream {
+    let regional = |region: &str| RelayUpstream::Regional(region.to_string());
+    let custom = |endpoint: &str| {
+        RelayUpstream::Fixed(match url::Url::parse(endpoint) {
+            Ok(u) => {
+                let scheme = if matches!(u.scheme(), "http" | "ws") {
+                    "ws"
+                } else {
+                    "wss"
+                };
+                let host = u.host_str().unwrap_or_default();
+                match u.port() {
+                    Some(p) => format!("{scheme}://{host}:{p}"),
+                    None => format!("{scheme}://{host}"),
+                }
             }
-        }
-        Err(_) => endpoint.to_string(),
+            Err(_) => endpoint.to_string(),
+        })
     };
     match mode {
-        ModeSettings::Dev { .. } => format!("ws://{}", public_authority(local)),
+        ModeSettings::Dev { .. } => {
+            RelayUpstream::Fixed(format!("ws://{}", public_authority(local)))
+        }
         ModeSettings::Key {
             endpoint: Some(e), ..
         } => custom(e),

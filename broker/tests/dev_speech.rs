@@ -4,6 +4,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::speech::{
+    audio_frame, audio_turn, connect, set_behaviour, stats, synthesis_turn, synthesized_audio,
+    text_frame, Ws,
+};
 use common::{client, start};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -40,38 +44,12 @@ async fn token(b: &RunningBroker) -> String {
     v["token"].as_str().unwrap().to_string()
 }
 
-async fn stats(b: &RunningBroker) -> Value {
-    client()
-        .get(b.url("/admin/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn expect_rejected(url: String) {
     match tokio_tungstenite::connect_async(url).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("connection should have been refused"),
     }
-}
-
-fn text_frame(path: &str, request_id: &str, body: &str) -> Message {
-    Message::Text(
-        format!("Path:{path}\r\nX-RequestId:{request_id}\r\nX-Timestamp:2026-01-01T00:00:00.000Z\r\nContent-Type:application/json\r\n\r\n{body}")
-            .into(),
-    )
-}
-
-fn audio_frame(request_id: &str, audio: &[u8]) -> Message {
-    let head = format!("Path:audio\r\nX-RequestId:{request_id}\r\nX-Timestamp:2026-01-01T00:00:00.000Z\r\nContent-Type:audio/x-wav");
-    let mut b = (head.len() as u16).to_be_bytes().to_vec();
-    b.extend_from_slice(head.as_bytes());
-    b.extend_from_slice(audio);
-    Message::Binary(b.into())
 }
 
 fn split(frame: &str) -> (Vec<(String, String)>, String) {
@@ -85,9 +63,6 @@ fn split(frame: &str) -> (Vec<(String, String)>, String) {
         .collect();
     (headers, body.to_string())
 }
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Plays one turn like the SDK does and returns the service's text frames for it.
 async fn one_turn(ws: &mut Ws, request_id: &str, audio_frames: usize) -> Vec<String> {
@@ -393,4 +368,225 @@ async fn end_turn_false_leaves_the_turn_open() {
     assert_eq!(s["speechConnections"][0]["phrases"], 1);
     client().post(b.url("/admin/reset")).send().await.unwrap();
     assert_eq!(stats(&b).await["speech"]["endTurn"], true);
+}
+
+#[tokio::test]
+async fn translation_answers_on_the_sdks_translation_paths_only() {
+    let b = start(&[], &[]).await;
+    let t = urlencode(&token(&b).await);
+    let base = format!("ws://{}", b.addr);
+    let q = format!("from=en-US&to=de%2Cja&scenario=&Authorization=Bearer%20{t}&X-ConnectionId=1");
+    // V2 (SDK 1.52's default) and V1
+    for path in [
+        "/stt/speech/universal/v2",
+        "/speech/translation/cognitiveservices/v1",
+    ] {
+        let mut ws = connect(&format!("{base}{path}?{q}"), None).await.unwrap();
+        let frames = audio_turn(&mut ws, "TR").await;
+        let paths: Vec<&str> = frames.iter().map(|f| f.path()).collect();
+        assert_eq!(
+            paths,
+            [
+                "turn.start",
+                "speech.startDetected",
+                "translation.hypothesis",
+                "translation.phrase",
+                "speech.endDetected",
+                "turn.end"
+            ],
+            "{path}"
+        );
+        assert!(frames.iter().all(|f| f.header("X-RequestId") == Some("TR")));
+        let hyp = frames[2].json();
+        assert_eq!(hyp["Translation"]["TranslationStatus"], "Success");
+        assert_eq!(hyp["Translation"]["Translations"][0]["Language"], "de");
+        let phrase = frames[3].json();
+        assert_eq!(
+            phrase["Translation"]["Translations"],
+            json!([{"Language": "de", "Text": "Hallo Welt."}, {"Language": "ja", "Text": "[ja] Hello world."}])
+        );
+        assert_eq!(phrase["Offset"], 0);
+        assert_eq!(phrase["Duration"], 10_000_000);
+    }
+    // a recognition path does not translate, even with `to`; universal v2 without `to` recognizes
+    for path in [PATH, "/stt/speech/universal/v2"] {
+        let to = if path == PATH { "&to=de" } else { "" };
+        let mut ws = connect(
+            &format!("{base}{path}?language=en-US{to}&Authorization=Bearer%20{t}"),
+            None,
+        )
+        .await
+        .unwrap();
+        let frames = audio_turn(&mut ws, "RC").await;
+        assert_eq!(frames[3].path(), "speech.phrase", "{path}");
+    }
+    // no target language: the translation fails, the turn still ends
+    let mut ws = connect(
+        &format!(
+            "{base}/speech/translation/cognitiveservices/v1?from=en-US&Authorization=Bearer%20{t}"
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    let frames = audio_turn(&mut ws, "NT").await;
+    assert_eq!(
+        frames[3].json()["Translation"]["TranslationStatus"],
+        "Error"
+    );
+    // continuous translation leaves the turn open
+    set_behaviour(&b, json!({"endTurn": false})).await;
+    let mut ws = connect(&format!("{base}/stt/speech/universal/v2?{q}"), None)
+        .await
+        .unwrap();
+    ws.send(text_frame("speech.config", "CT", "{}"))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        ws.send(audio_frame("CT", &[0; 320])).await.unwrap();
+    }
+    let frames = common::speech::frames_until(&mut ws, "translation.phrase").await;
+    assert_eq!(frames.len(), 3);
+    let st = stats(&b).await;
+    let conns = st["speechConnections"].as_array().unwrap();
+    let services: Vec<&str> = conns
+        .iter()
+        .map(|c| c["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        services,
+        [
+            "translation",
+            "translation",
+            "recognition",
+            "recognition",
+            "translation",
+            "translation"
+        ]
+    );
+    assert_eq!(conns[0]["to"], json!(["de", "ja"]));
+    assert!(conns
+        .iter()
+        .all(|c| c["credential"] == "query" && c["ticket"] == false));
+}
+
+#[tokio::test]
+async fn synthesis_answers_ssml_with_the_audio_stream() {
+    let b = start(&[], &[]).await;
+    let t = token(&b).await;
+    let mut ws = connect(
+        &format!(
+            "ws://{}/tts/cognitiveservices/websocket/v1?Authorization=Bearer%20{}&X-ConnectionId=1",
+            b.addr,
+            urlencode(&t)
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    let frames = synthesis_turn(&mut ws, "SY1").await;
+    let paths: Vec<&str> = frames.iter().map(|f| f.path()).collect();
+    let audio_frames = speech_token_broker::speech::SYNTHESIS_AUDIO_BYTES
+        / speech_token_broker::speech::SYNTHESIS_CHUNK_BYTES;
+    let mut expected = vec!["turn.start", "response"];
+    expected.extend(std::iter::repeat_n("audio", audio_frames));
+    expected.extend(["audio.metadata", "turn.end"]);
+    assert_eq!(paths, expected);
+    let audio = synthesized_audio(&frames, "SY1");
+    assert_eq!(
+        audio.len(),
+        speech_token_broker::speech::SYNTHESIS_AUDIO_BYTES
+    );
+    assert_eq!(
+        frames[frames.len() - 2].json()["Metadata"][0]["Type"],
+        "SessionEnd"
+    );
+    // each turn has its own stream
+    let again = synthesis_turn(&mut ws, "SY2").await;
+    assert_ne!(
+        again[1].json()["audio"]["streamId"],
+        frames[1].json()["audio"]["streamId"]
+    );
+    // audio frames to a synthesis connection get no recognition answer
+    ws.send(audio_frame("SY3", &[0; 320])).await.unwrap();
+    ws.send(audio_frame("SY3", &[0; 320])).await.unwrap();
+    ws.send(audio_frame("SY3", &[0; 320])).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), ws.next())
+            .await
+            .is_err(),
+        "no answer to audio on a synthesis connection"
+    );
+    let st = stats(&b).await;
+    let c = &st["speechConnections"][0];
+    assert_eq!(c["service"], "synthesis");
+    assert_eq!(c["path"], "/tts/cognitiveservices/websocket/v1");
+    assert_eq!(c["phrases"], 2);
+    assert_eq!(c["status"], 101);
+}
+
+#[tokio::test]
+async fn new_paths_refuse_invalid_tokens_before_upgrade_too() {
+    let b = start(&[], &[]).await;
+    for path in [
+        "/tts/cognitiveservices/websocket/v1",
+        "/cognitiveservices/websocket/v1",
+        "/speech/translation/cognitiveservices/v1",
+    ] {
+        expect_rejected(format!("ws://{}{path}?from=en-US&to=de", b.addr)).await;
+        expect_rejected(format!(
+            "ws://{}{path}?Authorization=Bearer%20not.a.token",
+            b.addr
+        ))
+        .await;
+    }
+    let st = stats(&b).await;
+    let conns = st["speechConnections"].as_array().unwrap();
+    assert_eq!(conns.len(), 6);
+    assert!(conns
+        .iter()
+        .all(|c| c["status"] == 401 && c["verdict"] != "accepted"));
+}
+
+#[tokio::test]
+async fn close_code_and_refusal_knobs() {
+    let b = start(&[], &[]).await;
+    let t = token(&b).await;
+    let u = ws_url(&b, PATH, Some(&t));
+    let echoed = set_behaviour(&b, json!({"dropAfterMs": 200, "closeCode": 1011})).await;
+    assert_eq!(echoed["closeCode"], 1011);
+    let mut ws: Ws = connect(&u, None).await.unwrap();
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(f))) => break f.expect("close frame"),
+            Some(Ok(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(close.code, CloseCode::Error);
+    // codes a server may not send fall back to 1000; refusals are 4xx/5xx only
+    let echoed = set_behaviour(&b, json!({"closeCode": 1006, "refuseStatus": 200})).await;
+    assert_eq!(echoed["closeCode"], 1000);
+    assert_eq!(echoed["refuseStatus"], Value::Null);
+    set_behaviour(&b, json!({"refuseStatus": 503})).await;
+    assert_eq!(connect(&u, None).await.err(), Some(503));
+    // a bad token is still 401, before the refusal knob
+    assert_eq!(
+        connect(&ws_url(&b, PATH, Some("bad.token.x")), None)
+            .await
+            .err(),
+        Some(401)
+    );
+    let st = stats(&b).await;
+    assert_eq!(st["speech"]["refuseStatus"], 503);
+    let statuses: Vec<u64> = st["speechConnections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [101, 503, 401]);
 }

@@ -6,11 +6,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::speech::{
+    audio_turn, connect, set_behaviour, stats, synthesis_turn, synthesized_audio, Ws,
+};
 use common::{client, start};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{json, Value};
 use speech_token_broker::RunningBroker;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 async fn ticket(b: &RunningBroker, origin: Option<&str>) -> Value {
@@ -25,21 +27,6 @@ async fn ticket(b: &RunningBroker, origin: Option<&str>) -> Value {
 
 fn url(endpoint: &str, ticket: &str) -> String {
     format!("{endpoint}?language=en-US&Authorization=Bearer%20{ticket}&X-ConnectionId=ABC")
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(u: &str, origin: Option<&str>) -> Result<Ws, u16> {
-    let mut req = u.into_client_request().unwrap();
-    if let Some(o) = origin {
-        req.headers_mut().insert("origin", o.parse().unwrap());
-    }
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
-        Err(e) => panic!("{e}"),
-    }
 }
 
 async fn one_turn(ws: &mut Ws) -> Vec<String> {
@@ -69,17 +56,6 @@ async fn one_turn(ws: &mut Ws) -> Vec<String> {
     got
 }
 
-async fn stats(b: &RunningBroker) -> Value {
-    client()
-        .get(b.url("/admin/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_recognition_turn_through_the_relay_with_only_a_ticket() {
     let b = start(&["--relay"], &[]).await;
@@ -100,12 +76,15 @@ async fn a_recognition_turn_through_the_relay_with_only_a_ticket() {
     let frames = one_turn(&mut ws).await;
     assert!(frames.iter().any(|f| f.contains("Hello world.")));
     ws.close(None).await.unwrap();
-    // the fake service saw the broker's own dev token (accepted), never the ticket
+    // the fake service saw the broker's own dev token (accepted) in a header, never the ticket
     let st = stats(&b).await;
     let conns = st["speechConnections"].as_array().unwrap();
     assert_eq!(conns.len(), 1, "{st}");
     assert_eq!(conns[0]["verdict"], "accepted");
     assert_eq!(conns[0]["phrases"], 1);
+    assert_eq!(conns[0]["credential"], "header", "{st}");
+    assert_eq!(conns[0]["ticket"], false, "{st}");
+    assert_eq!(conns[0]["service"], "recognition", "{st}");
     // reconnects with the same (unexpired) ticket work too, as the SDK's do
     let mut ws = connect(&url(endpoint, t), None).await.unwrap();
     one_turn(&mut ws).await;
@@ -252,6 +231,20 @@ async fn the_sdks_redirect_probe_lands_on_the_relay() {
     assert_eq!(
         r.text().await.unwrap(),
         format!("https://{}/relay/stt/speech/universal/v2", b.addr)
+    );
+    // the synthesizer's probe (an endpoint without a path, or with exactly the tts path)
+    let r = client()
+        .get(b.url("/tts/cognitiveservices/websocket/v1?GenerateRedirectResponse=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!(
+            "https://{}/relay/tts/cognitiveservices/websocket/v1",
+            b.addr
+        )
     );
     let r = client()
         .get(b.url("/stt/speech/universal/v2"))
@@ -446,4 +439,197 @@ async fn key_mode_relays_to_the_endpoint_with_the_real_credential_in_a_header() 
             .err(),
         Some(502)
     );
+}
+
+/// The relay's URL for `path` (the SDK's service path) on the broker that answered `grant`.
+fn relay_url(grant: &Value, path: &str, query: &str) -> String {
+    let endpoint = grant["endpoint"].as_str().unwrap();
+    let base = &endpoint[..endpoint.find("/relay/").unwrap()];
+    let t = grant["token"].as_str().unwrap();
+    format!("{base}/relay/{path}?{query}&Authorization=Bearer%20{t}&X-ConnectionId=ABC")
+}
+
+/// The fake service's record of every connection: `(service, path, credential, ticket, to)`.
+async fn seen(b: &RunningBroker) -> Vec<(String, String, String, bool, Value)> {
+    stats(b).await["speechConnections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["service"].as_str().unwrap().to_string(),
+                c["path"].as_str().unwrap().to_string(),
+                c["credential"].as_str().unwrap().to_string(),
+                c["ticket"].as_bool().unwrap(),
+                c["to"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn translation_through_the_relay_reaches_the_translation_path() {
+    let b = start(&["--relay"], &[]).await;
+    let g = ticket(&b, None).await;
+    let ep = g["endpoint"].as_str().unwrap();
+    let t = g["token"].as_str().unwrap();
+    // what client.speechTranslationConfig(SpeechSDK) does: the advertised (recognition) endpoint
+    // with the TranslationConnectionFactory's query
+    let mut ws = connect(
+        &format!(
+            "{ep}?from=en-US&to=de%2Cfr&scenario=&Authorization=Bearer%20{t}&X-ConnectionId=ABC"
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    let frames = audio_turn(&mut ws, "T1").await;
+    let paths: Vec<&str> = frames.iter().map(|f| f.path()).collect();
+    assert_eq!(
+        paths,
+        [
+            "turn.start",
+            "speech.startDetected",
+            "translation.hypothesis",
+            "translation.phrase",
+            "speech.endDetected",
+            "turn.end"
+        ]
+    );
+    let phrase = frames[3].json();
+    assert_eq!(phrase["RecognitionStatus"], "Success");
+    assert_eq!(phrase["Text"], "Hello world.");
+    assert_eq!(phrase["Translation"]["TranslationStatus"], "Success");
+    assert_eq!(
+        phrase["Translation"]["Translations"],
+        json!([{"Language": "de", "Text": "Hallo Welt."}, {"Language": "fr", "Text": "Bonjour le monde."}])
+    );
+    ws.close(None).await.unwrap();
+    // the V1 translation path is relayed as it is
+    let mut ws = connect(
+        &relay_url(
+            &g,
+            "speech/translation/cognitiveservices/v1",
+            "from=en-US&to=de",
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    let frames = audio_turn(&mut ws, "T2").await;
+    assert_eq!(
+        frames[3].json()["Translation"]["Translations"][0]["Text"],
+        "Hallo Welt."
+    );
+    // plain recognition on the same endpoint stays recognition
+    let mut ws = connect(&url(ep, t), None).await.unwrap();
+    let frames = audio_turn(&mut ws, "R1").await;
+    assert_eq!(frames[3].path(), "speech.phrase");
+    let seen = seen(&b).await;
+    let h = "header".to_string();
+    assert_eq!(
+        seen,
+        [
+            (
+                "translation".to_string(),
+                "/stt/speech/universal/v2".to_string(),
+                h.clone(),
+                false,
+                json!(["de", "fr"])
+            ),
+            (
+                "translation".to_string(),
+                "/speech/translation/cognitiveservices/v1".to_string(),
+                h.clone(),
+                false,
+                json!(["de"])
+            ),
+            (
+                "recognition".to_string(),
+                "/speech/recognition/conversation/cognitiveservices/v1".to_string(),
+                h,
+                false,
+                json!([])
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn synthesis_through_the_relay_streams_the_audio_back() {
+    let b = start(&["--relay"], &[]).await;
+    let g = ticket(&b, None).await;
+    for (i, path) in [
+        "tts/cognitiveservices/websocket/v1",
+        "cognitiveservices/websocket/v1",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut ws = connect(&relay_url(&g, path, "x=1"), None).await.unwrap();
+        let id = format!("S{i}");
+        let frames = synthesis_turn(&mut ws, &id).await;
+        let audio = synthesized_audio(&frames, &id);
+        assert_eq!(
+            audio.len(),
+            speech_token_broker::speech::SYNTHESIS_AUDIO_BYTES
+        );
+        // a second turn on the same connection (the SDK reuses it)
+        let frames = synthesis_turn(&mut ws, &format!("{id}b")).await;
+        assert!(!synthesized_audio(&frames, &format!("{id}b")).is_empty());
+    }
+    let seen = seen(&b).await;
+    assert_eq!(seen.len(), 2);
+    for (service, path, credential, ticket, _) in &seen {
+        assert_eq!(service, "synthesis");
+        assert!(path.ends_with("/cognitiveservices/websocket/v1"));
+        assert_eq!(credential, "header", "the broker's credential, as a header");
+        assert!(!ticket, "no ticket upstream");
+    }
+    // negative control: a direct connection with the ticket is refused by the service and
+    // recorded as carrying it in the query
+    let ep = g["endpoint"].as_str().unwrap();
+    let direct = relay_url(&g, "tts/cognitiveservices/websocket/v1", "x=1").replace("/relay/", "/");
+    assert!(direct.starts_with(&ep[..ep.find("/relay/").unwrap()]));
+    assert_eq!(connect(&direct, None).await.err(), Some(401));
+    let last = stats(&b).await["speechConnections"][2].clone();
+    assert_eq!(last["verdict"], "malformed", "{last}");
+    assert_eq!(last["credential"], "query");
+    assert_eq!(last["ticket"], true);
+    assert_eq!(last["status"], 401);
+}
+
+#[tokio::test]
+async fn upstream_failures_reach_the_browser_side() {
+    let b = start(&["--relay"], &[]).await;
+    let g = ticket(&b, None).await;
+    let u = url(
+        g["endpoint"].as_str().unwrap(),
+        g["token"].as_str().unwrap(),
+    );
+    // the service closes mid-session with an error: its code and reason pass through
+    set_behaviour(&b, json!({"dropAfterMs": 300, "closeCode": 1003})).await;
+    let mut ws = connect(&u, None).await.unwrap();
+    let close = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(c))) => return c,
+                None | Some(Err(_)) => return None,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("closed");
+    let close = close.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1003);
+    assert_eq!(close.reason.as_str(), "fake service failure");
+    // the service refuses the upgrade: the relay answers 502 before upgrading
+    set_behaviour(&b, json!({"refuseStatus": 503})).await;
+    assert_eq!(connect(&u, None).await.err(), Some(502));
+    let st = stats(&b).await;
+    let conns = st["speechConnections"].as_array().unwrap();
+    assert_eq!(conns.len(), 2, "{st}");
+    assert_eq!(conns[1]["status"], 503);
+    assert_eq!(conns[1]["credential"], "header");
 }

@@ -43,20 +43,21 @@ export function requirePkg() {
 }
 
 /**
- * Starts the broker in dev mode on a free loopback port, serving `www` at `/`, the package at
+ * Starts the broker (dev mode unless `mode` says otherwise; `env` adds environment variables,
+ * e.g. SPEECH_KEY for key mode) on a free loopback port, serving `www` at `/`, the package at
  * `/pkg/` and the Speech SDK bundle at `/vendor/`. Resolves with a handle:
  * `{ child, base, log(), admin(path, body?), stop() }`.
  */
-export function startBroker({ www = PAGES_DIR, ttl, extraArgs = [] } = {}) {
+export function startBroker({ www = PAGES_DIR, ttl, extraArgs = [], mode = "dev", env = {} } = {}) {
   const bin = brokerBinary();
-  const args = ["--mode", "dev", "--listen", "127.0.0.1:0", "--rate-limit", "0",
+  const args = ["--mode", mode, "--listen", "127.0.0.1:0", "--rate-limit", "0",
     "--www", www, "--pkg", PKG_DIR, "--vendor", SDK_DIR, ...extraArgs];
   if (ttl !== undefined) args.push("--ttl", String(ttl));
   let log = "";
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, {
       cwd: ROOT, stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, RUST_LOG: process.env.BROKER_LOG ?? "info" },
+      env: { ...process.env, RUST_LOG: process.env.BROKER_LOG ?? "info", ...env },
     });
     const timer = setTimeout(() => { child.kill("SIGKILL"); reject(new Error("broker did not start in 20 s\n" + log)); }, 20_000);
     child.stderr.on("data", (d) => { log += d; });

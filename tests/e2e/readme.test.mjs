@@ -22,6 +22,9 @@ const SDK_DIR = path.join(ROOT, "node_modules/microsoft-cognitiveservices-speech
 const blocks = [...readFileSync(path.join(ROOT, "README.md"), "utf8").matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
 
 let broker, base, browser, www;
+// blocks of the relay recipe run against a second broker with --relay
+let relayBroker, relayBase;
+const isRelayBlock = (code) => code.includes("/relay/");
 
 function toModule(code) {
   let body = code
@@ -55,12 +58,17 @@ before(async () => {
     writeFileSync(path.join(www, `block${i}.html`),
       `<!doctype html><meta charset="utf-8"><script src="/vendor/microsoft.cognitiveservices.speech.sdk.bundle.js"></script><script type="module" src="block${i}.mjs"></script>`);
   });
-  broker = spawn(BROKER_BIN, ["--listen", "127.0.0.1:0", "--rate-limit", "0", "--www", www, "--pkg", path.join(ROOT, "pkg"), "--vendor", SDK_DIR],
-    { cwd: ROOT, stdio: ["ignore", "pipe", "ignore"] });
-  base = await new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("broker did not start")), 20_000);
-    readline.createInterface({ input: broker.stdout }).once("line", (l) => { clearTimeout(t); resolve(l.replace("listening on ", "")); });
-  });
+  const spawnBroker = async (extra) => {
+    const child = spawn(BROKER_BIN, ["--listen", "127.0.0.1:0", "--rate-limit", "0", "--www", www, "--pkg", path.join(ROOT, "pkg"), "--vendor", SDK_DIR, ...extra],
+      { cwd: ROOT, stdio: ["ignore", "pipe", "ignore"] });
+    const url = await new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error("broker did not start")), 20_000);
+      readline.createInterface({ input: child.stdout }).once("line", (l) => { clearTimeout(t); resolve(l.replace("listening on ", "")); });
+    });
+    return [child, url];
+  };
+  [broker, base] = await spawnBroker([]);
+  if (blocks.some(isRelayBlock)) [relayBroker, relayBase] = await spawnBroker(["--relay"]);
   browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -71,6 +79,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   broker?.kill();
+  relayBroker?.kill();
   if (www) rmSync(www, { recursive: true, force: true });
 });
 
@@ -88,7 +97,7 @@ for (let i = 0; i < blocks.length; i++) {
     page.on("console", (m) => logs.push(m.text()));
     page.on("pageerror", (e) => logs.push("pageerror: " + e.message));
     await page.exposeFunction("__violation", (v) => violations.push(v)).catch(() => {});
-    await page.goto(`${base}/block${i}.html`);
+    await page.goto(`${isRelayBlock(blocks[i]) ? relayBase : base}/block${i}.html`);
     await page.waitForFunction(() => window.__readme?.done, null, { timeout: 30_000 });
     const outcome = await page.evaluate(() => window.__readme);
     assert.equal(outcome.error, undefined, `example ${i + 1} threw: ${outcome.error}\n${blocks[i]}`);
@@ -98,6 +107,13 @@ for (let i = 0; i < blocks.length; i++) {
       const deadline = Date.now() + 20_000;
       while (!logs.includes("Hello world.") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
       assert.ok(logs.includes("Hello world."), `quickstart did not log the recognized phrase; console:\n${logs.join("\n")}`);
+    }
+    if (/speakTextAsync/.test(blocks[i])) {
+      // a synthesis example logs how many audio bytes the (fake) service sent
+      const deadline = Date.now() + 20_000;
+      const bytes = () => logs.map((l) => /^(\d+) bytes of audio$/.exec(l)?.[1]).find(Boolean);
+      while (!bytes() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      assert.ok(Number(bytes()) > 0, `the synthesis example got no audio; console:\n${logs.join("\n")}`);
     }
     await context.close();
   });

@@ -12,6 +12,7 @@ use clap::Parser;
 use speech_token_broker::{Args, Broker, RunningBroker, Settings};
 
 pub mod entra;
+pub mod speech;
 
 /// Flags every key/entra test broker needs on loopback (explicit `--auth`, host allow-list, the
 /// entra opt-in); `start` adds them unless the test gives its own.
