@@ -146,6 +146,14 @@ function assertHeaderCredential(conns, service, path, why) {
   }
 }
 
+test("recognizeOnce through the relay: client.speechConfig(SpeechSDK) unchanged", { timeout: 120_000 }, async () => {
+  const { result: r, conns, why } = await services("recognizeOnce", {});
+  assert.equal(r.outcome, "RecognizedSpeech", why);
+  assert.equal(r.text, "Hello world.", why);
+  assert.equal(r.endpointPath, "/relay/speech/recognition/conversation/cognitiveservices/v1", why);
+  assertHeaderCredential(conns, "recognition", "/speech/recognition/conversation/cognitiveservices/v1", why);
+});
+
 test("translation through the relay: client.speechTranslationConfig(SpeechSDK) unchanged", { timeout: 120_000 }, async () => {
   const { result: r, conns, why } = await services("translate", { to: ["de", "fr"] });
   assert.equal(r.outcome, "TranslatedSpeech", why);

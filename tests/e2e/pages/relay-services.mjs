@@ -1,4 +1,4 @@
-// Translation, synthesis and upstream failures with the real Speech SDK through the broker's
+// Recognition, translation, synthesis and upstream failures with the real Speech SDK through the broker's
 // relay (--relay). Used by tests/e2e/relay.test.mjs through `window.rs`. Each run returns plain
 // data; SDK error details carry the WebSocket URL (and so the ticket): only the status code and
 // the "websocket error code" are kept.
@@ -83,6 +83,26 @@ async function configFor(sdk, kind, { credential = "client", path, waitMs = 0, p
   const config = sdk[kind].fromEndpoint(new URL(endpoint));
   config.authorizationToken = credential === "tampered" ? tamper(grant.token) : grant.token;
   return { config, client: null, endpoint };
+}
+
+/** SpeechRecognizer.recognizeOnceAsync through the relay: the module's speechConfig() as is. */
+export async function recognizeOnce() {
+  const sdk = window.SpeechSDK;
+  const { config, client, endpoint } = await configFor(sdk, "SpeechConfig", {});
+  config.speechRecognitionLanguage = "en-US";
+  const recognizer = new sdk.SpeechRecognizer(config, sdk.AudioConfig.fromWavFileInput(new File([makeWav(2)], "a.wav")));
+  client.attach(recognizer);
+  try {
+    const r = await Promise.race([
+      new Promise((res, rej) => recognizer.recognizeOnceAsync(res, (e) => rej(new Error(String(e).slice(0, 200))))),
+      sleep(HANG_MS).then(() => "timeout"),
+    ]);
+    if (r === "timeout") return { outcome: "timeout" };
+    return { outcome: sdk.ResultReason[r.reason], text: r.text ?? null, endpointPath: new URL(endpoint).pathname };
+  } finally {
+    try { recognizer.close(); } catch { /* closed */ }
+    client.dispose();
+  }
 }
 
 /** TranslationRecognizer.recognizeOnceAsync through the relay; `to`: target languages. */
@@ -216,5 +236,5 @@ export async function translateContinuously({ runMs = 16_000, to = ["de"] } = {}
 }
 
 await init();
-window.rs = { translate, translateContinuously, synthesize, recognizeUntilCanceled, tokens: () => [...tokens] };
+window.rs = { recognizeOnce, translate, translateContinuously, synthesize, recognizeUntilCanceled, tokens: () => [...tokens] };
 document.getElementById("status").textContent = typeof window.SpeechSDK === "object" ? "ready" : "SpeechSDK missing";
