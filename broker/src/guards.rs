@@ -12,9 +12,13 @@ use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::json;
 
+use crate::auth::{bearer, Authenticator};
 use crate::http::{json_error, NO_STORE};
 use crate::origin::{allowed_request_headers, is_loopback_peer, OriginDecision};
+use crate::relay::refuse;
+use crate::speech::presented_token;
 use crate::state::AppState;
+use crate::upstream::now_unix;
 
 /// Paths a load balancer probes by IP or internal name: they answer nothing secret, so the
 /// `Host` allow-list does not apply to them.
@@ -129,4 +133,50 @@ pub async fn origin_guard(State(st): State<Arc<AppState>>, req: Request, next: N
         add_cors(h, o);
     }
     resp
+}
+
+/// `/relay/*` with `--auth entra`: when the upgrade also carries the app user's own token
+/// (`Authorization: Bearer`, with the ticket in the query as the Speech SDK sends it) — a native
+/// client or an authenticating proxy can send one, a browser's SDK cannot — that user must be the
+/// one the ticket was minted for: another user → 403 `wrong-user`, an invalid token → 401, before
+/// the upstream is contacted. Without one, the ticket alone decides (docs/ARCHITECTURE.md, "The
+/// relay's trust rules"); a ticket that does not verify is left to the relay to refuse.
+pub async fn relay_user_guard(
+    State(st): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (Some(relay), Authenticator::Entra(_)) = (&st.relay, &st.auth) else {
+        return next.run(req).await;
+    };
+    let headers = req.headers();
+    // The ticket: the query's `Authorization` (the SDK), else the header (a native client).
+    let Some(ticket) = presented_token(req.uri().query(), headers) else {
+        return next.run(req).await;
+    };
+    // A user token only if the header is not the ticket itself.
+    if bearer(headers).is_none_or(|t| t == ticket) {
+        return next.run(req).await;
+    }
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let Ok(ticket_subject) = relay.signer.verify(&ticket, origin, host, now_unix()) else {
+        return next.run(req).await;
+    };
+    match st.auth.authenticate(headers).await {
+        Ok(identity) if identity.subject() == ticket_subject => next.run(req).await,
+        Ok(_) => {
+            tracing::info!(reason = "wrong-user", "relay: ticket refused");
+            refuse(relay, StatusCode::FORBIDDEN, "forbidden", "wrong-user")
+        }
+        Err(_) => {
+            tracing::info!(reason = "user-token", "relay: ticket refused");
+            refuse(
+                relay,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "invalid user token",
+            )
+        }
+    }
 }

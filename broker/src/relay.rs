@@ -370,7 +370,8 @@ pub fn strip_ticket(query: Option<&str>) -> String {
         .finish()
 }
 
-fn refuse(relay: &Relay, status: StatusCode, kind: &str, detail: &str) -> Response {
+/// Refuses an upgrade (counted in `refused`) with a JSON error whose `detail` names the reason.
+pub fn refuse(relay: &Relay, status: StatusCode, kind: &str, detail: &str) -> Response {
     relay.refused.fetch_add(1, Ordering::Relaxed);
     json_error(status, kind, Some(json!({ "detail": detail })))
 }

@@ -16,7 +16,7 @@ use crate::admin::{
 };
 use crate::config::{EntraTarget, ModeSettings, Settings};
 use crate::dev_entra;
-use crate::guards::{admin_guard, deadline, host_guard, origin_guard};
+use crate::guards::{admin_guard, deadline, host_guard, origin_guard, relay_user_guard};
 use crate::health::{healthz, readyz};
 use crate::http::json_error;
 use crate::relay::{redirect_probe, relay_ws};
@@ -118,7 +118,11 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
     if let Some(relay) = &state.relay {
         let r = Router::new()
             .route("/relay/{*rest}", any(relay_ws))
-            .with_state(Arc::clone(relay));
+            .with_state(Arc::clone(relay))
+            .route_layer(middleware::from_fn_with_state(
+                Arc::clone(&state),
+                relay_user_guard,
+            ));
         app = app.merge(r);
         if state.dev.is_none() {
             // dev serves its fake Speech service on these paths

@@ -633,3 +633,78 @@ async fn upstream_failures_reach_the_browser_side() {
     assert_eq!(conns[1]["status"], 503);
     assert_eq!(conns[1]["credential"], "header");
 }
+
+/// Opens the relay with the ticket in the query (as the SDK does) and an app-user credential in
+/// the `Authorization` header (a native client or a proxy can send one; a browser's SDK cannot).
+async fn connect_as(u: &str, origin: &str, user_bearer: &str) -> Result<Ws, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = u.into_client_request().unwrap();
+    req.headers_mut().insert("origin", origin.parse().unwrap());
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {user_bearer}").parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_ticket_presented_by_another_user_is_refused() {
+    use common::entra::{fake_entra, sign, user_claims};
+    let e = fake_entra().await;
+    let mut args: Vec<String> = e.broker_args();
+    args.extend(["--relay", "--allow-origin", "https://app.example.com"].map(String::from));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let b = start(&refs, &[]).await;
+    let alice = sign(&user_claims(&e, "alice-oid"));
+    let bob = sign(&user_claims(&e, "bob-oid"));
+    // Alice's ticket, minted for her authenticated token request
+    let r = client()
+        .get(b.url("/api/speech-token"))
+        .header("Origin", "https://app.example.com")
+        .header("Authorization", format!("Bearer {alice}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let grant: Value = r.json().await.unwrap();
+    let endpoint = grant["endpoint"].as_str().unwrap().to_string();
+    let t = grant["token"].as_str().unwrap().to_string();
+    let origin = "https://app.example.com";
+    // Bob presents Alice's ticket: refused before the upstream is contacted
+    assert_eq!(
+        connect_as(&url(&endpoint, &t), origin, &bob).await.err(),
+        Some(403)
+    );
+    // an invalid user credential next to a valid ticket: refused
+    assert_eq!(
+        connect_as(&url(&endpoint, &t), origin, "not.a.jwt")
+            .await
+            .err(),
+        Some(401)
+    );
+    assert_eq!(
+        stats(&b).await["speechConnections"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    // control: Alice herself (and a browser, which sends no user credential) get through
+    let mut ws = connect_as(&url(&endpoint, &t), origin, &alice)
+        .await
+        .unwrap();
+    ws.close(None).await.unwrap();
+    let mut ws = connect(&url(&endpoint, &t), Some(origin)).await.unwrap();
+    ws.close(None).await.unwrap();
+    assert_eq!(
+        stats(&b).await["speechConnections"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}

@@ -29,6 +29,18 @@ pub enum Identity {
     User(User),
 }
 
+impl Identity {
+    /// The name relay tickets are bound to and the session log shows: `tid/oid` for a user,
+    /// else `header` or `anonymous`.
+    pub fn subject(&self) -> String {
+        match self {
+            Identity::User(u) => format!("{}/{}", u.tid, u.oid),
+            Identity::SharedHeader => "header".to_string(),
+            Identity::Anonymous => "anonymous".to_string(),
+        }
+    }
+}
+
 /// Why a token request was not authenticated. Descriptions are fixed strings: nothing from the
 /// presented token is ever echoed.
 #[derive(Debug, Clone, PartialEq, Eq)]
