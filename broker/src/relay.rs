@@ -510,6 +510,22 @@ pub async fn relay_ws(
     })
 }
 
+/// "Message too big" (RFC 6455 §7.4.1).
+const CLOSE_TOO_BIG: u16 = 1009;
+/// "Protocol error" (RFC 6455 §7.4.1).
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+
+/// The close code a failed read from the browser side calls for: 1009 for a frame or message
+/// over the limit, 1002 for a protocol violation, `None` when the connection is simply gone.
+fn client_error_code(e: axum::Error) -> Option<u16> {
+    let inner = e.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>()? {
+        tungstenite::Error::Capacity(_) => Some(CLOSE_TOO_BIG),
+        tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_) => Some(CLOSE_PROTOCOL_ERROR),
+        _ => None,
+    }
+}
+
 /// How a relayed session ended.
 struct Outcome {
     up: u64,
@@ -579,9 +595,24 @@ async fn pipe(
                     out.reason = "idle";
                     break;
                 }
-                Ok(None) | Ok(Some(Err(_))) => {
+                Ok(None) => {
                     let _ = us.send(upstream_close(1000, "client gone")).await;
                     out.reason = "client-gone";
+                    break;
+                }
+                Ok(Some(Err(e))) => {
+                    // A frame over --relay-max-frame (or a protocol violation) ends the session
+                    // with the code that says so, on both sides.
+                    let (code, why, reason) = match client_error_code(e) {
+                        Some(CLOSE_TOO_BIG) => (CLOSE_TOO_BIG, "frame too large", "client-frame-too-large"),
+                        Some(code) => (code, "protocol error", "client-protocol-error"),
+                        None => (1000, "client gone", "client-gone"),
+                    };
+                    let _ = us.send(upstream_close(1000, why)).await;
+                    if code != 1000 {
+                        let _ = cs.send(client_close(code, why)).await;
+                    }
+                    out.reason = reason;
                     break;
                 }
                 Ok(Some(Ok(Message::Close(c)))) => {

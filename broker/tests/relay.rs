@@ -708,3 +708,41 @@ async fn a_ticket_presented_by_another_user_is_refused() {
         2
     );
 }
+
+/// The close code the relay ends `ws` with (`None`: the connection ended without a close frame).
+async fn close_code(ws: &mut Ws) -> Option<u16> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the relay closed the session")
+}
+
+#[tokio::test]
+async fn a_frame_over_the_limit_closes_the_session_with_1009() {
+    let b = start(&["--relay", "--relay-max-frame", "4096"], &[]).await;
+    let v = ticket(&b, None).await;
+    let u = url(
+        v["endpoint"].as_str().unwrap(),
+        v["token"].as_str().unwrap(),
+    );
+    // control: an audio-sized frame under the limit passes; the session stays open
+    let mut ok = connect(&u, None).await.unwrap();
+    ok.send(common::speech::audio_frame("R1", &[0u8; 3200]))
+        .await
+        .unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(800), ok.next()).await;
+    assert!(quiet.is_err(), "session still open: {quiet:?}");
+    // over the limit: "message too big" (RFC 6455 §7.4.1), not a silent drop
+    let mut big = connect(&u, None).await.unwrap();
+    big.send(Message::Binary(vec![0u8; 8000].into()))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut big).await, Some(1009));
+}
