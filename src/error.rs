@@ -232,8 +232,8 @@ impl From<Invalid> for Error {
     }
 }
 
-/// Parses a `Retry-After` header value in its delta-seconds form. The HTTP-date form is rare
-/// for token endpoints and is treated as absent (the caller then backs off exponentially).
+/// Parses a `Retry-After` header value in its delta-seconds form (the HTTP-date form is read by
+/// the shell with the browser's date parser, then [`retry_after_from_date`]).
 pub fn parse_retry_after(value: &str) -> Option<u32> {
     let value = value.trim();
     if value.is_empty() || value.len() > 9 || !value.bytes().all(|b| b.is_ascii_digit()) {
@@ -242,9 +242,27 @@ pub fn parse_retry_after(value: &str) -> Option<u32> {
     value.parse().ok()
 }
 
+/// A `Retry-After` HTTP date (`date_ms`) as whole seconds from `now_ms`, which should be the
+/// broker's own `Date` when known (RFC 9110 §10.2.3: the two dates come from the same clock):
+/// rounded up, a past date is 0, an unparsable one (`NaN`) is `None`.
+pub fn retry_after_from_date(date_ms: f64, now_ms: f64) -> Option<u32> {
+    let seconds = ((date_ms - now_ms) / 1000.0).ceil();
+    seconds
+        .is_finite()
+        .then(|| seconds.clamp(0.0, f64::from(u32::MAX)) as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_dates_count_whole_seconds_from_the_brokers_clock() {
+        assert_eq!(retry_after_from_date(31_000.0, 1_000.0), Some(30));
+        assert_eq!(retry_after_from_date(31_001.0, 1_000.0), Some(31));
+        assert_eq!(retry_after_from_date(0.0, 1_000.0), Some(0));
+        assert_eq!(retry_after_from_date(f64::NAN, 1_000.0), None);
+    }
 
     #[test]
     fn statuses_map_to_kinds() {

@@ -59,6 +59,16 @@ fn json(body: &str) -> JsValue {
     )
 }
 
+/// `Date: <now>` and `Retry-After: <now + ahead_ms>`, both as HTTP dates (RFC 9110 §10.2.3).
+fn http_date_headers(ahead_ms: f64) -> JsValue {
+    let now = (js_sys::Date::now() / 1000.0).floor() * 1000.0;
+    let date = |ms: f64| js_sys::Date::new(&JsValue::from(ms)).to_utc_string();
+    object(&[
+        ("date", date(now).into()),
+        ("retry-after", date(now + ahead_ms).into()),
+    ])
+}
+
 fn status(code: u16, headers: JsValue) -> JsValue {
     // A body that looks like a token: it must never surface in the error.
     raw_answer(
@@ -189,6 +199,24 @@ fn http_and_transport_cases() -> Vec<Case> {
                 "429 with Retry-After: 7",
                 status(429, object(&[("retry-after", "7".into())])),
                 "rate-limited",
+            )
+        },
+        Case {
+            status: Some(429.0),
+            retry_after: Some(30.0),
+            ..case(
+                "429 with Retry-After as an HTTP date 30 s after the broker's Date",
+                status(429, http_date_headers(30_000.0)),
+                "rate-limited",
+            )
+        },
+        Case {
+            status: Some(503.0),
+            retry_after: Some(30.0),
+            ..case(
+                "503 with Retry-After as an HTTP date 30 s after the broker's Date",
+                status(503, http_date_headers(30_000.0)),
+                "http",
             )
         },
         Case {

@@ -575,6 +575,35 @@ fn rate_limited_retry_after_is_honoured() {
 }
 
 #[test]
+fn a_retry_after_of_zero_still_backs_off() {
+    // A broker answering 429/503 with `Retry-After: 0` (or 1) over and over must not turn the
+    // client into a loop: the header is a minimum, the client's own growing backoff (never zero)
+    // applies when it asks for less.
+    for status in [429, 503] {
+        let mut m = Machine::new(RefreshPolicy::default());
+        let _ = m.demand(at(0.0));
+        let mut t = 0.0;
+        let mut retries = 0;
+        while t < 10.0 {
+            let d = m.response(at(t), Err(Error::from_status(status, Some(0))), 0.0);
+            assert_eq!(fetches(&d), 0, "{status}: retried at once at {t} s");
+            let next = (m.next_refresh_at().unwrap() - WALL0) / 1000.0;
+            assert!(next > t, "{status}: next try {next} s not after {t} s");
+            t = next;
+            assert_eq!(fetches(&m.timer_fired(at(t))), 1);
+            retries += 1;
+        }
+        assert!(retries <= 6, "{status}: {retries} requests in 10 s");
+    }
+    // A Retry-After longer than the backoff is still honoured exactly (see above), and a
+    // zero one waits at least the first backoff step's floor.
+    let mut m = Machine::new(RefreshPolicy::default());
+    let _ = m.demand(at(0.0));
+    let _ = m.response(at(0.0), Err(Error::from_status(429, Some(0))), 0.0);
+    assert!(m.next_refresh_at().unwrap() - WALL0 >= 500.0);
+}
+
+#[test]
 fn retry_after_yields_to_expiry() {
     let mut m = default_with_token(600.0);
     let _ = m.tick(at(480.0));

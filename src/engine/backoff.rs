@@ -43,6 +43,14 @@ pub fn final_error_hold(attempt: u32, jitter: f64) -> f64 {
     ceiling * (0.5 + 0.5 * jitter)
 }
 
+/// The least a retry waits when the broker's `Retry-After` asks for less (`0`, repeated): the
+/// header is a minimum, and the client's own growing, never-zero delay ([`final_error_hold`]'s
+/// equal jitter: 0.5–1 s, doubling to 30 s) keeps a broker answering `Retry-After: 0` from
+/// turning every tab into a request loop.
+pub fn retry_after_floor(attempt: u32, jitter: f64) -> f64 {
+    final_error_hold(attempt, jitter)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,9 @@
 //! a fetch, resolve or reject waiting callers, publish a token, emit events, arm one timer. That
 //! makes every rule testable natively, with simulated time, down to the millisecond.
 
-use crate::engine::backoff::{final_error_hold, retry_delay, MAX_RETRY_AFTER_MS};
+use crate::engine::backoff::{
+    final_error_hold, retry_after_floor, retry_delay, MAX_RETRY_AFTER_MS,
+};
 use crate::engine::policy::{RefreshPolicy, HIDDEN_TIMER_GRANULARITY_MS, JITTER_FRACTION};
 use crate::engine::token::{Grant, Token};
 use crate::error::{Error, Invalid};
@@ -705,7 +707,10 @@ impl Machine {
         self.retry_is_network = matches!(error, Error::Network | Error::Timeout | Error::Headers);
         let delay = match rule {
             Retry::Stop => None,
-            Retry::After(ms) => Some(ms.min(MAX_RETRY_AFTER_MS)),
+            Retry::After(ms) => Some(
+                ms.max(retry_after_floor(self.attempt, jitter))
+                    .min(MAX_RETRY_AFTER_MS),
+            ),
             Retry::Backoff => Some(retry_delay(self.attempt, jitter)),
         };
         self.attempt = self.attempt.saturating_add(1);

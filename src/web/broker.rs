@@ -16,7 +16,7 @@ use crate::engine::token::{
     parse_grant_at, AnswerClock, Json, JsonError, UrlParser, UrlParts, MAX_BODY_BYTES,
 };
 use crate::engine::Grant;
-use crate::error::{parse_retry_after, Error, Invalid};
+use crate::error::{parse_retry_after, retry_after_from_date, Error, Invalid};
 use crate::web::clock;
 use crate::web::js::get;
 use crate::web::timer::Timeout;
@@ -261,8 +261,19 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
         return Err(Error::Network);
     }
     let header = |name: &str| response.headers().get(name);
+    // The broker's clock (its `Date` header), when this origin may read it: absolute times
+    // (`Retry-After` dates, `expiresOn`, a JWT's `exp`) are judged against it, so a wrong
+    // browser clock does not matter (docs/ARCHITECTURE.md).
+    let server_ms = header("date")
+        .map(|d| js_sys::Date::parse(&d))
+        .filter(|ms| ms.is_finite());
     if !(200..300).contains(&status) {
-        let retry_after = header("retry-after").as_deref().and_then(parse_retry_after);
+        let retry_after = header("retry-after").and_then(|value| {
+            parse_retry_after(&value).or_else(|| {
+                let now = server_ms.unwrap_or_else(|| clock::now().wall_ms);
+                retry_after_from_date(js_sys::Date::parse(&value), now)
+            })
+        });
         return Err(Error::from_status(status, retry_after));
     }
     if header("content-length")
@@ -282,11 +293,6 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
         })?;
     // A token is ASCII: a body that is not UTF-8 holds none.
     let text = core::str::from_utf8(&body).map_err(|_| Invalid::TokenCharacters)?;
-    // The broker's clock (its `Date` header), when this origin may read it: absolute expiries
-    // are judged against it, so a wrong browser clock does not matter (docs/ARCHITECTURE.md).
-    let server_ms = header("date")
-        .map(|d| js_sys::Date::parse(&d))
-        .filter(|ms| ms.is_finite());
     parse_grant_at(
         text,
         content_type.as_deref(),
