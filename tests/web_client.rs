@@ -331,6 +331,30 @@ async fn listeners_unsubscribe_survive_a_throwing_peer_and_see_idle_fetching_val
     );
     let bad = client.on("tokens", events.listener("tokens"));
     assert_speech_error(&bad.unwrap_err(), "config", &[], "unknown event name");
+    // a listener that is not a function is refused at once, not a TypeError at every event
+    let not_functions: [JsValue; 3] = [5.into(), js_sys::Object::new().into(), JsValue::NULL];
+    for listener in not_functions {
+        let bad = client.on("token", listener.unchecked_into());
+        assert_speech_error(
+            &bad.unwrap_err(),
+            "config",
+            &[],
+            "a listener that is no function",
+        );
+    }
+    catch_page_errors();
+    answer(token_answer("tok-events-2", 600.0, JsValue::UNDEFINED));
+    settle(client.refresh_now()).await.unwrap();
+    let reported = strings(&stop_catching_page_errors());
+    // control: the throwing listener's failure is still reported; nothing else is
+    assert!(
+        reported.iter().any(|m| m.contains("listener failure")),
+        "{reported:?}"
+    );
+    assert!(
+        reported.iter().all(|m| m.contains("listener failure")),
+        "no TypeError from a refused listener: {reported:?}"
+    );
     finish(client).await;
 }
 

@@ -159,6 +159,9 @@ impl TokenClient {
         let kind = EventKind::parse(event).ok_or_else(|| {
             config_error("unknown event: use token, refreshing, error, expired, status or detach")
         })?;
+        if !listener.is_function() {
+            return Err(config_error("the listener must be a function"));
+        }
         if self.shell.disposed() {
             return Err(to_js(&Error::Disposed));
         }
