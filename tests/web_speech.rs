@@ -108,6 +108,40 @@ async fn attached_targets_follow_refreshes_until_closed_or_detached() {
 }
 
 #[wasm_bindgen_test]
+async fn attaching_an_object_whose_setter_throws_detaches_it_with_an_event() {
+    install_fake_broker();
+    answer(token_answer("tok-closed", 600.0, JsValue::UNDEFINED));
+    let client = client();
+    let events = record_events(&client);
+    expect_token(&client, "tok-closed").await;
+    // Already closed (its setter throws) when attached, while a token is held.
+    let closed = FakeTarget::new();
+    js_sys::Reflect::set(&closed, &"closed".into(), &true.into()).unwrap();
+    let outcome = client.attach(closed.clone().into());
+    assert!(
+        outcome.is_ok(),
+        "the app's setter error is not thrown out of attach()"
+    );
+    assert_eq!(client.attached_count(), 0, "not kept as a target");
+    let detaches = events.details("detach");
+    assert_eq!(detaches.length(), 1, "one detach event");
+    let detail = detaches.get(0);
+    assert!(js_sys::Object::is(&get(&detail, "target"), &closed));
+    assert_eq!(get_str(&detail, "reason").as_deref(), Some("closed"));
+    assert!(
+        !js_sys::Object::has_own(closed.unchecked_ref::<js_sys::Object>(), &"close".into()),
+        "its close hooks are removed"
+    );
+    // control: an open target is kept and gets the token
+    let open = FakeTarget::new();
+    client.attach(open.clone().into()).unwrap();
+    assert_eq!(client.attached_count(), 1);
+    assert_eq!(strings(&open.values()), ["tok-closed"]);
+    assert_eq!(events.details("detach").length(), 1);
+    finish(client).await;
+}
+
+#[wasm_bindgen_test]
 async fn token_credential_resolves_an_access_token_matching_the_client() {
     install_fake_broker();
     answer(token_answer("tok-cred", 600.0, JsValue::UNDEFINED));

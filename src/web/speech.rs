@@ -205,7 +205,12 @@ fn attach(shell: &Rc<Shell>, target: &JsValue) -> Result<(), JsValue> {
     let token = shell.token_js();
     match token {
         Some(token) => {
-            js_sys::Reflect::set(object, &JsValue::from_str(TOKEN_KEY), &token)?;
+            // A throwing setter is a closed SDK object (as on a refresh): it is detached with
+            // a `detach` event ("closed") and loses its hooks; the app's error is not rethrown.
+            if js_sys::Reflect::set(object, &JsValue::from_str(TOKEN_KEY), &token).is_err() {
+                hooks::unhook(object, shell.id());
+                shell.target_closed(object);
+            }
         }
         None => {
             // Start fetching; the token reaches the target when it arrives. Failures are
