@@ -415,6 +415,17 @@ async fn bad_options_throw_config_errors() {
         "credentials",
     );
     expect_config_error(options(&[("headers", 5.into())]), "headers 5", "headers");
+    // Names and values the browser refuses fail at construction, not on every request.
+    expect_config_error(
+        options(&[("headers", object(&[("bad name", "x".into())]))]),
+        "a header name with a space",
+        "headers",
+    );
+    expect_config_error(
+        options(&[("headers", object(&[("X-Ok", "a\r\nInjected: b".into())]))]),
+        "a header value with CR LF",
+        "headers",
+    );
     expect_config_error(JsValue::UNDEFINED, "no options at all", "brokerUrl");
     // Accepted: http on loopback, https, same-origin relative (nothing is fetched yet).
     for url in [
@@ -474,6 +485,49 @@ async fn the_request_carries_the_chosen_credentials_method_and_headers() {
     );
     let _ = settle(client.refresh_now()).await.unwrap();
     assert_eq!(get(&provider, "calls").as_f64(), Some(2.0));
+    client.dispose();
+
+    // Any HeadersInit the browser takes: a `Headers` object (static or from the function),
+    // or name/value pairs; never silently dropped.
+    let mut init = js_sys::Array::new();
+    init.push(&js_sys::Array::of2(
+        &"Authorization".into(),
+        &"Bearer pairs-4".into(),
+    ));
+    let built = |entries: &JsValue| -> JsValue {
+        js_sys::Reflect::construct(
+            &get(&js_sys::global(), "Headers").into(),
+            &js_sys::Array::of1(entries),
+        )
+        .unwrap()
+    };
+    let headers_object = built(&init);
+    let client = TokenClient::new(options(&[("headers", headers_object.clone())])).unwrap();
+    expect_token(&client, "tok-req").await;
+    assert_eq!(
+        get_str(&get(&last_request(), "headers"), "authorization").as_deref(),
+        Some("Bearer pairs-4"),
+        "a static Headers object"
+    );
+    client.dispose();
+    let provider = async_headers(headers_object);
+    let client = TokenClient::new(options(&[("headers", provider.into())])).unwrap();
+    expect_token(&client, "tok-req").await;
+    assert_eq!(
+        get_str(&get(&last_request(), "headers"), "authorization").as_deref(),
+        Some("Bearer pairs-4"),
+        "a Headers object from the function"
+    );
+    client.dispose();
+    init = js_sys::Array::of1(&js_sys::Array::of2(&"X-Pair".into(), &"pair-5".into()));
+    let client =
+        TokenClient::new(options(&[("headers", async_headers(init.into()).into())])).unwrap();
+    expect_token(&client, "tok-req").await;
+    assert_eq!(
+        get_str(&get(&last_request(), "headers"), "x-pair").as_deref(),
+        Some("pair-5"),
+        "name/value pairs from the function"
+    );
     client.dispose();
 
     // A header function that rejects: kind `headers` (retried later), and no request is sent.

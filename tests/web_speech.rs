@@ -117,7 +117,7 @@ async fn attaching_an_object_whose_setter_throws_detaches_it_with_an_event() {
     // Already closed (its setter throws) when attached, while a token is held.
     let closed = FakeTarget::new();
     js_sys::Reflect::set(&closed, &"closed".into(), &true.into()).unwrap();
-    let outcome = client.attach(closed.clone().into());
+    let outcome = client.attach(closed.clone());
     assert!(
         outcome.is_ok(),
         "the app's setter error is not thrown out of attach()"
@@ -134,7 +134,7 @@ async fn attaching_an_object_whose_setter_throws_detaches_it_with_an_event() {
     );
     // control: an open target is kept and gets the token
     let open = FakeTarget::new();
-    client.attach(open.clone().into()).unwrap();
+    client.attach(open.clone()).unwrap();
     assert_eq!(client.attached_count(), 1);
     assert_eq!(strings(&open.values()), ["tok-closed"]);
     assert_eq!(events.details("detach").length(), 1);

@@ -26,8 +26,8 @@ use crate::web::timer::Timeout;
 pub enum HeaderSource {
     /// No extra headers.
     None,
-    /// The same headers on every request.
-    Static(js_sys::Object),
+    /// The same headers on every request (checked at construction by [`request_headers`]).
+    Static(JsValue),
     /// A function returning headers (or a promise of them), called before every request: for
     /// the app's own short-lived session bearer.
     Provider(js_sys::Function),
@@ -102,17 +102,54 @@ async fn until_aborted(promise: js_sys::Promise, signal: &AbortSignal) -> Result
     result
 }
 
-/// The request headers. A failure of the app's `headers` function (it threw, rejected, gave a
-/// non-object, or a name/value the browser refuses) is kind `headers`: retried like a network
-/// failure. Static headers were validated at construction.
+/// Why the app's headers cannot be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadHeaders {
+    /// A record with a value that is not a string (a number is a mistake, not a header).
+    NotAString,
+    /// Not a record, a `Headers` or name/value pairs, or a name or value the browser refuses.
+    Refused,
+}
+
+/// The request's headers from the app's `HeadersInit`: a record of string values, a `Headers`
+/// object or name/value pairs (`null`/`undefined`: none), checked by the browser's own
+/// `new Headers(init)`; then `Accept`, unless the app set one. The values stay JS strings: the
+/// app's session bearer never enters wasm memory.
+pub(crate) fn request_headers(init: &JsValue) -> Result<Headers, BadHeaders> {
+    let headers = if init.is_undefined() || init.is_null() {
+        Headers::new().map_err(|_| BadHeaders::Refused)?
+    } else {
+        if !init.is_object() {
+            return Err(BadHeaders::Refused);
+        }
+        let iterable = js_sys::Reflect::has(init, &js_sys::Symbol::iterator()).unwrap_or(false);
+        if !iterable {
+            let all_strings = js_sys::Object::entries(init.unchecked_ref())
+                .iter()
+                .all(|entry| entry.unchecked_into::<js_sys::Array>().get(1).is_string());
+            if !all_strings {
+                return Err(BadHeaders::NotAString);
+            }
+        }
+        JsHeaders::new(init)
+            .map_err(|_| BadHeaders::Refused)?
+            .unchecked_into()
+    };
+    if !headers.has("accept").map_err(|_| BadHeaders::Refused)? {
+        headers
+            .set("Accept", "application/json, text/plain")
+            .map_err(|_| BadHeaders::Refused)?;
+    }
+    Ok(headers)
+}
+
+/// The request headers. A failure of the app's `headers` function (it threw, rejected, or gave
+/// something [`request_headers`] refuses) is kind `headers`: retried like a network failure.
+/// Static headers were validated at construction.
 async fn build_headers(source: &HeaderSource, signal: &AbortSignal) -> Result<Headers, Error> {
-    let headers = Headers::new().map_err(|_| Error::Headers)?;
-    headers
-        .set("Accept", "application/json, text/plain")
-        .map_err(|_| Error::Headers)?;
     let object = match source {
-        HeaderSource::None => return Ok(headers),
-        HeaderSource::Static(object) => JsValue::from(object.clone()),
+        HeaderSource::None => JsValue::UNDEFINED,
+        HeaderSource::Static(object) => object.clone(),
         HeaderSource::Provider(function) => {
             // Never call the app for a request that is already cancelled (`dispose()`).
             if signal.aborted() {
@@ -127,38 +164,18 @@ async fn build_headers(source: &HeaderSource, signal: &AbortSignal) -> Result<He
                 .map_err(|_| Error::Headers)?
         }
     };
-    if object.is_undefined() || object.is_null() {
-        return Ok(headers);
-    }
-    let object: js_sys::Object = object.dyn_into().map_err(|_| Error::Headers)?;
-    if !JsValue::from(&object).is_object() {
-        return Err(Error::Headers);
-    }
-    for entry in js_sys::Object::entries(&object).iter() {
-        let pair: js_sys::Array = entry.unchecked_into();
-        let (name, value) = (pair.get(0), pair.get(1));
-        if !name.is_string() || !value.is_string() {
-            return Err(Error::Headers);
-        }
-        // Passed as JS strings: the app's session bearer never enters wasm memory.
-        set_header(&headers, &name, &value).map_err(|_| Error::Headers)?;
-    }
-    Ok(headers)
+    request_headers(&object).map_err(|_| Error::Headers)
 }
 
 #[wasm_bindgen]
 extern "C" {
-    /// `Headers`, bound for a `set` that takes JS strings as they are.
+    /// `Headers`, bound for a constructor that takes any `HeadersInit` as a JS value (web-sys's
+    /// typed ones would copy a credential into wasm memory).
     #[wasm_bindgen(js_name = Headers)]
     type JsHeaders;
-    /// `headers.set(name, value)` (web-sys's takes `&str`, which would copy a credential into
-    /// wasm memory).
-    #[wasm_bindgen(method, catch, js_name = set)]
-    fn set(this: &JsHeaders, name: &JsValue, value: &JsValue) -> Result<(), JsValue>;
-}
-
-fn set_header(headers: &Headers, name: &JsValue, value: &JsValue) -> Result<(), JsValue> {
-    headers.unchecked_ref::<JsHeaders>().set(name, value)
+    /// `new Headers(init)`: throws on a shape, name or value the browser refuses.
+    #[wasm_bindgen(constructor, catch, js_class = "Headers")]
+    fn new(init: &JsValue) -> Result<JsHeaders, JsValue>;
 }
 
 /// Reads the body into one buffer that is wiped when dropped, stopping as soon as it exceeds

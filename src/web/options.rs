@@ -8,7 +8,7 @@ use web_sys::RequestCredentials;
 
 use crate::engine::token::{check_broker_url, Field};
 use crate::engine::RefreshPolicy;
-use crate::web::broker::{unbracket, BrokerConfig, HeaderSource};
+use crate::web::broker::{request_headers, unbracket, BadHeaders, BrokerConfig, HeaderSource};
 use crate::web::js_error::{config_error, to_js};
 
 /// The constructor's options, read by serde-wasm-bindgen. Unknown keys are rejected
@@ -142,17 +142,19 @@ impl Settings {
         } else if let Some(function) = options.headers.dyn_ref::<js_sys::Function>() {
             HeaderSource::Provider(function.clone())
         } else if options.headers.is_object() {
-            let object: js_sys::Object = options.headers.clone().unchecked_into();
-            let all_strings = js_sys::Object::entries(&object).iter().all(|entry| {
-                let pair: js_sys::Array = entry.unchecked_into();
-                pair.get(1).is_string()
-            });
-            if !all_strings {
-                return Err(config_error(
-                    "every value of the headers object must be a string",
-                ));
+            match request_headers(&options.headers) {
+                Ok(_) => HeaderSource::Static(options.headers.clone()),
+                Err(BadHeaders::NotAString) => {
+                    return Err(config_error(
+                        "every value of the headers object must be a string",
+                    ))
+                }
+                Err(BadHeaders::Refused) => {
+                    return Err(config_error(
+                        "headers holds a name or value the browser refuses (or is not a record, a Headers or name/value pairs)",
+                    ))
+                }
             }
-            HeaderSource::Static(object)
         } else {
             return Err(config_error(
                 "headers must be an object or a function returning one",
