@@ -5,12 +5,18 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
+/** Request headers: a record of strings, or name/value pairs (a `Headers` object, a `Map`, an array); checked by `new Headers()`. No DOM lib needed to name it. */
+export type TokenClientHeaders =
+  | Record<string, string>
+  | Iterable<readonly [string, string]>
+  | { forEach(callback: (value: string, name: string) => void): void };
+
 /** What `new TokenClient(options)` accepts. Unknown keys are rejected (kind "config"). */
 export interface TokenClientOptions {
   /** The token broker: https, a same-origin relative URL, or http on a loopback host. */
   brokerUrl: string;
-  /** Extra request headers (e.g. the app's own session bearer), or a function returning them per request. */
-  headers?: Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>);
+  /** Extra request headers (e.g. the app's own session bearer): a record of strings, a `Headers` or name/value pairs; or a function returning them (or `null`/`undefined`: none) per request. */
+  headers?: TokenClientHeaders | (() => TokenClientHeaders | null | undefined | Promise<TokenClientHeaders | null | undefined>);
   /** Cookie policy for the broker request. Default "same-origin". */
   credentials?: "same-origin" | "include" | "omit";
   /** HTTP method. Default "GET"; "POST" sends an empty body. */

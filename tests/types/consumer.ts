@@ -23,6 +23,14 @@ export async function use(sdk: SpeechSdkLike & TranslationSdkLike): Promise<void
     maxLifetime: 600,
   };
   const client = new TokenClient(options);
+  // any HeadersInit of strings: a Headers object, name/value pairs
+  const fromHeaders = new TokenClient({ brokerUrl: "/api/speech-token", headers: new Headers({ authorization: "Bearer s" }) });
+  const fromPairs = new TokenClient({ brokerUrl: "/api/speech-token", headers: () => [["x-app", "1"]] as const });
+  // @ts-expect-error a header value must be a string
+  const badValue = new TokenClient({ brokerUrl: "/api/speech-token", headers: { "x-app": 5 } });
+  fromHeaders.dispose();
+  fromPairs.dispose();
+  badValue.dispose();
   const token: string = await client.getToken();
   const fresh: string = await client.refreshNow();
   const now: string | undefined = client.token;
