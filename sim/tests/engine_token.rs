@@ -275,6 +275,47 @@ fn json_without_lifetime_uses_the_jwt_then_the_default() {
     assert_eq!(DEFAULT_LIFETIME_MS, 600_000.0);
 }
 
+#[test]
+fn a_stated_lifetime_never_outlives_the_jwts_own_exp() {
+    // A broker repeating a stale `expiresIn: 600` for a cached JWT issued 540 s ago (exp in
+    // 60 s): never served past its `exp`.
+    // Clock-free cap: exp − iat (the issuer's whole lifetime).
+    let t = jwt(&format!(r#"{{"iat":{},"exp":{}}}"#, NOW_S, NOW_S + 60));
+    let g = ok(&format!(r#"{{"token":"{t}","expiresIn":600}}"#), JSON_CT);
+    assert_eq!(g.lifetime_ms, 60_000.0, "capped by exp - iat");
+    let g = ok(
+        &format!(r#"{{"token":"{t}","expiresOn":{}}}"#, NOW_S + 600),
+        JSON_CT,
+    );
+    assert_eq!(g.lifetime_ms, 60_000.0, "expiresOn capped the same way");
+    // With the broker's clock known: exp − (broker now), whatever this machine's clock says.
+    let t = jwt(&format!(
+        r#"{{"iat":{},"exp":{}}}"#,
+        NOW_S - 540,
+        NOW_S + 60
+    ));
+    let body = format!(r#"{{"token":"{t}","expiresIn":600}}"#);
+    let clock = AnswerClock {
+        local_ms: NOW_MS + 3_600_000.0, // this machine's clock is an hour fast
+        server_ms: Some(NOW_MS),
+    };
+    let g = parse_grant_at(&body, JSON_CT, &SerdeJson, clock).unwrap();
+    assert_eq!(g.lifetime_ms, 60_000.0, "exp − broker now");
+    // Without the broker's clock, this machine's clock is not trusted to shorten it (a fast
+    // clock would reject a good token): only exp − iat caps it.
+    let g = ok(&body, JSON_CT);
+    assert_eq!(g.lifetime_ms, 600_000.0);
+    // control: a shorter stated lifetime stands, and an opaque token is unchanged
+    let t = jwt(&format!(r#"{{"iat":{},"exp":{}}}"#, NOW_S, NOW_S + 3600));
+    let g = ok(&format!(r#"{{"token":"{t}","expiresIn":600}}"#), JSON_CT);
+    assert_eq!(g.lifetime_ms, 600_000.0);
+    let g = ok(
+        &format!(r#"{{"token":"{SECRET}","expiresIn":600}}"#),
+        JSON_CT,
+    );
+    assert_eq!(g.lifetime_ms, 600_000.0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // text / JWT bodies
 

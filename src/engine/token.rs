@@ -443,13 +443,52 @@ fn grant_from_reply<J: Json + UrlParser>(
     let secret = token.ok_or(Invalid::MissingToken)?;
     let token = validate_token(secret)?;
     let lifetime_ms = match (expires_in, expires_on) {
-        (Some(seconds), _) => checked_lifetime(seconds * 1000.0)?,
-        (None, Some(epoch_seconds)) => checked_lifetime(epoch_seconds * 1000.0 - clock.now())?,
+        (Some(seconds), _) => {
+            capped_by_jwt(checked_lifetime(seconds * 1000.0)?, &token, json, clock)?
+        }
+        (None, Some(epoch_seconds)) => capped_by_jwt(
+            checked_lifetime(epoch_seconds * 1000.0 - clock.now())?,
+            &token,
+            json,
+            clock,
+        )?,
         (None, None) => {
             lifetime_from_jwt(token.expose(), json, clock)?.unwrap_or(DEFAULT_LIFETIME_MS)
         }
     };
     grant(token, lifetime_ms, region, endpoint, json)
+}
+
+/// A lifetime the broker stated (`expiresIn`, `expiresOn`), capped by the token's own `exp`
+/// where that can be judged without trusting this machine's clock: never past `exp − iat` (the
+/// issuer's whole lifetime), and, when the broker's `Date` is known, never past
+/// `exp − broker now`. So a broker repeating a stale `expiresIn` for a cached JWT cannot make
+/// the client serve it past its `exp`; without the broker's clock, this machine's clock is not
+/// used to shorten a stated lifetime (a fast clock would reject good tokens).
+fn capped_by_jwt<J: Json>(
+    stated_ms: f64,
+    token: &Token,
+    json: &J,
+    clock: AnswerClock,
+) -> Result<f64, Invalid> {
+    let Some((exp, iat)) = jwt_times(token.expose(), json) else {
+        return Ok(stated_ms);
+    };
+    let mut lifetime_ms = stated_ms;
+    // A malformed issuer lifetime caps nothing (as in `lifetime_from_jwt`, it is not "expired").
+    if let Some(issued) = iat.and_then(|iat| checked_lifetime((exp - iat) * 1000.0).ok()) {
+        lifetime_ms = lifetime_ms.min(issued);
+    }
+    // The `Date` as sent (whole seconds, so up to a second early): this cap is for a stale
+    // `expiresIn` (minutes off), and must not cut short-lived tokens by the header's resolution.
+    if let Some(server) = clock.server_ms.filter(|ms| ms.is_finite()) {
+        let left = exp * 1000.0 - server;
+        if left < MIN_LIFETIME_MS {
+            return Err(Invalid::ExpiredOnArrival);
+        }
+        lifetime_ms = lifetime_ms.min(left);
+    }
+    Ok(lifetime_ms)
 }
 
 /// Validates a token another tab of the same origin shared (`shareAcrossTabs`): exactly as
@@ -683,43 +722,40 @@ pub fn is_loopback_host(host: &str) -> bool {
     octets == 3
 }
 
-/// Lifetime of a JWT: `min(exp − now, exp − iat)`, with "now" from [`AnswerClock`] (the
-/// broker's `Date` when known). `exp − now` never serves a cached token past its own `exp`;
-/// `exp − iat` never lets a clock that is behind the issuer's lengthen a token. Read without
-/// verifying anything: only to schedule a refresh. `Ok(None)` when the token is not a JWT or
-/// has no `exp`; `ExpiredOnArrival` when `exp` has passed.
-fn lifetime_from_jwt<J: Json>(
-    token: &str,
-    json: &J,
-    clock: AnswerClock,
-) -> Result<Option<f64>, Invalid> {
+/// A JWT's `exp` and `iat` (epoch seconds), read without verifying anything: only to schedule a
+/// refresh. `None` when the token is not a JWT or has no numeric `exp`.
+fn jwt_times<J: Json>(token: &str, json: &J) -> Option<(f64, Option<f64>)> {
     // `aad#<resourceId>#<jwt>`: the JWT is the last part.
     let jwt = &token[token
         .bytes()
         .rposition(|b| b == b'#')
         .map_or(0, |at| at + 1)..];
-    let Some((_header, payload, _signature)) = three_parts(jwt) else {
-        return Ok(None);
-    };
-    let Some(bytes) = base64url_decode(payload) else {
-        return Ok(None);
-    };
-    let Ok(text) = core::str::from_utf8(&bytes) else {
-        return Ok(None);
-    };
-    let Ok(claims) = json.parse_object::<Claims>(text) else {
-        return Ok(None);
-    };
+    let (_header, payload, _signature) = three_parts(jwt)?;
+    let bytes = base64url_decode(payload)?;
+    let text = core::str::from_utf8(&bytes).ok()?;
+    let claims = json.parse_object::<Claims>(text).ok()?;
     // Only to schedule a refresh, never to trust anything: odd claims mean "no lifetime".
     let number = |field| match field {
         Field::Num(n) if n.is_finite() => Some(n),
         _ => None,
     };
-    let Some(exp) = number(claims.exp) else {
+    Some((number(claims.exp)?, number(claims.iat)))
+}
+
+/// Lifetime of a JWT: `min(exp − now, exp − iat)`, with "now" from [`AnswerClock`] (the
+/// broker's `Date` when known). `exp − now` never serves a cached token past its own `exp`;
+/// `exp − iat` never lets a clock that is behind the issuer's lengthen a token. `Ok(None)` when
+/// the token is not a JWT or has no `exp`; `ExpiredOnArrival` when `exp` has passed.
+fn lifetime_from_jwt<J: Json>(
+    token: &str,
+    json: &J,
+    clock: AnswerClock,
+) -> Result<Option<f64>, Invalid> {
+    let Some((exp, iat)) = jwt_times(token, json) else {
         return Ok(None);
     };
     // The issuer's own lifetime must be sane (a malformed token is not "expired").
-    let issued = match number(claims.iat) {
+    let issued = match iat {
         Some(iat) => Some(checked_lifetime((exp - iat) * 1000.0)?),
         None => None,
     };
