@@ -226,6 +226,42 @@ async fn speech_config_from_a_region_answer_is_built_and_kept_attached() {
         "speechConfig({})",
     )
     .await;
+    // Options are checked like the constructor's: a typo, a malformed region, an endpoint the
+    // broker could not have given, or a non-object never silently change where audio goes.
+    let bad: [(&str, JsValue); 5] = [
+        ("a mistyped key", object(&[("regoin", "westus".into())])),
+        (
+            "a region with a space",
+            object(&[("region", "West US".into())]),
+        ),
+        (
+            "a plain-http endpoint off loopback",
+            object(&[("endpoint", "http://evil.example/x".into())]),
+        ),
+        (
+            "a region that is not a string",
+            object(&[("region", 5.into())]),
+        ),
+        ("a string instead of options", "westus".into()),
+    ];
+    let before = sdk_calls(&sdk).len();
+    for (what, options) in bad {
+        expect_rejection(
+            client.speech_config(sdk.clone(), Some(options)),
+            "config",
+            &["tok-sc"],
+            what,
+        )
+        .await;
+    }
+    assert_eq!(sdk_calls(&sdk).len(), before, "no config was built");
+    // control: valid options are taken
+    let _ =
+        settle(client.speech_config(sdk.clone(), Some(object(&[("region", "westus2".into())]))))
+            .await
+            .unwrap();
+    let calls = sdk_calls(&sdk);
+    assert_eq!(strings(&calls[calls.len() - 1].1)[1], "westus2");
     finish(client).await;
 }
 

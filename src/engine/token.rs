@@ -622,7 +622,7 @@ impl UrlParser for WhatwgUrl {
 }
 
 /// A region is an Azure region name: lowercase ASCII letters and digits.
-fn validate_region(region: &str) -> Result<(), Invalid> {
+pub fn validate_region(region: &str) -> Result<(), Invalid> {
     let ok = !region.is_empty()
         && region.len() <= MAX_REGION_BYTES
         && region

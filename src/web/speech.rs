@@ -19,7 +19,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
+use crate::engine::token::{validate_endpoint, validate_region};
 use crate::error::Error;
+use crate::web::broker::BrowserJson;
 use crate::web::client::TokenClient;
 use crate::web::hooks;
 use crate::web::js::{get, object};
@@ -93,6 +95,60 @@ fn choose_route(
         .or(broker_region.map(Target::Region))
 }
 
+/// `speechConfig(sdk, { region?, endpoint? })`'s options, checked like the constructor's (a typo
+/// or a malformed value never silently changes where the audio goes): only those two keys, a
+/// region name as a broker's would be, an endpoint by the broker answer's rules (`wss:`/`https:`,
+/// `ws:`/`http:` on loopback only) as a string or a `URL`. Read before anything else (a getter
+/// may call back into the client).
+fn route_options(options: &JsValue) -> Result<(Option<String>, Option<String>), JsValue> {
+    if options.is_undefined() || options.is_null() {
+        return Ok((None, None));
+    }
+    if !options.is_object() {
+        return Err(config_error(
+            "speechConfig options must be an object: { region?, endpoint? }",
+        ));
+    }
+    let known = js_sys::Object::keys(options.unchecked_ref::<js_sys::Object>())
+        .iter()
+        .all(|key| matches!(key.as_string().as_deref(), Some("region" | "endpoint")));
+    if !known {
+        return Err(config_error(
+            "unknown speechConfig option: the options are region and endpoint",
+        ));
+    }
+    let text = |key: &str| -> Result<Option<String>, JsValue> {
+        let value = get(options, key);
+        if value.is_undefined() || value.is_null() {
+            return Ok(None);
+        }
+        // A `URL` object stands for its `href`.
+        let value = if value.is_instance_of::<web_sys::Url>() {
+            get(&value, "href")
+        } else {
+            value
+        };
+        value
+            .as_string()
+            .map(Some)
+            .ok_or_else(|| config_error("speechConfig region and endpoint must be strings"))
+    };
+    let region = text("region")?;
+    if let Some(region) = &region {
+        validate_region(region)
+            .map_err(|_| config_error("region must be an Azure region name such as westeurope"))?;
+    }
+    let endpoint = text("endpoint")?;
+    if let Some(endpoint) = &endpoint {
+        validate_endpoint(endpoint, &BrowserJson).map_err(|_| {
+            config_error(
+                "endpoint must be a wss: or https: URL (ws: or http: only on a loopback host)",
+            )
+        })?;
+    }
+    Ok((region, endpoint))
+}
+
 /// Builds `fromAuthorizationToken(token, region)` or `fromEndpoint(new URL(endpoint))`.
 fn build_config(
     sdk: &JsValue,
@@ -144,16 +200,8 @@ async fn speech_config(
             "the first argument must be the Speech SDK namespace",
         ));
     }
+    let (region_option, endpoint_option) = route_options(&options)?;
     let token = JsFuture::from(shell.get_token()).await?;
-    // The app's options are read before the state is (a getter may call back into the client).
-    let option = |key: &str| {
-        if options.is_object() {
-            get(&options, key).as_string()
-        } else {
-            None
-        }
-    };
-    let (region_option, endpoint_option) = (option("region"), option("endpoint"));
     let (broker_region, broker_endpoint) = shell.read(|m| {
         let route = m.route();
         (
