@@ -156,7 +156,7 @@ async fn the_credential_honours_abort_signals_without_cancelling_the_shared_requ
         ),
     ]));
     let client = TokenClient::new(options(&[])).unwrap();
-    let credential = client.token_credential();
+    let credential = client.token_credential().unwrap();
     let scope = JsValue::from_str("https://cognitiveservices.azure.com/.default");
     let other = client.get_token();
     let controller = new_abort();

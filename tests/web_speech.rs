@@ -146,7 +146,7 @@ async fn token_credential_resolves_an_access_token_matching_the_client() {
     install_fake_broker();
     answer(token_answer("tok-cred", 600.0, JsValue::UNDEFINED));
     let client = client();
-    let credential = client.token_credential();
+    let credential = client.token_credential().unwrap();
     let get_token: js_sys::Function = get(&credential, "getToken").into();
     let scope = JsValue::from_str("https://cognitiveservices.azure.com/.default");
     let promise: js_sys::Promise = get_token
@@ -190,6 +190,14 @@ async fn token_credential_resolves_an_access_token_matching_the_client() {
         "credential after dispose",
     )
     .await;
+    // A new credential from a disposed client: thrown at once, like on() and attach().
+    let late = client.token_credential();
+    assert_speech_error(
+        &late.unwrap_err(),
+        "disposed",
+        &[],
+        "tokenCredential() after dispose",
+    );
     finish(client).await;
 }
 
@@ -324,7 +332,7 @@ async fn an_aad_token_passes_unchanged() {
     assert_eq!(token_of(&client).as_deref(), Some(aad));
     // A TokenCredential hands out the Entra token itself (the SDK adds "Bearer "): the aad#
     // prefix belongs to the property path only.
-    let credential = client.token_credential();
+    let credential = client.token_credential().unwrap();
     let access = settle(
         js_sys::Reflect::get(&credential, &"getToken".into())
             .unwrap()

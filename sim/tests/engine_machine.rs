@@ -995,6 +995,18 @@ fn dispose_rejects_clears_drops_and_is_idempotent() {
     assert!(m.ready_token(at(1.0)).is_none());
     assert!(m.expires_at().is_none());
     assert!(m.next_refresh_at().is_none());
+
+    // The route (region, endpoint) goes with the token.
+    let mut m = Machine::new(RefreshPolicy::default());
+    let _ = m.demand(at(0.0));
+    let routed = Grant {
+        region: Some("westeurope".into()),
+        ..grant(600.0)
+    };
+    let _ = m.response(at(0.1), Ok(routed), 0.5);
+    assert!(m.route().is_some());
+    let _ = m.dispose();
+    assert!(m.route().is_none(), "no region or endpoint after dispose()");
 }
 
 #[test]

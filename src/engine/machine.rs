@@ -773,6 +773,7 @@ impl Machine {
         }
         self.disposed = true;
         self.held = None;
+        self.route = None;
         self.in_flight = None;
         self.retry_at = None;
         if self.waiters() > 0 {

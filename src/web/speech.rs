@@ -394,9 +394,13 @@ impl TokenClient {
 
     /// An `@azure/core-auth` `TokenCredential` for `SpeechConfig.fromEndpoint(url, credential)`:
     /// the SDK calls its `getToken()` on every connection, and gets the client's current token.
-    /// The credential keeps the client alive (it rejects with kind `disposed` after `dispose()`).
+    /// The credential keeps the client alive (its `getToken()` rejects with kind `disposed` after
+    /// `dispose()`; a new one from a disposed client throws kind `disposed`).
     #[wasm_bindgen(js_name = tokenCredential, unchecked_return_type = "TokenCredentialLike")]
-    pub fn token_credential(&self) -> JsValue {
+    pub fn token_credential(&self) -> Result<JsValue, JsValue> {
+        if self.shell.disposed() {
+            return Err(to_js(&Error::Disposed));
+        }
         let shell = self.shell.clone();
         shell.in_service();
         let get_token = Closure::<dyn FnMut(JsValue, JsValue) -> js_sys::Promise>::new(
@@ -440,6 +444,6 @@ impl TokenClient {
                 })
             },
         );
-        object(&[("getToken", get_token.into_js_value())])
+        Ok(object(&[("getToken", get_token.into_js_value())]))
     }
 }
