@@ -276,6 +276,44 @@ fn json_without_lifetime_uses_the_jwt_then_the_default() {
 }
 
 #[test]
+fn managed_identity_style_answers_with_numeric_strings_are_read() {
+    // Azure's managed-identity endpoints answer `expires_in`/`expires_on` as digit strings; a
+    // broker passing such an answer through is understood.
+    let g = ok(
+        &format!(r#"{{"access_token":"{SECRET}","expires_in":"3599"}}"#),
+        JSON_CT,
+    );
+    assert_eq!(g.lifetime_ms, 3_599_000.0);
+    let g = ok(
+        &format!(
+            r#"{{"access_token":"{SECRET}","expires_on":"{}"}}"#,
+            NOW_S + 300
+        ),
+        JSON_CT,
+    );
+    assert_eq!(g.lifetime_ms, 300_000.0);
+    // Only plain digits, and only in the OAuth-style fields: anything else is still a wrong
+    // type (the contract's own `expiresIn` stays a number: `wrong_field_types_are_wrong_type`).
+    for bad in [r#""36a""#, r#""-5""#, r#""1e3""#, r#""""#, r#"" 60""#] {
+        rejected(
+            &format!(r#"{{"token":"{SECRET}","expires_in":{bad}}}"#),
+            JSON_CT,
+            Invalid::WrongType,
+            None,
+        );
+    }
+}
+
+#[test]
+fn a_body_with_a_utf8_bom_is_read() {
+    let g = ok(
+        &format!("\u{feff}{{\"token\":\"{SECRET}\",\"expiresIn\":600}}"),
+        JSON_CT,
+    );
+    assert_eq!(g.lifetime_ms, 600_000.0);
+}
+
+#[test]
 fn a_stated_lifetime_never_outlives_the_jwts_own_exp() {
     // A broker repeating a stale `expiresIn: 600` for a cached JWT issued 540 s ago (exp in
     // 60 s): never served past its `exp`.

@@ -265,12 +265,33 @@ fn secret_field(field: Secret) -> Result<Option<Token>, Invalid> {
     }
 }
 
+/// Longest digit string read as a number (epoch seconds have 10 digits until the year 2286).
+const MAX_NUMERIC_STRING: usize = 12;
+
 /// An optional number field; any other type is an error.
 fn number_field(field: Field) -> Result<Option<f64>, Invalid> {
     match field {
         Field::Absent => Ok(None),
         Field::Num(n) => Ok(Some(n)),
         _ => Err(Invalid::WrongType),
+    }
+}
+
+/// An OAuth-style number field (`expires_in`, `expires_on`): a number, or a string of plain
+/// digits, as Azure's managed-identity endpoints answer (`"3599"`), so that a broker passing
+/// such an answer through is understood. The contract's own camelCase fields stay numbers.
+fn oauth_number_field(field: Field) -> Result<Option<f64>, Invalid> {
+    match field {
+        Field::Str(s)
+            if !s.is_empty()
+                && s.len() <= MAX_NUMERIC_STRING
+                && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(Some(
+                s.bytes().fold(0.0, |n, b| n * 10.0 + f64::from(b - b'0')),
+            ))
+        }
+        other => number_field(other),
     }
 }
 
@@ -288,6 +309,8 @@ struct Answer {
     expires_in_snake: Field,
     #[serde(default, rename = "expiresOn")]
     expires_on: Field,
+    #[serde(default, rename = "expires_on")]
+    expires_on_snake: Field,
     #[serde(default)]
     region: Field,
     #[serde(default)]
@@ -317,11 +340,13 @@ impl Reply {
         let token = secret_field(answer.token)?;
         let access_token = secret_field(answer.access_token)?;
         let expires_in = number_field(answer.expires_in)?;
-        let expires_in_snake = number_field(answer.expires_in_snake)?;
+        let expires_in_snake = oauth_number_field(answer.expires_in_snake)?;
+        let expires_on = number_field(answer.expires_on)?;
+        let expires_on_snake = oauth_number_field(answer.expires_on_snake)?;
         Ok(Reply {
             token: token.or(access_token),
             expires_in: expires_in.or(expires_in_snake),
-            expires_on: number_field(answer.expires_on)?,
+            expires_on: expires_on.or(expires_on_snake),
             region: string_field(answer.region)?,
             endpoint: string_field(answer.endpoint)?,
         })
@@ -390,7 +415,8 @@ pub fn parse_grant_at<J: Json + UrlParser>(
     if body.len() > MAX_BODY_BYTES {
         return Err(Invalid::BodyTooLarge.into());
     }
-    let text = body.trim();
+    // A UTF-8 byte order mark (some servers' text and JSON bodies start with one) is not content.
+    let text = body.strip_prefix('\u{feff}').unwrap_or(body).trim();
     if text.is_empty() {
         return Err(Invalid::Empty.into());
     }
