@@ -200,6 +200,97 @@ async fn origin_allow_list_and_cors() {
     assert!(header(&r, "access-control-allow-origin").is_none());
 }
 
+/// `Access-Control-Expose-Headers` of a cross-origin answer, lower-cased, split at commas.
+fn exposed(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .get_all("access-control-expose-headers")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// The browser client judges a JWT's absolute `exp` against the broker's clock, the answer's
+/// `Date` header, which a cross-origin page can read only if it is exposed (docs/ARCHITECTURE.md,
+/// "Token age"); `Retry-After` is read on 429/503. Both on every CORS answer, success and error.
+#[tokio::test]
+async fn cors_answers_expose_date_and_retry_after() {
+    const APP: &str = "https://app.example.com";
+    let b = start(
+        &[
+            "--allow-origin",
+            APP,
+            "--require-header",
+            "X-App-Session",
+            "--rate-limit",
+            "60",
+            "--rate-burst",
+            "2",
+        ],
+        &[("BROKER_REQUIRE_HEADER_VALUE", "s3ss10n")],
+    )
+    .await;
+    let c = client();
+    let url = b.url("/api/speech-token");
+    let check = |r: &reqwest::Response, what: &str| {
+        assert_eq!(
+            header(r, "access-control-allow-origin"),
+            Some(APP),
+            "{what}"
+        );
+        let ex = exposed(r);
+        assert!(ex.iter().any(|h| h == "date"), "{what}: {ex:?}");
+        assert!(ex.iter().any(|h| h == "retry-after"), "{what}: {ex:?}");
+        assert!(
+            header(r, "date").is_some(),
+            "{what}: the header exposed is sent"
+        );
+    };
+    let ok = c
+        .get(&url)
+        .header("Origin", APP)
+        .header("X-App-Session", "s3ss10n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    check(&ok, "200");
+    let unauth = c.get(&url).header("Origin", APP).send().await.unwrap();
+    assert_eq!(unauth.status(), 401);
+    check(&unauth, "401");
+    let put = c.put(&url).header("Origin", APP).send().await.unwrap();
+    assert_eq!(put.status(), 405);
+    check(&put, "405");
+    // burst of 2: the 200 above took one
+    let mut limited = None;
+    for _ in 0..3 {
+        let r = c
+            .get(&url)
+            .header("Origin", APP)
+            .header("X-App-Session", "s3ss10n")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let limited = limited.expect("a 429");
+    assert!(header(&limited, "retry-after").is_some());
+    check(&limited, "429");
+    // a refused origin gets no CORS headers at all
+    let r = c
+        .get(&url)
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(header(&r, "access-control-expose-headers").is_none());
+}
+
 #[tokio::test]
 async fn loopback_origins_allowed_in_dev_by_default() {
     let b = start(&[], &[]).await;
