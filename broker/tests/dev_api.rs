@@ -660,3 +660,135 @@ async fn static_files_with_csp_and_types() {
     assert_ne!(r.status(), 200);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// "Every answer of the broker API is JSON and uncacheable" (`broker/src/http.rs`), 405s included,
+/// whichever room answers them: the token route, health, admin, the relay, the fake Speech
+/// service, the Entra stand-in, the SDK's redirect-probe routes and static files. Each carries
+/// `Allow` (RFC 9110 requires it).
+#[tokio::test]
+async fn every_405_is_a_json_error_with_no_store_and_allow() {
+    use reqwest::Method;
+    async fn check(
+        c: &reqwest::Client,
+        b: &speech_token_broker::RunningBroker,
+        m: Method,
+        path: &str,
+        allows: &str,
+    ) {
+        let what = format!("{m} {}", path.split('?').next().unwrap());
+        let r = c.request(m, b.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 405, "{what}");
+        assert_eq!(
+            header(&r, "content-type"),
+            Some("application/json"),
+            "{what}"
+        );
+        assert_eq!(header(&r, "cache-control"), Some("no-store"), "{what}");
+        assert_eq!(header(&r, "pragma"), Some("no-cache"), "{what}");
+        let allow = header(&r, "allow").unwrap_or_default().to_string();
+        assert!(
+            allow.split(',').any(|a| a.trim() == allows),
+            "{what}: Allow {allow:?} lacks {allows}"
+        );
+        let v: Value = r.json().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(v["error"], "method-not-allowed", "{what}");
+    }
+    let www = std::env::temp_dir().join(format!("stb-405-{}", common::random_hex(6)));
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "<!doctype html><title>t</title>").unwrap();
+    let b = start(&["--relay", "--www", www.to_str().unwrap()], &[]).await;
+    let c = client();
+    let grant: Value = c
+        .get(b.url("/api/speech-token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let relay_path = reqwest::Url::parse(grant["endpoint"].as_str().unwrap())
+        .unwrap()
+        .path()
+        .to_string();
+    let relay = format!(
+        "{relay_path}?Authorization=Bearer%20{}",
+        grant["token"].as_str().unwrap()
+    );
+    let plain: Value = c
+        .get(b.url("/api/speech-token?relay=0"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let speech = format!(
+        "/speech/recognition/conversation/cognitiveservices/v1?Authorization=Bearer%20{}",
+        plain["token"].as_str().unwrap()
+    );
+    for (m, path, allows) in [
+        (Method::PUT, "/api/speech-token", "POST"),
+        (Method::PUT, "/healthz", "GET"),
+        (Method::DELETE, "/readyz", "GET"),
+        (Method::PUT, "/admin/stats", "GET"),
+        (Method::GET, "/admin/ttl", "POST"),
+        (Method::PUT, relay.as_str(), "GET"),
+        (Method::POST, speech.as_str(), "GET"),
+        (Method::PUT, "/index.html", "GET"),
+    ] {
+        check(&c, &b, m, path, allows).await;
+    }
+    // rewritten into JSON, a 405 keeps the CORS headers of the route's origin guard
+    let r = c
+        .put(b.url("/admin/stats"))
+        .header("Origin", "http://localhost:5555")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        Some("http://localhost:5555")
+    );
+    assert!(exposed(&r).iter().any(|h| h == "date"));
+    let e = start(&["--dev-entra"], &[]).await;
+    check(&c, &e, Method::PUT, "/dev-entra/msal-config", "GET").await;
+    check(
+        &c,
+        &e,
+        Method::GET,
+        "/dev-entra/t/oauth2/v2.0/token",
+        "POST",
+    )
+    .await;
+    let key = start(
+        &[
+            "--mode",
+            "key",
+            "--region",
+            "westeurope",
+            "--sts-base",
+            "http://127.0.0.1:9",
+            "--relay",
+        ],
+        &[("SPEECH_KEY", "k")],
+    )
+    .await;
+    check(
+        &c,
+        &key,
+        Method::PUT,
+        "/speech/recognition/conversation/cognitiveservices/v1",
+        "GET",
+    )
+    .await;
+    check(
+        &c,
+        &key,
+        Method::PUT,
+        "/tts/cognitiveservices/websocket/v1",
+        "GET",
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&www);
+}
