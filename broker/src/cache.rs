@@ -4,7 +4,8 @@
 //! * Slow path (no token, or past its refresh point): single flight. The first caller spawns the
 //!   upstream request as a task and publishes it as a shared future; every concurrent caller awaits
 //!   that same future (success or failure alike), so a burst costs exactly one upstream call.
-//! * Refresh point: `expiresAt - margin`, margin = max(30 s, 20% of lifetime), at most half of it.
+//! * Refresh point: `expiresAt - margin`, margin = 1.25 × the browser client's margin
+//!   (max(30 s, 20 % of the lifetime)), at most 60 % of the lifetime ([`refresh_margin`]).
 //! * A failure is remembered for a few seconds ([`FAILURE_HOLD_MIN`]..[`FAILURE_HOLD_MAX`],
 //!   jittered) so that a broken upstream (a revoked key answering 401) is not called on every
 //!   request; no failure ever produces a token. While the previous token still has

@@ -4,6 +4,7 @@
 //! never from flags (flags show up in `ps`, shell history and crash reports).
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -713,6 +714,7 @@ impl Settings {
                 .map_err(|_| anyhow!("--trust-proxy {c:?}: not a CIDR (e.g. 10.0.0.0/8)"))?;
             trust_proxies.push(net);
         }
+        let relay = RelayLimits::from_args(&args)?;
         let limits = ServerLimits {
             header_timeout: Duration::from_secs(args.header_timeout.clamp(1, 300)),
             request_timeout: Duration::from_secs(args.request_timeout.clamp(1, 600)),
@@ -727,14 +729,7 @@ impl Settings {
             allow_origins,
             auth,
             dev_entra: args.dev_entra,
-            relay: args.relay.then(|| RelayLimits {
-                ticket_ttl: Duration::from_secs(args.relay_ticket_ttl.clamp(2, 600)),
-                max_sessions: args.relay_max_sessions.clamp(1, 100_000),
-                max_sessions_per_user: args.relay_max_sessions_per_user.clamp(1, 1000),
-                max_duration: Duration::from_secs(args.relay_max_duration.clamp(1, 86_400)),
-                idle_timeout: Duration::from_secs(args.relay_idle_timeout.clamp(1, 3600)),
-                max_frame_bytes: args.relay_max_frame.clamp(1024, 16 * 1024 * 1024),
-            }),
+            relay: args.relay.then_some(relay),
             allow_hosts,
             trust_proxies,
             limits,
@@ -844,6 +839,73 @@ pub struct RelayLimits {
     pub idle_timeout: Duration,
     /// Largest frame relayed.
     pub max_frame_bytes: usize,
+}
+
+/// The documented ranges of the relay flags (broker/README.md, flags table).
+pub const RELAY_TICKET_TTL_S: RangeInclusive<u64> = 2..=600;
+pub const RELAY_MAX_SESSIONS: RangeInclusive<u64> = 1..=100_000;
+pub const RELAY_MAX_SESSIONS_PER_USER: RangeInclusive<u64> = 1..=100_000;
+pub const RELAY_MAX_DURATION_S: RangeInclusive<u64> = 1..=86_400;
+pub const RELAY_IDLE_TIMEOUT_S: RangeInclusive<u64> = 1..=3600;
+pub const RELAY_MAX_FRAME_BYTES: RangeInclusive<u64> = 1024..=16 * 1024 * 1024;
+
+/// `value` if it lies in `range`, else a configuration error naming the flag and the range
+/// (`unit`: `" seconds"`, `" bytes"` or `""`).
+fn in_range(flag: &str, value: u64, range: RangeInclusive<u64>, unit: &str) -> anyhow::Result<u64> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        bail!(
+            "{flag} must be between {} and {}{unit} (got {value})",
+            range.start(),
+            range.end()
+        )
+    }
+}
+
+impl RelayLimits {
+    /// Validated even without `--relay`: a value out of range is a mistake either way.
+    fn from_args(args: &Args) -> anyhow::Result<RelayLimits> {
+        let count = |flag, v: usize, range| {
+            in_range(flag, v.try_into().unwrap_or(u64::MAX), range, "").map(|v| v as usize)
+        };
+        Ok(RelayLimits {
+            ticket_ttl: Duration::from_secs(in_range(
+                "--relay-ticket-ttl",
+                args.relay_ticket_ttl,
+                RELAY_TICKET_TTL_S,
+                " seconds",
+            )?),
+            max_sessions: count(
+                "--relay-max-sessions",
+                args.relay_max_sessions,
+                RELAY_MAX_SESSIONS,
+            )?,
+            max_sessions_per_user: count(
+                "--relay-max-sessions-per-user",
+                args.relay_max_sessions_per_user,
+                RELAY_MAX_SESSIONS_PER_USER,
+            )?,
+            max_duration: Duration::from_secs(in_range(
+                "--relay-max-duration",
+                args.relay_max_duration,
+                RELAY_MAX_DURATION_S,
+                " seconds",
+            )?),
+            idle_timeout: Duration::from_secs(in_range(
+                "--relay-idle-timeout",
+                args.relay_idle_timeout,
+                RELAY_IDLE_TIMEOUT_S,
+                " seconds",
+            )?),
+            max_frame_bytes: in_range(
+                "--relay-max-frame",
+                args.relay_max_frame.try_into().unwrap_or(u64::MAX),
+                RELAY_MAX_FRAME_BYTES,
+                " bytes",
+            )? as usize,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1161,6 +1223,56 @@ mod tests {
         let s = resolve(&[], &[]).unwrap();
         let upstream_ms = s.upstream_timeout.as_millis() as f64;
         assert!(upstream_ms < speech_token_client::engine::policy::DEFAULT_REQUEST_TIMEOUT_MS);
+    }
+
+    /// Every numeric relay flag: out of its documented range is a configuration error that names
+    /// the flag and the range (exit 2), never a silently clamped value; the bounds themselves pass
+    /// and are taken as given.
+    #[test]
+    fn relay_limits_out_of_range_are_errors_not_clamped() {
+        let relay = |flag: &str, value: &str| resolve(&["--relay", flag, value], &[]);
+        let cases: [(&str, u64, u64); 6] = [
+            ("--relay-ticket-ttl", 2, 600),
+            ("--relay-max-sessions", 1, 100_000),
+            ("--relay-max-sessions-per-user", 1, 100_000),
+            ("--relay-max-duration", 1, 86_400),
+            ("--relay-idle-timeout", 1, 3600),
+            ("--relay-max-frame", 1024, 16 * 1024 * 1024),
+        ];
+        for (flag, min, max) in cases {
+            for bad in [0, min - 1, max + 1] {
+                let Err(e) = relay(flag, &bad.to_string()) else {
+                    panic!("{flag} {bad} accepted");
+                };
+                let msg = format!("{e:#}");
+                assert!(msg.contains(flag), "{flag} {bad}: {msg}");
+                assert!(
+                    msg.contains(&format!("between {min} and {max}")),
+                    "{flag} {bad}: {msg}"
+                );
+            }
+            for good in [min, max] {
+                let s = relay(flag, &good.to_string())
+                    .unwrap_or_else(|e| panic!("{flag} {good}: {e:#}"));
+                let l = s.relay.expect("relay limits");
+                let got = match flag {
+                    "--relay-ticket-ttl" => l.ticket_ttl.as_secs(),
+                    "--relay-max-sessions" => l.max_sessions as u64,
+                    "--relay-max-sessions-per-user" => l.max_sessions_per_user as u64,
+                    "--relay-max-duration" => l.max_duration.as_secs(),
+                    "--relay-idle-timeout" => l.idle_timeout.as_secs(),
+                    _ => l.max_frame_bytes as u64,
+                };
+                assert_eq!(got, good, "{flag}");
+            }
+        }
+        let d = resolve(&["--relay"], &[]).unwrap().relay.unwrap();
+        assert_eq!(d.ticket_ttl, Duration::from_secs(60));
+        assert_eq!(d.max_sessions, 256);
+        assert_eq!(d.max_sessions_per_user, 4);
+        assert_eq!(d.max_duration, Duration::from_secs(3600));
+        assert_eq!(d.idle_timeout, Duration::from_secs(60));
+        assert_eq!(d.max_frame_bytes, 1024 * 1024);
     }
 
     #[test]

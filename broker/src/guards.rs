@@ -79,6 +79,11 @@ pub async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -
     }
 }
 
+/// Response headers a cross-origin page may read besides the safelisted ones: `Date` (the
+/// browser client judges a JWT's absolute `exp` against the broker's clock, docs/ARCHITECTURE.md
+/// "Token age") and `Retry-After` (429/503).
+pub const EXPOSED_HEADERS: HeaderValue = HeaderValue::from_static("date, retry-after");
+
 fn add_cors(h: &mut HeaderMap, origin: &str) {
     if let Ok(v) = HeaderValue::from_str(origin) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
@@ -86,10 +91,7 @@ fn add_cors(h: &mut HeaderMap, origin: &str) {
             header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
             HeaderValue::from_static("true"),
         );
-        h.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("retry-after"),
-        );
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED_HEADERS);
     }
 }
 

@@ -1,6 +1,8 @@
-//! Response helpers: every answer of the broker API is JSON and uncacheable.
+//! Response helpers: every answer of the broker API is JSON and uncacheable (405s included:
+//! [`json_405`]).
 
 use axum::body::Body;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
@@ -35,6 +37,59 @@ pub fn with_retry_after(mut r: Response<Body>, secs: u64) -> Response<Body> {
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     r
+}
+
+/// `405 method-not-allowed` as JSON with `no-store`, and `Allow` when given.
+pub fn method_not_allowed(allow: Option<HeaderValue>) -> Response<Body> {
+    let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", None);
+    if let Some(a) = allow {
+        r.headers_mut().insert(header::ALLOW, a);
+    }
+    r
+}
+
+/// Router-wide (`axum::middleware::map_response`): a 405 that is not JSON yet — axum's method
+/// routers (empty body, `Allow` from the route's methods), `ServeDir` (empty body, `Allow:
+/// GET,HEAD`) — becomes [`method_not_allowed`], keeping its other headers (`Allow`, CORS,
+/// `Vary`, static security headers). So every 405, of every route present or future, is JSON and
+/// uncacheable.
+pub async fn json_405(resp: Response<Body>) -> Response<Body> {
+    if resp.status() != StatusCode::METHOD_NOT_ALLOWED
+        || resp.headers().get(header::CONTENT_TYPE) == Some(&JSON)
+    {
+        return resp;
+    }
+    let (parts, _) = resp.into_parts();
+    let mut r = method_not_allowed(None);
+    let h = r.headers_mut();
+    for (name, value) in &parts.headers {
+        if !matches!(
+            *name,
+            header::CONTENT_TYPE
+                | header::CONTENT_LENGTH
+                | header::TRANSFER_ENCODING
+                | header::CACHE_CONTROL
+                | header::PRAGMA
+        ) {
+            h.append(name, value.clone());
+        }
+    }
+    r
+}
+
+/// A WebSocket route's refused upgrade as a JSON error (axum's rejection is plain text): another
+/// method → 405 with `Allow: GET`; a GET that is no WebSocket upgrade → 400 (426 when the
+/// connection cannot be upgraded). The detail is axum's fixed text.
+pub fn ws_rejection(rejection: WebSocketUpgradeRejection) -> Response<Body> {
+    let status = rejection.status();
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        return method_not_allowed(Some(HeaderValue::from_static("GET")));
+    }
+    json_error(
+        status,
+        kind_for_status(status.as_u16()),
+        Some(json!({ "detail": rejection.body_text() })),
+    )
 }
 
 pub fn bad_request(detail: &str) -> Response<Body> {

@@ -241,6 +241,8 @@ mod tests {
             "http://127.0.0.1:9999",
             "http://localhost:3000",
             "http://[::1]:5000",
+            "http://127.0.0.2:5555",
+            "http://app.localhost:5555",
         ] {
             let mut h = HeaderMap::new();
             h.insert("origin", HeaderValue::from_str(o).unwrap());

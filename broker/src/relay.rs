@@ -24,7 +24,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
@@ -412,7 +412,7 @@ pub async fn relay_ws(
             .write_buffer_size(WS_BUFFER_BYTES)
             .max_frame_size(relay.limits.max_frame_bytes)
             .max_message_size(relay.limits.max_frame_bytes),
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => return crate::http::ws_rejection(rejection),
     };
     let guard = match relay.enter(&user) {
         Ok(g) => g,

@@ -18,7 +18,7 @@ use crate::config::{EntraTarget, ModeSettings, Settings};
 use crate::dev_entra;
 use crate::guards::{admin_guard, deadline, host_guard, origin_guard, relay_user_guard};
 use crate::health::{healthz, readyz};
-use crate::http::json_error;
+use crate::http::{json_405, json_error, method_not_allowed};
 use crate::relay::{redirect_probe, relay_ws};
 use crate::speech::speech_ws;
 use crate::state::{public_authority, AppState};
@@ -54,7 +54,9 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
             get(token_handler)
                 .post(token_handler)
                 .options(|| async { StatusCode::NO_CONTENT })
-                .fallback(|| async { method_not_allowed() }),
+                .fallback(|| async {
+                    method_not_allowed(Some(HeaderValue::from_static("GET, POST, OPTIONS")))
+                }),
         )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -149,20 +151,12 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
     let statics = statics.layer(middleware::from_fn_with_state(csp, static_headers));
 
     app.fallback_service(statics)
+        .layer(middleware::map_response(json_405))
         .layer(middleware::from_fn_with_state(
             settings.limits.request_timeout,
             deadline,
         ))
         .layer(middleware::from_fn_with_state(state, host_guard))
-}
-
-fn method_not_allowed() -> Response {
-    let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", None);
-    r.headers_mut().insert(
-        header::ALLOW,
-        HeaderValue::from_static("GET, POST, OPTIONS"),
-    );
-    r
 }
 
 /// Every static answer carries the CSP and friends; JS and wasm get exact content types.

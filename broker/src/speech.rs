@@ -608,7 +608,7 @@ pub async fn speech_ws(
             .write_buffer_size(WS_BUFFER_BYTES)
             .max_frame_size(MAX_FRAME_BYTES)
             .max_message_size(MAX_FRAME_BYTES),
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => return crate::http::ws_rejection(rejection),
     };
     let idle = svc.idle_timeout;
     let going_away = svc.going_away.clone();

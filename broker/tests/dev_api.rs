@@ -200,6 +200,97 @@ async fn origin_allow_list_and_cors() {
     assert!(header(&r, "access-control-allow-origin").is_none());
 }
 
+/// `Access-Control-Expose-Headers` of a cross-origin answer, lower-cased, split at commas.
+fn exposed(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .get_all("access-control-expose-headers")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// The browser client judges a JWT's absolute `exp` against the broker's clock, the answer's
+/// `Date` header, which a cross-origin page can read only if it is exposed (docs/ARCHITECTURE.md,
+/// "Token age"); `Retry-After` is read on 429/503. Both on every CORS answer, success and error.
+#[tokio::test]
+async fn cors_answers_expose_date_and_retry_after() {
+    const APP: &str = "https://app.example.com";
+    let b = start(
+        &[
+            "--allow-origin",
+            APP,
+            "--require-header",
+            "X-App-Session",
+            "--rate-limit",
+            "60",
+            "--rate-burst",
+            "2",
+        ],
+        &[("BROKER_REQUIRE_HEADER_VALUE", "s3ss10n")],
+    )
+    .await;
+    let c = client();
+    let url = b.url("/api/speech-token");
+    let check = |r: &reqwest::Response, what: &str| {
+        assert_eq!(
+            header(r, "access-control-allow-origin"),
+            Some(APP),
+            "{what}"
+        );
+        let ex = exposed(r);
+        assert!(ex.iter().any(|h| h == "date"), "{what}: {ex:?}");
+        assert!(ex.iter().any(|h| h == "retry-after"), "{what}: {ex:?}");
+        assert!(
+            header(r, "date").is_some(),
+            "{what}: the header exposed is sent"
+        );
+    };
+    let ok = c
+        .get(&url)
+        .header("Origin", APP)
+        .header("X-App-Session", "s3ss10n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    check(&ok, "200");
+    let unauth = c.get(&url).header("Origin", APP).send().await.unwrap();
+    assert_eq!(unauth.status(), 401);
+    check(&unauth, "401");
+    let put = c.put(&url).header("Origin", APP).send().await.unwrap();
+    assert_eq!(put.status(), 405);
+    check(&put, "405");
+    // burst of 2: the 200 above took one
+    let mut limited = None;
+    for _ in 0..3 {
+        let r = c
+            .get(&url)
+            .header("Origin", APP)
+            .header("X-App-Session", "s3ss10n")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let limited = limited.expect("a 429");
+    assert!(header(&limited, "retry-after").is_some());
+    check(&limited, "429");
+    // a refused origin gets no CORS headers at all
+    let r = c
+        .get(&url)
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(header(&r, "access-control-expose-headers").is_none());
+}
+
 #[tokio::test]
 async fn loopback_origins_allowed_in_dev_by_default() {
     let b = start(&[], &[]).await;
@@ -568,4 +659,136 @@ async fn static_files_with_csp_and_types() {
     let r = c.get(b.url("/pkg/../../etc/passwd")).send().await.unwrap();
     assert_ne!(r.status(), 200);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// "Every answer of the broker API is JSON and uncacheable" (`broker/src/http.rs`), 405s included,
+/// whichever room answers them: the token route, health, admin, the relay, the fake Speech
+/// service, the Entra stand-in, the SDK's redirect-probe routes and static files. Each carries
+/// `Allow` (RFC 9110 requires it).
+#[tokio::test]
+async fn every_405_is_a_json_error_with_no_store_and_allow() {
+    use reqwest::Method;
+    async fn check(
+        c: &reqwest::Client,
+        b: &speech_token_broker::RunningBroker,
+        m: Method,
+        path: &str,
+        allows: &str,
+    ) {
+        let what = format!("{m} {}", path.split('?').next().unwrap());
+        let r = c.request(m, b.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 405, "{what}");
+        assert_eq!(
+            header(&r, "content-type"),
+            Some("application/json"),
+            "{what}"
+        );
+        assert_eq!(header(&r, "cache-control"), Some("no-store"), "{what}");
+        assert_eq!(header(&r, "pragma"), Some("no-cache"), "{what}");
+        let allow = header(&r, "allow").unwrap_or_default().to_string();
+        assert!(
+            allow.split(',').any(|a| a.trim() == allows),
+            "{what}: Allow {allow:?} lacks {allows}"
+        );
+        let v: Value = r.json().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(v["error"], "method-not-allowed", "{what}");
+    }
+    let www = std::env::temp_dir().join(format!("stb-405-{}", common::random_hex(6)));
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "<!doctype html><title>t</title>").unwrap();
+    let b = start(&["--relay", "--www", www.to_str().unwrap()], &[]).await;
+    let c = client();
+    let grant: Value = c
+        .get(b.url("/api/speech-token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let relay_path = reqwest::Url::parse(grant["endpoint"].as_str().unwrap())
+        .unwrap()
+        .path()
+        .to_string();
+    let relay = format!(
+        "{relay_path}?Authorization=Bearer%20{}",
+        grant["token"].as_str().unwrap()
+    );
+    let plain: Value = c
+        .get(b.url("/api/speech-token?relay=0"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let speech = format!(
+        "/speech/recognition/conversation/cognitiveservices/v1?Authorization=Bearer%20{}",
+        plain["token"].as_str().unwrap()
+    );
+    for (m, path, allows) in [
+        (Method::PUT, "/api/speech-token", "POST"),
+        (Method::PUT, "/healthz", "GET"),
+        (Method::DELETE, "/readyz", "GET"),
+        (Method::PUT, "/admin/stats", "GET"),
+        (Method::GET, "/admin/ttl", "POST"),
+        (Method::PUT, relay.as_str(), "GET"),
+        (Method::POST, speech.as_str(), "GET"),
+        (Method::PUT, "/index.html", "GET"),
+    ] {
+        check(&c, &b, m, path, allows).await;
+    }
+    // rewritten into JSON, a 405 keeps the CORS headers of the route's origin guard
+    let r = c
+        .put(b.url("/admin/stats"))
+        .header("Origin", "http://localhost:5555")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        Some("http://localhost:5555")
+    );
+    assert!(exposed(&r).iter().any(|h| h == "date"));
+    let e = start(&["--dev-entra"], &[]).await;
+    check(&c, &e, Method::PUT, "/dev-entra/msal-config", "GET").await;
+    check(
+        &c,
+        &e,
+        Method::GET,
+        "/dev-entra/t/oauth2/v2.0/token",
+        "POST",
+    )
+    .await;
+    let key = start(
+        &[
+            "--mode",
+            "key",
+            "--region",
+            "westeurope",
+            "--sts-base",
+            "http://127.0.0.1:9",
+            "--relay",
+        ],
+        &[("SPEECH_KEY", "k")],
+    )
+    .await;
+    check(
+        &c,
+        &key,
+        Method::PUT,
+        "/speech/recognition/conversation/cognitiveservices/v1",
+        "GET",
+    )
+    .await;
+    check(
+        &c,
+        &key,
+        Method::PUT,
+        "/tts/cognitiveservices/websocket/v1",
+        "GET",
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&www);
 }
