@@ -510,6 +510,19 @@ async fn the_request_carries_the_chosen_credentials_method_and_headers() {
         "a static Headers object"
     );
     client.dispose();
+    // A one-shot iterator (a Map's entries()) as static headers: read once at construction, the
+    // same headers on every request after.
+    let map = js_sys::Map::new();
+    map.set(&"Authorization".into(), &"Bearer once-6".into());
+    let client = TokenClient::new(options(&[("headers", map.entries().into())])).unwrap();
+    expect_token(&client, "tok-req").await;
+    let _ = settle(client.refresh_now()).await.unwrap();
+    assert_eq!(
+        get_str(&get(&last_request(), "headers"), "authorization").as_deref(),
+        Some("Bearer once-6"),
+        "a one-shot iterator's headers on the second request too"
+    );
+    client.dispose();
     let provider = async_headers(headers_object);
     let client = TokenClient::new(options(&[("headers", provider.into())])).unwrap();
     expect_token(&client, "tok-req").await;

@@ -252,6 +252,18 @@ async fn speech_config_from_a_region_answer_is_built_and_kept_attached() {
         ),
         ("a string instead of options", "westus".into()),
     ];
+    // A getter that throws is a config error too, not a silent fallback to the broker's route.
+    let throwing = js_sys::Object::new();
+    let descriptor = object(&[(
+        "get",
+        js_sys::Function::new_no_args("throw new Error('getter failed (expected by the test)')")
+            .into(),
+    )]);
+    js_sys::Object::define_property(&throwing, &"region".into(), descriptor.unchecked_ref());
+    let bad: Vec<(&str, JsValue)> = bad
+        .into_iter()
+        .chain([("a throwing region getter", throwing.into())])
+        .collect();
     let before = sdk_calls(&sdk).len();
     for (what, options) in bad {
         expect_rejection(
@@ -270,6 +282,21 @@ async fn speech_config_from_a_region_answer_is_built_and_kept_attached() {
             .unwrap();
     let calls = sdk_calls(&sdk);
     assert_eq!(strings(&calls[calls.len() - 1].1)[1], "westus2");
+    // a URL object stands for its href
+    let url = js_sys::Reflect::construct(
+        &get(&js_sys::global(), "URL").into(),
+        &js_sys::Array::of1(&"wss://custom.example/speech".into()),
+    )
+    .unwrap();
+    let _ = settle(client.speech_config(sdk.clone(), Some(object(&[("endpoint", url)]))))
+        .await
+        .unwrap();
+    let calls = sdk_calls(&sdk);
+    assert_eq!(
+        calls[calls.len() - 1].0,
+        "fromEndpoint",
+        "a URL endpoint is used"
+    );
     finish(client).await;
 }
 

@@ -26,7 +26,8 @@ use crate::web::timer::Timeout;
 pub enum HeaderSource {
     /// No extra headers.
     None,
-    /// The same headers on every request (checked at construction by [`request_headers`]).
+    /// The same headers on every request: the `Headers` built and checked at construction by
+    /// [`request_headers`] (copied per request; a `Headers` can be read any number of times).
     Static(JsValue),
     /// A function returning headers (or a promise of them), called before every request: for
     /// the app's own short-lived session bearer.
@@ -287,8 +288,11 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
     if !(200..300).contains(&status) {
         let retry_after = header("retry-after").and_then(|value| {
             parse_retry_after(&value).or_else(|| {
+                // An HTTP date has a weekday or month name and a time; `Date.parse` alone would
+                // read junk such as "1.5" or "-1" as a date in 2001.
+                let dated = value.bytes().any(|b| b.is_ascii_alphabetic()) && value.contains(':');
                 let now = server_ms.unwrap_or_else(|| clock::now().wall_ms);
-                retry_after_from_date(js_sys::Date::parse(&value), now)
+                dated.then(|| retry_after_from_date(js_sys::Date::parse(&value), now))?
             })
         });
         return Err(Error::from_status(status, retry_after));

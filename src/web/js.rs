@@ -2,7 +2,7 @@
 //! JS string. Failures (a throwing getter or setter, a frozen object, a revoked proxy) are
 //! values here, never panics: callers decide what a failed read or write means.
 
-use wasm_bindgen::JsValue;
+use wasm_bindgen::prelude::*;
 
 /// `target[key]`, or `undefined` when the read throws (or `target` is not an object).
 pub(crate) fn get(target: &JsValue, key: &str) -> JsValue {
@@ -12,6 +12,19 @@ pub(crate) fn get(target: &JsValue, key: &str) -> JsValue {
 /// `target[key] = value`; `false` when the write throws or is refused.
 pub(crate) fn set(target: &JsValue, key: &str, value: &JsValue) -> bool {
     js_sys::Reflect::set(target, &JsValue::from_str(key), value).unwrap_or(false)
+}
+
+/// `target[key]`, or the exception a getter threw.
+pub(crate) fn try_get(target: &JsValue, key: &str) -> Result<JsValue, JsValue> {
+    js_sys::Reflect::get(target, &JsValue::from_str(key))
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `Object.keys(o)`, or the exception a proxy's `ownKeys` trap threw (js-sys's binding does
+    /// not catch it).
+    #[wasm_bindgen(catch, js_namespace = Object, js_name = keys)]
+    pub(crate) fn own_keys(o: &JsValue) -> Result<js_sys::Array, JsValue>;
 }
 
 /// Whether `target` has `key` as an own property.

@@ -9,6 +9,7 @@ use web_sys::RequestCredentials;
 use crate::engine::token::{check_broker_url, Field};
 use crate::engine::RefreshPolicy;
 use crate::web::broker::{request_headers, unbracket, BadHeaders, BrokerConfig, HeaderSource};
+use crate::web::js::own_keys;
 use crate::web::js_error::{config_error, to_js};
 
 /// The constructor's options, read by serde-wasm-bindgen. Unknown keys are rejected
@@ -73,12 +74,12 @@ impl Options {
         // serde-wasm-bindgen reads a struct by looking up only its known field names, so
         // `deny_unknown_fields` alone would let a typo (`brokerURL`) pass: every own key is
         // checked here first.
-        let known = js_sys::Object::keys(options.unchecked_ref::<js_sys::Object>())
-            .iter()
-            .all(|key| {
-                key.as_string()
-                    .is_some_and(|key| OPTION_NAMES.contains(&key.as_str()))
-            });
+        let keys = own_keys(options)
+            .map_err(|_| config_error("options must be an object with a brokerUrl"))?;
+        let known = keys.iter().all(|key| {
+            key.as_string()
+                .is_some_and(|key| OPTION_NAMES.contains(&key.as_str()))
+        });
         if !known {
             return Err(config_error(
                 "unknown option: the options are brokerUrl, headers, credentials, method, refreshMargin, requestTimeout, maxLifetime, shareAcrossTabs",
@@ -143,7 +144,9 @@ impl Settings {
             HeaderSource::Provider(function.clone())
         } else if options.headers.is_object() {
             match request_headers(&options.headers) {
-                Ok(_) => HeaderSource::Static(options.headers.clone()),
+                // The checked `Headers`, kept: a one-shot iterator (a Map's `entries()`) could
+                // not be read again for the next request.
+                Ok(checked) => HeaderSource::Static(checked.into()),
                 Err(BadHeaders::NotAString) => {
                     return Err(config_error(
                         "every value of the headers object must be a string",

@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::web::broker::BrowserJson;
 use crate::web::client::TokenClient;
 use crate::web::hooks;
-use crate::web::js::{get, object};
+use crate::web::js::{get, object, own_keys, try_get};
 use crate::web::js_error::{config_error, to_js};
 use crate::web::shell::{EventKind, Shell};
 
@@ -109,7 +109,9 @@ fn route_options(options: &JsValue) -> Result<(Option<String>, Option<String>), 
             "speechConfig options must be an object: { region?, endpoint? }",
         ));
     }
-    let known = js_sys::Object::keys(options.unchecked_ref::<js_sys::Object>())
+    let bad_options = || config_error("speechConfig options could not be read");
+    let known = own_keys(options)
+        .map_err(|_| bad_options())?
         .iter()
         .all(|key| matches!(key.as_string().as_deref(), Some("region" | "endpoint")));
     if !known {
@@ -118,7 +120,7 @@ fn route_options(options: &JsValue) -> Result<(Option<String>, Option<String>), 
         ));
     }
     let text = |key: &str| -> Result<Option<String>, JsValue> {
-        let value = get(options, key);
+        let value = try_get(options, key).map_err(|_| bad_options())?;
         if value.is_undefined() || value.is_null() {
             return Ok(None);
         }

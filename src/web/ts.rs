@@ -5,11 +5,8 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
-/** Request headers: a record of strings, or name/value pairs (a `Headers` object, a `Map`, an array); checked by `new Headers()`. No DOM lib needed to name it. */
-export type TokenClientHeaders =
-  | Record<string, string>
-  | Iterable<readonly [string, string]>
-  | { forEach(callback: (value: string, name: string) => void): void };
+/** Request headers: a record of strings, or name/value pairs (a `Headers` object — with the DOM.Iterable lib —, a `Map`, an array); checked by `new Headers()`. */
+export type TokenClientHeaders = Record<string, string> | Iterable<readonly [string, string]>;
 
 /** What `new TokenClient(options)` accepts. Unknown keys are rejected (kind "config"). */
 export interface TokenClientOptions {
