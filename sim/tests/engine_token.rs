@@ -292,6 +292,15 @@ fn managed_identity_style_answers_with_numeric_strings_are_read() {
         JSON_CT,
     );
     assert_eq!(g.lifetime_ms, 300_000.0);
+    // The App Service MSI date form of `expires_on` (not a number) is ignored, as before this
+    // field was read: the stated `expires_in` decides.
+    let g = ok(
+        &format!(
+            r#"{{"access_token":"{SECRET}","expires_in":3599,"expires_on":"09/14/2017 00:00:00 PM +00:00"}}"#
+        ),
+        JSON_CT,
+    );
+    assert_eq!(g.lifetime_ms, 3_599_000.0);
     // Only plain digits, and only in the OAuth-style fields: anything else is still a wrong
     // type (the contract's own `expiresIn` stays a number: `wrong_field_types_are_wrong_type`).
     for bad in [r#""36a""#, r#""-5""#, r#""1e3""#, r#""""#, r#"" 60""#] {
@@ -343,6 +352,21 @@ fn a_stated_lifetime_never_outlives_the_jwts_own_exp() {
     // clock would reject a good token): only exp − iat caps it.
     let g = ok(&body, JSON_CT);
     assert_eq!(g.lifetime_ms, 600_000.0);
+    // Already past its `exp` by the broker's clock: expired on arrival, whatever expiresIn says.
+    let t = jwt(&format!(
+        r#"{{"iat":{},"exp":{}}}"#,
+        NOW_S - 600,
+        NOW_S - 10
+    ));
+    let body = format!(r#"{{"token":"{t}","expiresIn":600}}"#);
+    let clock = AnswerClock {
+        local_ms: NOW_MS,
+        server_ms: Some(NOW_MS),
+    };
+    assert_eq!(
+        parse_grant_at(&body, JSON_CT, &SerdeJson, clock).unwrap_err(),
+        Error::InvalidResponse(Invalid::ExpiredOnArrival)
+    );
     // control: a shorter stated lifetime stands, and an opaque token is unchanged
     let t = jwt(&format!(r#"{{"iat":{},"exp":{}}}"#, NOW_S, NOW_S + 3600));
     let g = ok(&format!(r#"{{"token":"{t}","expiresIn":600}}"#), JSON_CT);

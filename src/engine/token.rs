@@ -342,7 +342,9 @@ impl Reply {
         let expires_in = number_field(answer.expires_in)?;
         let expires_in_snake = oauth_number_field(answer.expires_in_snake)?;
         let expires_on = number_field(answer.expires_on)?;
-        let expires_on_snake = oauth_number_field(answer.expires_on_snake)?;
+        // Other forms of `expires_on` (App Service's old "09/14/2017 00:00:00 PM +00:00") are
+        // ignored, as the field was before it was read: the stated `expires_in` decides.
+        let expires_on_snake = oauth_number_field(answer.expires_on_snake).unwrap_or(None);
         Ok(Reply {
             token: token.or(access_token),
             expires_in: expires_in.or(expires_in_snake),
