@@ -52,6 +52,8 @@ pub const RELAY_PREFIX: &str = "/relay";
 const ROUTE: &str = "relay";
 /// Ticket format marker.
 const TICKET_PREFIX: &str = "rt1";
+/// How every ticket begins (`rt1.`): what tells a ticket from a user token in a header.
+pub const TICKET_PREFIX_DOT: &str = "rt1.";
 /// Read and write buffer of each WebSocket the relay holds (two per session). tungstenite's
 /// defaults (128 KiB each) made a relayed session cost ~420 KiB of broker memory in `make bench`;
 /// audio frames are ~3 KiB, so 16 KiB buffers lose nothing.

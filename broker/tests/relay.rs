@@ -700,12 +700,19 @@ async fn a_ticket_presented_by_another_user_is_refused() {
     ws.close(None).await.unwrap();
     let mut ws = connect(&url(&endpoint, &t), Some(origin)).await.unwrap();
     ws.close(None).await.unwrap();
+    // a native client with the ticket in the header (plain or in the SDK's aad# form) and no
+    // user token: the ticket decides, as without --auth entra
+    let bare = format!("{endpoint}?language=en-US");
+    for header_ticket in [t.clone(), format!("aad#/subscriptions/x#{t}")] {
+        let mut ws = connect_as(&bare, origin, &header_ticket).await.unwrap();
+        ws.close(None).await.unwrap();
+    }
     assert_eq!(
         stats(&b).await["speechConnections"]
             .as_array()
             .unwrap()
             .len(),
-        2
+        4
     );
 }
 
