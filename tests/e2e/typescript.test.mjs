@@ -57,7 +57,8 @@ const MATRIX = {
 const runs = {};
 before(() => {
   for (const [name, options] of Object.entries(MATRIX)) runs[name] = tsc(name, options, ["consumer.ts", "consumer-bundler.ts"]);
-  runs.using = tsc("using", { ...MATRIX.bundler, lib: ["ESNext", "DOM"] }, ["consumer.ts", "consumer-using.ts"]);
+  // DOM.Iterable as in common app configs (consumer.ts passes a `Headers` object as headers)
+  runs.using = tsc("using", { ...MATRIX.bundler, lib: ["ESNext", "DOM", "DOM.Iterable"] }, ["consumer.ts", "consumer-using.ts"]);
   runs.usingEs2022 = tsc("using-es2022", MATRIX.bundler, ["consumer-using.ts"]);
   writeFileSync(path.join(app, "raw.d.ts"), "export declare class Raw {\n  free(): void;\n  [Symbol.dispose](): void;\n}\n");
   runs.control = tsc("control", { ...MATRIX.bundler, lib: ["ES2022"] }, ["raw.d.ts"]);
