@@ -82,7 +82,7 @@ async function agreeWithBroker(testid, statKey, offset = 0) {
 test("the demo loads under the broker's CSP and shows a valid token in dev mode", { timeout: 60_000 }, async () => {
   await page.goto(`${broker.base}/`, { timeout: 20_000 });
   await page.waitForFunction(() => document.documentElement.dataset.ready === "true", null, { timeout: 20_000 });
-  await waitFor(async () => (await text("status-badge")) === "valid", { timeout: 15_000, message: "status valid" });
+  await waitFor(async () => (await text("status-badge")) === "valid", { timeoutMs: 15_000, message: "status valid" });
   assert.equal(await page.getByTestId("mode").getAttribute("data-mode"), "dev");
   assert.match(await text("where"), /^ws:\/\/127\.0\.0\.1:\d+\/relay\/speech\//);
   assert.equal(await page.getByTestId("relay-switch").getAttribute("data-relay"), "on");
@@ -95,7 +95,7 @@ test("the demo loads under the broker's CSP and shows a valid token in dev mode"
 });
 
 test("through three refreshes the dashboard's numbers match the broker's own counters", { timeout: 90_000 }, async () => {
-  await waitFor(async () => (await value("refreshes")) >= 3, { timeout: 60_000, intervalMs: 500, message: "3 refreshes" });
+  await waitFor(async () => (await value("refreshes")) >= 3, { timeoutMs: 60_000, intervalMs: 500, message: "3 refreshes" });
   const requests = await agreeWithBroker("requests", "tokenRequests");
   assert.ok(requests >= 4, `requests ${requests}`);
   // refreshes = tokens received after the first; the broker counts every 200 answer
@@ -133,7 +133,7 @@ test("Recognize runs the real Speech SDK via client.speechConfig() and shows the
   const before = (await broker.admin("/admin/stats")).speechConnections.length;
   await page.getByTestId("recognize").click();
   await waitFor(async () => (await page.getByTestId("speech-result").getAttribute("data-state")) === "recognized",
-    { timeout: 30_000, message: "recognized phrase" });
+    { timeoutMs: 30_000, message: "recognized phrase" });
   assert.equal(await text("speech-text"), "Hello world.");
   const conns = (await broker.admin("/admin/stats")).speechConnections.slice(before);
   assert.ok(conns.length >= 1);
@@ -151,7 +151,7 @@ test("a broker outage (dev controls) shows errors and retries, then recovery wit
   await waitFor(async () => {
     const c = await text("countdown");
     return /^\d+ s$/.test(c) && Number.parseFloat(c) >= 20;
-  }, { timeout: 15_000, message: "a 30-s token" });
+  }, { timeoutMs: 15_000, message: "a 30-s token" });
   const errorsBefore = Number(await page.getByTestId("timeline").getAttribute("data-errors"));
   const refreshesBefore = await value("refreshes");
 
@@ -164,12 +164,12 @@ test("a broker outage (dev controls) shows errors and retries, then recovery wit
   await waitFor(async () => (await page.getByTestId("last-error").getAttribute("data-kind")) === "http", { message: "an http error" });
   assert.match(await text("last-error"), /503/);
   await waitFor(async () => Number(await page.getByTestId("timeline").getAttribute("data-retries")) >= 2,
-    { timeout: 10_000, message: "two retries" });
+    { timeoutMs: 10_000, message: "two retries" });
   assert.equal(await text("status-badge"), "refreshing");
   assert.notEqual(await text("fingerprint"), "–", "the current token stays in service during the outage");
 
   // recovery once the outage ends
-  await waitFor(async () => (await value("refreshes")) > refreshesBefore, { timeout: 20_000, message: "recovery" });
+  await waitFor(async () => (await value("refreshes")) > refreshesBefore, { timeoutMs: 20_000, message: "recovery" });
   await waitFor(async () => (await text("status-badge")) === "valid", { message: "valid again" });
   const tl = page.getByTestId("timeline");
   assert.ok(Number(await tl.getAttribute("data-errors")) - errorsBefore >= 2, "errors drawn on the timeline");
@@ -213,7 +213,7 @@ test("no CSP violation, no token in the console; screenshot saved", { timeout: 6
   assert.match(anonymous.headers.get("www-authenticate") ?? "", /^Bearer /);
   // the relay switch: off (dev only) hands the page a plain Speech token for comparison
   await page.goto(`${broker.base}/?relay=off`, { timeout: 20_000 });
-  await waitFor(async () => (await text("status-badge")) === "valid", { timeout: 15_000, message: "status valid (relay off)" });
+  await waitFor(async () => (await text("status-badge")) === "valid", { timeoutMs: 15_000, message: "status valid (relay off)" });
   assert.equal(await page.getByTestId("relay-switch").getAttribute("data-relay"), "off");
   assert.match(await text("where"), /^ws:\/\/127\.0\.0\.1:\d+\/speech\//);
 });

@@ -162,7 +162,11 @@ export function sleep(ms) {
 }
 
 /** Polls `fn` until it returns a truthy value or `timeoutMs` passes; returns the last value. */
-export async function waitFor(fn, { timeoutMs = 10_000, intervalMs = 200, message = "condition" } = {}) {
+export async function waitFor(fn, options = {}) {
+  // an unknown option (say `timeout` for `timeoutMs`) would silently fall back to the default
+  const unknown = Object.keys(options).filter((k) => !["timeoutMs", "intervalMs", "message"].includes(k));
+  if (unknown.length) throw new TypeError(`waitFor: unknown option(s) ${unknown.join(", ")}`);
+  const { timeoutMs = 10_000, intervalMs = 200, message = "condition" } = options;
   const end = Date.now() + timeoutMs;
   let last;
   while (Date.now() < end) {
