@@ -5,7 +5,7 @@
 #   pkg/inline/    the same glue with the wasm embedded: what esbuild, Rollup, Vite's dev server and
 #                  Node get (package.json "exports" conditions; see scripts/pkg-variants.mjs)
 #   pkg/bundler/   `speech-token-client/bundler`: the same, initialised on import (no init())
-# wasm-pack (release) -> wasm-opt -Oz -> terser on the JS glue -> scripts/pkg-variants.mjs; then
+# wasm-pack (release) -> wasm-opt -Oz (names minified) -> terser on the JS glue -> scripts/pkg-variants.mjs; then
 # the npm metadata of pkg.json is merged into pkg/package.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,7 @@ export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$cargo_home/registry/src=/c
 # strings or `core::fmt` it would need). Elsewhere: rustup's prebuilt std (a larger module).
 if [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust/library ]; then
   export WASM_ENV_BUILD_STD=1
-  RUSTFLAGS="$RUSTFLAGS -Zunstable-options -Cpanic=immediate-abort"
+  RUSTFLAGS="$RUSTFLAGS -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none"
 fi
 # Extra cargo arguments, e.g. PKG_CARGO_ARGS="--no-default-features" for a build without
 # cross-tab sharing (scripts/bench.sh measures it).
@@ -44,10 +44,15 @@ build() { # build TARGET DIR
   before=$(wc -c <"$wasm")
   # Exactly the features rustc >= 1.87 emits. Not --all-features: with it wasm-opt rewrites
   # externref into stringref, which browsers do not support (the module then fails to compile).
-  "$opt" -Oz $(cat scripts/wasm-features.txt) --strip-debug --strip-producers "$wasm" -o "$wasm.opt"
+  # Import and export names minified (wasm-bindgen's carry 16 hex digits or a whole Rust type
+  # each), the glue renamed to match by scripts/minify-names.mjs; the mapping stays in target/.
+  local names=target/wasm-names-$target.json
+  "$opt" -Oz $(cat scripts/wasm-features.txt) --strip-debug --strip-producers --strip-target-features \
+    --minify-imports-and-exports-and-modules "$wasm" -o "$wasm.opt" >"$names"
   mv "$wasm.opt" "$wasm"
   # `new TokenClient()` before `await init()`: a clear error instead of a TypeError.
   if [ "$target" = web ]; then node scripts/guard-init.mjs "$dir/speech_token_client.js"; fi
+  node scripts/minify-names.mjs "$names" "$wasm" "$dir/speech_token_client.js" "$dir/speech_token_client_bg.wasm.d.ts"
   # The generated JS glue ships to every browser as is: minify it (exports, import.meta kept).
   for js in "$dir"/speech_token_client.js "$dir"/speech_token_client_bg.js; do
     [ -f "$js" ] || continue
