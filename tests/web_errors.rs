@@ -631,3 +631,51 @@ async fn browser_storage_stays_empty_and_the_check_would_see_a_leak() {
 fn web_sys_local_storage() -> JsValue {
     get(&js_sys::global(), "localStorage")
 }
+
+/// A headers record whose `Authorization` getter throws (`Object.entries` runs it).
+fn headers_with_a_throwing_getter() -> JsValue {
+    let record = js_sys::Object::new();
+    let descriptor = object(&[
+        (
+            "get",
+            js_sys::Function::new_no_args(
+                "throw new Error('getter failed (expected by the test)')",
+            )
+            .into(),
+        ),
+        ("enumerable", true.into()),
+    ]);
+    js_sys::Object::define_property(&record, &"Authorization".into(), descriptor.unchecked_ref());
+    record.into()
+}
+
+/// Headers whose getter throws are the app's mistake, reported as such: a `config` error at
+/// construction (static headers), kind `headers` per request (a header function); the exception
+/// never escapes through the module and the client keeps working.
+#[wasm_bindgen_test]
+async fn headers_with_a_throwing_getter_are_refused_not_thrown_through() {
+    install_fake_broker();
+    expect_config_error(
+        options(&[("headers", headers_with_a_throwing_getter())]),
+        "static headers with a throwing getter",
+        "headers",
+    );
+    let provider = js_sys::Function::new_with_args("make", "return make()");
+    let make = Closure::<dyn Fn() -> JsValue>::new(headers_with_a_throwing_getter);
+    let provider = provider.bind1(&JsValue::UNDEFINED, make.as_ref());
+    let client = TokenClient::new(options(&[("headers", provider.into())])).unwrap();
+    expect_rejection(
+        client.get_token(),
+        "headers",
+        &[],
+        "a header function's object with a throwing getter",
+    )
+    .await;
+    assert_eq!(requests(), 0, "no request without its headers");
+    assert_eq!(client.status(), "error");
+    // control: the same client still answers (its state was not left borrowed by an exception)
+    client.dispose();
+    assert_eq!(client.status(), "disposed");
+    drop(make);
+    uninstall_fake_broker();
+}

@@ -18,7 +18,7 @@ use crate::engine::token::{
 use crate::engine::Grant;
 use crate::error::{parse_retry_after, retry_after_from_date, Error, Invalid};
 use crate::web::clock;
-use crate::web::js::get;
+use crate::web::js::{get, own_entries};
 use crate::web::timer::Timeout;
 
 /// Where the extra request headers come from.
@@ -125,7 +125,10 @@ pub(crate) fn request_headers(init: &JsValue) -> Result<Headers, BadHeaders> {
         }
         let iterable = js_sys::Reflect::has(init, &js_sys::Symbol::iterator()).unwrap_or(false);
         if !iterable {
-            let all_strings = js_sys::Object::entries(init.unchecked_ref())
+            // A getter that throws is a header the app cannot give: refused, never thrown
+            // through the module.
+            let all_strings = own_entries(init)
+                .map_err(|_| BadHeaders::Refused)?
                 .iter()
                 .all(|entry| entry.unchecked_into::<js_sys::Array>().get(1).is_string());
             if !all_strings {

@@ -25,6 +25,10 @@ extern "C" {
     /// not catch it).
     #[wasm_bindgen(catch, js_namespace = Object, js_name = keys)]
     pub(crate) fn own_keys(o: &JsValue) -> Result<js_sys::Array, JsValue>;
+    /// `Object.entries(o)`, or the exception a getter or proxy trap threw (js-sys's binding
+    /// does not catch it: an app's throwing getter would throw through the module).
+    #[wasm_bindgen(catch, js_namespace = Object, js_name = entries)]
+    pub(crate) fn own_entries(o: &JsValue) -> Result<js_sys::Array, JsValue>;
 }
 
 /// Whether `target` has `key` as an own property.
