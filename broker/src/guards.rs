@@ -67,15 +67,31 @@ pub async fn admin_guard(
 }
 
 /// Bounds the time from request to answer (`--request-timeout`). WebSocket sessions run after
-/// their upgrade answer and are not affected.
-pub async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+/// their upgrade answer and are not affected. The 503 replaces whatever the inner layers would
+/// have answered, [`origin_guard`]'s CORS headers included: they are added here again for an
+/// allowed origin, so a cross-origin page sees an `http` error with its status (and retries it
+/// as one), not an opaque network failure.
+pub async fn deadline(
+    State((limit, st)): State<(Duration, Arc<AppState>)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let decision = st.origins.decide(req.headers());
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
-        Err(_) => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            Some(json!({ "detail": "the request took too long" })),
-        ),
+        Err(_) => {
+            let mut resp = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                Some(json!({ "detail": "the request took too long" })),
+            );
+            let h = resp.headers_mut();
+            h.append(header::VARY, HeaderValue::from_static("Origin"));
+            if let OriginDecision::Allowed(o) = &decision {
+                add_cors(h, o);
+            }
+            resp
+        }
     }
 }
 

@@ -153,7 +153,7 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
     app.fallback_service(statics)
         .layer(middleware::map_response(json_405))
         .layer(middleware::from_fn_with_state(
-            settings.limits.request_timeout,
+            (settings.limits.request_timeout, Arc::clone(&state)),
             deadline,
         ))
         .layer(middleware::from_fn_with_state(state, host_guard))

@@ -423,6 +423,57 @@ async fn a_request_has_a_deadline() {
     assert!(t0.elapsed() < Duration::from_millis(2500));
 }
 
+/// The deadline's 503 reaches a cross-origin page as an `http` error with its status, not as an
+/// opaque network failure: it carries the same CORS headers as every other API answer.
+#[tokio::test]
+async fn the_deadline_answer_carries_cors_for_an_allowed_origin() {
+    let b = start(
+        &[
+            "--request-timeout",
+            "1",
+            "--allow-origin",
+            "https://app.example",
+        ],
+        &[],
+    )
+    .await;
+    let r = client()
+        .post(b.url("/admin/slow"))
+        .json(&serde_json::json!({"ms": 4000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client()
+        .get(b.url("/api/speech-token"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("https://app.example")
+    );
+    assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    assert!(r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("retry-after"));
+    assert!(r.headers().get_all("vary").iter().any(|v| v == "Origin"));
+    // control: another origin is refused at once, and gets no CORS headers
+    let r = client()
+        .get(b.url("/api/speech-token"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
+
 // ---------------------------------------------------------------- fake Speech service limits
 
 async fn ws_connect(
