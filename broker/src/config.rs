@@ -471,7 +471,12 @@ impl Settings {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let timeout = Duration::from_secs(args.upstream_timeout.clamp(1, 120));
+        let timeout = Duration::from_secs(in_range(
+            "--upstream-timeout",
+            args.upstream_timeout,
+            UPSTREAM_TIMEOUT_S,
+            " seconds",
+        )?);
         let chosen = match args.mode {
             Some(m) => m,
             None if is_loopback_listen(&args.listen) => Mode::Dev,
@@ -716,10 +721,30 @@ impl Settings {
         }
         let relay = RelayLimits::from_args(&args)?;
         let limits = ServerLimits {
-            header_timeout: Duration::from_secs(args.header_timeout.clamp(1, 300)),
-            request_timeout: Duration::from_secs(args.request_timeout.clamp(1, 600)),
-            max_connections: args.max_connections.clamp(1, 1_000_000),
-            ws_idle_timeout: Duration::from_secs(args.ws_idle_timeout.clamp(1, 3600)),
+            header_timeout: Duration::from_secs(in_range(
+                "--header-timeout",
+                args.header_timeout,
+                HEADER_TIMEOUT_S,
+                " seconds",
+            )?),
+            request_timeout: Duration::from_secs(in_range(
+                "--request-timeout",
+                args.request_timeout,
+                REQUEST_TIMEOUT_S,
+                " seconds",
+            )?),
+            max_connections: in_range(
+                "--max-connections",
+                args.max_connections.try_into().unwrap_or(u64::MAX),
+                MAX_CONNECTIONS,
+                "",
+            )? as usize,
+            ws_idle_timeout: Duration::from_secs(in_range(
+                "--ws-idle-timeout",
+                args.ws_idle_timeout,
+                WS_IDLE_TIMEOUT_S,
+                " seconds",
+            )?),
         };
 
         Ok(Settings {
@@ -734,7 +759,7 @@ impl Settings {
             trust_proxies,
             limits,
             rate_limit: args.rate_limit,
-            rate_burst: args.rate_burst.max(1),
+            rate_burst: in_range("--rate-burst", args.rate_burst.into(), RATE_BURST, "")? as u32,
             www: args.www,
             pkg: args.pkg,
             vendor: args.vendor,
@@ -840,6 +865,15 @@ pub struct RelayLimits {
     /// Largest frame relayed.
     pub max_frame_bytes: usize,
 }
+
+/// The documented ranges of the server's numeric flags (broker/README.md, flags table): out of
+/// range is a configuration error (exit 2), never a silently clamped value.
+pub const UPSTREAM_TIMEOUT_S: RangeInclusive<u64> = 1..=120;
+pub const HEADER_TIMEOUT_S: RangeInclusive<u64> = 1..=300;
+pub const REQUEST_TIMEOUT_S: RangeInclusive<u64> = 1..=600;
+pub const MAX_CONNECTIONS: RangeInclusive<u64> = 1..=1_000_000;
+pub const WS_IDLE_TIMEOUT_S: RangeInclusive<u64> = 1..=3600;
+pub const RATE_BURST: RangeInclusive<u64> = 1..=100_000;
 
 /// The documented ranges of the relay flags (broker/README.md, flags table).
 pub const RELAY_TICKET_TTL_S: RangeInclusive<u64> = 2..=600;
@@ -1273,6 +1307,47 @@ mod tests {
         assert_eq!(d.max_duration, Duration::from_secs(3600));
         assert_eq!(d.idle_timeout, Duration::from_secs(60));
         assert_eq!(d.max_frame_bytes, 1024 * 1024);
+    }
+
+    /// The server's numeric flags, like the relay's: out of range is an error naming the flag
+    /// and the range (exit 2), never silently clamped (`--request-timeout 0` used to become 1 s,
+    /// `--rate-burst 0` 1); the bounds themselves are taken as given.
+    #[test]
+    fn server_limits_out_of_range_are_errors_not_clamped() {
+        let cases: [(&str, u64, u64); 6] = [
+            ("--upstream-timeout", 1, 120),
+            ("--header-timeout", 1, 300),
+            ("--request-timeout", 1, 600),
+            ("--max-connections", 1, 1_000_000),
+            ("--ws-idle-timeout", 1, 3600),
+            ("--rate-burst", 1, 100_000),
+        ];
+        for (flag, min, max) in cases {
+            for bad in [min - 1, max + 1] {
+                let Err(e) = resolve(&[flag, &bad.to_string()], &[]) else {
+                    panic!("{flag} {bad} accepted");
+                };
+                let msg = format!("{e:#}");
+                assert!(msg.contains(flag), "{flag} {bad}: {msg}");
+                assert!(
+                    msg.contains(&format!("between {min} and {max}")),
+                    "{flag} {bad}: {msg}"
+                );
+            }
+            for good in [min, max] {
+                let s = resolve(&[flag, &good.to_string()], &[])
+                    .unwrap_or_else(|e| panic!("{flag} {good}: {e:#}"));
+                let got = match flag {
+                    "--upstream-timeout" => s.upstream_timeout.as_secs(),
+                    "--header-timeout" => s.limits.header_timeout.as_secs(),
+                    "--request-timeout" => s.limits.request_timeout.as_secs(),
+                    "--max-connections" => s.limits.max_connections as u64,
+                    "--ws-idle-timeout" => s.limits.ws_idle_timeout.as_secs(),
+                    _ => u64::from(s.rate_burst),
+                };
+                assert_eq!(got, good, "{flag}");
+            }
+        }
     }
 
     #[test]
