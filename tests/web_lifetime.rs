@@ -752,3 +752,55 @@ async fn session_headers_and_credential_tokens_leave_no_copy_in_wasm_memory() {
     );
     finish_js(&client).await;
 }
+
+#[wasm_bindgen(inline_js = r#"
+let realNow;
+export function shiftWallClock(ms) {
+  realNow ??= Date.now;
+  Date.now = () => realNow.call(Date) + ms;
+}
+export function restoreWallClock() {
+  if (realNow) Date.now = realNow;
+  realNow = undefined;
+}
+"#)]
+extern "C" {
+    /// Sets the wall clock (`Date.now()`) `ms` away from the real one, as a user or NTP does.
+    #[wasm_bindgen(js_name = shiftWallClock)]
+    fn shift_wall_clock(ms: f64);
+    #[wasm_bindgen(js_name = restoreWallClock)]
+    fn restore_wall_clock();
+}
+
+/// `expiresAt` and `nextRefreshAt` are epoch milliseconds on the clock the app reads them
+/// against: after the wall clock is set back an hour, a 10-minute token still expires about 10
+/// minutes from the (new) `Date.now()`, not an hour and 10 minutes later (the engine's
+/// deadlines follow the monotonic clock; the reported times must too).
+#[wasm_bindgen_test]
+async fn expires_at_follows_the_wall_clock_when_it_is_set_back() {
+    install_fake_broker();
+    answer(token_answer("tok-clock", 600.0, JsValue::UNDEFINED));
+    let client = TokenClient::new(options(&[])).unwrap();
+    expect_token(&client, "tok-clock").await;
+    let ahead = |at: Option<f64>| at.expect("a time") - js_sys::Date::now();
+    let before = ahead(client.expires_at());
+    assert!(
+        before > 590_000.0 && before <= 600_000.0,
+        "control: {before}"
+    );
+    shift_wall_clock(-3_600_000.0);
+    let left = ahead(client.expires_at());
+    let next = ahead(client.next_refresh_at());
+    let token = client.token();
+    restore_wall_clock();
+    assert!(
+        left > 590_000.0 && left <= 600_000.0,
+        "expiresAt is {left} ms ahead of the set-back clock"
+    );
+    assert!(
+        next > 0.0 && next < left,
+        "nextRefreshAt is {next} ms ahead of the set-back clock"
+    );
+    assert_eq!(token.as_string().as_deref(), Some("tok-clock"));
+    finish(client).await;
+}

@@ -165,6 +165,27 @@ fn a_thousand_concurrent_demands_share_one_fetch() {
 // ---------------------------------------------------------------------------------------------
 // refresh schedule
 
+/// `schedule(now)` reads the planned times against the wall clock as it is now: set back an
+/// hour 100 s after the token came, the 600-s token still expires 500 s from the (new) wall
+/// clock, and the refresh at 480 s is 380 s away; with both clocks in step it is the plan.
+#[test]
+fn the_schedule_follows_the_wall_clock_when_it_is_set_back() {
+    let m = with_token(RefreshPolicy::default(), 600.0, 0.0);
+    let in_step = m.schedule(at(100.0));
+    assert_eq!(in_step.expires_at, Some(WALL0 + 600_000.0));
+    assert_eq!(in_step.usable_until, m.usable_until());
+    assert_eq!(in_step.next_refresh_at, Some(WALL0 + 480_000.0));
+    let set_back = clocks(100.0 - 3600.0, 100.0);
+    let s = m.schedule(set_back);
+    assert_eq!(s.expires_at, Some(set_back.wall_ms + 500_000.0));
+    assert_eq!(s.next_refresh_at, Some(set_back.wall_ms + 380_000.0));
+    // set forward: the wall clock's own verdict (earlier) stands
+    let forward = clocks(100.0 + 3600.0, 100.0);
+    assert_eq!(m.schedule(forward).expires_at, Some(WALL0 + 600_000.0));
+    // the plan itself is unchanged
+    assert_eq!(m.expires_at(), Some(WALL0 + 600_000.0));
+}
+
 #[test]
 fn refresh_is_planned_at_expiry_minus_margin_minus_jitter() {
     let policy = RefreshPolicy::default();

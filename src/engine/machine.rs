@@ -74,6 +74,13 @@ impl Deadline {
             .max(0.0)
     }
 
+    /// The deadline as an epoch time on the wall clock as it reads `now`: the earlier of what
+    /// each clock says, so a wall clock set back (or forward) since the deadline was planned
+    /// does not move it (the monotonic clock still counts the real time left).
+    pub fn on_wall_clock(&self, now: Now) -> f64 {
+        self.wall_ms.min(now.wall_ms + (self.mono_ms - now.mono_ms))
+    }
+
     /// The earlier of two deadlines, clock by clock.
     fn earliest(self, other: Deadline) -> Deadline {
         Deadline {
@@ -81,6 +88,18 @@ impl Deadline {
             mono_ms: self.mono_ms.min(other.mono_ms),
         }
     }
+}
+
+/// The times an app reads (`expiresAt`, `nextRefreshAt`, the pipeline's expiry), as epoch
+/// milliseconds on the wall clock at the moment they were read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Schedule {
+    /// When the held token expires.
+    pub expires_at: Option<f64>,
+    /// When the held token stops being handed out.
+    pub usable_until: Option<f64>,
+    /// When the next refresh or retry is planned (none while a request is in flight).
+    pub next_refresh_at: Option<f64>,
 }
 
 /// Where the client stands, as JavaScript sees it in `client.status`.
@@ -400,28 +419,46 @@ impl Machine {
             .filter(|ms| *ms > 0.0)
     }
 
-    /// When the held token expires, on the wall clock (epoch ms).
-    pub fn expires_at(&self) -> Option<f64> {
-        self.held.as_ref().map(|h| h.expires.wall_ms)
+    /// The held token's times and the next planned request, as epoch times on the wall clock as
+    /// it reads `now` ([`Deadline::on_wall_clock`]): what an app shows or compares with
+    /// `Date.now()`.
+    pub fn schedule(&self, now: Now) -> Schedule {
+        let at = |d: Option<Deadline>| d.map(|d| d.on_wall_clock(now));
+        Schedule {
+            expires_at: at(self.held.as_ref().map(|h| h.expires)),
+            usable_until: at(self.held.as_ref().map(|h| h.usable_until)),
+            next_refresh_at: at(self.next_refresh()),
+        }
     }
 
-    /// When the held token stops being handed out, on the wall clock (epoch ms).
-    pub fn usable_until(&self) -> Option<f64> {
-        self.held.as_ref().map(|h| h.usable_until.wall_ms)
-    }
-
-    /// When the next refresh or retry is planned, on the wall clock (epoch ms).
-    pub fn next_refresh_at(&self) -> Option<f64> {
+    /// The next planned refresh or retry, if any.
+    fn next_refresh(&self) -> Option<Deadline> {
         if self.in_flight.is_some() {
             return None;
         }
         if let Some(retry) = self.retry_at {
-            return Some(retry.wall_ms);
+            return Some(retry);
         }
         match &self.held {
-            Some(h) if !self.stopped => Some(h.refresh_at.wall_ms),
+            Some(h) if !self.stopped => Some(h.refresh_at),
             _ => None,
         }
+    }
+
+    /// When the held token expires, on the wall clock as planned when it arrived (epoch ms).
+    /// Compared with a later `Date.now()`, read [`Machine::schedule`] instead.
+    pub fn expires_at(&self) -> Option<f64> {
+        self.held.as_ref().map(|h| h.expires.wall_ms)
+    }
+
+    /// When the held token stops being handed out, on the wall clock as planned (epoch ms).
+    pub fn usable_until(&self) -> Option<f64> {
+        self.held.as_ref().map(|h| h.usable_until.wall_ms)
+    }
+
+    /// When the next refresh or retry is planned, on the wall clock as planned (epoch ms).
+    pub fn next_refresh_at(&self) -> Option<f64> {
+        self.next_refresh().map(|d| d.wall_ms)
     }
 
     /// When the next refresh or retry is planned, on the monotonic clock (for measuring lateness).

@@ -10,6 +10,6 @@ pub mod machine;
 pub mod policy;
 pub mod token;
 
-pub use machine::{Decision, Effect, Machine, Now, Route, Status, TimerPlan};
+pub use machine::{Decision, Effect, Machine, Now, Route, Schedule, Status, TimerPlan};
 pub use policy::RefreshPolicy;
 pub use token::{Grant, Token};

@@ -116,13 +116,14 @@ impl TokenClient {
     /// When the current token expires (epoch milliseconds), or `undefined`.
     #[wasm_bindgen(getter, js_name = expiresAt)]
     pub fn expires_at(&self) -> Option<f64> {
-        self.shell.read(|m| m.expires_at())
+        self.shell.read(|m| m.schedule(clock::now()).expires_at)
     }
 
     /// When the next refresh (or retry) is planned (epoch milliseconds), or `undefined`.
     #[wasm_bindgen(getter, js_name = nextRefreshAt)]
     pub fn next_refresh_at(&self) -> Option<f64> {
-        self.shell.read(|m| m.next_refresh_at())
+        self.shell
+            .read(|m| m.schedule(clock::now()).next_refresh_at)
     }
 
     /// The Azure region this tab's broker named with its last token, or `undefined`.

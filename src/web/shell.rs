@@ -654,7 +654,7 @@ fn detail(detail: &Detail<'_>) -> JsValue {
 fn token_detail(machine: &Machine) -> JsValue {
     let route = machine.route();
     detail(&Detail::Token {
-        expires_at: machine.expires_at(),
+        expires_at: machine.schedule(clock::now()).expires_at,
         region: route.and_then(|r| r.region.as_deref()),
         endpoint: route.and_then(|r| r.endpoint.as_deref()),
     })

@@ -428,8 +428,9 @@ impl TokenClient {
                     // when it stops being handed out, so that a pipeline caching it by its
                     // expiry never uses it in the last seconds the SDK needs to connect.
                     let (expires, refresh) = shell.read(|m| {
-                        let expires = m.usable_until().unwrap_or(0.0);
-                        (expires, m.next_refresh_at().unwrap_or(expires))
+                        let times = m.schedule(crate::web::clock::now());
+                        let expires = times.usable_until.unwrap_or(0.0);
+                        (expires, times.next_refresh_at.unwrap_or(expires))
                     });
                     let current = shell.read(|m| m.token_at(crate::web::clock::now()).is_some());
                     let token = match shell.token_js() {
