@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::auth::{bearer, Authenticator};
 use crate::http::{json_error, NO_STORE};
 use crate::origin::{allowed_request_headers, is_loopback_peer, OriginDecision};
-use crate::relay::{refuse, TICKET_PREFIX_DOT};
+use crate::relay::{refuse, TICKET_PREFIX};
 use crate::speech::presented_token;
 use crate::state::AppState;
 use crate::upstream::now_unix;
@@ -174,8 +174,8 @@ pub async fn relay_user_guard(
     };
     // A user token only if the header does not carry a ticket itself (read as the relay reads
     // it: `Bearer` stripped, the SDK's `aad#<resource>#` prefix dropped).
-    let header_is_ticket = presented_token(None, headers)
-        .is_none_or(|t| t == ticket || t.starts_with(TICKET_PREFIX_DOT));
+    let header_is_ticket =
+        presented_token(None, headers).is_none_or(|t| t == ticket || t.starts_with(TICKET_PREFIX));
     if bearer(headers).is_none() || header_is_ticket {
         return next.run(req).await;
     }

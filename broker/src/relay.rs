@@ -50,10 +50,9 @@ pub const DEFAULT_TICKET_TTL: Duration = Duration::from_secs(60);
 pub const RELAY_PREFIX: &str = "/relay";
 /// What a ticket is bound to besides origin and user.
 const ROUTE: &str = "relay";
-/// Ticket format marker.
-const TICKET_PREFIX: &str = "rt1";
-/// How every ticket begins (`rt1.`): what tells a ticket from a user token in a header.
-pub const TICKET_PREFIX_DOT: &str = "rt1.";
+/// How every ticket begins: the format marker `rt1` and its separator, `rt1.<payload>.<mac>`. What
+/// tells a ticket from a user token in a header; the MAC covers it too.
+pub const TICKET_PREFIX: &str = "rt1.";
 /// Read and write buffer of each WebSocket the relay holds (two per session). tungstenite's
 /// defaults (128 KiB each) made a relayed session cost ~420 KiB of broker memory in `make bench`;
 /// audio frames are ~3 KiB, so 16 KiB buffers lose nothing.
@@ -122,7 +121,6 @@ impl TicketSigner {
     fn mac(&self, payload: &str) -> Vec<u8> {
         let mut m = Hmac::<Sha256>::new_from_slice(&self.key[..]).expect("any key length");
         m.update(TICKET_PREFIX.as_bytes());
-        m.update(b".");
         m.update(payload.as_bytes());
         m.finalize().into_bytes().to_vec()
     }
@@ -137,7 +135,7 @@ impl TicketSigner {
         };
         let payload = B64.encode(serde_json::to_vec(&claims).unwrap_or_default());
         let mac = B64.encode(self.mac(&payload));
-        format!("{TICKET_PREFIX}.{payload}.{mac}")
+        format!("{TICKET_PREFIX}{payload}.{mac}")
     }
 
     /// Checks `ticket` for a connection from `origin` (`None`: no Origin header) to a broker
@@ -149,16 +147,16 @@ impl TicketSigner {
         host: Option<&str>,
         now: u64,
     ) -> Result<String, TicketError> {
-        let mut parts = ticket.split('.');
-        let (Some(TICKET_PREFIX), Some(payload), Some(mac), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let Some(rest) = ticket.strip_prefix(TICKET_PREFIX) else {
+            return Err(TicketError::Malformed);
+        };
+        let mut parts = rest.split('.');
+        let (Some(payload), Some(mac), None) = (parts.next(), parts.next(), parts.next()) else {
             return Err(TicketError::Malformed);
         };
         let mac = B64.decode(mac).map_err(|_| TicketError::Malformed)?;
         let mut m = Hmac::<Sha256>::new_from_slice(&self.key[..]).expect("any key length");
         m.update(TICKET_PREFIX.as_bytes());
-        m.update(b".");
         m.update(payload.as_bytes());
         m.verify_slice(&mac)
             .map_err(|_| TicketError::BadSignature)?;
@@ -787,6 +785,20 @@ mod tests {
             s.verify("garbage", None, None, 0),
             Err(TicketError::Malformed)
         );
+        // the format: `rt1.<payload>.<mac>`, nothing more or less
+        let payload_mac = t.strip_prefix(TICKET_PREFIX).unwrap();
+        for bad in [
+            payload_mac.to_string(),
+            format!("rt2.{payload_mac}"),
+            format!("{t}.x"),
+            TICKET_PREFIX.to_string(),
+        ] {
+            assert_eq!(
+                s.verify(&bad, Some("https://app.example.com"), Some("b"), 999),
+                Err(TicketError::Malformed),
+                "{bad}"
+            );
+        }
         // same-origin tickets
         let so = s.mint("x", "same-origin", 1000);
         assert!(s

@@ -28,6 +28,7 @@ use serde_json::json;
 
 use crate::devjwt::{DevSigner, Verdict};
 use crate::http::json_error;
+use crate::relay::TICKET_PREFIX;
 use crate::secret::fingerprint;
 use crate::upstream::now_unix;
 
@@ -227,13 +228,13 @@ pub fn credential_form(query: Option<&str>, headers: &HeaderMap) -> &'static str
     }
 }
 
-/// Whether a relay ticket (`rt1.…`) appears anywhere in the query or the headers.
+/// Whether a relay ticket (one beginning with [`TICKET_PREFIX`]) appears anywhere in the query or
+/// the headers.
 pub fn carries_ticket(query: Option<&str>, headers: &HeaderMap) -> bool {
-    const MARK: &str = "rt1.";
-    query.is_some_and(|q| q.contains(MARK))
+    query.is_some_and(|q| q.contains(TICKET_PREFIX))
         || headers
             .values()
-            .any(|v| v.to_str().is_ok_and(|s| s.contains(MARK)))
+            .any(|v| v.to_str().is_ok_and(|s| s.contains(TICKET_PREFIX)))
 }
 
 /// Most target languages a translation connection answers (the `to` list), each at most

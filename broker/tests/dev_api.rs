@@ -4,7 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client, decode_payload, start};
+use common::speech::stats;
+use common::{admin, client, decode_payload, get, get_json, get_with, grant, start, TOKEN};
 use serde_json::{json, Value};
 use speech_token_broker::devjwt::Verdict;
 
@@ -70,26 +71,11 @@ async fn token_shape_headers_and_signature() {
 #[tokio::test]
 async fn expires_in_is_remaining_lifetime() {
     let b = start(&["--ttl", "10"], &[]).await;
-    let c = client();
-    let v: Value = c
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = grant(&b).await;
     let first = v["expiresIn"].as_f64().unwrap();
     assert!((9.0..=10.0).contains(&first));
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let v2: Value = c
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v2 = grant(&b).await;
     assert_eq!(v2["token"], v["token"], "still cached");
     let second = v2["expiresIn"].as_f64().unwrap();
     assert!(
@@ -294,35 +280,19 @@ async fn cors_answers_expose_date_and_retry_after() {
 #[tokio::test]
 async fn loopback_origins_allowed_in_dev_by_default() {
     let b = start(&[], &[]).await;
-    let c = client();
     for o in [
         "http://127.0.0.1:45678",
         "http://localhost:3000",
         "http://[::1]:8000",
     ] {
-        let r = c
-            .get(b.url("/api/speech-token"))
-            .header("Origin", o)
-            .send()
-            .await
-            .unwrap();
+        let r = get_with(&b, TOKEN, &[("Origin", o)]).await;
         assert_eq!(r.status(), 200, "{o}");
         assert_eq!(header(&r, "access-control-allow-origin"), Some(o));
     }
-    let r = c
-        .get(b.url("/api/speech-token"))
-        .header("Origin", "https://example.com")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&b, TOKEN, &[("Origin", "https://example.com")]).await;
     assert_eq!(r.status(), 403);
     // DNS-rebinding guard: a foreign Host name is refused in dev mode
-    let r = c
-        .get(b.url("/api/speech-token"))
-        .header("Host", "rebind.example:80")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&b, TOKEN, &[("Host", "rebind.example:80")]).await;
     assert_eq!(r.status(), 403);
 }
 
@@ -333,27 +303,16 @@ async fn require_header_hook() {
         &[("BROKER_REQUIRE_HEADER_VALUE", "s3ss10n")],
     )
     .await;
-    let c = client();
-    let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+    let r = get(&b, TOKEN).await;
     assert_eq!(r.status(), 401);
     assert_eq!(header(&r, "cache-control"), Some("no-store"));
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized");
-    let r = c
-        .get(b.url("/api/speech-token"))
-        .header("X-App-Session", "wrong")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&b, TOKEN, &[("X-App-Session", "wrong")]).await;
     assert_eq!(r.status(), 401);
-    let r = c
-        .get(b.url("/api/speech-token"))
-        .header("X-App-Session", "s3ss10n")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&b, TOKEN, &[("X-App-Session", "s3ss10n")]).await;
     assert_eq!(r.status(), 200);
     // preflight does not need the header
-    let r = c
+    let r = client()
         .request(reqwest::Method::OPTIONS, b.url("/api/speech-token"))
         .header("Origin", "http://localhost:5173")
         .header("Access-Control-Request-Method", "GET")
@@ -367,18 +326,10 @@ async fn require_header_hook() {
 #[tokio::test]
 async fn rate_limit_429_with_retry_after() {
     let b = start(&["--rate-limit", "60", "--rate-burst", "3"], &[]).await;
-    let c = client();
     for _ in 0..3 {
-        assert_eq!(
-            c.get(b.url("/api/speech-token"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(get(&b, TOKEN).await.status(), 200);
     }
-    let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+    let r = get(&b, TOKEN).await;
     assert_eq!(r.status(), 429);
     assert_eq!(header(&r, "retry-after"), Some("1"));
     assert_eq!(header(&r, "cache-control"), Some("no-store"));
@@ -386,47 +337,12 @@ async fn rate_limit_429_with_retry_after() {
     assert_eq!(v["error"], "rate-limited");
     assert_eq!(v["retryAfter"], 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        c.get(b.url("/api/speech-token"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get(&b, TOKEN).await.status(), 200);
     // 0 = off
     let off = start(&["--rate-limit", "0"], &[]).await;
     for _ in 0..50 {
-        assert_eq!(
-            c.get(off.url("/api/speech-token"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(get(&off, TOKEN).await.status(), 200);
     }
-}
-
-async fn admin(
-    c: &reqwest::Client,
-    b: &speech_token_broker::RunningBroker,
-    path: &str,
-    body: Value,
-) -> Value {
-    let r = c.post(b.url(path)).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().await.unwrap()
-}
-
-async fn stats(c: &reqwest::Client, b: &speech_token_broker::RunningBroker) -> Value {
-    c.get(b.url("/admin/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -436,44 +352,29 @@ async fn admin_outage_fail_ttl_slow_stats_reset() {
     let tok = |r: Value| r["token"].as_str().unwrap().to_string();
 
     // outage
-    admin(&c, &b, "/admin/outage", json!({"seconds": 30})).await;
-    let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+    admin(&b, "/admin/outage", json!({"seconds": 30})).await;
+    let r = get(&b, TOKEN).await;
     assert_eq!(r.status(), 503);
     assert_eq!(header(&r, "retry-after"), Some("1"));
     assert_eq!(header(&r, "cache-control"), Some("no-store"));
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "unavailable");
-    admin(&c, &b, "/admin/outage", json!({"seconds": 0})).await;
-    let first = tok(c
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap());
+    admin(&b, "/admin/outage", json!({"seconds": 0})).await;
+    let first = tok(grant(&b).await);
 
     // fail injection: next 2 requests get 429 with Retry-After, then normal
     admin(
-        &c,
         &b,
         "/admin/fail",
         json!({"status": 429, "count": 2, "retryAfter": 7}),
     )
     .await;
     for _ in 0..2 {
-        let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+        let r = get(&b, TOKEN).await;
         assert_eq!(r.status(), 429);
         assert_eq!(header(&r, "retry-after"), Some("7"));
         assert_eq!(r.json::<Value>().await.unwrap()["error"], "rate-limited");
     }
-    assert_eq!(
-        c.get(b.url("/api/speech-token"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get(&b, TOKEN).await.status(), 200);
     for (status, kind) in [
         (401, "unauthorized"),
         (403, "forbidden"),
@@ -481,45 +382,36 @@ async fn admin_outage_fail_ttl_slow_stats_reset() {
         (500, "internal"),
         (503, "unavailable"),
     ] {
-        admin(&c, &b, "/admin/fail", json!({"status": status, "count": 1})).await;
-        let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+        admin(&b, "/admin/fail", json!({"status": status, "count": 1})).await;
+        let r = get(&b, TOKEN).await;
         assert_eq!(r.status().as_u16(), status);
         assert_eq!(r.json::<Value>().await.unwrap()["error"], kind);
     }
     // raw body with status 200 (malformed answers)
     admin(
-        &c,
         &b,
         "/admin/fail",
         json!({"status": 200, "count": 1, "body": "{\"token\": 42}"}),
     )
     .await;
-    let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+    let r = get(&b, TOKEN).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), Some("no-store"));
     assert_eq!(r.text().await.unwrap(), "{\"token\": 42}");
     // redirect
     admin(
-        &c,
         &b,
         "/admin/fail",
         json!({"status": 302, "count": 1, "location": "/login"}),
     )
     .await;
-    let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+    let r = get(&b, TOKEN).await;
     assert_eq!(r.status(), 302);
     assert_eq!(header(&r, "location"), Some("/login"));
 
     // ttl: drops the cached token, new tokens carry the new lifetime
-    admin(&c, &b, "/admin/ttl", json!({"seconds": 5})).await;
-    let v: Value = c
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    admin(&b, "/admin/ttl", json!({"seconds": 5})).await;
+    let v = grant(&b).await;
     assert_ne!(tok(v.clone()), first);
     assert!(v["expiresIn"].as_f64().unwrap() <= 5.0);
     let r = c
@@ -539,36 +431,29 @@ async fn admin_outage_fail_ttl_slow_stats_reset() {
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad-request");
 
     // slow
-    admin(&c, &b, "/admin/slow", json!({"ms": 400})).await;
+    admin(&b, "/admin/slow", json!({"ms": 400})).await;
     let t0 = Instant::now();
-    assert_eq!(
-        c.get(b.url("/api/speech-token"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get(&b, TOKEN).await.status(), 200);
     assert!(t0.elapsed() >= Duration::from_millis(400));
-    admin(&c, &b, "/admin/slow", json!({"ms": 0})).await;
+    admin(&b, "/admin/slow", json!({"ms": 0})).await;
 
-    let s = stats(&c, &b).await;
+    let s = stats(&b).await;
     assert_eq!(s["ttl"], 5);
     assert!(s["tokenRequests"].as_u64().unwrap() >= 14);
     assert_eq!(s["tokenResponsesOk"], 4);
     assert_eq!(s["upstreamRequests"], 2);
     assert_eq!(s["speechConnections"], json!([]));
 
-    admin(&c, &b, "/admin/outage", json!({"seconds": 60})).await;
-    admin(&c, &b, "/admin/fail", json!({"status": 500, "count": 5})).await;
-    admin(&c, &b, "/admin/reset", json!({})).await;
-    let s = stats(&c, &b).await;
+    admin(&b, "/admin/outage", json!({"seconds": 60})).await;
+    admin(&b, "/admin/fail", json!({"status": 500, "count": 5})).await;
+    admin(&b, "/admin/reset", json!({})).await;
+    let s = stats(&b).await;
     assert_eq!(s["tokenRequests"], 0);
     assert_eq!(s["tokenResponsesOk"], 0);
     assert_eq!(s["upstreamRequests"], 0);
-    let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+    let r = get(&b, TOKEN).await;
     assert_eq!(r.status(), 200, "reset ended outage and fail injection");
-    let s = stats(&c, &b).await;
+    let s = stats(&b).await;
     assert_eq!(s["upstreamRequests"], 1, "reset dropped the cached token");
 }
 
@@ -698,14 +583,7 @@ async fn every_405_is_a_json_error_with_no_store_and_allow() {
     std::fs::write(www.join("index.html"), "<!doctype html><title>t</title>").unwrap();
     let b = start(&["--relay", "--www", www.to_str().unwrap()], &[]).await;
     let c = client();
-    let grant: Value = c
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let grant = grant(&b).await;
     let relay_path = reqwest::Url::parse(grant["endpoint"].as_str().unwrap())
         .unwrap()
         .path()
@@ -714,14 +592,7 @@ async fn every_405_is_a_json_error_with_no_store_and_allow() {
         "{relay_path}?Authorization=Bearer%20{}",
         grant["token"].as_str().unwrap()
     );
-    let plain: Value = c
-        .get(b.url("/api/speech-token?relay=0"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plain = get_json(&b, "/api/speech-token?relay=0").await;
     let speech = format!(
         "/speech/recognition/conversation/cognitiveservices/v1?Authorization=Bearer%20{}",
         plain["token"].as_str().unwrap()

@@ -8,7 +8,7 @@ use common::speech::{
     audio_frame, audio_turn, connect, set_behaviour, stats, synthesis_turn, synthesized_audio,
     text_frame, Ws,
 };
-use common::{client, start};
+use common::{client, grant, start};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use speech_token_broker::devjwt::DevSigner;
@@ -33,15 +33,7 @@ fn urlencode(s: &str) -> String {
 }
 
 async fn token(b: &RunningBroker) -> String {
-    let v: Value = client()
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["token"].as_str().unwrap().to_string()
+    grant(b).await["token"].as_str().unwrap().to_string()
 }
 
 async fn expect_rejected(url: String) {
@@ -282,13 +274,7 @@ async fn token_expiring_by_ttl_is_refused() {
 #[tokio::test]
 async fn drop_after_ms_closes_with_1000_and_reply_count_is_configurable() {
     let b = start(&[], &[]).await;
-    let r = client()
-        .post(b.url("/admin/speech"))
-        .json(&json!({"dropAfterMs": 400, "replyAfterAudioFrames": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    set_behaviour(&b, json!({"dropAfterMs": 400, "replyAfterAudioFrames": 1})).await;
     let t = token(&b).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&b, PATH, Some(&t)))
         .await
@@ -317,12 +303,7 @@ async fn drop_after_ms_closes_with_1000_and_reply_count_is_configurable() {
         "{dt:?}"
     );
     // null turns dropping off again
-    client()
-        .post(b.url("/admin/speech"))
-        .json(&json!({"dropAfterMs": null}))
-        .send()
-        .await
-        .unwrap();
+    set_behaviour(&b, json!({"dropAfterMs": null})).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&b, PATH, Some(&t)))
         .await
         .unwrap();
@@ -337,12 +318,7 @@ async fn drop_after_ms_closes_with_1000_and_reply_count_is_configurable() {
 #[tokio::test]
 async fn end_turn_false_leaves_the_turn_open() {
     let b = start(&[], &[]).await;
-    client()
-        .post(b.url("/admin/speech"))
-        .json(&json!({"endTurn": false}))
-        .send()
-        .await
-        .unwrap();
+    set_behaviour(&b, json!({"endTurn": false})).await;
     let t = token(&b).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&b, PATH, Some(&t)))
         .await

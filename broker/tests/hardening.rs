@@ -12,9 +12,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use common::{client, fake_jwt, serve_fake, start};
+use common::speech::{close_frame, Ws};
+use common::{admin, fake_jwt, get, get_with, grant, serve_fake, start, TOKEN};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -108,12 +108,8 @@ async fn key_mode_refuses_a_rebound_host() {
 async fn key_mode_does_not_trust_its_own_loopback_origins() {
     let (_s, base) = sts().await;
     let b = key_broker(&base, &[]).await;
-    let r = client()
-        .get(b.url("/api/speech-token"))
-        .header("Origin", format!("http://{}", b.addr))
-        .send()
-        .await
-        .unwrap();
+    let own = format!("http://{}", b.addr);
+    let r = get_with(&b, TOKEN, &[("Origin", &own)]).await;
     assert_eq!(r.status(), 403);
 }
 
@@ -152,14 +148,10 @@ async fn clients_behind_a_trusted_proxy_get_their_own_buckets() {
     )
     .await;
     let ask = |xff: &'static str| {
-        let url = b.url("/api/speech-token");
+        let b = &b;
         async move {
-            client()
-                .get(url)
-                .header("X-Forwarded-For", xff)
-                .send()
+            get_with(b, TOKEN, &[("X-Forwarded-For", xff)])
                 .await
-                .unwrap()
                 .status()
         }
     };
@@ -177,12 +169,8 @@ async fn x_forwarded_for_is_ignored_without_trust_proxy() {
         .iter()
         .enumerate()
     {
-        let s = client()
-            .get(b.url("/api/speech-token"))
-            .header("X-Forwarded-For", *xff)
-            .send()
+        let s = get_with(&b, TOKEN, &[("X-Forwarded-For", xff)])
             .await
-            .unwrap()
             .status();
         assert_eq!(s, if i < 2 { 200 } else { 429 }, "{xff}");
     }
@@ -196,11 +184,7 @@ async fn an_upstream_failure_is_cached_for_a_few_seconds() {
     s.status.store(401, Ordering::SeqCst);
     let b = key_broker(&base, &["--rate-limit", "0"]).await;
     for _ in 0..10 {
-        let r = client()
-            .get(b.url("/api/speech-token"))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&b, TOKEN).await;
         assert_eq!(r.status(), 502);
     }
     assert_eq!(
@@ -212,11 +196,7 @@ async fn an_upstream_failure_is_cached_for_a_few_seconds() {
     s.status.store(0, Ordering::SeqCst);
     let t0 = Instant::now();
     loop {
-        let r = client()
-            .get(b.url("/api/speech-token"))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&b, TOKEN).await;
         if r.status() == 200 {
             break;
         }
@@ -235,23 +215,10 @@ async fn a_failed_refresh_serves_the_still_valid_token() {
     // 20 s token: refreshed 12 s before expiry (60 % cap), i.e. after 8 s.
     s.lifetime.store(20, Ordering::SeqCst);
     let b = key_broker(&base, &["--rate-limit", "0"]).await;
-    let first: Value = client()
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = grant(&b).await;
     s.status.store(500, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(8300)).await;
-    let r = client()
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
+    let v = grant(&b).await;
     assert_eq!(v["token"], first["token"]);
     let e = v["expiresIn"].as_f64().unwrap();
     assert!(e > 10.0 && e < 12.0, "true remaining lifetime, got {e}");
@@ -263,25 +230,11 @@ async fn a_slow_refresh_is_awaited_at_most_two_seconds() {
     let (s, base) = sts().await;
     s.lifetime.store(20, Ordering::SeqCst);
     let b = key_broker(&base, &["--rate-limit", "0", "--upstream-timeout", "9"]).await;
-    let first: Value = client()
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = grant(&b).await;
     s.delay_ms.store(6000, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(8300)).await;
     let t0 = Instant::now();
-    let v: Value = client()
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = grant(&b).await;
     let waited = t0.elapsed();
     assert_eq!(v["token"], first["token"]);
     assert!(waited < Duration::from_millis(2600), "waited {waited:?}");
@@ -295,11 +248,7 @@ async fn the_broker_refuses_what_the_client_would_refuse() {
     // the browser client refuses `'` in a token; the broker must not hand one out
     *s.raw.lock().unwrap() = Some("eyJh'bc.def.ghi".into());
     let b = key_broker(&base, &["--rate-limit", "0"]).await;
-    let r = client()
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&b, TOKEN).await;
     assert_eq!(r.status(), 502);
 }
 
@@ -309,10 +258,10 @@ async fn the_broker_refuses_what_the_client_would_refuse() {
 async fn healthz_and_readyz() {
     let (s, base) = sts().await;
     let b = key_broker(&base, &["--rate-limit", "0"]).await;
-    let r = client().get(b.url("/healthz")).send().await.unwrap();
+    let r = get(&b, "/healthz").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
-    let r = client().get(b.url("/readyz")).send().await.unwrap();
+    let r = get(&b, "/readyz").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     let body = r.text().await.unwrap();
@@ -324,7 +273,7 @@ async fn healthz_and_readyz() {
     let (s2, base2) = sts().await;
     s2.status.store(401, Ordering::SeqCst);
     let b2 = key_broker(&base2, &["--rate-limit", "0"]).await;
-    let r = client().get(b2.url("/readyz")).send().await.unwrap();
+    let r = get(&b2, "/readyz").await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["cache-control"], "no-store");
     let _ = s;
@@ -398,26 +347,16 @@ async fn connections_are_capped() {
     );
     drop(_c1);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let r = client().get(b.url("/healthz")).send().await.unwrap();
+    let r = get(&b, "/healthz").await;
     assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
 async fn a_request_has_a_deadline() {
     let b = start(&["--request-timeout", "1"], &[]).await;
-    let r = client()
-        .post(b.url("/admin/slow"))
-        .json(&serde_json::json!({"ms": 4000}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    admin(&b, "/admin/slow", serde_json::json!({"ms": 4000})).await;
     let t0 = Instant::now();
-    let r = client()
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&b, TOKEN).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert!(t0.elapsed() < Duration::from_millis(2500));
@@ -437,19 +376,8 @@ async fn the_deadline_answer_carries_cors_for_an_allowed_origin() {
         &[],
     )
     .await;
-    let r = client()
-        .post(b.url("/admin/slow"))
-        .json(&serde_json::json!({"ms": 4000}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = client()
-        .get(b.url("/api/speech-token"))
-        .header("origin", "https://app.example")
-        .send()
-        .await
-        .unwrap();
+    admin(&b, "/admin/slow", serde_json::json!({"ms": 4000})).await;
+    let r = get_with(&b, TOKEN, &[("origin", "https://app.example")]).await;
     assert_eq!(r.status(), 503);
     assert_eq!(
         r.headers()
@@ -464,29 +392,15 @@ async fn the_deadline_answer_carries_cors_for_an_allowed_origin() {
         .contains("retry-after"));
     assert!(r.headers().get_all("vary").iter().any(|v| v == "Origin"));
     // control: another origin is refused at once, and gets no CORS headers
-    let r = client()
-        .get(b.url("/api/speech-token"))
-        .header("origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&b, TOKEN, &[("origin", "https://evil.example")]).await;
     assert_eq!(r.status(), 403);
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
 
 // ---------------------------------------------------------------- fake Speech service limits
 
-async fn ws_connect(
-    b: &speech_token_broker::RunningBroker,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
-    let v: Value = client()
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+async fn ws_connect(b: &speech_token_broker::RunningBroker) -> Ws {
+    let v = grant(b).await;
     let url = format!(
         "{}?Authorization=Bearer%20{}",
         v["endpoint"].as_str().unwrap(),
@@ -503,17 +417,7 @@ async fn the_fake_speech_service_refuses_huge_frames() {
     let _ = ws
         .send(tokio_tungstenite::tungstenite::Message::Binary(big.into()))
         .await;
-    let end = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) => return None,
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(c))) => return c,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await
-    .expect("connection ended");
+    let end = close_frame(&mut ws, Duration::from_secs(5)).await;
     if let Some(c) = end {
         assert_eq!(u16::from(c.code), 1009);
     }
@@ -523,17 +427,7 @@ async fn the_fake_speech_service_refuses_huge_frames() {
 async fn the_fake_speech_service_closes_idle_connections() {
     let b = start(&["--ws-idle-timeout", "1"], &[]).await;
     let mut ws = ws_connect(&b).await;
-    let end = tokio::time::timeout(Duration::from_secs(4), async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) => return None,
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(c))) => return c,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await
-    .expect("idle connection was closed");
+    let end = close_frame(&mut ws, Duration::from_secs(4)).await;
     assert_eq!(u16::from(end.expect("close frame").code), 1000);
 }
 
@@ -542,17 +436,7 @@ async fn shutdown_sends_close_frames() {
     let b = start(&[], &[]).await;
     let mut ws = ws_connect(&b).await;
     drop(b);
-    let end = tokio::time::timeout(Duration::from_secs(4), async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) => return None,
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(c))) => return c,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await
-    .expect("connection ended");
+    let end = close_frame(&mut ws, Duration::from_secs(4)).await;
     assert_eq!(u16::from(end.expect("a close frame").code), 1001);
 }
 

@@ -7,26 +7,25 @@ mod common;
 use std::time::Duration;
 
 use common::speech::{
-    audio_turn, connect, set_behaviour, stats, synthesis_turn, synthesized_audio, Ws,
+    audio_turn, close_frame, connect, set_behaviour, stats, synthesis_turn, synthesized_audio, Ws,
 };
-use common::{client, start};
+use common::{get, grant, grant_with, start, TOKEN};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use speech_token_broker::RunningBroker;
 use tokio_tungstenite::tungstenite::Message;
 
-async fn ticket(b: &RunningBroker, origin: Option<&str>) -> Value {
-    let mut r = client().get(b.url("/api/speech-token"));
-    if let Some(o) = origin {
-        r = r.header("Origin", o);
-    }
-    let r = r.send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
 fn url(endpoint: &str, ticket: &str) -> String {
     format!("{endpoint}?language=en-US&Authorization=Bearer%20{ticket}&X-ConnectionId=ABC")
+}
+
+/// A fresh grant's endpoint with its ticket, as the SDK opens it.
+async fn ticket_url(b: &RunningBroker) -> String {
+    let v = grant(b).await;
+    url(
+        v["endpoint"].as_str().unwrap(),
+        v["token"].as_str().unwrap(),
+    )
 }
 
 async fn one_turn(ws: &mut Ws) -> Vec<String> {
@@ -59,7 +58,7 @@ async fn one_turn(ws: &mut Ws) -> Vec<String> {
 #[tokio::test]
 async fn a_recognition_turn_through_the_relay_with_only_a_ticket() {
     let b = start(&["--relay"], &[]).await;
-    let v = ticket(&b, None).await;
+    let v = grant(&b).await;
     let t = v["token"].as_str().unwrap();
     assert!(t.starts_with("rt1."), "a relay ticket, not a Speech token");
     assert_eq!(v["expiresIn"].as_f64().unwrap(), 60.0);
@@ -103,7 +102,7 @@ async fn refused_tickets_never_reach_the_upstream() {
         &[],
     )
     .await;
-    let app = ticket(&b, Some("https://app.example.com")).await;
+    let app = grant_with(&b, TOKEN, &[("Origin", "https://app.example.com")]).await;
     let endpoint = app["endpoint"].as_str().unwrap().to_string();
     let t = app["token"].as_str().unwrap().to_string();
     // missing
@@ -168,26 +167,14 @@ async fn sessions_per_user_and_idle_time_are_limited() {
         &[],
     )
     .await;
-    let v = ticket(&b, None).await;
-    let u = url(
-        v["endpoint"].as_str().unwrap(),
-        v["token"].as_str().unwrap(),
-    );
+    let u = ticket_url(&b).await;
     let mut first = connect(&u, None).await.unwrap();
     assert_eq!(connect(&u, None).await.err(), Some(429));
     // idle: closed with 1000 after a second without a client frame
-    let end = tokio::time::timeout(Duration::from_secs(4), async {
-        loop {
-            match first.next().await {
-                Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
-                None | Some(Err(_)) => return None,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await
-    .expect("idle session closed");
-    assert_eq!(end, Some(1000));
+    assert_eq!(
+        close_code(&mut first, Duration::from_secs(4)).await,
+        Some(1000)
+    );
     // the slot is free again
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(connect(&u, None).await.is_ok());
@@ -222,22 +209,18 @@ async fn the_sdks_redirect_probe_lands_on_the_relay() {
         &[("SPEECH_KEY", "k")],
     )
     .await;
-    let r = client()
-        .get(b.url("/stt/speech/universal/v2?GenerateRedirectResponse=true"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&b, "/stt/speech/universal/v2?GenerateRedirectResponse=true").await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.text().await.unwrap(),
         format!("https://{}/relay/stt/speech/universal/v2", b.addr)
     );
     // the synthesizer's probe (an endpoint without a path, or with exactly the tts path)
-    let r = client()
-        .get(b.url("/tts/cognitiveservices/websocket/v1?GenerateRedirectResponse=true"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(
+        &b,
+        "/tts/cognitiveservices/websocket/v1?GenerateRedirectResponse=true",
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.text().await.unwrap(),
@@ -246,11 +229,7 @@ async fn the_sdks_redirect_probe_lands_on_the_relay() {
             b.addr
         )
     );
-    let r = client()
-        .get(b.url("/stt/speech/universal/v2"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&b, "/stt/speech/universal/v2").await;
     assert_eq!(r.status(), 404);
 }
 
@@ -267,11 +246,7 @@ async fn total_sessions_and_session_duration_are_limited() {
         &[],
     )
     .await;
-    let v = ticket(&b, None).await;
-    let u = url(
-        v["endpoint"].as_str().unwrap(),
-        v["token"].as_str().unwrap(),
-    );
+    let u = ticket_url(&b).await;
     let mut first = connect(&u, None).await.unwrap();
     assert_eq!(connect(&u, None).await.err(), Some(429), "total cap");
     // a streaming session is still closed (1000) at its duration limit
@@ -373,7 +348,7 @@ async fn key_mode_relays_to_the_endpoint_with_the_real_credential_in_a_header() 
         &[("SPEECH_KEY", "k")],
     )
     .await;
-    let v = ticket(&b, None).await;
+    let v = grant(&b).await;
     let t = v["token"].as_str().unwrap();
     assert!(t.starts_with("rt1."));
     // behind a TLS proxy the page reaches the relay as wss://<host>; here the socket is plain
@@ -431,7 +406,7 @@ async fn key_mode_relays_to_the_endpoint_with_the_real_credential_in_a_header() 
         &[("SPEECH_KEY", "k")],
     )
     .await;
-    let v = ticket(&dead, None).await;
+    let v = grant(&dead).await;
     let endpoint = v["endpoint"].as_str().unwrap().replace("wss://", "ws://");
     assert_eq!(
         connect(&url(&endpoint, v["token"].as_str().unwrap()), None)
@@ -470,7 +445,7 @@ async fn seen(b: &RunningBroker) -> Vec<(String, String, String, bool, Value)> {
 #[tokio::test]
 async fn translation_through_the_relay_reaches_the_translation_path() {
     let b = start(&["--relay"], &[]).await;
-    let g = ticket(&b, None).await;
+    let g = grant(&b).await;
     let ep = g["endpoint"].as_str().unwrap();
     let t = g["token"].as_str().unwrap();
     // what client.speechTranslationConfig(SpeechSDK) does: the advertised (recognition) endpoint
@@ -558,7 +533,7 @@ async fn translation_through_the_relay_reaches_the_translation_path() {
 #[tokio::test]
 async fn synthesis_through_the_relay_streams_the_audio_back() {
     let b = start(&["--relay"], &[]).await;
-    let g = ticket(&b, None).await;
+    let g = grant(&b).await;
     for (i, path) in [
         "tts/cognitiveservices/websocket/v1",
         "cognitiveservices/websocket/v1",
@@ -602,26 +577,13 @@ async fn synthesis_through_the_relay_streams_the_audio_back() {
 #[tokio::test]
 async fn upstream_failures_reach_the_browser_side() {
     let b = start(&["--relay"], &[]).await;
-    let g = ticket(&b, None).await;
-    let u = url(
-        g["endpoint"].as_str().unwrap(),
-        g["token"].as_str().unwrap(),
-    );
+    let u = ticket_url(&b).await;
     // the service closes mid-session with an error: its code and reason pass through
     set_behaviour(&b, json!({"dropAfterMs": 300, "closeCode": 1003})).await;
     let mut ws = connect(&u, None).await.unwrap();
-    let close = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(c))) => return c,
-                None | Some(Err(_)) => return None,
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("closed");
-    let close = close.expect("a close frame");
+    let close = close_frame(&mut ws, Duration::from_secs(5))
+        .await
+        .expect("a close frame");
     assert_eq!(u16::from(close.code), 1003);
     assert_eq!(close.reason.as_str(), "fake service failure");
     // the service refuses the upgrade: the relay answers 502 before upgrading
@@ -662,15 +624,16 @@ async fn a_ticket_presented_by_another_user_is_refused() {
     let alice = sign(&user_claims(&e, "alice-oid"));
     let bob = sign(&user_claims(&e, "bob-oid"));
     // Alice's ticket, minted for her authenticated token request
-    let r = client()
-        .get(b.url("/api/speech-token"))
-        .header("Origin", "https://app.example.com")
-        .header("Authorization", format!("Bearer {alice}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let grant: Value = r.json().await.unwrap();
+    let bearer = format!("Bearer {alice}");
+    let grant = grant_with(
+        &b,
+        TOKEN,
+        &[
+            ("Origin", "https://app.example.com"),
+            ("Authorization", &bearer),
+        ],
+    )
+    .await;
     let endpoint = grant["endpoint"].as_str().unwrap().to_string();
     let t = grant["token"].as_str().unwrap().to_string();
     let origin = "https://app.example.com";
@@ -716,29 +679,16 @@ async fn a_ticket_presented_by_another_user_is_refused() {
     );
 }
 
-/// The close code the relay ends `ws` with (`None`: the connection ended without a close frame).
-async fn close_code(ws: &mut Ws) -> Option<u16> {
-    tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
-                None | Some(Err(_)) => return None,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await
-    .expect("the relay closed the session")
+/// The close code the relay ends `ws` with within `within` (`None`: the connection ended without
+/// a close frame).
+async fn close_code(ws: &mut Ws, within: Duration) -> Option<u16> {
+    close_frame(ws, within).await.map(|c| u16::from(c.code))
 }
 
 #[tokio::test]
 async fn a_frame_over_the_limit_closes_the_session_with_1009() {
     let b = start(&["--relay", "--relay-max-frame", "4096"], &[]).await;
-    let v = ticket(&b, None).await;
-    let u = url(
-        v["endpoint"].as_str().unwrap(),
-        v["token"].as_str().unwrap(),
-    );
+    let u = ticket_url(&b).await;
     // control: an audio-sized frame under the limit passes; the session stays open
     let mut ok = connect(&u, None).await.unwrap();
     ok.send(common::speech::audio_frame("R1", &[0u8; 3200]))
@@ -751,5 +701,8 @@ async fn a_frame_over_the_limit_closes_the_session_with_1009() {
     big.send(Message::Binary(vec![0u8; 8000].into()))
         .await
         .unwrap();
-    assert_eq!(close_code(&mut big).await, Some(1009));
+    assert_eq!(
+        close_code(&mut big, Duration::from_secs(5)).await,
+        Some(1009)
+    );
 }

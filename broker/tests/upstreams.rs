@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use common::{client, fake_jwt, serve_fake, start};
+use common::{client, fake_jwt, get_with, grant, serve_fake, start, TOKEN};
 use serde_json::{json, Value};
 
 // ------------------------------------------------------------------ fake STS (issueToken)
@@ -86,7 +86,7 @@ async fn key_mode_happy_path() {
     )
     .await;
     let c = client();
-    let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+    let r = common::get(&b, TOKEN).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert_eq!(r.headers()["pragma"], "no-cache");
@@ -115,12 +115,7 @@ async fn key_mode_happy_path() {
     }
     assert_eq!(sts.calls.load(Ordering::SeqCst), 1);
     // key mode has no loopback origins by default
-    let r = c
-        .get(b.url("/api/speech-token"))
-        .header("Origin", "http://127.0.0.1:3000")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&b, TOKEN, &[("Origin", "http://127.0.0.1:3000")]).await;
     assert_eq!(r.status(), 403);
 }
 
@@ -139,8 +134,7 @@ async fn key_mode_bad_key_and_5xx_become_502_and_no_token_is_issued() {
         &[("SPEECH_KEY", "a-wrong-key")],
     )
     .await;
-    let c = client();
-    let r = c.get(wrong.url("/api/speech-token")).send().await.unwrap();
+    let r = common::get(&wrong, TOKEN).await;
     assert_eq!(r.status(), 502);
     assert_eq!(r.headers()["cache-control"], "no-store");
     let v: Value = r.json().await.unwrap();
@@ -150,14 +144,7 @@ async fn key_mode_bad_key_and_5xx_become_502_and_no_token_is_issued() {
     );
     // the failure is remembered for a few seconds: the next request does not call upstream
     // (tests/hardening.rs checks that it is asked again afterwards)
-    assert_eq!(
-        c.get(wrong.url("/api/speech-token"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        502
-    );
+    assert_eq!(common::get(&wrong, TOKEN).await.status(), 502);
     assert_eq!(sts.calls.load(Ordering::SeqCst), 1);
 
     for status in [500u16, 503, 429, 403] {
@@ -174,7 +161,7 @@ async fn key_mode_bad_key_and_5xx_become_502_and_no_token_is_issued() {
         )
         .await;
         sts.force.store(status, Ordering::SeqCst);
-        let r = c.get(right.url("/api/speech-token")).send().await.unwrap();
+        let r = common::get(&right, TOKEN).await;
         assert_eq!(r.status(), 502, "{status}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["detail"], format!("issueToken answered {status}"));
@@ -195,7 +182,7 @@ async fn key_mode_bad_key_and_5xx_become_502_and_no_token_is_issued() {
         &[("SPEECH_KEY", "k")],
     )
     .await;
-    let r = c.get(dead.url("/api/speech-token")).send().await.unwrap();
+    let r = common::get(&dead, TOKEN).await;
     assert_eq!(r.status(), 502);
     assert_eq!(
         r.json::<Value>().await.unwrap()["detail"],
@@ -361,15 +348,7 @@ async fn entra_client_credentials_aad_form() {
         &as_refs(&env),
     )
     .await;
-    let c = client();
-    let v: Value = c
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = grant(&b).await;
     assert_eq!(
         v["token"].as_str().unwrap(),
         format!("aad#{RID}#{}", e.access_token)
@@ -378,7 +357,7 @@ async fn entra_client_credentials_aad_form() {
     assert_eq!(v["expiresIn"].as_f64(), Some(600.0), "capped by --max-ttl");
     assert!(v.get("endpoint").is_none());
     for _ in 0..3 {
-        c.get(b.url("/api/speech-token")).send().await.unwrap();
+        common::get(&b, TOKEN).await;
     }
     assert_eq!(
         e.calls.load(Ordering::SeqCst),
@@ -409,14 +388,7 @@ async fn entra_client_credentials_custom_domain_endpoint() {
         &as_refs(&env),
     )
     .await;
-    let v: Value = client()
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = grant(&b).await;
     assert_eq!(v["token"].as_str().unwrap(), e.access_token);
     assert_eq!(v["endpoint"], "https://speech1.cognitiveservices.azure.com");
     assert!((1199.0..=1200.0).contains(&v["expiresIn"].as_f64().unwrap()));
@@ -440,22 +412,14 @@ async fn entra_invalid_client_becomes_502() {
         &as_refs(&env),
     )
     .await;
-    let c = client();
-    let r = c.get(b.url("/api/speech-token")).send().await.unwrap();
+    let r = common::get(&b, TOKEN).await;
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
     assert_eq!(
         v,
         json!({"error":"upstream","detail":"entra token endpoint answered 401 (invalid_client)"})
     );
-    assert_eq!(
-        c.get(b.url("/api/speech-token"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        502
-    );
+    assert_eq!(common::get(&b, TOKEN).await.status(), 502);
     assert_eq!(
         e.calls.load(Ordering::SeqCst),
         1,
@@ -482,14 +446,7 @@ async fn entra_imds_with_string_expires_in() {
         &[("AZURE_CLIENT_ID", "user-assigned-id")],
     )
     .await;
-    let v: Value = client()
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = grant(&b).await;
     assert_eq!(
         v["token"].as_str().unwrap(),
         format!("aad#{RID}#{}", e.access_token)
@@ -519,15 +476,7 @@ async fn entra_imds_with_string_expires_in() {
         &as_refs(&env),
     )
     .await;
-    assert_eq!(
-        client()
-            .get(mi.url("/api/speech-token"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(common::get(&mi, TOKEN).await.status(), 200);
 }
 
 #[tokio::test]
@@ -551,14 +500,7 @@ async fn entra_identity_endpoint() {
         ],
     )
     .await;
-    let v: Value = client()
-        .get(b.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = grant(&b).await;
     assert_eq!(
         v["token"].as_str().unwrap(),
         format!("aad#{RID}#{}", e.access_token)
@@ -583,11 +525,7 @@ async fn entra_identity_endpoint() {
         ],
     )
     .await;
-    let r = client()
-        .get(wrong.url("/api/speech-token"))
-        .send()
-        .await
-        .unwrap();
+    let r = common::get(&wrong, TOKEN).await;
     assert_eq!(r.status(), 502);
     assert_eq!(
         r.json::<Value>().await.unwrap()["detail"],

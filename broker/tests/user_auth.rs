@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::entra::{self, fake_entra, sign, sign_with, user_claims, FakeEntra};
-use common::{client, start};
+use common::{client, get, get_json, get_with, start, TOKEN};
 use serde_json::{json, Value};
 use speech_token_broker::RunningBroker;
 
@@ -18,11 +18,10 @@ async fn broker(e: &FakeEntra, extra: &[&str]) -> RunningBroker {
 }
 
 async fn ask(b: &RunningBroker, bearer: Option<&str>) -> reqwest::Response {
-    let mut r = client().get(b.url("/api/speech-token"));
-    if let Some(t) = bearer {
-        r = r.header("Authorization", format!("Bearer {t}"));
+    match bearer {
+        Some(t) => get_with(b, TOKEN, &[("Authorization", &format!("Bearer {t}"))]).await,
+        None => get(b, TOKEN).await,
     }
-    r.send().await.unwrap()
 }
 
 async fn assert_refused(b: &RunningBroker, bearer: Option<&str>, why: &str) {
@@ -122,12 +121,8 @@ async fn every_invalid_token_is_refused_with_401_and_nothing_is_issued() {
         assert_refused(&b, Some(token), why).await;
     }
     assert_refused(&b, None, "no Authorization header").await;
-    let r = client()
-        .get(b.url("/api/speech-token"))
-        .header("Authorization", format!("Basic {}", sign(&good)))
-        .send()
-        .await
-        .unwrap();
+    let basic = format!("Basic {}", sign(&good));
+    let r = get_with(&b, TOKEN, &[("Authorization", &basic)]).await;
     assert_eq!(r.status(), 401, "not a Bearer scheme");
     // nothing was issued
     assert_eq!(b.upstream_requests(), 0);
@@ -238,14 +233,7 @@ async fn dev_entra_serves_the_demo_its_own_tenant() {
     // unauthenticated: refused
     assert_eq!(ask(&b, None).await.status(), 401);
     // the MSAL stand-in's configuration, then a user token from its token endpoint
-    let cfg: Value = c
-        .get(b.url("/dev-entra/msal-config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cfg = get_json(&b, "/dev-entra/msal-config").await;
     let r = c
         .post(b.url(cfg["tokenEndpoint"].as_str().unwrap()))
         .send()

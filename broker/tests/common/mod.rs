@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use clap::Parser;
+use serde_json::Value;
 use speech_token_broker::{Args, Broker, RunningBroker, Settings};
 
 pub mod entra;
@@ -67,6 +68,52 @@ pub fn client() -> reqwest::Client {
         .timeout(std::time::Duration::from_secs(20))
         .build()
         .unwrap()
+}
+
+/// The token route.
+pub const TOKEN: &str = "/api/speech-token";
+
+/// `GET path` on `b`, with `headers`; the answer, whatever its status.
+pub async fn get_with(
+    b: &RunningBroker,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut r = client().get(b.url(path));
+    for (name, value) in headers {
+        r = r.header(*name, *value);
+    }
+    r.send().await.unwrap()
+}
+
+/// `GET path` on `b`; the answer, whatever its status.
+pub async fn get(b: &RunningBroker, path: &str) -> reqwest::Response {
+    get_with(b, path, &[]).await
+}
+
+/// `GET path` on `b`; the JSON body, whatever the status.
+pub async fn get_json(b: &RunningBroker, path: &str) -> Value {
+    get(b, path).await.json().await.unwrap()
+}
+
+/// `GET path` (the token route, perhaps with a query) with `headers`; asserts a 200 and returns
+/// the grant.
+pub async fn grant_with(b: &RunningBroker, path: &str, headers: &[(&str, &str)]) -> Value {
+    let r = get_with(b, path, headers).await;
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.unwrap()
+}
+
+/// `GET /api/speech-token`; asserts a 200 and returns the grant (`token`, `expiresIn`, …).
+pub async fn grant(b: &RunningBroker) -> Value {
+    grant_with(b, TOKEN, &[]).await
+}
+
+/// `POST path` (an admin route) with the JSON `body`; asserts a 200 and returns the answer.
+pub async fn admin(b: &RunningBroker, path: &str, body: Value) -> Value {
+    let r = client().post(b.url(path)).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.unwrap()
 }
 
 /// Serves `router` on a loopback port in the background.

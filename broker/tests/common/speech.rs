@@ -7,35 +7,36 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use speech_token_broker::RunningBroker;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-
-use super::client;
 
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// `GET /admin/stats`.
 pub async fn stats(b: &RunningBroker) -> Value {
-    client()
-        .get(b.url("/admin/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    super::get_json(b, "/admin/stats").await
 }
 
 /// `POST /admin/speech` with `body`; asserts 200.
 pub async fn set_behaviour(b: &RunningBroker, body: Value) -> Value {
-    let r = client()
-        .post(b.url("/admin/speech"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
+    super::admin(b, "/admin/speech", body).await
+}
+
+/// Reads `ws` until it ends, skipping other frames: its close frame (`None`: it ended without
+/// one); panics if it has not ended within `within`.
+pub async fn close_frame(ws: &mut Ws, within: Duration) -> Option<CloseFrame> {
+    tokio::time::timeout(within, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(c))) => return c,
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the connection did not end within {within:?}"))
 }
 
 /// Opens a WebSocket (with an `Origin` header if given); `Err(status)` when the upgrade is refused.
