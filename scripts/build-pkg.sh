@@ -28,6 +28,11 @@ if [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust/library ]; then
   export WASM_ENV_BUILD_STD=1
   RUSTFLAGS="$RUSTFLAGS -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none"
 fi
+# JS values live in the glue's heap array instead of a wasm externref table: rustc's default
+# (reference types) makes wasm-bindgen add an externref shim per export and import that takes
+# or returns a JS value, 1.3 KB of gzipped wasm more than the glue's few heap helpers (step 13
+# of bench/size-steps.md). Every browser runs either; the package's own tests run this build.
+RUSTFLAGS="$RUSTFLAGS -Ctarget-feature=-reference-types"
 # Extra cargo arguments, e.g. PKG_CARGO_ARGS="--no-default-features" for a build without
 # cross-tab sharing (scripts/bench.sh measures it).
 read -r -a cargo_args <<<"${PKG_CARGO_ARGS:-}"
@@ -52,7 +57,8 @@ build() { # build TARGET DIR
   mv "$wasm.opt" "$wasm"
   # `new TokenClient()` before `await init()`: a clear error instead of a TypeError.
   if [ "$target" = web ]; then node scripts/guard-init.mjs "$dir/speech_token_client.js"; fi
-  node scripts/minify-names.mjs "$names" "$wasm" "$dir/speech_token_client.js" "$dir/speech_token_client_bg.wasm.d.ts"
+  node scripts/minify-names.mjs "$names" "$wasm" "$dir/speech_token_client.js" \
+    "$dir/speech_token_client_bg.wasm.d.ts" "$dir/speech_token_client.d.ts"
   # The generated JS glue ships to every browser as is: minify it (exports, import.meta kept).
   for js in "$dir"/speech_token_client.js "$dir"/speech_token_client_bg.js; do
     [ -f "$js" ] || continue

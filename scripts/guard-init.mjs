@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 
 const file = process.argv[2];
 const source = readFileSync(file, "utf8");
-const anchor = /(\n\s*constructor\(options\) \{\n)(\s*)(const ret = wasm\.tokenclient_new\(options\);)/g;
+const anchor = /(\n\s*constructor\(options\) \{\n)(\s*)(const ret = wasm\.tokenclient_new\((?:options|addHeapObject\(options\))\);)/g;
 const matches = [...source.matchAll(anchor)];
 if (matches.length !== 1) {
   console.error(`[pkg] error: guard-init: expected one TokenClient constructor in ${file}, found ${matches.length} (wasm-bindgen's glue changed?)`);

@@ -6,13 +6,13 @@
 // builds); this script renames them in the glue to match:
 //   - the import object's module key ("./speech_token_client_bg.js") and its keys;
 //   - every `wasm.<export>` access (the glue keeps `instance.exports` in `wasm`);
-//   - the names in the wasm's own `.d.ts`, so it stays true.
+//   - the names in the wasm's own `.d.ts` and in the glue's `InitOutput`, so they stay true.
 // Every name must be found exactly where expected, or the build fails (a wasm-bindgen upgrade
 // that changes the glue's shape must not yield a package that cannot instantiate).
-//   node scripts/minify-names.mjs <map.json> <renamed.wasm> <glue.js> [<wasm.d.ts>]
+//   node scripts/minify-names.mjs <map.json> <renamed.wasm> <glue.js> [<wasm.d.ts> [<glue.d.ts>]]
 import { readFileSync, writeFileSync } from "node:fs";
 
-const [mapFile, wasmFile, glueFile, dtsFile] = process.argv.slice(2);
+const [mapFile, wasmFile, glueFile, wasmDtsFile, glueDtsFile] = process.argv.slice(2);
 const fail = (msg) => { console.error(`[pkg] error: minify-names: ${msg}`); process.exit(1); };
 const map = JSON.parse(readFileSync(mapFile, "utf8"));
 const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -69,15 +69,19 @@ for (const [, name] of map.imports) {
 }
 writeFileSync(glueFile, glue);
 
-// 3. The wasm's .d.ts: `export const <name>: …`.
-if (dtsFile) {
-  let dts = readFileSync(dtsFile, "utf8");
+// 3. The declarations of the raw exports: `export const <name>: …` in the wasm's .d.ts and
+//    `readonly <name>: …` in the glue's `InitOutput` (what `init()` resolves to).
+const identifier = (m) => (/^[A-Za-z_$][\w$]*$/.test(m) ? m : JSON.stringify(m));
+for (const [file, form] of [[wasmDtsFile, "export const "], [glueDtsFile, "readonly "]]) {
+  if (!file) continue;
+  let dts = readFileSync(file, "utf8");
   for (const [name, minified] of map.exports) {
-    const quoted = /^[A-Za-z_$][\w$]*$/.test(minified) ? minified : null;
-    dts = dts.replace(new RegExp(`^export const ${escape(name)}:`, "m"),
-      quoted ? `export const ${quoted}:` : `// ${JSON.stringify(minified)}:`);
+    dts = dts.replace(new RegExp(`^(\\s*)${form}${escape(name)}:`, "m"), `$1${form}${identifier(minified)}:`);
   }
-  writeFileSync(dtsFile, dts);
+  for (const [name] of map.exports) {
+    if (new RegExp(`^\\s*${form}${escape(name)}:`, "m").test(dts)) fail(`${name} left in ${file}`);
+  }
+  writeFileSync(file, dts);
 }
 console.log(`[pkg] minified ${map.imports.length} import and ${map.exports.length} export names`);
 
