@@ -27,12 +27,13 @@ export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$cargo_home/registry/src=/c
 if [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust/library ]; then
   export WASM_ENV_BUILD_STD=1
   RUSTFLAGS="$RUSTFLAGS -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none"
+  # JS values live in the glue's heap array instead of a wasm externref table: rustc's default
+  # (reference types) makes wasm-bindgen add an externref shim per export and import that takes
+  # or returns a JS value, ~1 KB of gzipped package more (step 13 of bench/size-steps.md). Only
+  # with std built from source: a prebuilt std keeps reference types, and wasm-bindgen then
+  # refuses the mix. The e2e tests run this package; `wasm-pack test` builds the default.
+  RUSTFLAGS="$RUSTFLAGS -Ctarget-feature=-reference-types"
 fi
-# JS values live in the glue's heap array instead of a wasm externref table: rustc's default
-# (reference types) makes wasm-bindgen add an externref shim per export and import that takes
-# or returns a JS value, 1.3 KB of gzipped wasm more than the glue's few heap helpers (step 13
-# of bench/size-steps.md). Every browser runs either; the package's own tests run this build.
-RUSTFLAGS="$RUSTFLAGS -Ctarget-feature=-reference-types"
 # Extra cargo arguments, e.g. PKG_CARGO_ARGS="--no-default-features" for a build without
 # cross-tab sharing (scripts/bench.sh measures it).
 read -r -a cargo_args <<<"${PKG_CARGO_ARGS:-}"
@@ -51,7 +52,8 @@ build() { # build TARGET DIR
   # externref into stringref, which browsers do not support (the module then fails to compile).
   # Import and export names minified (wasm-bindgen's carry 16 hex digits or a whole Rust type
   # each), the glue renamed to match by scripts/minify-names.mjs; the mapping stays in target/.
-  local names=target/wasm-names-$target.json
+  local names=${CARGO_TARGET_DIR:-target}/wasm-names-$target.json
+  mkdir -p "$(dirname "$names")"
   "$opt" -Oz $(cat scripts/wasm-features.txt) --strip-debug --strip-producers --strip-target-features \
     --minify-imports-and-exports-and-modules "$wasm" -o "$wasm.opt" >"$names"
   mv "$wasm.opt" "$wasm"

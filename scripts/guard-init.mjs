@@ -1,6 +1,6 @@
 // Adds a clear error to the `web` entry's constructor when the module is used before
 // `await init()`: the generated glue would otherwise throw a bare
-// "TypeError: Cannot read properties of undefined (reading 'tokenclient_new')".
+// "TypeError: Cannot read properties of undefined (reading '<the constructor's export>')".
 // (The bundler entry instantiates the wasm at import, so it needs no guard.)
 //   node scripts/guard-init.mjs pkg/speech_token_client.js
 import { readFileSync, writeFileSync } from "node:fs";

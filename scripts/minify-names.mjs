@@ -67,6 +67,12 @@ for (const [name] of map.exports) {
 for (const [, name] of map.imports) {
   if (new RegExp(word(name)).test(glue)) fail(`import name ${name} left in the glue`);
 }
+// Every export the glue reads (`wasm.x` or `wasm["x"]`) must be one the module has.
+for (const [, dotted, quoted] of glue.matchAll(/(?<![\w$.])wasm(?:\.([\w$]+)|\[("[^"]*")\])/g)) {
+  const name = dotted ?? JSON.parse(quoted);
+  if (!exportsNow.has(name)) fail(`the glue reads wasm.${name}, which the module does not export`);
+}
+if (/(?<![\w$.])wasm\[(?!")/.test(glue) || /\{[^}]*\}\s*=\s*wasm\b/.test(glue)) fail("the glue reads the exports in a way this script does not check");
 writeFileSync(glueFile, glue);
 
 // 3. The declarations of the raw exports: `export const <name>: …` in the wasm's .d.ts and

@@ -184,6 +184,18 @@ fn the_schedule_follows_the_wall_clock_when_it_is_set_back() {
     assert_eq!(m.schedule(forward).expires_at, Some(WALL0 + 600_000.0));
     // the plan itself is unchanged
     assert_eq!(m.expires_at(), Some(WALL0 + 600_000.0));
+    // Clocks in step but read apart by a fraction of a millisecond (Date.now() is whole ms,
+    // performance.now() is not): the planned time, the same on every read.
+    for drift_ms in [0.3, -0.7, 2.5, -40.0] {
+        let now = Now::new(WALL0 + 100_000.0, 100_000.0 + drift_ms);
+        let s = m.schedule(now);
+        assert_eq!(s.expires_at, Some(WALL0 + 600_000.0), "drift {drift_ms}");
+        assert_eq!(
+            s.next_refresh_at,
+            Some(WALL0 + 480_000.0),
+            "drift {drift_ms}"
+        );
+    }
 }
 
 #[test]

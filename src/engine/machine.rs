@@ -24,6 +24,12 @@ pub const PEER_ASK_WINDOW_MS: f64 = 150.0;
 /// sharing still saves most requests (5 tabs: about 1.8 requests per refresh cycle instead of 5).
 pub const PEER_ONLY_LIFETIMES: f64 = 6.0;
 
+/// How much sooner the monotonic clock must put a deadline than the wall clock's plan before the
+/// wall clock counts as set back ([`Deadline::on_wall_clock`]). `Date.now()` counts whole
+/// milliseconds and `performance.now()` fractions, and the two drift apart by milliseconds an
+/// hour; a clock change is a jump of seconds at least.
+pub const CLOCK_SET_BACK_MS: f64 = 1_000.0;
+
 /// The current time on both clocks the browser offers.
 ///
 /// `wall_ms` is `Date.now()`: it keeps running while the machine sleeps but jumps when the clock
@@ -74,11 +80,19 @@ impl Deadline {
             .max(0.0)
     }
 
-    /// The deadline as an epoch time on the wall clock as it reads `now`: the earlier of what
-    /// each clock says, so a wall clock set back (or forward) since the deadline was planned
-    /// does not move it (the monotonic clock still counts the real time left).
+    /// The deadline as an epoch time on the wall clock as it reads `now`. Planned on the wall
+    /// clock; but when the monotonic clock says it comes more than [`CLOCK_SET_BACK_MS`]
+    /// sooner, the wall clock was set back since, and the time the monotonic clock counts is the
+    /// true one (a clock set forward needs nothing: the planned time is then the earlier, and
+    /// the deadline reads as passed, as it is for the engine). Clocks in step give the planned
+    /// time on every read, whatever fraction of a millisecond lies between them.
     pub fn on_wall_clock(&self, now: Now) -> f64 {
-        self.wall_ms.min(now.wall_ms + (self.mono_ms - now.mono_ms))
+        let by_mono = now.wall_ms + (self.mono_ms - now.mono_ms);
+        if by_mono < self.wall_ms - CLOCK_SET_BACK_MS {
+            by_mono
+        } else {
+            self.wall_ms
+        }
     }
 
     /// The earlier of two deadlines, clock by clock.

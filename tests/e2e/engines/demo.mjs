@@ -70,14 +70,14 @@ test(`${ENGINE}: the demo loads under the broker's CSP and shows a valid token`,
     };
   });
   await page.waitForFunction(() => document.documentElement.dataset.ready === "true", { message: "demo ready" });
-  await waitFor(async () => (await text("status-badge")) === "valid", { timeout: 15_000, message: "status valid" });
+  await waitFor(async () => (await text("status-badge")) === "valid", { timeoutMs: 15_000, message: "status valid" });
   assert.equal(await attr("mode", "data-mode"), "dev");
   assert.match(await text("where"), /^ws:\/\/127\.0\.0\.1:\d+\/speech\//);
   assert.match(await text("fingerprint"), /^sha256 [0-9a-f]{8}…$/);
 });
 
 test(`${ENGINE}: through three refreshes the dashboard's numbers match the broker's counters, no lapse`, { timeout: 90_000 }, async () => {
-  await waitFor(async () => (await value("refreshes")) >= 3, { timeout: 60_000, intervalMs: 500, message: "3 refreshes" });
+  await waitFor(async () => (await value("refreshes")) >= 3, { timeoutMs: 60_000, intervalMs: 500, message: "3 refreshes" });
   const requests = await agreeWithBroker("requests", "tokenRequests");
   assert.ok(requests >= 4, `requests ${requests}`);
   await agreeWithBroker("refreshes", "tokenResponsesOk", -1);
@@ -99,7 +99,7 @@ test(`${ENGINE}: the storage audit reads zero everywhere`, { timeout: 30_000 }, 
 test(`${ENGINE}: Recognize runs the real Speech SDK via client.speechConfig() and shows the phrase`, { timeout: 60_000 }, async () => {
   const before = (await broker.admin("/admin/stats")).speechConnections.length;
   await page.evaluate(() => document.querySelector('[data-testid="recognize"]').click());
-  await waitFor(async () => (await attr("speech-result", "data-state")) === "recognized", { timeout: 30_000, message: "recognized phrase" });
+  await waitFor(async () => (await attr("speech-result", "data-state")) === "recognized", { timeoutMs: 30_000, message: "recognized phrase" });
   assert.equal(await text("speech-text"), "Hello world.");
   const conns = (await broker.admin("/admin/stats")).speechConnections.slice(before);
   assert.ok(conns.length >= 1);
