@@ -1264,7 +1264,6 @@ mod tests {
     /// and are taken as given.
     #[test]
     fn relay_limits_out_of_range_are_errors_not_clamped() {
-        let relay = |flag: &str, value: &str| resolve(&["--relay", flag, value], &[]);
         let cases: [(&str, u64, u64); 6] = [
             ("--relay-ticket-ttl", 2, 600),
             ("--relay-max-sessions", 1, 100_000),
@@ -1274,31 +1273,17 @@ mod tests {
             ("--relay-max-frame", 1024, 16 * 1024 * 1024),
         ];
         for (flag, min, max) in cases {
-            for bad in [0, min - 1, max + 1] {
-                let Err(e) = relay(flag, &bad.to_string()) else {
-                    panic!("{flag} {bad} accepted");
-                };
-                let msg = format!("{e:#}");
-                assert!(msg.contains(flag), "{flag} {bad}: {msg}");
-                assert!(
-                    msg.contains(&format!("between {min} and {max}")),
-                    "{flag} {bad}: {msg}"
-                );
-            }
-            for good in [min, max] {
-                let s = relay(flag, &good.to_string())
-                    .unwrap_or_else(|e| panic!("{flag} {good}: {e:#}"));
-                let l = s.relay.expect("relay limits");
-                let got = match flag {
+            assert_range(&["--relay"], flag, min, max, |s| {
+                let l = s.relay.as_ref().expect("relay limits");
+                match flag {
                     "--relay-ticket-ttl" => l.ticket_ttl.as_secs(),
                     "--relay-max-sessions" => l.max_sessions as u64,
                     "--relay-max-sessions-per-user" => l.max_sessions_per_user as u64,
                     "--relay-max-duration" => l.max_duration.as_secs(),
                     "--relay-idle-timeout" => l.idle_timeout.as_secs(),
                     _ => l.max_frame_bytes as u64,
-                };
-                assert_eq!(got, good, "{flag}");
-            }
+                }
+            });
         }
         let d = resolve(&["--relay"], &[]).unwrap().relay.unwrap();
         assert_eq!(d.ticket_ttl, Duration::from_secs(60));
@@ -1323,30 +1308,49 @@ mod tests {
             ("--rate-burst", 1, 100_000),
         ];
         for (flag, min, max) in cases {
-            for bad in [min - 1, max + 1] {
-                let Err(e) = resolve(&[flag, &bad.to_string()], &[]) else {
-                    panic!("{flag} {bad} accepted");
-                };
-                let msg = format!("{e:#}");
-                assert!(msg.contains(flag), "{flag} {bad}: {msg}");
-                assert!(
-                    msg.contains(&format!("between {min} and {max}")),
-                    "{flag} {bad}: {msg}"
-                );
+            assert_range(&[], flag, min, max, |s| match flag {
+                "--upstream-timeout" => s.upstream_timeout.as_secs(),
+                "--header-timeout" => s.limits.header_timeout.as_secs(),
+                "--request-timeout" => s.limits.request_timeout.as_secs(),
+                "--max-connections" => s.limits.max_connections as u64,
+                "--ws-idle-timeout" => s.limits.ws_idle_timeout.as_secs(),
+                _ => u64::from(s.rate_burst),
+            });
+        }
+    }
+
+    /// `flag` (after `base` flags) out of `min..=max` is an error naming the flag and the range;
+    /// the bounds pass and `read` finds them in the settings unchanged.
+    fn assert_range(
+        base: &[&str],
+        flag: &str,
+        min: u64,
+        max: u64,
+        read: impl Fn(&Settings) -> u64,
+    ) {
+        let with = |value: u64| {
+            let value = value.to_string();
+            let mut args = base.to_vec();
+            args.extend([flag, value.as_str()]);
+            resolve(&args, &[])
+        };
+        for bad in [0, min.saturating_sub(1), max + 1] {
+            if bad >= min && bad <= max {
+                continue;
             }
-            for good in [min, max] {
-                let s = resolve(&[flag, &good.to_string()], &[])
-                    .unwrap_or_else(|e| panic!("{flag} {good}: {e:#}"));
-                let got = match flag {
-                    "--upstream-timeout" => s.upstream_timeout.as_secs(),
-                    "--header-timeout" => s.limits.header_timeout.as_secs(),
-                    "--request-timeout" => s.limits.request_timeout.as_secs(),
-                    "--max-connections" => s.limits.max_connections as u64,
-                    "--ws-idle-timeout" => s.limits.ws_idle_timeout.as_secs(),
-                    _ => u64::from(s.rate_burst),
-                };
-                assert_eq!(got, good, "{flag}");
-            }
+            let Err(e) = with(bad) else {
+                panic!("{flag} {bad} accepted");
+            };
+            let msg = format!("{e:#}");
+            assert!(msg.contains(flag), "{flag} {bad}: {msg}");
+            assert!(
+                msg.contains(&format!("between {min} and {max}")),
+                "{flag} {bad}: {msg}"
+            );
+        }
+        for good in [min, max] {
+            let s = with(good).unwrap_or_else(|e| panic!("{flag} {good}: {e:#}"));
+            assert_eq!(read(&s), good, "{flag}");
         }
     }
 
