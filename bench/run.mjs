@@ -85,7 +85,9 @@ const median = (xs) => {
 const fmtInt = (n) => Math.round(n).toLocaleString("en-US").replace(/,/g, " ");
 const fmtBytes = (n) => `${fmtInt(n)} B (${(n / 1024).toFixed(1)} KiB)`;
 const fmtNs = (n) => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : fmtInt(n)) + " ns";
-const fmtMs = (n) => (n < 10 ? n.toFixed(2) : n.toFixed(1)) + " ms";
+const fmtMs = (n) => (Math.abs(n) < 10 ? n.toFixed(2) : n.toFixed(1)) + " ms";
+/** A difference with its sign: "+1.60 ms", "−2.28 ms" (noise can make an added latency negative). */
+const fmtDeltaMs = (n) => (n < 0 ? "−" + fmtMs(-n) : "+" + fmtMs(n));
 const fmtX = (r) => r === 0 ? "0×" : r < 0.01 ? `1/${fmtInt(1 / r)}` : (r < 10 ? r.toFixed(2) : r < 100 ? r.toFixed(1) : fmtInt(r)) + "×";
 
 function withTimeout(promise, ms, what) {
@@ -586,13 +588,13 @@ function summaryRows() {
     row(`broker --auth entra: cached tokens, user token validated per request`, `${fmtInt(e.rps)} req/s`, "", "",
       `≥ ${fmtInt(TARGETS.brokerRps / 4)} req/s`, e.rps >= TARGETS.brokerRps / 4 && e.non2xx === 0);
     row("broker --auth entra: latency p50 / p99", `${fmtMs(e.p50Ms)} / ${fmtMs(e.p99Ms)}`, "", "", `p99 < ${TARGETS.brokerP99Ms} ms`, e.p99Ms < TARGETS.brokerP99Ms);
-    row("broker --auth entra: validation cost per request", `≈ ${e.validationCpuUs.toFixed(0)} µs CPU, +${fmtMs(e.addedP50Ms)} p50`, "", "", "", undefined);
+    row("broker --auth entra: validation cost per request", `≈ ${e.validationCpuUs.toFixed(0)} µs CPU, ${fmtDeltaMs(e.addedP50Ms)} p50`, "", "", "", undefined);
   }
   if (R.relay) {
     const r = R.relay;
     row(`relay: concurrent sessions held (audio frames every 100 ms)`, `${fmtInt(r.relayed.held)} / ${fmtInt(r.relayed.sessions)}`, "", "",
       `${fmtInt(r.relayed.sessions)}`, r.relayed.held === r.relayed.sessions);
-    row("relay: added latency per frame p50 / p99 (vs direct)", `+${fmtMs(r.addedP50Ms)} / +${fmtMs(r.addedP99Ms)}`, "",
+    row("relay: added latency per frame p50 / p99 (vs direct)", `${fmtDeltaMs(r.addedP50Ms)} / ${fmtDeltaMs(r.addedP99Ms)}`, "",
       `direct ${fmtMs(r.direct.p50Ms)} / ${fmtMs(r.direct.p99Ms)}`, "", undefined);
     row("relay: broker memory per session", r.relayed.perSessionKiB != null ? `${r.relayed.perSessionKiB.toFixed(1)} KiB` : "–", "", "", "", undefined);
   }
