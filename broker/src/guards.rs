@@ -15,8 +15,8 @@ use serde_json::json;
 use crate::auth::{bearer, Authenticator};
 use crate::http::{json_error, NO_STORE};
 use crate::origin::{allowed_request_headers, is_loopback_peer, OriginDecision};
+use crate::presented::presented_token;
 use crate::relay::{refuse, TICKET_PREFIX};
-use crate::speech::presented_token;
 use crate::state::AppState;
 use crate::upstream::now_unix;
 

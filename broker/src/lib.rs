@@ -9,7 +9,8 @@
 //! Rooms: `config` (flags → settings), `state` (shared state), `router` (wiring), `guards`
 //! (host/origin/admin/deadline middleware), `token_route`, `health`, `auth` (who is asking),
 //! `ratelimit`, `clientip`, `cache` + `upstream` + `oauth` (where tokens come from), `dev` +
-//! `admin` + `speech` + `devjwt` (dev mode), `server` (the HTTP loop with limits).
+//! `admin` + `speech` + `devjwt` (dev mode), `relay` (+ `presented`: how the SDK presents a
+//! credential), `server` (the HTTP loop with limits).
 
 pub mod admin;
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod http;
 pub mod oauth;
 pub mod origin;
 pub mod outbound;
+pub mod presented;
 pub mod ratelimit;
 pub mod relay;
 pub mod router;

@@ -38,8 +38,8 @@ use zeroize::Zeroizing;
 
 use crate::cache::TokenCache;
 use crate::http::json_error;
+use crate::presented::presented_token;
 use crate::secret::fingerprint;
-use crate::speech::presented_token;
 use crate::upstream::now_unix;
 
 /// Default ticket lifetime: the "≤ 60 s by default". The browser client refreshes it

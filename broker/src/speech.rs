@@ -28,6 +28,7 @@ use serde_json::json;
 
 use crate::devjwt::{DevSigner, Verdict};
 use crate::http::json_error;
+use crate::presented::presented_token;
 use crate::relay::TICKET_PREFIX;
 use crate::secret::fingerprint;
 use crate::upstream::now_unix;
@@ -306,34 +307,6 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// The token a client presented: `Authorization` query parameter (browser SDK), else the
-/// `Authorization` header; `Bearer ` prefix removed; `aad#<resourceId>#<token>` reduced to `<token>`.
-pub fn presented_token(query: Option<&str>, headers: &HeaderMap) -> Option<String> {
-    let from_query = query.and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-            .map(|(_, v)| v.into_owned())
-    });
-    let raw = from_query.or_else(|| {
-        headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    })?;
-    let mut t = raw.trim();
-    if t.len() >= 6
-        && t.is_char_boundary(6)
-        && t[..6].eq_ignore_ascii_case("bearer")
-        && t[6..].chars().next().is_none_or(char::is_whitespace)
-    {
-        t = t[6..].trim();
-    }
-    if let Some(i) = t.rfind('#') {
-        t = &t[i + 1..];
-    }
-    (!t.is_empty()).then(|| t.to_string())
 }
 
 /// Header lines of an SDK frame (`Name:value`), case-insensitive lookup.
