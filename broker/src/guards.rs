@@ -76,7 +76,8 @@ pub async fn deadline(
     req: Request,
     next: Next,
 ) -> Response {
-    let decision = st.origins.decide(req.headers());
+    // Kept for the rare timeout (a shared-buffer clone); the origin is judged only then.
+    let origin = req.headers().get(header::ORIGIN).cloned();
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => {
@@ -87,8 +88,11 @@ pub async fn deadline(
             );
             let h = resp.headers_mut();
             h.append(header::VARY, HeaderValue::from_static("Origin"));
-            if let OriginDecision::Allowed(o) = &decision {
-                add_cors(h, o);
+            if let Some(origin) = origin {
+                let only = HeaderMap::from_iter([(header::ORIGIN, origin)]);
+                if let OriginDecision::Allowed(o) = st.origins.decide(&only) {
+                    add_cors(h, &o);
+                }
             }
             resp
         }

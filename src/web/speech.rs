@@ -427,12 +427,13 @@ impl TokenClient {
                     // served one may have been replaced in the microtask since). Its expiry is
                     // when it stops being handed out, so that a pipeline caching it by its
                     // expiry never uses it in the last seconds the SDK needs to connect.
-                    let (expires, refresh) = shell.read(|m| {
-                        let times = m.schedule(crate::web::clock::now());
+                    let now = crate::web::clock::now();
+                    let (expires, refresh, current) = shell.read(|m| {
+                        let times = m.schedule(now);
                         let expires = times.usable_until.unwrap_or(0.0);
-                        (expires, times.next_refresh_at.unwrap_or(expires))
+                        let refresh = times.next_refresh_at.unwrap_or(expires);
+                        (expires, refresh, m.token_at(now).is_some())
                     });
-                    let current = shell.read(|m| m.token_at(crate::web::clock::now()).is_some());
                     let token = match shell.token_js() {
                         Some(held) if current => held,
                         _ => served,
