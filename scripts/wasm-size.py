@@ -4,10 +4,20 @@
 
 twiggy 0.8 cannot parse modules from rustc >= 1.87 (new import kinds), so this reads the code
 section and the function names itself. Usage: wasm-size.py FILE [--top N] [--json]
+
+With LTO at opt-level "z" most of the module is inlined into a few large functions (the fetch's
+async state machine, the constructor), so names alone cannot say which source the bytes come
+from. `--by-source FILE` can: FILE is a build with line tables (CARGO_PROFILE_RELEASE_DEBUG=
+line-tables-only, then `wasm-bindgen --keep-debug`, before wasm-opt), read with llvm-dwarfdump,
+and every code byte is counted against the source file (and line) it was compiled from,
+inlined code included. Usage: wasm-size.py --by-source FILE [--top N]
 """
 import collections
 import json
+import os
 import re
+import shutil
+import subprocess
 import sys
 
 
@@ -64,7 +74,75 @@ def count_function_imports(buf, start, end):
     return funcs
 
 
+def dwarfdump():
+    """`llvm-dwarfdump`, any version the machine has."""
+    for name in ["llvm-dwarfdump"] + [f"llvm-dwarfdump-{v}" for v in range(30, 13, -1)]:
+        if shutil.which(name):
+            return name
+    raise SystemExit("wasm-size: --by-source needs llvm-dwarfdump (Debian: apt install llvm)")
+
+
+def by_source(path, top):
+    """Code bytes per source file and line, from the DWARF line tables (see the docstring)."""
+    tool = dwarfdump()
+    info = subprocess.run([tool, "--debug-info", path], capture_output=True, text=True).stdout
+    # Each line table names files relative to its compilation unit's directory (index 0).
+    comp_dirs = {}
+    for unit in info.split("DW_TAG_compile_unit")[1:]:
+        stmt = re.search(r"DW_AT_stmt_list\s+\((0x[0-9a-f]+)\)", unit)
+        comp = re.search(r'DW_AT_comp_dir\s+\("([^"]*)"\)', unit)
+        if stmt and comp:
+            comp_dirs[int(stmt.group(1), 16)] = comp.group(1)
+    lines = subprocess.run([tool, "--debug-line", path], capture_output=True, text=True).stdout
+    per_line = collections.Counter()
+    for program in lines.split("debug_line[")[1:]:
+        comp_dir = comp_dirs.get(int(program[:program.index("]")], 16), "")
+        dirs = {int(i): d for i, d in re.findall(r'include_directories\[\s*(\d+)\] = "([^"]*)"', program)}
+        files = {}
+        for i, name, d in re.findall(
+                r'file_names\[\s*(\d+)\]:\s*\n\s*name: "([^"]*)"\s*\n\s*dir_index: (\d+)', program):
+            folder = dirs.get(int(d), comp_dir) if int(d) else comp_dir
+            if not folder.startswith("/"):
+                folder = f"{comp_dir}/{folder}"
+            files[int(i)] = name if name.startswith("/") else f"{folder}/{name}"
+        previous = None
+        for address, line, file, flags in re.findall(
+                r"^0x([0-9a-f]+)\s+(\d+)\s+\d+\s+(\d+)\s+\d+\s+\d+\s*(.*)$", program, re.M):
+            address = int(address, 16)
+            if previous:
+                per_line[previous[1]] += address - previous[0]
+            where = (short_path(files.get(int(file), "?")), int(line))
+            previous = None if "end_sequence" in flags else (address, where)
+    if not per_line:
+        raise SystemExit(f"wasm-size: {path} has no line tables (build with "
+                         "CARGO_PROFILE_RELEASE_DEBUG=line-tables-only, wasm-bindgen --keep-debug)")
+    per_file = collections.Counter()
+    for (name, _), size in per_line.items():
+        per_file[name] += size
+    total = sum(per_line.values())
+    print(f"{path}: {total} code bytes with line info (before wasm-opt)")
+    print("by source file (inlined code counted where it was written):")
+    for name, size in per_file.most_common(top):
+        print(f"  {size:8d}  {100 * size / total:5.1f}%  {name}")
+    print("largest source lines (line 0: compiler-generated code, e.g. drop glue and state machines):")
+    for (name, line), size in per_line.most_common(top):
+        print(f"  {size:8d}  {name}:{line}")
+
+
+def short_path(path):
+    """A crate-relative path: `serde_core-1.0.229/src/de/mod.rs`, `core/src/ptr/mod.rs`, `src/web/shell.rs`."""
+    path = re.sub(r".*/registry/src/[^/]+/", "", path)
+    path = re.sub(r".*/rustlib/src/rust/library/", "", path)
+    path = re.sub(r"^/crates/[^/]+/", "", path)
+    path = re.sub(r"^/rust/(library/)?", "", path)
+    path = re.sub(r"^/speech-token-client/", "", path)
+    return re.sub(r"^" + re.escape(os.getcwd()) + "/", "", path)
+
+
 def main():
+    if sys.argv[1] == "--by-source":
+        top = int(sys.argv[sys.argv.index("--top") + 1]) if "--top" in sys.argv else 30
+        return by_source(sys.argv[2], top)
     path = sys.argv[1]
     top = int(sys.argv[sys.argv.index("--top") + 1]) if "--top" in sys.argv else 15
     buf = open(path, "rb").read()

@@ -2,7 +2,7 @@
 //! engine must look at the clock again. Each [`Listener`] unregisters itself when dropped.
 
 use wasm_bindgen::prelude::*;
-use web_sys::{EventTarget, VisibilityState};
+use web_sys::EventTarget;
 
 /// One registered event listener; dropping it removes it.
 #[must_use = "a Listener is removed as soon as it is dropped"]
@@ -54,7 +54,7 @@ pub enum PageEvent {
 pub fn page_hidden() -> bool {
     web_sys::window()
         .and_then(|w| w.document())
-        .is_some_and(|d| d.visibility_state() == VisibilityState::Hidden)
+        .is_some_and(|d| d.hidden())
 }
 
 /// Registers `visibilitychange`, `pageshow`, `focus` and `online`. Returns no listeners where
