@@ -166,71 +166,72 @@ fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
     Ok(())
 }
 
-/// Visits any value as a [`Field`] (`wrap` decides what a string becomes).
-struct AnyVisitor<T>(fn(String) -> T, fn(Field) -> T);
+/// Visits any value as a [`Field`]: the one visitor of the answer, the JWT claims and the
+/// options (one copy of the deserializer's code for all of them).
+struct FieldVisitor;
 
-impl<'de, T> Visitor<'de> for AnyVisitor<T> {
-    type Value = T;
+impl<'de> Visitor<'de> for FieldVisitor {
+    type Value = Field;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any value")
     }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
-        Ok(self.1(Field::Bool(v)))
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Field, E> {
+        Ok(Field::Bool(v))
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
-        Ok(self.1(Field::Num(v as f64)))
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Field, E> {
+        Ok(Field::Num(v as f64))
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
-        Ok(self.1(Field::Num(v as f64)))
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Field, E> {
+        Ok(Field::Num(v as f64))
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
-        Ok(self.1(Field::Num(v)))
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Field, E> {
+        Ok(Field::Num(v))
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-        Ok(self.0(v.to_owned()))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Field, E> {
+        Ok(Field::Str(v.to_owned()))
     }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<T, E> {
-        Ok(self.0(v))
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Field, E> {
+        Ok(Field::Str(v))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
-        Ok(self.1(Field::Absent))
+    fn visit_unit<E: de::Error>(self) -> Result<Field, E> {
+        Ok(Field::Absent)
     }
-    fn visit_none<E: de::Error>(self) -> Result<T, E> {
-        Ok(self.1(Field::Absent))
+    fn visit_none<E: de::Error>(self) -> Result<Field, E> {
+        Ok(Field::Absent)
     }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Field, D::Error> {
         d.deserialize_any(self)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Field, A::Error> {
         if DRAIN_NESTED {
             drain_seq(seq)?;
         }
-        Ok(self.1(Field::Other))
+        Ok(Field::Other)
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field, A::Error> {
         if DRAIN_NESTED {
             drain_map(map)?;
         }
-        Ok(self.1(Field::Other))
+        Ok(Field::Other)
     }
 }
 
 impl<'de> Deserialize<'de> for Field {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Field, D::Error> {
-        d.deserialize_any(AnyVisitor(Field::Str, |field| field))
+        d.deserialize_any(FieldVisitor)
     }
 }
 
 impl<'de> Deserialize<'de> for Secret {
+    /// Read as a [`Field`] and wrapped at once (nothing can fail in between): a string never
+    /// outlives this function outside a [`Token`].
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
-        d.deserialize_any(AnyVisitor(
-            |s| Secret::Token(Token::new(s)),
-            |field| match field {
-                Field::Absent => Secret::Absent,
-                _ => Secret::WrongType,
-            },
-        ))
+        Ok(match Field::deserialize(d)? {
+            Field::Str(s) => Secret::Token(Token::new(s)),
+            Field::Absent => Secret::Absent,
+            _ => Secret::WrongType,
+        })
     }
 }
 
