@@ -306,10 +306,14 @@ async fn listeners_unsubscribe_survive_a_throwing_peer_and_see_idle_fetching_val
     let client = client_with(&[]);
     assert_eq!(client.status(), "idle");
     let removed = EventLog::new();
-    let off = client.on("status", removed.listener("status")).unwrap();
+    let off = client
+        .on("status".into(), removed.listener("status").into())
+        .unwrap();
     off.call0(&JsValue::UNDEFINED).unwrap();
     off.call0(&JsValue::UNDEFINED).unwrap(); // a second off() is harmless
-    client.on("token", throwing_listener()).unwrap();
+    client
+        .on("token".into(), throwing_listener().into())
+        .unwrap();
     let events = record_events(&client); // subscribed after the throwing one
     catch_page_errors();
     expect_token(&client, "tok-events").await;
@@ -329,12 +333,12 @@ async fn listeners_unsubscribe_survive_a_throwing_peer_and_see_idle_fetching_val
         reported.iter().any(|m| m.contains("listener failure")),
         "the listener's exception is reported to the page, not swallowed: {reported:?}"
     );
-    let bad = client.on("tokens", events.listener("tokens"));
+    let bad = client.on("tokens".into(), events.listener("tokens").into());
     assert_speech_error(&bad.unwrap_err(), "config", &[], "unknown event name");
     // a listener that is not a function is refused at once, not a TypeError at every event
     let not_functions: [JsValue; 3] = [5.into(), js_sys::Object::new().into(), JsValue::NULL];
     for listener in not_functions {
-        let bad = client.on("token", listener.unchecked_into());
+        let bad = client.on("token".into(), listener);
         assert_speech_error(
             &bad.unwrap_err(),
             "config",

@@ -70,6 +70,14 @@ fn rejected_with(d: &Decision) -> Option<Error> {
     })
 }
 
+/// The error one new caller was rejected with at once (`Effect::RejectOne`), if any.
+fn rejected_one(d: &Decision) -> Option<Error> {
+    d.effects.iter().find_map(|e| match e {
+        Effect::RejectOne(err) => Some(err.clone()),
+        _ => None,
+    })
+}
+
 fn statuses(d: &Decision) -> Vec<Status> {
     d.effects
         .iter()
@@ -585,7 +593,9 @@ fn rate_limited_retry_after_is_honoured() {
     assert_eq!(fetches(&m.tick(at(500.999))), 0);
     assert_eq!(fetches(&m.tick(at(501.0))), 1);
 
-    // Cold: callers are rejected, and a new caller waits for the retry instead of forcing one.
+    // Cold: callers are rejected, and a new caller never forces a request. One whose retry is
+    // further out than a request may take (`requestTimeout`, 10 s here) is told at once, with
+    // the failure that planned it; one whose retry is nearer waits for it.
     let mut m = Machine::new(RefreshPolicy::default());
     let _ = m.demand(at(0.0));
     let d = m.response(at(1.0), Err(Error::from_status(429, Some(30))), 0.0);
@@ -595,16 +605,83 @@ fn rate_limited_retry_after_is_honoured() {
             retry_after: Some(30)
         })
     ));
-    for s in [2.0, 10.0, 30.9] {
+    for s in [2.0, 10.0, 20.9] {
         let d = m.demand(at(s));
         assert_eq!(fetches(&d), 0, "demand at {s} s defeated Retry-After");
+        assert_eq!(
+            rejected_one(&d),
+            Some(Error::RateLimited {
+                retry_after: Some(30)
+            }),
+            "demand at {s} s, retry at 31 s"
+        );
     }
-    assert_eq!(m.waiters(), 3);
+    assert_eq!(m.waiters(), 0);
+    for s in [21.1, 30.9] {
+        let d = m.demand(at(s));
+        assert_eq!(fetches(&d), 0, "demand at {s} s defeated Retry-After");
+        assert_eq!(
+            rejected_one(&d),
+            None,
+            "demand at {s} s waits for the retry at 31 s"
+        );
+    }
+    assert_eq!(m.waiters(), 2);
     let d = m.timer_fired(at(31.0));
     assert_eq!(fetches(&d), 1);
     let d = m.response(at(31.5), Ok(grant(600.0)), 0.0);
     assert!(has(&d, &Effect::ResolveWaiters));
     assert_eq!(m.waiters(), 0);
+}
+
+#[test]
+fn a_caller_is_not_parked_behind_an_hour_long_retry_after() {
+    // An outside review: after `429 Retry-After: 3600` a later getToken() stayed pending for
+    // the hour (and speechConfig() with it).
+    let mut m = Machine::new(RefreshPolicy::default());
+    let _ = m.demand(at(0.0));
+    let _ = m.response(at(1.0), Err(Error::from_status(429, Some(3600))), 0.0);
+    let d = m.demand(at(5.0));
+    assert_eq!(fetches(&d), 0);
+    assert_eq!(
+        rejected_one(&d),
+        Some(Error::RateLimited {
+            retry_after: Some(3600)
+        })
+    );
+    assert_eq!(m.waiters(), 0);
+    // The retry still happens when due, and a caller after it gets the new token.
+    let d = m.timer_fired(at(3601.0));
+    assert_eq!(fetches(&d), 1);
+    let _ = m.demand(at(3601.1));
+    assert_eq!(
+        m.waiters(),
+        1,
+        "a request is in flight: the caller waits for it"
+    );
+    let d = m.response(at(3601.5), Ok(grant(600.0)), 0.0);
+    assert!(has(&d, &Effect::ResolveWaiters));
+    // A long backoff after network failures is no different; refreshNow() still asks at once.
+    let mut m = Machine::new(RefreshPolicy::default());
+    let _ = m.demand(at(0.0));
+    let mut t = 0.0;
+    for _ in 0..6 {
+        t += 1.0;
+        let _ = m.response(at(t), Err(Error::Network), 0.99);
+        let Some(next) = m.next_refresh_at() else {
+            panic!("no retry planned")
+        };
+        t = (next - WALL0) / 1000.0;
+        let _ = m.timer_fired(at(t));
+    }
+    let d = m.response(at(t + 0.5), Err(Error::Network), 0.99);
+    let wait_s = (m.next_refresh_at().expect("retry planned") - WALL0) / 1000.0 - (t + 0.5);
+    assert!(wait_s > 10.0, "the backoff is long by now ({wait_s} s)");
+    assert!(rejected_with(&d).is_none(), "nobody was waiting");
+    let d = m.demand(at(t + 1.0));
+    assert_eq!(rejected_one(&d), Some(Error::Network));
+    let d = m.refresh_now(at(t + 1.5));
+    assert_eq!(fetches(&d), 1, "refreshNow() is the app asking now");
 }
 
 #[test]

@@ -347,6 +347,9 @@ pub struct Machine {
     stopped: bool,
     /// That failure, and until when `getToken()` answers with it without asking the broker.
     final_error: Option<(Error, Deadline)>,
+    /// The failure that planned the pending retry (`retry_at`): what a caller who would wait
+    /// longer than a request may take is told at once (see [`Machine::demand`]).
+    retry_error: Option<Error>,
     /// The last request failed.
     failed: bool,
     /// A token was held at some point (so its absence now means "expired").
@@ -378,6 +381,7 @@ impl Machine {
             attempt: 0,
             stopped: false,
             final_error: None,
+            retry_error: None,
             failed: false,
             had_token: false,
             hidden: false,
@@ -554,6 +558,19 @@ impl Machine {
                 return self.settle(now, vec![Effect::RejectOne(error)]);
             }
         }
+        // A retry planned further out than one request may take (a broker's long Retry-After,
+        // a long backoff) is not waited for: the caller gets the failure that planned it at once
+        // (an app can tell its user "try later"; `speechConfig()` does not hang for an hour),
+        // and the retry still happens in the background. A nearer retry is waited for.
+        if let (Some(error), Some(retry)) = (&self.retry_error, self.retry_at) {
+            if self.in_flight.is_none()
+                && self.token_at(now).is_none()
+                && retry.remaining(now) > self.policy.request_timeout_ms
+            {
+                let error = error.clone();
+                return self.settle(now, vec![Effect::RejectOne(error)]);
+            }
+        }
         self.waiters += 1;
         self.settle(now, Vec::new())
     }
@@ -625,6 +642,7 @@ impl Machine {
         self.attempt = 0;
         self.stopped = false;
         self.final_error = None;
+        self.retry_error = None;
         self.failed = false;
         self.retry_at = None;
         effects.push(Effect::Publish);
@@ -765,6 +783,7 @@ impl Machine {
             Retry::Backoff => Some(retry_delay(self.attempt, jitter)),
         };
         self.attempt = self.attempt.saturating_add(1);
+        self.retry_error = delay.is_some().then(|| error.clone());
         let hidden = self.hidden;
         self.retry_at = delay.map(|ms| {
             let at = Deadline::after(now, ms);

@@ -156,13 +156,21 @@ impl TokenClient {
     /// contain the token: read `client.token` in a `token` listener. Throws kind `disposed`
     /// after `dispose()`.
     #[wasm_bindgen(skip_typescript)]
-    pub fn on(&self, event: &str, listener: js_sys::Function) -> Result<js_sys::Function, JsValue> {
-        let kind = EventKind::parse(event).ok_or_else(|| {
-            config_error("unknown event: use token, refreshing, error, expired, status or detach")
-        })?;
-        if !listener.is_function() {
+    pub fn on(&self, event: JsValue, listener: JsValue) -> Result<js_sys::Function, JsValue> {
+        // Taken as any JS value and checked here: with `&str` the generated glue read a
+        // non-string's `length` and handed the allocator a bogus block (plain-JS callers can
+        // pass anything).
+        let kind = event
+            .as_string()
+            .and_then(|event| EventKind::parse(&event))
+            .ok_or_else(|| {
+                config_error(
+                    "unknown event: use token, refreshing, error, expired, status or detach",
+                )
+            })?;
+        let Ok(listener) = listener.dyn_into::<js_sys::Function>() else {
             return Err(config_error("the listener must be a function"));
-        }
+        };
         if self.shell.disposed() {
             return Err(to_js(&Error::Disposed));
         }

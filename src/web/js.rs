@@ -29,11 +29,15 @@ extern "C" {
     /// does not catch it: an app's throwing getter would throw through the module).
     #[wasm_bindgen(catch, js_namespace = Object, js_name = entries)]
     pub(crate) fn own_entries(o: &JsValue) -> Result<js_sys::Array, JsValue>;
+    /// `Object.hasOwn(o, key)`, or the exception a proxy's `getOwnPropertyDescriptor` trap
+    /// threw (js-sys's binding does not catch it).
+    #[wasm_bindgen(catch, js_namespace = Object, js_name = hasOwn)]
+    fn object_has_own(o: &JsValue, key: &JsValue) -> Result<bool, JsValue>;
 }
 
-/// Whether `target` has `key` as an own property.
+/// Whether `target` has `key` as an own property (`false` when a proxy trap throws).
 pub(crate) fn has_own(target: &js_sys::Object, key: &str) -> bool {
-    js_sys::Object::has_own(target, &JsValue::from_str(key))
+    object_has_own(target, &JsValue::from_str(key)).unwrap_or(false)
 }
 
 /// A plain object from key/value pairs.

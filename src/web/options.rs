@@ -9,7 +9,7 @@ use web_sys::RequestCredentials;
 use crate::engine::token::{check_broker_url, Field};
 use crate::engine::RefreshPolicy;
 use crate::web::broker::{request_headers, unbracket, BadHeaders, BrokerConfig, HeaderSource};
-use crate::web::js::own_keys;
+use crate::web::js::{get, own_keys, set, try_get};
 use crate::web::js_error::{config_error, to_js};
 
 /// The constructor's options, read by serde-wasm-bindgen. Unknown keys are rejected
@@ -85,9 +85,37 @@ impl Options {
                 "unknown option: the options are brokerUrl, headers, credentials, method, refreshMargin, requestTimeout, maxLifetime, shareAcrossTabs",
             ));
         }
-        serde_wasm_bindgen::from_value::<Options>(options.clone())
+        serde_wasm_bindgen::from_value::<Options>(snapshot(options)?)
             .map_err(|_| config_error("options must be an object with a brokerUrl"))
     }
+}
+
+/// The options as a plain object of this module's making, each option read once with its
+/// exceptions caught: serde-wasm-bindgen's reads do not catch, and an exception from an app's
+/// getter or proxy trap unwinding through wasm frames leaves the module's stack and state
+/// broken for every client on the page. A value other than a primitive (an object, a symbol, a
+/// bigint) stands as a fresh empty object, which reads as "not a string, number or boolean"
+/// (the option's own message) without running any of the app's code; `headers` is kept as it
+/// is (read by `request_headers`, whose reads all catch).
+fn snapshot(options: &JsValue) -> Result<JsValue, JsValue> {
+    let copy: JsValue = js_sys::Object::new().into();
+    for name in OPTION_NAMES {
+        let value = try_get(options, name).map_err(|_| {
+            config_error("options could not be read (a getter or proxy trap threw)")
+        })?;
+        let primitive = value.is_undefined()
+            || value.is_null()
+            || value.is_string()
+            || value.as_f64().is_some()
+            || value.as_bool().is_some();
+        let value = if primitive || name == "headers" {
+            value
+        } else {
+            js_sys::Object::new().into()
+        };
+        set(&copy, name, &value);
+    }
+    Ok(copy)
 }
 
 /// What the constructor builds from valid options.
@@ -181,10 +209,8 @@ impl Settings {
 
 /// Resolves and checks the broker URL against the page's location.
 fn resolve_broker_url(raw: &str) -> Result<String, JsValue> {
-    let base = js_sys::global()
-        .dyn_into::<web_sys::Window>()
-        .ok()
-        .and_then(|w| w.location().href().ok());
+    // The window's or the worker's own location (`WorkerGlobalScope.location`).
+    let base = get(&get(&js_sys::global(), "location"), "href").as_string();
     let relative = web_sys::Url::new(raw).is_err();
     let url = match (&base, relative) {
         (_, false) => web_sys::Url::new(raw),

@@ -222,7 +222,7 @@ pub async fn expect_rejection(
 pub fn record_events(client: &TokenClient) -> EventLog {
     let log = EventLog::new();
     for name in EVENTS {
-        client.on(name, log.listener(name)).unwrap();
+        client.on(name.into(), log.listener(name).into()).unwrap();
     }
     log
 }
