@@ -74,6 +74,19 @@ test("options whose getters or proxy traps throw are kind config, 200 times over
   await page.close();
 });
 
+test("an option of a type JSON cannot hold (bigint, symbol, function, String object) is that option's config error", async () => {
+  const { page } = await open();
+  const results = await run(page, "oddValues");
+  const expected = [/refreshMargin must be a number/, /method must be a string/,
+    /shareAcrossTabs must be a boolean/, /brokerUrl must be a string/];
+  assert.equal(results.length, expected.length);
+  results.forEach((result, i) => {
+    assert.equal(result.kind, "config", JSON.stringify(result));
+    assert.match(result.message, expected[i], JSON.stringify(result));
+  });
+  await page.close();
+});
+
 test("attach() of a proxy whose traps throw never throws a raw error from inside the module", async () => {
   const { page } = await open();
   const { results, alive } = await run(page, "attachProxies", 100);

@@ -81,6 +81,17 @@ window.boundary = {
     return { beforeToken, results, deviations, hasTrapAlive, afterAlive, beforeAlive };
   },
 
+  /** Options of a type JSON cannot even hold (bigint, symbol, function): each option's own message. */
+  oddValues() {
+    const base = { brokerUrl: "/api/speech-token" };
+    return [
+      outcome(() => new TokenClient({ ...base, refreshMargin: 10n })),
+      outcome(() => new TokenClient({ ...base, method: Symbol("GET") })),
+      outcome(() => new TokenClient({ ...base, shareAcrossTabs: () => true })),
+      outcome(() => new TokenClient({ brokerUrl: new String("/api/speech-token") })),
+    ];
+  },
+
   /** attach() of proxies whose traps throw: a typed error or a no-op, never a raw throw. */
   async attachProxies(rounds) {
     const client = new TokenClient(OPTIONS);
