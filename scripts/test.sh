@@ -77,6 +77,10 @@ for _ in $(seq 100); do grep -q '^listening on ' "$broker_out" 2>/dev/null && br
 export SPEECH_TOKEN_TEST_BROKER=$(sed -n 's/^listening on //p' "$broker_out")
 [ -n "$SPEECH_TOKEN_TEST_BROKER" ] || echo "warning: the test broker did not start: $(cat "$logdir/broker.err")"
 
+# A test file gets this long in one browser (the runner's default, 20 s, is less than
+# web_lifecycle's wait for the shell's 15-s clock check on a slow machine).
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-120}
+
 # The same compiled tests run in each engine (no rebuild): Chromium through chromedriver (with
 # webdriver.json's capabilities), Firefox ESR through geckodriver, WebKitGTK through
 # WebKitWebDriver, which starts MiniBrowser — it has no headless mode, so it gets an Xvfb display

@@ -1,7 +1,8 @@
 #![cfg(target_arch = "wasm32")]
 //! Browser tests of the page lifecycle wiring: `visibilitychange` re-plans the refresh with the
 //! hidden-page margin, `online` retries a network failure at once, `focus`/`pageshow` re-check
-//! without spending requests when nothing is due, and `dispose()` unregisters every listener.
+//! without spending requests when nothing is due, `dispose()` unregisters every listener, and a
+//! sleep that no event reports is noticed at the shell's next clock check.
 
 mod support;
 
@@ -19,6 +20,10 @@ extern "C" {
     fn set_hidden(hidden: bool);
     #[wasm_bindgen(js_name = restoreVisibility)]
     fn restore_visibility();
+    #[wasm_bindgen(js_name = shiftWallClock)]
+    fn shift_wall_clock(ms: f64);
+    #[wasm_bindgen(js_name = restoreWallClock)]
+    fn restore_wall_clock();
 }
 
 #[wasm_bindgen_test]
@@ -64,6 +69,37 @@ async fn online_retries_a_network_failure_at_once() {
     assert_eq!(client.request_count(), 2.0, "online retried at once");
     wait_until("the retried token", 2_000.0, || token_of(&client).is_some()).await;
     assert_eq!(token_of(&client).as_deref(), Some("tok-online"));
+    finish(client).await;
+}
+
+/// The shell's longest timer (`CLOCK_CHECK_MS` in src/web/shell.rs), in this test's terms.
+const CLOCK_CHECK_MS: f64 = 15_000.0;
+
+#[wasm_bindgen_test]
+async fn a_sleep_no_page_event_reports_is_noticed_at_the_next_clock_check() {
+    // An outside review: on a visible page whose sleep fires no visibilitychange, focus or
+    // online, the refresh timer (frozen in sleep) fired minutes late while attached SDK
+    // objects held an expired token.
+    install_fake_broker();
+    answer(token_answer("tok-before-sleep", 600.0, JsValue::UNDEFINED));
+    answer_always(token_answer("tok-after-sleep", 600.0, JsValue::UNDEFINED));
+    let client = TokenClient::new(options(&[])).unwrap();
+    settle(client.get_token()).await.unwrap();
+    let target = js_sys::Object::new();
+    js_sys::Reflect::set(&target, &"authorizationToken".into(), &"".into()).unwrap();
+    client.attach(target.clone().into()).unwrap();
+    assert_eq!(get_str(&target, "authorizationToken").as_deref(), Some("tok-before-sleep"));
+    // Two hours asleep: the wall clock has moved on, the monotonic clock and the armed timer
+    // (due in about 8 minutes of awake time) have not, and no event fires.
+    shift_wall_clock(7_200_000.0);
+    wait_until(
+        "the refresh after the sleep",
+        CLOCK_CHECK_MS + 10_000.0,
+        || get_str(&target, "authorizationToken").as_deref() == Some("tok-after-sleep"),
+    )
+    .await;
+    assert_eq!(client.request_count(), 2.0);
+    restore_wall_clock();
     finish(client).await;
 }
 

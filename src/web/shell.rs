@@ -28,6 +28,15 @@ use crate::web::lifecycle::{Listener, PageEvent};
 use crate::web::tabs::Tabs;
 use crate::web::timer::Timeout;
 
+/// The longest the shell's timer waits before the engine looks at the clocks again. A timer
+/// stands still while the machine sleeps (it counts awake time, like `performance.now()`), and a
+/// visible page may wake without any event the client listens to (no `visibilitychange`,
+/// `focus` or `online`): the wall clock then says the token has expired, but a refresh timer
+/// armed for minutes of awake time has not fired. Checking this often bounds how long attached
+/// SDK objects can hold an expired token after such a wake, at the cost of one call into the
+/// module per interval (no request: nothing is due).
+pub(crate) const CLOCK_CHECK_MS: f64 = 15_000.0;
+
 /// The events a listener can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EventKind {
@@ -292,7 +301,9 @@ impl Shell {
                     TimerPlan::Clear => live.timer = None,
                     TimerPlan::Arm(delay) => {
                         let weak = Rc::downgrade(self);
-                        live.timer = Some(Timeout::new(delay, move || {
+                        // Never longer than CLOCK_CHECK_MS: an early wake finds nothing due
+                        // and the engine re-arms (`timer_fired`).
+                        live.timer = Some(Timeout::new(delay.min(CLOCK_CHECK_MS), move || {
                             if let Some(shell) = weak.upgrade() {
                                 shell.input(|m, now| m.timer_fired(now));
                             }
