@@ -341,21 +341,49 @@ impl RelayUpstream {
 /// The SDK's default translation path (SDK 1.52 `TranslationConnectionFactory.universalUri`).
 pub const TRANSLATION_PATH: &str = "stt/speech/universal/v2";
 
-/// The upstream path for a relayed connection to `/relay/<rest>`: `rest` itself, except that a
-/// `TranslationRecognizer` pointed at the recognition endpoint the token route names (what
-/// `client.speechTranslationConfig(SpeechSDK)` builds) is sent to the SDK's own translation path.
-/// The SDK's translation connections always carry `to` (the target languages); its recognition
-/// connections never do, and a recognition path does not translate.
-pub fn upstream_path(rest: &str, query: Option<&str>) -> String {
-    let path = rest.trim_start_matches('/');
+/// The Speech SDK's WebSocket paths, the only ones the relay serves (the broker's credential
+/// opens nothing else). From SDK 1.52's connection factories: `SpeechConnectionFactory`
+/// (recognition: interactive, conversation, dictation; `stt/speech/universal/v` + the
+/// recognition endpoint version, `2` by default and `1` for at-start language detection),
+/// `ConversationTranscriberConnectionFactory` (the same), `TranslationConnectionFactory`
+/// (universal v2, the V1 translation path) and `SpeechSynthesisConnectionFactory`
+/// (`tts/cognitiveservices/websocket/v1`; the regional tts host also serves it without `tts/`).
+pub const SDK_PATHS: [&str; 8] = [
+    "speech/recognition/conversation/cognitiveservices/v1",
+    "speech/recognition/interactive/cognitiveservices/v1",
+    "speech/recognition/dictation/cognitiveservices/v1",
+    TRANSLATION_PATH,
+    "stt/speech/universal/v1",
+    "speech/translation/cognitiveservices/v1",
+    "tts/cognitiveservices/websocket/v1",
+    "cognitiveservices/websocket/v1",
+];
+
+/// The SDK path `rest` names (ASCII case aside), in its one canonical spelling: `None` for any
+/// other path. What goes upstream is always one of [`SDK_PATHS`], never the request's own text,
+/// so nothing in a (percent-decoded) path — `..`, `?`, `#`, `\`, `%` — can reach the upstream URL.
+pub fn sdk_path(rest: &str) -> Option<&'static str> {
+    let requested = rest.trim_start_matches('/');
+    SDK_PATHS
+        .into_iter()
+        .find(|p| p.eq_ignore_ascii_case(requested))
+}
+
+/// The upstream path for a relayed connection to `/relay/<rest>` (`None`: not an SDK path): the
+/// SDK path itself, except that a `TranslationRecognizer` pointed at the recognition endpoint the
+/// token route names (what `client.speechTranslationConfig(SpeechSDK)` builds) is sent to the
+/// SDK's own translation path. The SDK's translation connections always carry `to` (the target
+/// languages); its recognition connections never do, and a recognition path does not translate.
+pub fn upstream_path(rest: &str, query: Option<&str>) -> Option<&'static str> {
+    let path = sdk_path(rest)?;
     let translating = query.is_some_and(|q| {
         url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k.eq_ignore_ascii_case("to"))
     });
-    if translating && path.to_ascii_lowercase().starts_with("speech/recognition/") {
-        TRANSLATION_PATH.to_string()
+    Some(if translating && path.starts_with("speech/recognition/") {
+        TRANSLATION_PATH
     } else {
-        path.to_string()
-    }
+        path
+    })
 }
 
 /// The query without the `Authorization` parameter (the ticket).
@@ -384,6 +412,14 @@ pub async fn relay_ws(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let Some(path) = upstream_path(&rest, query.as_deref()) else {
+        return refuse(
+            &relay,
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "not a Speech SDK WebSocket path",
+        );
+    };
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let Some(ticket) = presented_token(query.as_deref(), &headers) else {
@@ -423,8 +459,6 @@ pub async fn relay_ws(
         Ok(t) => t,
         Err(e) => return refuse(&relay, StatusCode::BAD_GATEWAY, "upstream", &e.detail),
     };
-    let path = upstream_path(&rest, query.as_deref());
-    let path = path.as_str();
     let base = relay.upstream.base_for(path);
     let q = strip_ticket(query.as_deref());
     let url = if q.is_empty() {
@@ -695,9 +729,8 @@ fn frame_len(m: &Message) -> u64 {
 /// where to connect, expecting the URL as plain text (SDK 1.4x, `ConnectionFactoryBase.
 /// getRedirectUrlFromEndpoint`). The relay answers with the same path under `/relay/`, so an app
 /// can also configure `SpeechConfig.fromEndpoint(new URL("wss://<broker>"))`. Other requests to
-/// these paths get 404.
+/// these paths, and probes of a path that is not one of [`SDK_PATHS`], get 404.
 pub async fn redirect_probe(
-    Path(rest): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     uri: axum::http::Uri,
@@ -707,16 +740,11 @@ pub async fn redirect_probe(
             .any(|(k, v)| k == "GenerateRedirectResponse" && v.eq_ignore_ascii_case("true"))
     });
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let (true, Some(host)) = (probing, host) else {
+    let (true, Some(host), Some(path)) = (probing, host, sdk_path(uri.path())) else {
         return json_error(StatusCode::NOT_FOUND, "not-found", None);
     };
-    let prefix = uri
-        .path()
-        .trim_end_matches(rest.as_str())
-        .trim_end_matches('/');
     let mut r = Response::new(axum::body::Body::from(format!(
-        "https://{host}{RELAY_PREFIX}{prefix}/{}",
-        rest.trim_start_matches('/')
+        "https://{host}{RELAY_PREFIX}/{path}"
     )));
     let h = r.headers_mut();
     h.insert(
@@ -856,23 +884,40 @@ mod tests {
         let rec = "speech/recognition/conversation/cognitiveservices/v1";
         assert_eq!(
             upstream_path(rec, Some("from=en-US&to=de&scenario=conversation")),
-            TRANSLATION_PATH
+            Some(TRANSLATION_PATH)
         );
         assert_eq!(
             upstream_path(rec, Some("language=en-US&format=simple")),
-            rec
+            Some(rec)
         );
-        assert_eq!(upstream_path(&format!("/{rec}"), None), rec);
+        assert_eq!(upstream_path(&format!("/{rec}"), None), Some(rec));
         assert_eq!(
             upstream_path("tts/cognitiveservices/websocket/v1", Some("to=de")),
-            "tts/cognitiveservices/websocket/v1"
+            Some("tts/cognitiveservices/websocket/v1")
         );
         assert_eq!(
             upstream_path(
                 "speech/translation/cognitiveservices/v1",
                 Some("from=en-US&to=de")
             ),
-            "speech/translation/cognitiveservices/v1"
+            Some("speech/translation/cognitiveservices/v1")
+        );
+        // anything else is no SDK path: nothing of it reaches the upstream URL
+        for other in [
+            "",
+            "foo",
+            "../sts/v1.0/issueToken",
+            "speech/recognition/conversation/cognitiveservices/v1?x=1",
+            "speech/recognition/conversation/cognitiveservices/v1#x",
+            "speech/recognition/conversation/cognitiveservices/v1/",
+            "speech\\recognition\\conversation\\cognitiveservices\\v1",
+            "speech/recognition/conversation/cognitiveservices/v1%20",
+        ] {
+            assert_eq!(upstream_path(other, None), None, "{other}");
+        }
+        assert_eq!(
+            sdk_path("/TTS/cognitiveservices/websocket/V1"),
+            Some("tts/cognitiveservices/websocket/v1")
         );
     }
 

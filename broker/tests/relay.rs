@@ -706,3 +706,85 @@ async fn a_frame_over_the_limit_closes_the_session_with_1009() {
         Some(1009)
     );
 }
+
+/// The HTTP answer to a refused upgrade of `u`: status, `Retry-After`, JSON body.
+async fn refusal(u: &str) -> (u16, Option<String>, Value) {
+    match tokio_tungstenite::connect_async(u).await {
+        Ok(_) => panic!("upgrade of {u} accepted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = r
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            (r.status().as_u16(), retry_after, body)
+        }
+        Err(e) => panic!("{u}: {e}"),
+    }
+}
+
+/// The Speech SDK's WebSocket paths (SDK 1.52's connection factories), as the relay must serve
+/// them; written out here so the test checks the relay's list rather than repeating it.
+const SDK_PATHS: [&str; 8] = [
+    "speech/recognition/conversation/cognitiveservices/v1",
+    "speech/recognition/interactive/cognitiveservices/v1",
+    "speech/recognition/dictation/cognitiveservices/v1",
+    "stt/speech/universal/v2",
+    "stt/speech/universal/v1",
+    "speech/translation/cognitiveservices/v1",
+    "tts/cognitiveservices/websocket/v1",
+    "cognitiveservices/websocket/v1",
+];
+
+#[tokio::test]
+async fn only_the_sdks_websocket_paths_are_relayed() {
+    let b = start(&["--relay"], &[]).await;
+    let g = grant(&b).await;
+    let rec = "speech/recognition/conversation/cognitiveservices/v1";
+    let ticket = g["token"].as_str().unwrap();
+    for path in [
+        "foo/bar".to_string(),
+        "%2e%2e/%2e%2e/sts/v1.0/issueToken".into(),
+        "speech/recognition/%2e%2e/%2e%2e/tts/cognitiveservices/websocket/v1".into(),
+        "speech/recognition/../recognition/conversation/cognitiveservices/v1".into(),
+        // a query or fragment smuggled in the (decoded) path: the ticket would go upstream
+        format!("{rec}%3FAuthorization%3DBearer%2520{ticket}"),
+        format!("{rec}%23x"),
+        format!("{rec}%2F..%2F..%2Fsts"),
+        "speech%5Crecognition%5Cconversation%5Ccognitiveservices%5Cv1".into(),
+        format!("{rec}%5C"),
+        format!("{rec}%2500"),
+        format!("{rec}/"),
+        format!("{rec}/x"),
+        "stt/speech/universal/v3".into(),
+        // real Speech paths the SDK does not open through a relay endpoint
+        "speech/recognition/multiaudio".into(),
+        "cognitiveservices/voices/list".into(),
+        "sts/v1.0/issueToken".into(),
+    ] {
+        let (status, _, body) = refusal(&relay_url(&g, &path, "language=en-US")).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(body["error"], "not-found", "{path}: {body}");
+    }
+    assert!(seen(&b).await.is_empty(), "nothing reached the upstream");
+    // every SDK path is relayed, upstream under its one canonical spelling
+    for path in SDK_PATHS
+        .iter()
+        .copied()
+        .chain(["Speech/Recognition/Conversation/CognitiveServices/V1"])
+    {
+        let mut ws = connect(&relay_url(&g, path, "language=en-US"), None)
+            .await
+            .unwrap_or_else(|s| panic!("{path}: {s}"));
+        ws.close(None).await.unwrap();
+    }
+    let paths: Vec<String> = seen(&b).await.into_iter().map(|c| c.1).collect();
+    let mut want: Vec<String> = SDK_PATHS.iter().map(|p| format!("/{p}")).collect();
+    want.push(format!("/{rec}"));
+    assert_eq!(paths, want);
+}
