@@ -27,6 +27,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -604,8 +605,55 @@ fn client_close(code: u16, reason: &str) -> Message {
     }))
 }
 
-/// Pipes frames both ways (each send awaited before the next read: backpressure) and closes
-/// both sides together.
+/// How long each side may take to accept its close frame when a session ends. A browser that
+/// stopped reading cannot take it and is disconnected after this; the value is the close wait the
+/// relay has always allowed both sides.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+type ClientSink = SplitSink<WebSocket, Message>;
+type ClientStream = SplitStream<WebSocket>;
+type UpstreamSink = SplitSink<Upstream, tungstenite::Message>;
+type UpstreamStream = SplitStream<Upstream>;
+
+/// How a session ends: the close frame (code, reason) each side is sent — `None` when that side
+/// is gone or closed the session itself — and the close reason the log line names.
+struct Ending {
+    upstream: Option<(u16, String)>,
+    client: Option<(u16, String)>,
+    reason: &'static str,
+}
+
+impl Ending {
+    /// The same close frame to both sides.
+    fn both(code: u16, why: &str, reason: &'static str) -> Self {
+        Ending {
+            upstream: Some((code, why.to_string())),
+            client: Some((code, why.to_string())),
+            reason,
+        }
+    }
+    /// The service is gone: the browser gets 1011 (the SDK reports an error, it does not hang).
+    fn upstream_lost(reason: &'static str) -> Self {
+        Ending {
+            upstream: None,
+            client: Some((1011, "Speech service connection lost".to_string())),
+            reason,
+        }
+    }
+    /// The browser is gone: the service is told so.
+    fn client_gone(reason: &'static str) -> Self {
+        Ending {
+            upstream: Some((1000, "client gone".to_string())),
+            client: None,
+            reason,
+        }
+    }
+}
+
+/// Pipes frames both ways and closes both sides together. Each direction awaits its send before
+/// its next read (backpressure), and the two run side by side, so a browser that stops reading
+/// stalls only the service-to-browser direction: the duration limit, shutdown and the idle timer
+/// (browser frames only) still end the session.
 async fn pipe(
     client: WebSocket,
     upstream: Upstream,
@@ -614,106 +662,124 @@ async fn pipe(
 ) -> Outcome {
     let (mut cs, mut cr) = client.split();
     let (mut us, mut ur) = upstream.split();
-    let deadline = tokio::time::Instant::now() + limits.max_duration;
-    let mut out = Outcome {
-        up: 0,
-        down: 0,
-        reason: "",
+    let (mut up, mut down) = (0, 0);
+    let ending = tokio::select! {
+        e = browser_to_service(&mut cr, &mut us, limits.idle_timeout, &mut up) => e,
+        e = service_to_browser(&mut ur, &mut cs, &mut down) => e,
+        _ = tokio::time::sleep(limits.max_duration) => {
+            Ending::both(1000, "session duration limit", "max-duration")
+        }
+        _ = going_away.changed() => Ending::both(1001, "broker shutting down", "shutdown"),
     };
+    close_both(&mut cs, &mut us, &ending).await;
+    Outcome {
+        up,
+        down,
+        reason: ending.reason,
+    }
+}
+
+/// Browser → service, counting the bytes in `up`; ends after `idle` without a browser frame
+/// (frames from the service do not count: `--relay-idle-timeout` is about the browser).
+async fn browser_to_service(
+    cr: &mut ClientStream,
+    us: &mut UpstreamSink,
+    idle: Duration,
+    up: &mut u64,
+) -> Ending {
     loop {
-        tokio::select! {
-            m = tokio::time::timeout(limits.idle_timeout, cr.next()) => match m {
-                Err(_) => {
-                    let _ = us.send(upstream_close(1000, "idle")).await;
-                    let _ = cs.send(client_close(1000, "idle timeout")).await;
-                    out.reason = "idle";
-                    break;
+        let m = match tokio::time::timeout(idle, cr.next()).await {
+            Err(_) => {
+                return Ending {
+                    upstream: Some((1000, "idle".to_string())),
+                    client: Some((1000, "idle timeout".to_string())),
+                    reason: "idle",
                 }
-                Ok(None) => {
-                    let _ = us.send(upstream_close(1000, "client gone")).await;
-                    out.reason = "client-gone";
-                    break;
-                }
-                Ok(Some(Err(e))) => {
-                    // A frame over --relay-max-frame (or a protocol violation) ends the session
-                    // with the code that says so, on both sides.
-                    let (code, why, reason) = match client_error_code(e) {
-                        Some(CLOSE_TOO_BIG) => (CLOSE_TOO_BIG, "frame too large", "client-frame-too-large"),
-                        Some(code) => (code, "protocol error", "client-protocol-error"),
-                        None => (1000, "client gone", "client-gone"),
-                    };
-                    let _ = us.send(upstream_close(1000, why)).await;
-                    if code != 1000 {
-                        let _ = cs.send(client_close(code, why)).await;
-                    }
-                    out.reason = reason;
-                    break;
-                }
-                Ok(Some(Ok(Message::Close(c)))) => {
-                    let code = c.as_ref().map(|c| c.code).unwrap_or(1000);
-                    let reason = c.as_ref().map(|c| c.reason.as_str()).unwrap_or("");
-                    let _ = us.send(upstream_close(code, reason)).await;
-                    let _ = cs.send(client_close(code, reason)).await;
-                    out.reason = "client-closed";
-                    break;
-                }
-                Ok(Some(Ok(m))) => {
-                    out.up += frame_len(&m);
-                    if let Some(m) = to_upstream(m) {
-                        if us.send(m).await.is_err() {
-                            let _ = cs.send(client_close(1011, "Speech service connection lost")).await;
-                            out.reason = "upstream-send-failed";
-                            break;
-                        }
-                    }
-                }
-            },
-            m = ur.next() => match m {
-                None | Some(Err(_)) => {
-                    let _ = cs.send(client_close(1011, "Speech service connection lost")).await;
-                    out.reason = "upstream-gone";
-                    break;
-                }
-                Some(Ok(tungstenite::Message::Close(c))) => {
-                    // the service's code and reason (e.g. why it refused the audio) reach the SDK,
-                    // which reports them in its cancellation details
-                    let code = c.as_ref().map(|c| u16::from(c.code)).unwrap_or(1000);
-                    let reason = c.as_ref().map(|c| c.reason.as_str()).unwrap_or("");
-                    let _ = cs.send(client_close(code, reason)).await;
-                    out.reason = "upstream-closed";
-                    break;
-                }
-                Some(Ok(m)) => {
-                    if let Some(m) = to_client(m) {
-                        out.down += frame_len(&m);
-                        if cs.send(m).await.is_err() {
-                            let _ = us.send(upstream_close(1000, "client gone")).await;
-                            out.reason = "client-send-failed";
-                            break;
-                        }
-                    }
-                }
-            },
-            _ = tokio::time::sleep_until(deadline) => {
-                let _ = us.send(upstream_close(1000, "session duration limit")).await;
-                let _ = cs.send(client_close(1000, "session duration limit")).await;
-                out.reason = "max-duration";
-                break;
             }
-            _ = going_away.changed() => {
-                let _ = us.send(upstream_close(1001, "broker shutting down")).await;
-                let _ = cs.send(client_close(1001, "broker shutting down")).await;
-                out.reason = "shutdown";
-                break;
+            Ok(None) => return Ending::client_gone("client-gone"),
+            Ok(Some(Err(e))) => return client_failed(e),
+            Ok(Some(Ok(Message::Close(c)))) => {
+                let code = c.as_ref().map(|c| c.code).unwrap_or(1000);
+                let why = c.as_ref().map(|c| c.reason.as_str()).unwrap_or("");
+                return Ending::both(code, why, "client-closed");
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        *up += frame_len(&m);
+        if let Some(m) = to_upstream(m) {
+            if us.send(m).await.is_err() {
+                return Ending::upstream_lost("upstream-send-failed");
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+}
+
+/// A failed read from the browser: a frame over --relay-max-frame (or a protocol violation)
+/// ends the session with the code that says so, on both sides.
+fn client_failed(e: axum::Error) -> Ending {
+    let (code, why, reason) = match client_error_code(e) {
+        Some(CLOSE_TOO_BIG) => (CLOSE_TOO_BIG, "frame too large", "client-frame-too-large"),
+        Some(code) => (code, "protocol error", "client-protocol-error"),
+        None => return Ending::client_gone("client-gone"),
+    };
+    Ending {
+        upstream: Some((1000, why.to_string())),
+        client: Some((code, why.to_string())),
+        reason,
+    }
+}
+
+/// Service → browser, counting the bytes in `down`.
+async fn service_to_browser(
+    ur: &mut UpstreamStream,
+    cs: &mut ClientSink,
+    down: &mut u64,
+) -> Ending {
+    loop {
+        match ur.next().await {
+            None | Some(Err(_)) => return Ending::upstream_lost("upstream-gone"),
+            Some(Ok(tungstenite::Message::Close(c))) => {
+                // the service's code and reason (e.g. why it refused the audio) reach the SDK,
+                // which reports them in its cancellation details
+                let code = c.as_ref().map(|c| u16::from(c.code)).unwrap_or(1000);
+                let why = c.as_ref().map(|c| c.reason.to_string()).unwrap_or_default();
+                return Ending {
+                    upstream: None,
+                    client: Some((code, why)),
+                    reason: "upstream-closed",
+                };
+            }
+            Some(Ok(m)) => {
+                if let Some(m) = to_client(m) {
+                    *down += frame_len(&m);
+                    if cs.send(m).await.is_err() {
+                        return Ending::client_gone("client-send-failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends each side its close frame and closes it, both at once, each within [`CLOSE_GRACE`]; a
+/// side that has not taken it by then is disconnected when the session's sockets are dropped.
+async fn close_both(cs: &mut ClientSink, us: &mut UpstreamSink, ending: &Ending) {
+    let client = async {
+        if let Some((code, why)) = &ending.client {
+            let _ = cs.send(client_close(*code, why)).await;
+        }
         let _ = cs.close().await;
+    };
+    let upstream = async {
+        if let Some((code, why)) = &ending.upstream {
+            let _ = us.send(upstream_close(*code, why)).await;
+        }
         let _ = us.close().await;
-    })
-    .await;
-    out
+    };
+    let _ = tokio::join!(
+        tokio::time::timeout(CLOSE_GRACE, client),
+        tokio::time::timeout(CLOSE_GRACE, upstream)
+    );
 }
 
 fn frame_len(m: &Message) -> u64 {

@@ -271,20 +271,29 @@ async fn total_sessions_and_session_duration_are_limited() {
     assert!(t0.elapsed() < Duration::from_millis(2500));
 }
 
-/// A fake Speech service for key mode: records what the relay presented, answers one frame,
-/// then closes with 1011 (an upstream failure the browser must see as an error, not a hang).
-async fn fake_speech_upstream() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
-) {
+/// The server side of a fake upstream's WebSocket.
+type UpstreamWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// What a fake upstream saw of each upgrade: request URI and `Authorization` header.
+type Upgrades = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+/// A fake Speech service for key mode on a loopback port (`ws://…`): records each upgrade,
+/// then plays `session` on its WebSocket.
+async fn fake_upstream<F, Fut>(session: F) -> (String, Upgrades)
+where
+    F: Fn(UpstreamWs) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen: Upgrades = Default::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let s2 = std::sync::Arc::clone(&seen);
+    let session = std::sync::Arc::new(session);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let seen = std::sync::Arc::clone(&s2);
+            let session = std::sync::Arc::clone(&session);
             tokio::spawn(async move {
                 // tungstenite's callback signature returns its (large) error response by value
                 #[allow(clippy::result_large_err)]
@@ -297,21 +306,8 @@ async fn fake_speech_upstream() -> (
                     seen.lock().unwrap().push((req.uri().to_string(), auth));
                     Ok(resp)
                 };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, cb).await else {
-                    return;
-                };
-                if let Some(Ok(_)) = ws.next().await {
-                    let _ = ws
-                        .send(Message::Text("Path:turn.start\r\n\r\n{}".into()))
-                        .await;
-                    let _ = ws
-                        .send(Message::Close(Some(
-                            tokio_tungstenite::tungstenite::protocol::CloseFrame {
-                                code: 1011u16.into(),
-                                reason: "upstream trouble".into(),
-                            },
-                        )))
-                        .await;
+                if let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, cb).await {
+                    session(ws).await;
                 }
             });
         }
@@ -319,35 +315,73 @@ async fn fake_speech_upstream() -> (
     (format!("ws://{addr}"), seen)
 }
 
-#[tokio::test]
-async fn key_mode_relays_to_the_endpoint_with_the_real_credential_in_a_header() {
+/// A fake Speech service for key mode: records what the relay presented, answers one frame,
+/// then closes with 1011 (an upstream failure the browser must see as an error, not a hang).
+async fn fake_speech_upstream() -> (String, Upgrades) {
+    fake_upstream(|mut ws| async move {
+        if let Some(Ok(_)) = ws.next().await {
+            let _ = ws
+                .send(Message::Text("Path:turn.start\r\n\r\n{}".into()))
+                .await;
+            let _ = ws
+                .send(Message::Close(Some(
+                    tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                        code: 1011u16.into(),
+                        reason: "upstream trouble".into(),
+                    },
+                )))
+                .await;
+        }
+    })
+    .await
+}
+
+/// A fake issueToken endpoint (key mode's STS): its base URL and the token it issues.
+async fn fake_sts() -> (String, String) {
     use axum::routing::post;
     let issued = common::fake_jwt(600, "relay-upstream");
-    let issued2 = issued.clone();
+    let answer = issued.clone();
     let sts = common::serve_fake(axum::Router::new().route(
         "/sts/v1.0/issueToken",
         post(move || {
-            let t = issued2.clone();
+            let t = answer.clone();
             async move { t }
         }),
     ))
     .await;
+    (format!("http://{sts}"), issued)
+}
+
+/// A key-mode broker relaying to `upstream` (`--endpoint`), with `extra` flags.
+async fn key_relay(sts: &str, upstream: &str, extra: &[&str]) -> RunningBroker {
+    let mut argv = vec![
+        "--mode",
+        "key",
+        "--region",
+        "westeurope",
+        "--sts-base",
+        sts,
+        "--relay",
+        "--endpoint",
+        upstream,
+    ];
+    argv.extend_from_slice(extra);
+    start(&argv, &[("SPEECH_KEY", "k")]).await
+}
+
+/// A fresh grant's relay URL on a key-mode broker (`ws://`: the test talks to it without the TLS
+/// proxy the advertised `wss://` assumes).
+async fn key_ticket_url(b: &RunningBroker) -> String {
+    let v = grant(b).await;
+    let endpoint = v["endpoint"].as_str().unwrap().replace("wss://", "ws://");
+    url(&endpoint, v["token"].as_str().unwrap())
+}
+
+#[tokio::test]
+async fn key_mode_relays_to_the_endpoint_with_the_real_credential_in_a_header() {
+    let (sts, issued) = fake_sts().await;
     let (upstream, seen) = fake_speech_upstream().await;
-    let b = start(
-        &[
-            "--mode",
-            "key",
-            "--region",
-            "westeurope",
-            "--sts-base",
-            &format!("http://{sts}"),
-            "--relay",
-            "--endpoint",
-            &upstream,
-        ],
-        &[("SPEECH_KEY", "k")],
-    )
-    .await;
+    let b = key_relay(&sts, &upstream, &[]).await;
     let v = grant(&b).await;
     let t = v["token"].as_str().unwrap();
     assert!(t.starts_with("rt1."));
@@ -391,27 +425,9 @@ async fn key_mode_relays_to_the_endpoint_with_the_real_credential_in_a_header() 
     );
 
     // an upstream that cannot be reached: the upgrade is answered 502
-    let dead = start(
-        &[
-            "--mode",
-            "key",
-            "--region",
-            "westeurope",
-            "--sts-base",
-            &format!("http://{sts}"),
-            "--relay",
-            "--endpoint",
-            "ws://127.0.0.1:9",
-        ],
-        &[("SPEECH_KEY", "k")],
-    )
-    .await;
-    let v = grant(&dead).await;
-    let endpoint = v["endpoint"].as_str().unwrap().replace("wss://", "ws://");
+    let dead = key_relay(&sts, "ws://127.0.0.1:9", &[]).await;
     assert_eq!(
-        connect(&url(&endpoint, v["token"].as_str().unwrap()), None)
-            .await
-            .err(),
+        connect(&key_ticket_url(&dead).await, None).await.err(),
         Some(502)
     );
 }
@@ -787,4 +803,138 @@ async fn only_the_sdks_websocket_paths_are_relayed() {
     let mut want: Vec<String> = SDK_PATHS.iter().map(|p| format!("/{p}")).collect();
     want.push(format!("/{rec}"));
     assert_eq!(paths, want);
+}
+
+/// A fake upstream that sends a small text frame every `every` and never reads.
+async fn chatty_upstream(every: Duration) -> String {
+    fake_upstream(move |mut ws| async move {
+        while ws
+            .send(Message::Text("Path:speech.hypothesis\r\n\r\n{}".into()))
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(every).await;
+        }
+    })
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn only_browser_frames_keep_a_session_from_idling() {
+    let (sts, _) = fake_sts().await;
+    let up = chatty_upstream(Duration::from_millis(100)).await;
+    let b = key_relay(&sts, &up, &["--relay-idle-timeout", "1"]).await;
+    // the service talks all the time, the browser says nothing: closed as idle all the same
+    let mut ws = connect(&key_ticket_url(&b).await, None).await.unwrap();
+    let close = close_frame(&mut ws, Duration::from_secs(6))
+        .await
+        .expect("a close frame");
+    assert_eq!(u16::from(close.code), 1000);
+    assert_eq!(close.reason.as_str(), "idle timeout");
+    // control: a browser that keeps sending stays connected past the idle timeout
+    let mut ws = connect(&key_ticket_url(&b).await, None).await.unwrap();
+    let until = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while tokio::time::Instant::now() < until {
+        ws.send(common::speech::audio_frame("R1", &[0u8; 320]))
+            .await
+            .unwrap();
+        let read = tokio::time::timeout(Duration::from_millis(200), async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(c))) => return c,
+                    None | Some(Err(_)) => return None,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            read.is_err(),
+            "closed while the browser was sending: {read:?}"
+        );
+    }
+}
+
+/// A fake upstream that floods binary frames (as fast as the relay takes them) and reports the
+/// close code the relay ends its side with (`None`: ended without a close frame).
+async fn flooding_upstream() -> (String, tokio::sync::mpsc::UnboundedReceiver<Option<u16>>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (url, _) = fake_upstream(move |ws| {
+        let tx = tx.clone();
+        async move {
+            let (mut sink, mut stream) = ws.split();
+            let flood = tokio::spawn(async move {
+                let frame = Message::Binary(vec![0u8; 60_000].into());
+                while sink.send(frame.clone()).await.is_ok() {}
+            });
+            let code = loop {
+                match stream.next().await {
+                    Some(Ok(Message::Close(c))) => break c.map(|c| u16::from(c.code)),
+                    None | Some(Err(_)) => break None,
+                    Some(Ok(_)) => {}
+                }
+            };
+            flood.abort();
+            let _ = tx.send(code);
+        }
+    })
+    .await;
+    (url, rx)
+}
+
+/// A relayed session whose browser side stopped reading while the service floods it: the
+/// broker, the still-open (unread) browser socket and the service's report of how it was closed.
+async fn stalled_session(
+    extra: &[&str],
+) -> (
+    RunningBroker,
+    Ws,
+    tokio::sync::mpsc::UnboundedReceiver<Option<u16>>,
+) {
+    let (sts, _) = fake_sts().await;
+    let (up, closes) = flooding_upstream().await;
+    let b = key_relay(&sts, &up, extra).await;
+    let ws = connect(&key_ticket_url(&b).await, None).await.unwrap();
+    (b, ws, closes)
+}
+
+#[tokio::test]
+async fn a_browser_that_stops_reading_is_still_closed_at_the_duration_limit() {
+    let (b, mut ws, mut closes) =
+        stalled_session(&["--relay-max-duration", "1", "--relay-max-sessions", "1"]).await;
+    // the browser reads nothing: the relay's sends to it block, the deadline must still fire
+    let upstream_close = tokio::time::timeout(Duration::from_secs(10), closes.recv())
+        .await
+        .expect("the relay closed the service's side at the duration limit");
+    assert_eq!(upstream_close, Some(Some(1000)));
+    // the browser reads again: after the backlog, the duration limit's close (1000)
+    assert_eq!(
+        close_code(&mut ws, Duration::from_secs(10)).await,
+        Some(1000)
+    );
+    // and the session's slot is free again
+    let u = key_ticket_url(&b).await;
+    let freed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match connect(&u, None).await {
+                Ok(ws) => return ws,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await;
+    assert!(freed.is_ok(), "the session's slot was not freed");
+}
+
+#[tokio::test]
+async fn shutdown_closes_a_session_whose_browser_stopped_reading() {
+    let (b, _ws, mut closes) = stalled_session(&[]).await;
+    // let the relay's sends to the browser block
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(b);
+    let upstream_close = tokio::time::timeout(Duration::from_secs(10), closes.recv())
+        .await
+        .expect("the relay closed the service's side on shutdown");
+    assert_eq!(upstream_close, Some(Some(1001)));
 }
