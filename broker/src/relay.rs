@@ -15,7 +15,7 @@
 //! time, frame size. One log line per session: user, duration, bytes each way, close reason.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,9 +37,11 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite;
 use zeroize::Zeroizing;
 
+use crate::auth::Identity;
 use crate::cache::TokenCache;
-use crate::http::json_error;
+use crate::http::{json_error, with_retry_after};
 use crate::presented::presented_token;
+use crate::ratelimit::client_key;
 use crate::secret::fingerprint;
 use crate::upstream::now_unix;
 
@@ -405,6 +407,37 @@ pub fn refuse(relay: &Relay, status: StatusCode, kind: &str, detail: &str) -> Re
     json_error(status, kind, Some(json!({ "detail": detail })))
 }
 
+/// The `Retry-After` of an upgrade refused by a session cap, in seconds. When a session ends
+/// cannot be foreseen; 5 s is the hint the broker already gives when Entra's keys are
+/// unavailable (`auth::Refusal::KeysUnavailable`): it spaces a client's retries without making
+/// a user wait long.
+pub const SESSION_CAP_RETRY_AFTER_S: u64 = 5;
+
+/// Refuses an upgrade over a session cap: 429 `rate-limited` with `retryAfter` and
+/// `Retry-After`, as the README's error table promises for every 429.
+fn refuse_over_cap(relay: &Relay, why: &str) -> Response {
+    relay.refused.fetch_add(1, Ordering::Relaxed);
+    let body = json!({ "detail": why, "retryAfter": SESSION_CAP_RETRY_AFTER_S });
+    with_retry_after(
+        json_error(StatusCode::TOO_MANY_REQUESTS, "rate-limited", Some(body)),
+        SESSION_CAP_RETRY_AFTER_S,
+    )
+}
+
+/// Whom a ticket is for, and so whose sessions `--relay-max-sessions-per-user` counts and whom
+/// the session's log line names: the user (`tid/oid`) with `--auth entra`; without user
+/// authentication, the caller class and the client the token route's rate limiter keys on
+/// (`anonymous@203.0.113.7`: `--trust-proxy` honoured, IPv6 by its /64), so the cap is per
+/// client and not one cap for the whole deployment.
+pub fn ticket_subject(identity: &Identity, client_ip: IpAddr) -> String {
+    match identity {
+        Identity::User(_) => identity.subject(),
+        Identity::Anonymous | Identity::SharedHeader => {
+            format!("{}@{}", identity.subject(), client_key(client_ip))
+        }
+    }
+}
+
 /// `GET /relay/{*rest}`: validates the ticket, connects upstream, upgrades, pipes.
 pub async fn relay_ws(
     State(relay): State<Arc<Relay>>,
@@ -453,7 +486,7 @@ pub async fn relay_ws(
     };
     let guard = match relay.enter(&user) {
         Ok(g) => g,
-        Err(why) => return refuse(&relay, StatusCode::TOO_MANY_REQUESTS, "rate-limited", why),
+        Err(why) => return refuse_over_cap(&relay, why),
     };
     // the upstream credential: the broker's own token, in a header
     let credential = match relay.cache.get().await {
@@ -985,6 +1018,29 @@ mod tests {
             sdk_path("/TTS/cognitiveservices/websocket/V1"),
             Some("tts/cognitiveservices/websocket/v1")
         );
+    }
+
+    #[test]
+    fn tickets_name_the_user_or_else_the_client() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            ticket_subject(&Identity::Anonymous, ip("203.0.113.7")),
+            "anonymous@203.0.113.7"
+        );
+        assert_eq!(
+            ticket_subject(&Identity::SharedHeader, ip("::ffff:203.0.113.7")),
+            "header@203.0.113.7"
+        );
+        assert_eq!(
+            ticket_subject(&Identity::Anonymous, ip("2001:db8:1:2:aaaa::1")),
+            ticket_subject(&Identity::Anonymous, ip("2001:db8:1:2:bbbb::2")),
+            "one IPv6 subscriber (/64), one cap"
+        );
+        let user = Identity::User(crate::auth::User {
+            tid: "t".into(),
+            oid: "o".into(),
+        });
+        assert_eq!(ticket_subject(&user, ip("203.0.113.7")), "t/o");
     }
 
     #[test]

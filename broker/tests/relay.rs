@@ -938,3 +938,42 @@ async fn shutdown_closes_a_session_whose_browser_stopped_reading() {
         .expect("the relay closed the service's side on shutdown");
     assert_eq!(upstream_close, Some(Some(1001)));
 }
+
+#[tokio::test]
+async fn without_user_authentication_the_session_cap_is_per_client() {
+    let b = start(
+        &[
+            "--relay",
+            "--relay-max-sessions-per-user",
+            "1",
+            "--trust-proxy",
+            "127.0.0.1/32",
+        ],
+        &[],
+    )
+    .await;
+    // each client's ticket from the token route, the client named by the trusted proxy
+    let open = |g: &Value| relay_url(g, "stt/speech/universal/v2", "language=en-US");
+    let client = |ip: &'static str| {
+        let b = &b;
+        async move { grant_with(b, TOKEN, &[("X-Forwarded-For", ip)]).await }
+    };
+    let _a = connect(&open(&client("203.0.113.1").await), None)
+        .await
+        .unwrap();
+    let _b = connect(&open(&client("203.0.113.2").await), None)
+        .await
+        .expect("another client has a cap of its own");
+    let _c = connect(&open(&client("2001:db8:1:2::a").await), None)
+        .await
+        .unwrap();
+    // the same client again (IPv6: the same /64): over its cap, 429 with when to retry
+    for again in ["203.0.113.1", "2001:db8:1:2::b"] {
+        let (status, retry_after, body) = refusal(&open(&client(again).await)).await;
+        assert_eq!(status, 429, "{again}: {body}");
+        assert_eq!(body["error"], "rate-limited", "{body}");
+        let secs = body["retryAfter"].as_u64().expect("retryAfter");
+        assert!(secs >= 1, "{body}");
+        assert_eq!(retry_after, Some(secs.to_string()));
+    }
+}
