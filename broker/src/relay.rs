@@ -43,7 +43,7 @@ use crate::http::{json_error, with_retry_after};
 use crate::presented::presented_token;
 use crate::ratelimit::client_key;
 use crate::secret::fingerprint;
-use crate::upstream::now_unix;
+use crate::upstream::now_unix_ms;
 
 /// Default ticket lifetime: the "≤ 60 s by default". The browser client refreshes it
 /// half-way (margin max(30 s, 20 %) capped at half the lifetime), so a ticket is always fresh
@@ -73,7 +73,7 @@ struct Claims {
     o: String,
     /// Subject: `tid/oid`, or the caller class.
     s: String,
-    /// Expiry, Unix seconds.
+    /// Expiry, Unix milliseconds: what `expiresIn` counts down to, to the millisecond.
     e: u64,
 }
 
@@ -130,7 +130,7 @@ impl TicketSigner {
         m
     }
 
-    /// A ticket for `subject` from `origin`, valid until `exp` (Unix seconds).
+    /// A ticket for `subject` from `origin`, valid until `exp` (Unix milliseconds).
     pub fn mint(&self, subject: &str, origin: &str, exp: u64) -> String {
         let claims = Claims {
             r: ROUTE.into(),
@@ -144,7 +144,7 @@ impl TicketSigner {
     }
 
     /// Checks `ticket` for a connection from `origin` (`None`: no Origin header) to a broker
-    /// reached as `host`; the subject on success.
+    /// reached as `host` at `now` (Unix milliseconds); the subject on success.
     pub fn verify(
         &self,
         ticket: &str,
@@ -242,15 +242,19 @@ impl Relay {
         }
     }
 
-    /// Mints a ticket for the token route: `(ticket, expires_in_seconds)`.
+    /// Mints a ticket for the token route: `(ticket, expires_in_seconds)`. The expiry and
+    /// `expiresIn` come from one clock reading in milliseconds, so they agree to the millisecond
+    /// (README: "seconds of remaining lifetime … with millisecond precision").
     pub fn ticket_for(&self, subject: &str, origin: Option<&str>) -> (String, f64) {
         let origin = origin
             .and_then(crate::origin::normalize_origin)
             .unwrap_or_else(|| "same-origin".into());
-        let ttl = self.ticket_ttl_secs.load(Ordering::Relaxed);
+        let ttl_ms = self.ticket_ttl_secs.load(Ordering::Relaxed) * 1000;
+        let now = now_unix_ms();
+        let exp = now + ttl_ms;
         (
-            self.signer.mint(subject, &origin, now_unix() + ttl),
-            ttl as f64,
+            self.signer.mint(subject, &origin, exp),
+            (exp - now) as f64 / 1000.0,
         )
     }
 
@@ -464,7 +468,7 @@ pub async fn relay_ws(
             TicketError::Missing.as_str(),
         );
     };
-    let user = match relay.signer.verify(&ticket, origin, host, now_unix()) {
+    let user = match relay.signer.verify(&ticket, origin, host, now_unix_ms()) {
         Ok(u) => u,
         Err(e) => {
             tracing::info!(reason = e.as_str(), fingerprint = %fingerprint(&ticket), "relay: ticket refused");

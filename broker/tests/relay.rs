@@ -977,3 +977,35 @@ async fn without_user_authentication_the_session_cap_is_per_client() {
         assert_eq!(retry_after, Some(secs.to_string()));
     }
 }
+
+#[tokio::test]
+async fn a_ticket_lives_as_long_as_its_expires_in_says() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let b = start(&["--relay", "--relay-ticket-ttl", "2"], &[]).await;
+    // ask late in a wall-clock second, where an expiry in whole seconds would cut most of it
+    loop {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_millis();
+        if (800..900).contains(&ms) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let asked = tokio::time::Instant::now();
+    let g = grant(&b).await;
+    let answered = tokio::time::Instant::now();
+    let expires_in = Duration::from_secs_f64(g["expiresIn"].as_f64().unwrap());
+    assert!(expires_in <= Duration::from_secs(2), "{expires_in:?}");
+    let u = relay_url(&g, "stt/speech/universal/v2", "language=en-US");
+    // still good shortly before expiresIn runs out (counted from the request) ...
+    tokio::time::sleep_until(asked + expires_in - Duration::from_millis(400)).await;
+    let mut ws = connect(&u, None)
+        .await
+        .expect("the ticket is good for as long as expiresIn says");
+    ws.close(None).await.unwrap();
+    // ... and refused once it has (counted from the answer)
+    tokio::time::sleep_until(answered + expires_in + Duration::from_millis(50)).await;
+    assert_eq!(connect(&u, None).await.err(), Some(401));
+}
