@@ -60,8 +60,6 @@ pub const TICKET_PREFIX: &str = "rt1.";
 /// defaults (128 KiB each) made a relayed session cost ~420 KiB of broker memory in `make bench`;
 /// audio frames are ~3 KiB, so 16 KiB buffers lose nothing.
 pub const WS_BUFFER_BYTES: usize = 16 * 1024;
-/// Time to open the upstream WebSocket.
-const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub use crate::config::RelayLimits;
 
@@ -209,6 +207,9 @@ pub struct Relay {
     ticket_ttl_secs: AtomicU64,
     /// Where the Speech service is.
     upstream: RelayUpstream,
+    /// Time to open the upstream WebSocket: `--upstream-timeout`, the bound of every upstream
+    /// request the broker makes.
+    connect_timeout: Duration,
     cache: Arc<TokenCache>,
     sessions: Arc<Semaphore>,
     per_user: Mutex<HashMap<String, usize>>,
@@ -220,10 +221,12 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// A relay to `upstream` with the cache's token as credential.
+    /// A relay to `upstream` with the cache's token as credential, opening each upstream
+    /// WebSocket within `connect_timeout`.
     pub fn new(
         limits: RelayLimits,
         upstream: RelayUpstream,
+        connect_timeout: Duration,
         cache: Arc<TokenCache>,
         going_away: watch::Receiver<bool>,
     ) -> Self {
@@ -233,6 +236,7 @@ impl Relay {
             sessions: Arc::new(Semaphore::new(limits.max_sessions)),
             limits,
             upstream,
+            connect_timeout,
             cache,
             per_user: Mutex::new(HashMap::new()),
             going_away,
@@ -537,7 +541,7 @@ pub async fn relay_ws(
         .max_frame_size(Some(relay.limits.max_frame_bytes))
         .max_message_size(Some(relay.limits.max_frame_bytes));
     let upstream = match tokio::time::timeout(
-        UPSTREAM_CONNECT_TIMEOUT,
+        relay.connect_timeout,
         tokio_tungstenite::connect_async_with_config(request, Some(config), true),
     )
     .await
@@ -553,13 +557,15 @@ pub async fn relay_ws(
             tracing::warn!(user = %user, detail = %detail, "relay: upstream connect failed");
             return refuse(&relay, StatusCode::BAD_GATEWAY, "upstream", &detail);
         }
+        // an upstream timeout is an upstream failure, as on the token route: 502 `upstream`
         Err(_) => {
+            tracing::warn!(user = %user, "relay: upstream connect timed out");
             return refuse(
                 &relay,
-                StatusCode::GATEWAY_TIMEOUT,
+                StatusCode::BAD_GATEWAY,
                 "upstream",
                 "Speech service timed out",
-            )
+            );
         }
     };
     relay.opened.fetch_add(1, Ordering::Relaxed);

@@ -1009,3 +1009,26 @@ async fn a_ticket_lives_as_long_as_its_expires_in_says() {
     tokio::time::sleep_until(answered + expires_in + Duration::from_millis(50)).await;
     assert_eq!(connect(&u, None).await.err(), Some(401));
 }
+
+#[tokio::test]
+async fn a_service_that_does_not_answer_in_time_is_an_upstream_failure() {
+    // a service that accepts the connection and never answers the upgrade
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("ws://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let (sts, _) = fake_sts().await;
+    let b = key_relay(&sts, &up, &["--upstream-timeout", "1"]).await;
+    let u = key_ticket_url(&b).await;
+    let t0 = std::time::Instant::now();
+    let (status, _, body) = refusal(&u).await;
+    // as the token route answers an upstream timeout: 502 `upstream`, within --upstream-timeout
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"], "upstream");
+    assert_eq!(body["detail"], "Speech service timed out");
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+}
