@@ -7,9 +7,10 @@
 //! ticket as it carries a token (the `Authorization` query parameter of each connection). A ticket
 //! is HMAC-SHA256-signed with a random per-process key, lives [`DEFAULT_TICKET_TTL`] by default,
 //! and is bound to the relay route, the page's origin and the user (`tid`+`oid`, or the caller
-//! class without user authentication): worthless anywhere else. On upgrade the relay checks it,
-//! strips it from the query, and connects to the Speech service with the broker's own credential
-//! in an `Authorization` header (which a native client can send and a browser cannot).
+//! class and client IP without user authentication): worthless anywhere else. On upgrade the relay
+//! checks it, strips it from the query, and connects to the Speech service with the broker's own
+//! credential in an `Authorization` header (which a native client can send and a browser cannot).
+//! Only the SDK's own WebSocket paths ([`SDK_PATHS`]) are relayed.
 //!
 //! Limits (all flags): ticket lifetime, sessions in total and per user, session duration, idle
 //! time, frame size. One log line per session: user, duration, bytes each way, close reason.
@@ -69,7 +70,7 @@ struct Claims {
     r: String,
     /// Origin it was minted for (`"same-origin"` when the token request had no Origin).
     o: String,
-    /// Subject: `tid/oid`, or the caller class.
+    /// Subject: `tid/oid`, or the caller class and client ([`ticket_subject`]).
     s: String,
     /// Expiry, Unix milliseconds: what `expiresIn` counts down to, to the millisecond.
     e: u64,
