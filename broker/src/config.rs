@@ -860,7 +860,8 @@ pub struct RelayLimits {
     pub max_sessions_per_user: usize,
     /// Longest relayed session.
     pub max_duration: Duration,
-    /// A session with no frame either way for this long is closed.
+    /// A session with no frame from the browser for this long is closed (frames from the
+    /// Speech service do not count: a chatty service must not keep an abandoned page's session).
     pub idle_timeout: Duration,
     /// Largest frame relayed.
     pub max_frame_bytes: usize,

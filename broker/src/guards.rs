@@ -18,7 +18,7 @@ use crate::origin::{allowed_request_headers, is_loopback_peer, OriginDecision};
 use crate::presented::presented_token;
 use crate::relay::{refuse, TICKET_PREFIX};
 use crate::state::AppState;
-use crate::upstream::now_unix;
+use crate::upstream::now_unix_ms;
 
 /// Paths a load balancer probes by IP or internal name: they answer nothing secret, so the
 /// `Host` allow-list does not apply to them.
@@ -185,7 +185,7 @@ pub async fn relay_user_guard(
     }
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let Ok(ticket_subject) = relay.signer.verify(&ticket, origin, host, now_unix()) else {
+    let Ok(ticket_subject) = relay.signer.verify(&ticket, origin, host, now_unix_ms()) else {
         return next.run(req).await;
     };
     match st.auth.authenticate(headers).await {

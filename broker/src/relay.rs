@@ -7,15 +7,16 @@
 //! ticket as it carries a token (the `Authorization` query parameter of each connection). A ticket
 //! is HMAC-SHA256-signed with a random per-process key, lives [`DEFAULT_TICKET_TTL`] by default,
 //! and is bound to the relay route, the page's origin and the user (`tid`+`oid`, or the caller
-//! class without user authentication): worthless anywhere else. On upgrade the relay checks it,
-//! strips it from the query, and connects to the Speech service with the broker's own credential
-//! in an `Authorization` header (which a native client can send and a browser cannot).
+//! class and client IP without user authentication): worthless anywhere else. On upgrade the relay
+//! checks it, strips it from the query, and connects to the Speech service with the broker's own
+//! credential in an `Authorization` header (which a native client can send and a browser cannot).
+//! Only the SDK's own WebSocket paths ([`SDK_PATHS`]) are relayed.
 //!
 //! Limits (all flags): ticket lifetime, sessions in total and per user, session duration, idle
 //! time, frame size. One log line per session: user, duration, bytes each way, close reason.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -36,11 +38,13 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite;
 use zeroize::Zeroizing;
 
+use crate::auth::Identity;
 use crate::cache::TokenCache;
-use crate::http::json_error;
+use crate::http::{json_error, with_retry_after};
 use crate::presented::presented_token;
+use crate::ratelimit::client_key;
 use crate::secret::fingerprint;
-use crate::upstream::now_unix;
+use crate::upstream::now_unix_ms;
 
 /// Default ticket lifetime: the issue's "≤ 60 s by default". The browser client refreshes it
 /// half-way (margin max(30 s, 20 %) capped at half the lifetime), so a ticket is always fresh
@@ -57,8 +61,6 @@ pub const TICKET_PREFIX: &str = "rt1.";
 /// defaults (128 KiB each) made a relayed session cost ~420 KiB of broker memory in `make bench`;
 /// audio frames are ~3 KiB, so 16 KiB buffers lose nothing.
 pub const WS_BUFFER_BYTES: usize = 16 * 1024;
-/// Time to open the upstream WebSocket.
-const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub use crate::config::RelayLimits;
 
@@ -68,9 +70,9 @@ struct Claims {
     r: String,
     /// Origin it was minted for (`"same-origin"` when the token request had no Origin).
     o: String,
-    /// Subject: `tid/oid`, or the caller class.
+    /// Subject: `tid/oid`, or the caller class and client ([`ticket_subject`]).
     s: String,
-    /// Expiry, Unix seconds.
+    /// Expiry, Unix milliseconds: what `expiresIn` counts down to, to the millisecond.
     e: u64,
 }
 
@@ -127,7 +129,7 @@ impl TicketSigner {
         m
     }
 
-    /// A ticket for `subject` from `origin`, valid until `exp` (Unix seconds).
+    /// A ticket for `subject` from `origin`, valid until `exp` (Unix milliseconds).
     pub fn mint(&self, subject: &str, origin: &str, exp: u64) -> String {
         let claims = Claims {
             r: ROUTE.into(),
@@ -141,7 +143,7 @@ impl TicketSigner {
     }
 
     /// Checks `ticket` for a connection from `origin` (`None`: no Origin header) to a broker
-    /// reached as `host`; the subject on success.
+    /// reached as `host` at `now` (Unix milliseconds); the subject on success.
     pub fn verify(
         &self,
         ticket: &str,
@@ -206,6 +208,9 @@ pub struct Relay {
     ticket_ttl_secs: AtomicU64,
     /// Where the Speech service is.
     upstream: RelayUpstream,
+    /// Time to open the upstream WebSocket: `--upstream-timeout`, the bound of every upstream
+    /// request the broker makes.
+    connect_timeout: Duration,
     cache: Arc<TokenCache>,
     sessions: Arc<Semaphore>,
     per_user: Mutex<HashMap<String, usize>>,
@@ -217,10 +222,12 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// A relay to `upstream` with the cache's token as credential.
+    /// A relay to `upstream` with the cache's token as credential, opening each upstream
+    /// WebSocket within `connect_timeout`.
     pub fn new(
         limits: RelayLimits,
         upstream: RelayUpstream,
+        connect_timeout: Duration,
         cache: Arc<TokenCache>,
         going_away: watch::Receiver<bool>,
     ) -> Self {
@@ -230,6 +237,7 @@ impl Relay {
             sessions: Arc::new(Semaphore::new(limits.max_sessions)),
             limits,
             upstream,
+            connect_timeout,
             cache,
             per_user: Mutex::new(HashMap::new()),
             going_away,
@@ -239,15 +247,19 @@ impl Relay {
         }
     }
 
-    /// Mints a ticket for the token route: `(ticket, expires_in_seconds)`.
+    /// Mints a ticket for the token route: `(ticket, expires_in_seconds)`. The expiry and
+    /// `expiresIn` come from one clock reading in milliseconds, so they agree to the millisecond
+    /// (README: "seconds of remaining lifetime … with millisecond precision").
     pub fn ticket_for(&self, subject: &str, origin: Option<&str>) -> (String, f64) {
         let origin = origin
             .and_then(crate::origin::normalize_origin)
             .unwrap_or_else(|| "same-origin".into());
-        let ttl = self.ticket_ttl_secs.load(Ordering::Relaxed);
+        let ttl_ms = self.ticket_ttl_secs.load(Ordering::Relaxed) * 1000;
+        let now = now_unix_ms();
+        let exp = now + ttl_ms;
         (
-            self.signer.mint(subject, &origin, now_unix() + ttl),
-            ttl as f64,
+            self.signer.mint(subject, &origin, exp),
+            (exp - now) as f64 / 1000.0,
         )
     }
 
@@ -341,21 +353,49 @@ impl RelayUpstream {
 /// The SDK's default translation path (SDK 1.52 `TranslationConnectionFactory.universalUri`).
 pub const TRANSLATION_PATH: &str = "stt/speech/universal/v2";
 
-/// The upstream path for a relayed connection to `/relay/<rest>`: `rest` itself, except that a
-/// `TranslationRecognizer` pointed at the recognition endpoint the token route names (what
-/// `client.speechTranslationConfig(SpeechSDK)` builds) is sent to the SDK's own translation path.
-/// The SDK's translation connections always carry `to` (the target languages); its recognition
-/// connections never do, and a recognition path does not translate.
-pub fn upstream_path(rest: &str, query: Option<&str>) -> String {
-    let path = rest.trim_start_matches('/');
+/// The Speech SDK's WebSocket paths, the only ones the relay serves (the broker's credential
+/// opens nothing else). From SDK 1.52's connection factories: `SpeechConnectionFactory`
+/// (recognition: interactive, conversation, dictation; `stt/speech/universal/v` + the
+/// recognition endpoint version, `2` by default and `1` for at-start language detection),
+/// `ConversationTranscriberConnectionFactory` (the same), `TranslationConnectionFactory`
+/// (universal v2, the V1 translation path) and `SpeechSynthesisConnectionFactory`
+/// (`tts/cognitiveservices/websocket/v1`; the regional tts host also serves it without `tts/`).
+pub const SDK_PATHS: [&str; 8] = [
+    "speech/recognition/conversation/cognitiveservices/v1",
+    "speech/recognition/interactive/cognitiveservices/v1",
+    "speech/recognition/dictation/cognitiveservices/v1",
+    TRANSLATION_PATH,
+    "stt/speech/universal/v1",
+    "speech/translation/cognitiveservices/v1",
+    "tts/cognitiveservices/websocket/v1",
+    "cognitiveservices/websocket/v1",
+];
+
+/// The SDK path `rest` names (ASCII case aside), in its one canonical spelling: `None` for any
+/// other path. What goes upstream is always one of [`SDK_PATHS`], never the request's own text,
+/// so nothing in a (percent-decoded) path — `..`, `?`, `#`, `\`, `%` — can reach the upstream URL.
+pub fn sdk_path(rest: &str) -> Option<&'static str> {
+    let requested = rest.trim_start_matches('/');
+    SDK_PATHS
+        .into_iter()
+        .find(|p| p.eq_ignore_ascii_case(requested))
+}
+
+/// The upstream path for a relayed connection to `/relay/<rest>` (`None`: not an SDK path): the
+/// SDK path itself, except that a `TranslationRecognizer` pointed at the recognition endpoint the
+/// token route names (what `client.speechTranslationConfig(SpeechSDK)` builds) is sent to the
+/// SDK's own translation path. The SDK's translation connections always carry `to` (the target
+/// languages); its recognition connections never do, and a recognition path does not translate.
+pub fn upstream_path(rest: &str, query: Option<&str>) -> Option<&'static str> {
+    let path = sdk_path(rest)?;
     let translating = query.is_some_and(|q| {
         url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k.eq_ignore_ascii_case("to"))
     });
-    if translating && path.to_ascii_lowercase().starts_with("speech/recognition/") {
-        TRANSLATION_PATH.to_string()
+    Some(if translating && path.starts_with("speech/recognition/") {
+        TRANSLATION_PATH
     } else {
-        path.to_string()
-    }
+        path
+    })
 }
 
 /// The query without the `Authorization` parameter (the ticket).
@@ -376,6 +416,37 @@ pub fn refuse(relay: &Relay, status: StatusCode, kind: &str, detail: &str) -> Re
     json_error(status, kind, Some(json!({ "detail": detail })))
 }
 
+/// The `Retry-After` of an upgrade refused by a session cap, in seconds. When a session ends
+/// cannot be foreseen; 5 s is the hint the broker already gives when Entra's keys are
+/// unavailable (`auth::Refusal::KeysUnavailable`): it spaces a client's retries without making
+/// a user wait long.
+pub const SESSION_CAP_RETRY_AFTER_S: u64 = 5;
+
+/// Refuses an upgrade over a session cap: 429 `rate-limited` with `retryAfter` and
+/// `Retry-After`, as the README's error table promises for every 429.
+fn refuse_over_cap(relay: &Relay, why: &str) -> Response {
+    relay.refused.fetch_add(1, Ordering::Relaxed);
+    let body = json!({ "detail": why, "retryAfter": SESSION_CAP_RETRY_AFTER_S });
+    with_retry_after(
+        json_error(StatusCode::TOO_MANY_REQUESTS, "rate-limited", Some(body)),
+        SESSION_CAP_RETRY_AFTER_S,
+    )
+}
+
+/// Whom a ticket is for, and so whose sessions `--relay-max-sessions-per-user` counts and whom
+/// the session's log line names: the user (`tid/oid`) with `--auth entra`; without user
+/// authentication, the caller class and the client the token route's rate limiter keys on
+/// (`anonymous@203.0.113.7`: `--trust-proxy` honoured, IPv6 by its /64), so the cap is per
+/// client and not one cap for the whole deployment.
+pub fn ticket_subject(identity: &Identity, client_ip: IpAddr) -> String {
+    match identity {
+        Identity::User(_) => identity.subject(),
+        Identity::Anonymous | Identity::SharedHeader => {
+            format!("{}@{}", identity.subject(), client_key(client_ip))
+        }
+    }
+}
+
 /// `GET /relay/{*rest}`: validates the ticket, connects upstream, upgrades, pipes.
 pub async fn relay_ws(
     State(relay): State<Arc<Relay>>,
@@ -384,6 +455,14 @@ pub async fn relay_ws(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let Some(path) = upstream_path(&rest, query.as_deref()) else {
+        return refuse(
+            &relay,
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "not a Speech SDK WebSocket path",
+        );
+    };
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let Some(ticket) = presented_token(query.as_deref(), &headers) else {
@@ -394,7 +473,7 @@ pub async fn relay_ws(
             TicketError::Missing.as_str(),
         );
     };
-    let user = match relay.signer.verify(&ticket, origin, host, now_unix()) {
+    let user = match relay.signer.verify(&ticket, origin, host, now_unix_ms()) {
         Ok(u) => u,
         Err(e) => {
             tracing::info!(reason = e.as_str(), fingerprint = %fingerprint(&ticket), "relay: ticket refused");
@@ -416,15 +495,13 @@ pub async fn relay_ws(
     };
     let guard = match relay.enter(&user) {
         Ok(g) => g,
-        Err(why) => return refuse(&relay, StatusCode::TOO_MANY_REQUESTS, "rate-limited", why),
+        Err(why) => return refuse_over_cap(&relay, why),
     };
     // the upstream credential: the broker's own token, in a header
     let credential = match relay.cache.get().await {
         Ok(t) => t,
         Err(e) => return refuse(&relay, StatusCode::BAD_GATEWAY, "upstream", &e.detail),
     };
-    let path = upstream_path(&rest, query.as_deref());
-    let path = path.as_str();
     let base = relay.upstream.base_for(path);
     let q = strip_ticket(query.as_deref());
     let url = if q.is_empty() {
@@ -465,7 +542,7 @@ pub async fn relay_ws(
         .max_frame_size(Some(relay.limits.max_frame_bytes))
         .max_message_size(Some(relay.limits.max_frame_bytes));
     let upstream = match tokio::time::timeout(
-        UPSTREAM_CONNECT_TIMEOUT,
+        relay.connect_timeout,
         tokio_tungstenite::connect_async_with_config(request, Some(config), true),
     )
     .await
@@ -481,13 +558,15 @@ pub async fn relay_ws(
             tracing::warn!(user = %user, detail = %detail, "relay: upstream connect failed");
             return refuse(&relay, StatusCode::BAD_GATEWAY, "upstream", &detail);
         }
+        // an upstream timeout is an upstream failure, as on the token route: 502 `upstream`
         Err(_) => {
+            tracing::warn!(user = %user, "relay: upstream connect timed out");
             return refuse(
                 &relay,
-                StatusCode::GATEWAY_TIMEOUT,
+                StatusCode::BAD_GATEWAY,
                 "upstream",
                 "Speech service timed out",
-            )
+            );
         }
     };
     relay.opened.fetch_add(1, Ordering::Relaxed);
@@ -570,8 +649,55 @@ fn client_close(code: u16, reason: &str) -> Message {
     }))
 }
 
-/// Pipes frames both ways (each send awaited before the next read: backpressure) and closes
-/// both sides together.
+/// How long each side may take to accept its close frame when a session ends. A browser that
+/// stopped reading cannot take it and is disconnected after this; the value is the close wait the
+/// relay has always allowed both sides.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+type ClientSink = SplitSink<WebSocket, Message>;
+type ClientStream = SplitStream<WebSocket>;
+type UpstreamSink = SplitSink<Upstream, tungstenite::Message>;
+type UpstreamStream = SplitStream<Upstream>;
+
+/// How a session ends: the close frame (code, reason) each side is sent — `None` when that side
+/// is gone or closed the session itself — and the close reason the log line names.
+struct Ending {
+    upstream: Option<(u16, String)>,
+    client: Option<(u16, String)>,
+    reason: &'static str,
+}
+
+impl Ending {
+    /// The same close frame to both sides.
+    fn both(code: u16, why: &str, reason: &'static str) -> Self {
+        Ending {
+            upstream: Some((code, why.to_string())),
+            client: Some((code, why.to_string())),
+            reason,
+        }
+    }
+    /// The service is gone: the browser gets 1011 (the SDK reports an error, it does not hang).
+    fn upstream_lost(reason: &'static str) -> Self {
+        Ending {
+            upstream: None,
+            client: Some((1011, "Speech service connection lost".to_string())),
+            reason,
+        }
+    }
+    /// The browser is gone: the service is told so.
+    fn client_gone(reason: &'static str) -> Self {
+        Ending {
+            upstream: Some((1000, "client gone".to_string())),
+            client: None,
+            reason,
+        }
+    }
+}
+
+/// Pipes frames both ways and closes both sides together. Each direction awaits its send before
+/// its next read (backpressure), and the two run side by side, so a browser that stops reading
+/// stalls only the service-to-browser direction: the duration limit, shutdown and the idle timer
+/// (browser frames only) still end the session.
 async fn pipe(
     client: WebSocket,
     upstream: Upstream,
@@ -580,106 +706,124 @@ async fn pipe(
 ) -> Outcome {
     let (mut cs, mut cr) = client.split();
     let (mut us, mut ur) = upstream.split();
-    let deadline = tokio::time::Instant::now() + limits.max_duration;
-    let mut out = Outcome {
-        up: 0,
-        down: 0,
-        reason: "",
+    let (mut up, mut down) = (0, 0);
+    let ending = tokio::select! {
+        e = browser_to_service(&mut cr, &mut us, limits.idle_timeout, &mut up) => e,
+        e = service_to_browser(&mut ur, &mut cs, &mut down) => e,
+        _ = tokio::time::sleep(limits.max_duration) => {
+            Ending::both(1000, "session duration limit", "max-duration")
+        }
+        _ = going_away.changed() => Ending::both(1001, "broker shutting down", "shutdown"),
     };
+    close_both(&mut cs, &mut us, &ending).await;
+    Outcome {
+        up,
+        down,
+        reason: ending.reason,
+    }
+}
+
+/// Browser → service, counting the bytes in `up`; ends after `idle` without a browser frame
+/// (frames from the service do not count: `--relay-idle-timeout` is about the browser).
+async fn browser_to_service(
+    cr: &mut ClientStream,
+    us: &mut UpstreamSink,
+    idle: Duration,
+    up: &mut u64,
+) -> Ending {
     loop {
-        tokio::select! {
-            m = tokio::time::timeout(limits.idle_timeout, cr.next()) => match m {
-                Err(_) => {
-                    let _ = us.send(upstream_close(1000, "idle")).await;
-                    let _ = cs.send(client_close(1000, "idle timeout")).await;
-                    out.reason = "idle";
-                    break;
+        let m = match tokio::time::timeout(idle, cr.next()).await {
+            Err(_) => {
+                return Ending {
+                    upstream: Some((1000, "idle".to_string())),
+                    client: Some((1000, "idle timeout".to_string())),
+                    reason: "idle",
                 }
-                Ok(None) => {
-                    let _ = us.send(upstream_close(1000, "client gone")).await;
-                    out.reason = "client-gone";
-                    break;
-                }
-                Ok(Some(Err(e))) => {
-                    // A frame over --relay-max-frame (or a protocol violation) ends the session
-                    // with the code that says so, on both sides.
-                    let (code, why, reason) = match client_error_code(e) {
-                        Some(CLOSE_TOO_BIG) => (CLOSE_TOO_BIG, "frame too large", "client-frame-too-large"),
-                        Some(code) => (code, "protocol error", "client-protocol-error"),
-                        None => (1000, "client gone", "client-gone"),
-                    };
-                    let _ = us.send(upstream_close(1000, why)).await;
-                    if code != 1000 {
-                        let _ = cs.send(client_close(code, why)).await;
-                    }
-                    out.reason = reason;
-                    break;
-                }
-                Ok(Some(Ok(Message::Close(c)))) => {
-                    let code = c.as_ref().map(|c| c.code).unwrap_or(1000);
-                    let reason = c.as_ref().map(|c| c.reason.as_str()).unwrap_or("");
-                    let _ = us.send(upstream_close(code, reason)).await;
-                    let _ = cs.send(client_close(code, reason)).await;
-                    out.reason = "client-closed";
-                    break;
-                }
-                Ok(Some(Ok(m))) => {
-                    out.up += frame_len(&m);
-                    if let Some(m) = to_upstream(m) {
-                        if us.send(m).await.is_err() {
-                            let _ = cs.send(client_close(1011, "Speech service connection lost")).await;
-                            out.reason = "upstream-send-failed";
-                            break;
-                        }
-                    }
-                }
-            },
-            m = ur.next() => match m {
-                None | Some(Err(_)) => {
-                    let _ = cs.send(client_close(1011, "Speech service connection lost")).await;
-                    out.reason = "upstream-gone";
-                    break;
-                }
-                Some(Ok(tungstenite::Message::Close(c))) => {
-                    // the service's code and reason (e.g. why it refused the audio) reach the SDK,
-                    // which reports them in its cancellation details
-                    let code = c.as_ref().map(|c| u16::from(c.code)).unwrap_or(1000);
-                    let reason = c.as_ref().map(|c| c.reason.as_str()).unwrap_or("");
-                    let _ = cs.send(client_close(code, reason)).await;
-                    out.reason = "upstream-closed";
-                    break;
-                }
-                Some(Ok(m)) => {
-                    if let Some(m) = to_client(m) {
-                        out.down += frame_len(&m);
-                        if cs.send(m).await.is_err() {
-                            let _ = us.send(upstream_close(1000, "client gone")).await;
-                            out.reason = "client-send-failed";
-                            break;
-                        }
-                    }
-                }
-            },
-            _ = tokio::time::sleep_until(deadline) => {
-                let _ = us.send(upstream_close(1000, "session duration limit")).await;
-                let _ = cs.send(client_close(1000, "session duration limit")).await;
-                out.reason = "max-duration";
-                break;
             }
-            _ = going_away.changed() => {
-                let _ = us.send(upstream_close(1001, "broker shutting down")).await;
-                let _ = cs.send(client_close(1001, "broker shutting down")).await;
-                out.reason = "shutdown";
-                break;
+            Ok(None) => return Ending::client_gone("client-gone"),
+            Ok(Some(Err(e))) => return client_failed(e),
+            Ok(Some(Ok(Message::Close(c)))) => {
+                let code = c.as_ref().map(|c| c.code).unwrap_or(1000);
+                let why = c.as_ref().map(|c| c.reason.as_str()).unwrap_or("");
+                return Ending::both(code, why, "client-closed");
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        *up += frame_len(&m);
+        if let Some(m) = to_upstream(m) {
+            if us.send(m).await.is_err() {
+                return Ending::upstream_lost("upstream-send-failed");
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+}
+
+/// A failed read from the browser: a frame over --relay-max-frame (or a protocol violation)
+/// ends the session with the code that says so, on both sides.
+fn client_failed(e: axum::Error) -> Ending {
+    let (code, why, reason) = match client_error_code(e) {
+        Some(CLOSE_TOO_BIG) => (CLOSE_TOO_BIG, "frame too large", "client-frame-too-large"),
+        Some(code) => (code, "protocol error", "client-protocol-error"),
+        None => return Ending::client_gone("client-gone"),
+    };
+    Ending {
+        upstream: Some((1000, why.to_string())),
+        client: Some((code, why.to_string())),
+        reason,
+    }
+}
+
+/// Service → browser, counting the bytes in `down`.
+async fn service_to_browser(
+    ur: &mut UpstreamStream,
+    cs: &mut ClientSink,
+    down: &mut u64,
+) -> Ending {
+    loop {
+        match ur.next().await {
+            None | Some(Err(_)) => return Ending::upstream_lost("upstream-gone"),
+            Some(Ok(tungstenite::Message::Close(c))) => {
+                // the service's code and reason (e.g. why it refused the audio) reach the SDK,
+                // which reports them in its cancellation details
+                let code = c.as_ref().map(|c| u16::from(c.code)).unwrap_or(1000);
+                let why = c.as_ref().map(|c| c.reason.to_string()).unwrap_or_default();
+                return Ending {
+                    upstream: None,
+                    client: Some((code, why)),
+                    reason: "upstream-closed",
+                };
+            }
+            Some(Ok(m)) => {
+                if let Some(m) = to_client(m) {
+                    *down += frame_len(&m);
+                    if cs.send(m).await.is_err() {
+                        return Ending::client_gone("client-send-failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends each side its close frame and closes it, both at once, each within [`CLOSE_GRACE`]; a
+/// side that has not taken it by then is disconnected when the session's sockets are dropped.
+async fn close_both(cs: &mut ClientSink, us: &mut UpstreamSink, ending: &Ending) {
+    let client = async {
+        if let Some((code, why)) = &ending.client {
+            let _ = cs.send(client_close(*code, why)).await;
+        }
         let _ = cs.close().await;
+    };
+    let upstream = async {
+        if let Some((code, why)) = &ending.upstream {
+            let _ = us.send(upstream_close(*code, why)).await;
+        }
         let _ = us.close().await;
-    })
-    .await;
-    out
+    };
+    let _ = tokio::join!(
+        tokio::time::timeout(CLOSE_GRACE, client),
+        tokio::time::timeout(CLOSE_GRACE, upstream)
+    );
 }
 
 fn frame_len(m: &Message) -> u64 {
@@ -695,9 +839,8 @@ fn frame_len(m: &Message) -> u64 {
 /// where to connect, expecting the URL as plain text (SDK 1.4x, `ConnectionFactoryBase.
 /// getRedirectUrlFromEndpoint`). The relay answers with the same path under `/relay/`, so an app
 /// can also configure `SpeechConfig.fromEndpoint(new URL("wss://<broker>"))`. Other requests to
-/// these paths get 404.
+/// these paths, and probes of a path that is not one of [`SDK_PATHS`], get 404.
 pub async fn redirect_probe(
-    Path(rest): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     uri: axum::http::Uri,
@@ -707,16 +850,11 @@ pub async fn redirect_probe(
             .any(|(k, v)| k == "GenerateRedirectResponse" && v.eq_ignore_ascii_case("true"))
     });
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let (true, Some(host)) = (probing, host) else {
+    let (true, Some(host), Some(path)) = (probing, host, sdk_path(uri.path())) else {
         return json_error(StatusCode::NOT_FOUND, "not-found", None);
     };
-    let prefix = uri
-        .path()
-        .trim_end_matches(rest.as_str())
-        .trim_end_matches('/');
     let mut r = Response::new(axum::body::Body::from(format!(
-        "https://{host}{RELAY_PREFIX}{prefix}/{}",
-        rest.trim_start_matches('/')
+        "https://{host}{RELAY_PREFIX}/{path}"
     )));
     let h = r.headers_mut();
     h.insert(
@@ -856,24 +994,64 @@ mod tests {
         let rec = "speech/recognition/conversation/cognitiveservices/v1";
         assert_eq!(
             upstream_path(rec, Some("from=en-US&to=de&scenario=conversation")),
-            TRANSLATION_PATH
+            Some(TRANSLATION_PATH)
         );
         assert_eq!(
             upstream_path(rec, Some("language=en-US&format=simple")),
-            rec
+            Some(rec)
         );
-        assert_eq!(upstream_path(&format!("/{rec}"), None), rec);
+        assert_eq!(upstream_path(&format!("/{rec}"), None), Some(rec));
         assert_eq!(
             upstream_path("tts/cognitiveservices/websocket/v1", Some("to=de")),
-            "tts/cognitiveservices/websocket/v1"
+            Some("tts/cognitiveservices/websocket/v1")
         );
         assert_eq!(
             upstream_path(
                 "speech/translation/cognitiveservices/v1",
                 Some("from=en-US&to=de")
             ),
-            "speech/translation/cognitiveservices/v1"
+            Some("speech/translation/cognitiveservices/v1")
         );
+        // anything else is no SDK path: nothing of it reaches the upstream URL
+        for other in [
+            "",
+            "foo",
+            "../sts/v1.0/issueToken",
+            "speech/recognition/conversation/cognitiveservices/v1?x=1",
+            "speech/recognition/conversation/cognitiveservices/v1#x",
+            "speech/recognition/conversation/cognitiveservices/v1/",
+            "speech\\recognition\\conversation\\cognitiveservices\\v1",
+            "speech/recognition/conversation/cognitiveservices/v1%20",
+        ] {
+            assert_eq!(upstream_path(other, None), None, "{other}");
+        }
+        assert_eq!(
+            sdk_path("/TTS/cognitiveservices/websocket/V1"),
+            Some("tts/cognitiveservices/websocket/v1")
+        );
+    }
+
+    #[test]
+    fn tickets_name_the_user_or_else_the_client() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            ticket_subject(&Identity::Anonymous, ip("203.0.113.7")),
+            "anonymous@203.0.113.7"
+        );
+        assert_eq!(
+            ticket_subject(&Identity::SharedHeader, ip("::ffff:203.0.113.7")),
+            "header@203.0.113.7"
+        );
+        assert_eq!(
+            ticket_subject(&Identity::Anonymous, ip("2001:db8:1:2:aaaa::1")),
+            ticket_subject(&Identity::Anonymous, ip("2001:db8:1:2:bbbb::2")),
+            "one IPv6 subscriber (/64), one cap"
+        );
+        let user = Identity::User(crate::auth::User {
+            tid: "t".into(),
+            oid: "o".into(),
+        });
+        assert_eq!(ticket_subject(&user, ip("203.0.113.7")), "t/o");
     }
 
     #[test]

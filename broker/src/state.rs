@@ -168,6 +168,7 @@ pub fn build_state(
         Arc::new(Relay::new(
             limits,
             relay_upstream_base(&settings.mode, local),
+            settings.upstream_timeout,
             Arc::clone(&cache),
             going_away_relay,
         ))

@@ -91,7 +91,7 @@ pub async fn token_handler(
     // dev only: `?relay=0` answers a plain dev token, so the demo can compare both (its switch)
     let relay_off = st.dev.is_some() && query.as_deref() == Some("relay=0");
     if let Some(relay) = st.relay.as_ref().filter(|_| !relay_off) {
-        let subject = identity.subject();
+        let subject = crate::relay::ticket_subject(&identity, client_ip);
         let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
         let host = headers
             .get(header::HOST)

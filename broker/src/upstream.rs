@@ -29,6 +29,14 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 fn now_unix_f64() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -271,20 +271,29 @@ async fn total_sessions_and_session_duration_are_limited() {
     assert!(t0.elapsed() < Duration::from_millis(2500));
 }
 
-/// A fake Speech service for key mode: records what the relay presented, answers one frame,
-/// then closes with 1011 (an upstream failure the browser must see as an error, not a hang).
-async fn fake_speech_upstream() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
-) {
+/// The server side of a fake upstream's WebSocket.
+type UpstreamWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// What a fake upstream saw of each upgrade: request URI and `Authorization` header.
+type Upgrades = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+/// A fake Speech service for key mode on a loopback port (`ws://…`): records each upgrade,
+/// then plays `session` on its WebSocket.
+async fn fake_upstream<F, Fut>(session: F) -> (String, Upgrades)
+where
+    F: Fn(UpstreamWs) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen: Upgrades = Default::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let s2 = std::sync::Arc::clone(&seen);
+    let session = std::sync::Arc::new(session);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let seen = std::sync::Arc::clone(&s2);
+            let session = std::sync::Arc::clone(&session);
             tokio::spawn(async move {
                 // tungstenite's callback signature returns its (large) error response by value
                 #[allow(clippy::result_large_err)]
@@ -297,21 +306,8 @@ async fn fake_speech_upstream() -> (
                     seen.lock().unwrap().push((req.uri().to_string(), auth));
                     Ok(resp)
                 };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, cb).await else {
-                    return;
-                };
-                if let Some(Ok(_)) = ws.next().await {
-                    let _ = ws
-                        .send(Message::Text("Path:turn.start\r\n\r\n{}".into()))
-                        .await;
-                    let _ = ws
-                        .send(Message::Close(Some(
-                            tokio_tungstenite::tungstenite::protocol::CloseFrame {
-                                code: 1011u16.into(),
-                                reason: "upstream trouble".into(),
-                            },
-                        )))
-                        .await;
+                if let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, cb).await {
+                    session(ws).await;
                 }
             });
         }
@@ -319,35 +315,73 @@ async fn fake_speech_upstream() -> (
     (format!("ws://{addr}"), seen)
 }
 
-#[tokio::test]
-async fn key_mode_relays_to_the_endpoint_with_the_real_credential_in_a_header() {
+/// A fake Speech service for key mode: records what the relay presented, answers one frame,
+/// then closes with 1011 (an upstream failure the browser must see as an error, not a hang).
+async fn fake_speech_upstream() -> (String, Upgrades) {
+    fake_upstream(|mut ws| async move {
+        if let Some(Ok(_)) = ws.next().await {
+            let _ = ws
+                .send(Message::Text("Path:turn.start\r\n\r\n{}".into()))
+                .await;
+            let _ = ws
+                .send(Message::Close(Some(
+                    tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                        code: 1011u16.into(),
+                        reason: "upstream trouble".into(),
+                    },
+                )))
+                .await;
+        }
+    })
+    .await
+}
+
+/// A fake issueToken endpoint (key mode's STS): its base URL and the token it issues.
+async fn fake_sts() -> (String, String) {
     use axum::routing::post;
     let issued = common::fake_jwt(600, "relay-upstream");
-    let issued2 = issued.clone();
+    let answer = issued.clone();
     let sts = common::serve_fake(axum::Router::new().route(
         "/sts/v1.0/issueToken",
         post(move || {
-            let t = issued2.clone();
+            let t = answer.clone();
             async move { t }
         }),
     ))
     .await;
+    (format!("http://{sts}"), issued)
+}
+
+/// A key-mode broker relaying to `upstream` (`--endpoint`), with `extra` flags.
+async fn key_relay(sts: &str, upstream: &str, extra: &[&str]) -> RunningBroker {
+    let mut argv = vec![
+        "--mode",
+        "key",
+        "--region",
+        "westeurope",
+        "--sts-base",
+        sts,
+        "--relay",
+        "--endpoint",
+        upstream,
+    ];
+    argv.extend_from_slice(extra);
+    start(&argv, &[("SPEECH_KEY", "k")]).await
+}
+
+/// A fresh grant's relay URL on a key-mode broker (`ws://`: the test talks to it without the TLS
+/// proxy the advertised `wss://` assumes).
+async fn key_ticket_url(b: &RunningBroker) -> String {
+    let v = grant(b).await;
+    let endpoint = v["endpoint"].as_str().unwrap().replace("wss://", "ws://");
+    url(&endpoint, v["token"].as_str().unwrap())
+}
+
+#[tokio::test]
+async fn key_mode_relays_to_the_endpoint_with_the_real_credential_in_a_header() {
+    let (sts, issued) = fake_sts().await;
     let (upstream, seen) = fake_speech_upstream().await;
-    let b = start(
-        &[
-            "--mode",
-            "key",
-            "--region",
-            "westeurope",
-            "--sts-base",
-            &format!("http://{sts}"),
-            "--relay",
-            "--endpoint",
-            &upstream,
-        ],
-        &[("SPEECH_KEY", "k")],
-    )
-    .await;
+    let b = key_relay(&sts, &upstream, &[]).await;
     let v = grant(&b).await;
     let t = v["token"].as_str().unwrap();
     assert!(t.starts_with("rt1."));
@@ -391,27 +425,9 @@ async fn key_mode_relays_to_the_endpoint_with_the_real_credential_in_a_header() 
     );
 
     // an upstream that cannot be reached: the upgrade is answered 502
-    let dead = start(
-        &[
-            "--mode",
-            "key",
-            "--region",
-            "westeurope",
-            "--sts-base",
-            &format!("http://{sts}"),
-            "--relay",
-            "--endpoint",
-            "ws://127.0.0.1:9",
-        ],
-        &[("SPEECH_KEY", "k")],
-    )
-    .await;
-    let v = grant(&dead).await;
-    let endpoint = v["endpoint"].as_str().unwrap().replace("wss://", "ws://");
+    let dead = key_relay(&sts, "ws://127.0.0.1:9", &[]).await;
     assert_eq!(
-        connect(&url(&endpoint, v["token"].as_str().unwrap()), None)
-            .await
-            .err(),
+        connect(&key_ticket_url(&dead).await, None).await.err(),
         Some(502)
     );
 }
@@ -705,4 +721,314 @@ async fn a_frame_over_the_limit_closes_the_session_with_1009() {
         close_code(&mut big, Duration::from_secs(5)).await,
         Some(1009)
     );
+}
+
+/// The HTTP answer to a refused upgrade of `u`: status, `Retry-After`, JSON body.
+async fn refusal(u: &str) -> (u16, Option<String>, Value) {
+    match tokio_tungstenite::connect_async(u).await {
+        Ok(_) => panic!("upgrade of {u} accepted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = r
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            (r.status().as_u16(), retry_after, body)
+        }
+        Err(e) => panic!("{u}: {e}"),
+    }
+}
+
+/// The Speech SDK's WebSocket paths (SDK 1.52's connection factories), as the relay must serve
+/// them; written out here so the test checks the relay's list rather than repeating it.
+const SDK_PATHS: [&str; 8] = [
+    "speech/recognition/conversation/cognitiveservices/v1",
+    "speech/recognition/interactive/cognitiveservices/v1",
+    "speech/recognition/dictation/cognitiveservices/v1",
+    "stt/speech/universal/v2",
+    "stt/speech/universal/v1",
+    "speech/translation/cognitiveservices/v1",
+    "tts/cognitiveservices/websocket/v1",
+    "cognitiveservices/websocket/v1",
+];
+
+#[tokio::test]
+async fn only_the_sdks_websocket_paths_are_relayed() {
+    let b = start(&["--relay"], &[]).await;
+    let g = grant(&b).await;
+    let rec = "speech/recognition/conversation/cognitiveservices/v1";
+    let ticket = g["token"].as_str().unwrap();
+    for path in [
+        "foo/bar".to_string(),
+        "%2e%2e/%2e%2e/sts/v1.0/issueToken".into(),
+        "speech/recognition/%2e%2e/%2e%2e/tts/cognitiveservices/websocket/v1".into(),
+        "speech/recognition/../recognition/conversation/cognitiveservices/v1".into(),
+        // a query or fragment smuggled in the (decoded) path: the ticket would go upstream
+        format!("{rec}%3FAuthorization%3DBearer%2520{ticket}"),
+        format!("{rec}%23x"),
+        format!("{rec}%2F..%2F..%2Fsts"),
+        "speech%5Crecognition%5Cconversation%5Ccognitiveservices%5Cv1".into(),
+        format!("{rec}%5C"),
+        format!("{rec}%2500"),
+        format!("{rec}/"),
+        format!("{rec}/x"),
+        "stt/speech/universal/v3".into(),
+        // real Speech paths the SDK does not open through a relay endpoint
+        "speech/recognition/multiaudio".into(),
+        "cognitiveservices/voices/list".into(),
+        "sts/v1.0/issueToken".into(),
+    ] {
+        let (status, _, body) = refusal(&relay_url(&g, &path, "language=en-US")).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(body["error"], "not-found", "{path}: {body}");
+    }
+    assert!(seen(&b).await.is_empty(), "nothing reached the upstream");
+    // every SDK path is relayed, upstream under its one canonical spelling
+    for path in SDK_PATHS
+        .iter()
+        .copied()
+        .chain(["Speech/Recognition/Conversation/CognitiveServices/V1"])
+    {
+        let mut ws = connect(&relay_url(&g, path, "language=en-US"), None)
+            .await
+            .unwrap_or_else(|s| panic!("{path}: {s}"));
+        ws.close(None).await.unwrap();
+    }
+    let paths: Vec<String> = seen(&b).await.into_iter().map(|c| c.1).collect();
+    let mut want: Vec<String> = SDK_PATHS.iter().map(|p| format!("/{p}")).collect();
+    want.push(format!("/{rec}"));
+    assert_eq!(paths, want);
+}
+
+/// A fake upstream that sends a small text frame every `every` and never reads.
+async fn chatty_upstream(every: Duration) -> String {
+    fake_upstream(move |mut ws| async move {
+        while ws
+            .send(Message::Text("Path:speech.hypothesis\r\n\r\n{}".into()))
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(every).await;
+        }
+    })
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn only_browser_frames_keep_a_session_from_idling() {
+    let (sts, _) = fake_sts().await;
+    let up = chatty_upstream(Duration::from_millis(100)).await;
+    let b = key_relay(&sts, &up, &["--relay-idle-timeout", "1"]).await;
+    // the service talks all the time, the browser says nothing: closed as idle all the same
+    let mut ws = connect(&key_ticket_url(&b).await, None).await.unwrap();
+    let close = close_frame(&mut ws, Duration::from_secs(6))
+        .await
+        .expect("a close frame");
+    assert_eq!(u16::from(close.code), 1000);
+    assert_eq!(close.reason.as_str(), "idle timeout");
+    // control: a browser that keeps sending stays connected past the idle timeout
+    let mut ws = connect(&key_ticket_url(&b).await, None).await.unwrap();
+    let until = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while tokio::time::Instant::now() < until {
+        ws.send(common::speech::audio_frame("R1", &[0u8; 320]))
+            .await
+            .unwrap();
+        let read = tokio::time::timeout(Duration::from_millis(200), async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(c))) => return c,
+                    None | Some(Err(_)) => return None,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            read.is_err(),
+            "closed while the browser was sending: {read:?}"
+        );
+    }
+}
+
+/// A fake upstream that floods binary frames (as fast as the relay takes them) and reports the
+/// close code the relay ends its side with (`None`: ended without a close frame).
+async fn flooding_upstream() -> (String, tokio::sync::mpsc::UnboundedReceiver<Option<u16>>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (url, _) = fake_upstream(move |ws| {
+        let tx = tx.clone();
+        async move {
+            let (mut sink, mut stream) = ws.split();
+            let flood = tokio::spawn(async move {
+                let frame = Message::Binary(vec![0u8; 60_000].into());
+                while sink.send(frame.clone()).await.is_ok() {}
+            });
+            let code = loop {
+                match stream.next().await {
+                    Some(Ok(Message::Close(c))) => break c.map(|c| u16::from(c.code)),
+                    None | Some(Err(_)) => break None,
+                    Some(Ok(_)) => {}
+                }
+            };
+            flood.abort();
+            let _ = tx.send(code);
+        }
+    })
+    .await;
+    (url, rx)
+}
+
+/// A relayed session whose browser side stopped reading while the service floods it: the
+/// broker, the still-open (unread) browser socket and the service's report of how it was closed.
+async fn stalled_session(
+    extra: &[&str],
+) -> (
+    RunningBroker,
+    Ws,
+    tokio::sync::mpsc::UnboundedReceiver<Option<u16>>,
+) {
+    let (sts, _) = fake_sts().await;
+    let (up, closes) = flooding_upstream().await;
+    let b = key_relay(&sts, &up, extra).await;
+    let ws = connect(&key_ticket_url(&b).await, None).await.unwrap();
+    (b, ws, closes)
+}
+
+#[tokio::test]
+async fn a_browser_that_stops_reading_is_still_closed_at_the_duration_limit() {
+    let (b, mut ws, mut closes) =
+        stalled_session(&["--relay-max-duration", "1", "--relay-max-sessions", "1"]).await;
+    // the browser reads nothing: the relay's sends to it block, the deadline must still fire
+    let upstream_close = tokio::time::timeout(Duration::from_secs(10), closes.recv())
+        .await
+        .expect("the relay closed the service's side at the duration limit");
+    assert_eq!(upstream_close, Some(Some(1000)));
+    // the browser reads again: after the backlog, the duration limit's close (1000)
+    assert_eq!(
+        close_code(&mut ws, Duration::from_secs(10)).await,
+        Some(1000)
+    );
+    // and the session's slot is free again
+    let u = key_ticket_url(&b).await;
+    let freed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match connect(&u, None).await {
+                Ok(ws) => return ws,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await;
+    assert!(freed.is_ok(), "the session's slot was not freed");
+}
+
+#[tokio::test]
+async fn shutdown_closes_a_session_whose_browser_stopped_reading() {
+    let (b, _ws, mut closes) = stalled_session(&[]).await;
+    // let the relay's sends to the browser block
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(b);
+    let upstream_close = tokio::time::timeout(Duration::from_secs(10), closes.recv())
+        .await
+        .expect("the relay closed the service's side on shutdown");
+    assert_eq!(upstream_close, Some(Some(1001)));
+}
+
+#[tokio::test]
+async fn without_user_authentication_the_session_cap_is_per_client() {
+    let b = start(
+        &[
+            "--relay",
+            "--relay-max-sessions-per-user",
+            "1",
+            "--trust-proxy",
+            "127.0.0.1/32",
+        ],
+        &[],
+    )
+    .await;
+    // each client's ticket from the token route, the client named by the trusted proxy
+    let open = |g: &Value| relay_url(g, "stt/speech/universal/v2", "language=en-US");
+    let client = |ip: &'static str| {
+        let b = &b;
+        async move { grant_with(b, TOKEN, &[("X-Forwarded-For", ip)]).await }
+    };
+    let _a = connect(&open(&client("203.0.113.1").await), None)
+        .await
+        .unwrap();
+    let _b = connect(&open(&client("203.0.113.2").await), None)
+        .await
+        .expect("another client has a cap of its own");
+    let _c = connect(&open(&client("2001:db8:1:2::a").await), None)
+        .await
+        .unwrap();
+    // the same client again (IPv6: the same /64): over its cap, 429 with when to retry
+    for again in ["203.0.113.1", "2001:db8:1:2::b"] {
+        let (status, retry_after, body) = refusal(&open(&client(again).await)).await;
+        assert_eq!(status, 429, "{again}: {body}");
+        assert_eq!(body["error"], "rate-limited", "{body}");
+        let secs = body["retryAfter"].as_u64().expect("retryAfter");
+        assert!(secs >= 1, "{body}");
+        assert_eq!(retry_after, Some(secs.to_string()));
+    }
+}
+
+#[tokio::test]
+async fn a_ticket_lives_as_long_as_its_expires_in_says() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let b = start(&["--relay", "--relay-ticket-ttl", "2"], &[]).await;
+    // ask late in a wall-clock second, where an expiry in whole seconds would cut most of it
+    loop {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_millis();
+        if (800..900).contains(&ms) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let asked = tokio::time::Instant::now();
+    let g = grant(&b).await;
+    let answered = tokio::time::Instant::now();
+    let expires_in = Duration::from_secs_f64(g["expiresIn"].as_f64().unwrap());
+    assert!(expires_in <= Duration::from_secs(2), "{expires_in:?}");
+    let u = relay_url(&g, "stt/speech/universal/v2", "language=en-US");
+    // still good shortly before expiresIn runs out (counted from the request) ...
+    tokio::time::sleep_until(asked + expires_in - Duration::from_millis(400)).await;
+    let mut ws = connect(&u, None)
+        .await
+        .expect("the ticket is good for as long as expiresIn says");
+    ws.close(None).await.unwrap();
+    // ... and refused once it has (counted from the answer)
+    tokio::time::sleep_until(answered + expires_in + Duration::from_millis(50)).await;
+    assert_eq!(connect(&u, None).await.err(), Some(401));
+}
+
+#[tokio::test]
+async fn a_service_that_does_not_answer_in_time_is_an_upstream_failure() {
+    // a service that accepts the connection and never answers the upgrade
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("ws://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let (sts, _) = fake_sts().await;
+    let b = key_relay(&sts, &up, &["--upstream-timeout", "1"]).await;
+    let u = key_ticket_url(&b).await;
+    let t0 = std::time::Instant::now();
+    let (status, _, body) = refusal(&u).await;
+    // as the token route answers an upstream timeout: 502 `upstream`, within --upstream-timeout
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"], "upstream");
+    assert_eq!(body["detail"], "Speech service timed out");
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
 }

@@ -30,8 +30,8 @@ pub enum Identity {
 }
 
 impl Identity {
-    /// The name relay tickets are bound to and the session log shows: `tid/oid` for a user,
-    /// else `header` or `anonymous`.
+    /// Who this is: `tid/oid` for a user, else the caller class, `header` or `anonymous` (relay
+    /// tickets add the client for those: `relay::ticket_subject`).
     pub fn subject(&self) -> String {
         match self {
             Identity::User(u) => format!("{}/{}", u.tid, u.oid),
