@@ -40,6 +40,7 @@ use crate::cache::TokenCache;
 use crate::http::json_error;
 use crate::presented::presented_token;
 use crate::secret::fingerprint;
+use crate::shutdown::{ShutdownWatch, CLOSE_HANDSHAKE_WAIT};
 use crate::upstream::now_unix;
 
 /// Default ticket lifetime: the "≤ 60 s by default". The browser client refreshes it
@@ -209,7 +210,7 @@ pub struct Relay {
     cache: Arc<TokenCache>,
     sessions: Arc<Semaphore>,
     per_user: Mutex<HashMap<String, usize>>,
-    going_away: watch::Receiver<bool>,
+    shutdown: ShutdownWatch,
     /// Upgrade attempts refused (any reason), sessions opened, upstream connects.
     pub refused: AtomicU64,
     pub opened: AtomicU64,
@@ -222,7 +223,7 @@ impl Relay {
         limits: RelayLimits,
         upstream: RelayUpstream,
         cache: Arc<TokenCache>,
-        going_away: watch::Receiver<bool>,
+        shutdown: ShutdownWatch,
     ) -> Self {
         Relay {
             signer: TicketSigner::new_random(),
@@ -232,7 +233,7 @@ impl Relay {
             upstream,
             cache,
             per_user: Mutex::new(HashMap::new()),
-            going_away,
+            shutdown,
             refused: AtomicU64::new(0),
             opened: AtomicU64::new(0),
             upstream_connects: AtomicU64::new(0),
@@ -492,7 +493,9 @@ pub async fn relay_ws(
     };
     relay.opened.fetch_add(1, Ordering::Relaxed);
     let limits = relay.limits;
-    let going_away = relay.going_away.clone();
+    let going_away = relay.shutdown.going_away();
+    // held until the log line is written: shutdown waits for it
+    let hold = relay.shutdown.hold();
     let path_for_log = format!("/{path}");
     ws.on_upgrade(move |socket| async move {
         let started = Instant::now();
@@ -507,6 +510,7 @@ pub async fn relay_ws(
             "relay session"
         );
         drop(guard);
+        drop(hold);
     })
 }
 
@@ -674,7 +678,7 @@ async fn pipe(
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_WAIT, async {
         let _ = cs.close().await;
         let _ = us.close().await;
     })

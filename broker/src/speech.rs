@@ -31,6 +31,7 @@ use crate::http::json_error;
 use crate::presented::presented_token;
 use crate::relay::TICKET_PREFIX;
 use crate::secret::fingerprint;
+use crate::shutdown::{ShutdownWatch, CLOSE_HANDSHAKE_WAIT};
 use crate::upstream::now_unix;
 
 /// Largest WebSocket frame or message accepted. The SDK sends audio in chunks of a few KB and
@@ -55,22 +56,19 @@ pub struct SpeechService {
     behaviour: Mutex<SpeechBehaviour>,
     connections: Mutex<VecDeque<Arc<SpeechConn>>>,
     idle_timeout: Duration,
-    going_away: tokio::sync::watch::Receiver<bool>,
+    shutdown: ShutdownWatch,
 }
 
 impl SpeechService {
-    /// `going_away` turns true (or its sender is dropped) when the broker shuts down.
-    pub fn new(
-        signer: Arc<DevSigner>,
-        idle_timeout: Duration,
-        going_away: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
+    /// `shutdown` says when to close every connection with 1001, and keeps the process up while
+    /// they close.
+    pub fn new(signer: Arc<DevSigner>, idle_timeout: Duration, shutdown: ShutdownWatch) -> Self {
         SpeechService {
             signer,
             behaviour: Mutex::new(SpeechBehaviour::default()),
             connections: Mutex::new(VecDeque::new()),
             idle_timeout,
-            going_away,
+            shutdown,
         }
     }
     /// The behaviour for new connections.
@@ -585,8 +583,13 @@ pub async fn speech_ws(
         Err(rejection) => return crate::http::ws_rejection(rejection),
     };
     let idle = svc.idle_timeout;
-    let going_away = svc.going_away.clone();
-    ws.on_upgrade(move |socket| session(socket, behaviour, conn, idle, going_away))
+    let going_away = svc.shutdown.going_away();
+    // held until the session has closed: shutdown waits for it
+    let hold = svc.shutdown.hold();
+    ws.on_upgrade(move |socket| async move {
+        session(socket, behaviour, conn, idle, going_away).await;
+        drop(hold);
+    })
 }
 
 /// A stream id for one synthesis turn (the real service sends a GUID; any token the SDK can
@@ -610,7 +613,7 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
         })))
         .await;
     // let the close handshake finish, bounded
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_WAIT, async {
         while let Some(Ok(m)) = socket.recv().await {
             if matches!(m, Message::Close(_)) {
                 break;
