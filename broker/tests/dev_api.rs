@@ -663,3 +663,53 @@ async fn every_405_is_a_json_error_with_no_store_and_allow() {
     .await;
     let _ = std::fs::remove_dir_all(&www);
 }
+
+/// `HEAD` is not `GET` here: axum's `get()` also serves HEAD by running the GET handler, so a
+/// HEAD on the token route minted a token and spent rate-limit allowance for an answer without
+/// a body. README: "405 method-not-allowed | not GET/POST/OPTIONS"; the other API routes serve
+/// the methods the README names, so HEAD gets their 405 too (static files are a file server and
+/// keep HEAD).
+#[tokio::test]
+async fn head_gets_405_with_allow_and_mints_nothing() {
+    use reqwest::Method;
+    let b = start(&["--rate-limit", "1", "--rate-burst", "1"], &[]).await;
+    let c = client();
+    let r = c.head(b.url(TOKEN)).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(header(&r, "allow"), Some("GET, POST, OPTIONS"));
+    assert_eq!(header(&r, "cache-control"), Some("no-store"));
+    let s = stats(&b).await;
+    assert_eq!(s["tokenRequests"], 0, "{s}");
+    assert_eq!(s["upstreamRequests"], 0, "{s}");
+    // the one request the burst allows is still there
+    grant(&b).await;
+
+    let e = start(&["--dev-entra"], &[]).await;
+    let key = start(
+        &[
+            "--mode",
+            "key",
+            "--region",
+            "westeurope",
+            "--sts-base",
+            "http://127.0.0.1:9",
+            "--relay",
+        ],
+        &[("SPEECH_KEY", "k")],
+    )
+    .await;
+    for (broker, path) in [
+        (&b, "/healthz"),
+        (&b, "/readyz"),
+        (&b, "/admin/stats"),
+        (&e, "/dev-entra/msal-config"),
+        (&e, "/dev-entra/t/discovery/v2.0/keys"),
+        (&key, "/speech/recognition/conversation/cognitiveservices/v1"),
+    ] {
+        let r = c.request(Method::HEAD, broker.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 405, "HEAD {path}");
+        assert_eq!(header(&r, "allow"), Some("GET"), "HEAD {path}");
+        assert_eq!(header(&r, "content-type"), Some("application/json"), "HEAD {path}");
+    }
+    assert_eq!(b.upstream_requests(), 1, "HEAD /readyz asked upstream");
+}
