@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
+use axum::handler::Handler;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::handler::Handler;
 use axum::routing::{any, get, post, MethodRouter};
 use axum::Router;
 use tower_http::services::ServeDir;

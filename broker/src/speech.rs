@@ -45,6 +45,10 @@ pub const WS_BUFFER_BYTES: usize = 16 * 1024;
 pub const MAX_TRACKED_TURNS: usize = 16;
 /// Connection attempts kept for `/admin/stats`.
 pub const MAX_RECORDED_CONNECTIONS: usize = 10_000;
+/// Latest `dropAfterMs` of `/admin/speech`: a day, as long as a relayed session may last
+/// (`--relay-max-duration` ≤ 86400 s). The bound keeps the drop deadline far from where
+/// `Instant + Duration` overflows, which panics (an abort of the broker in the release profile).
+pub const MAX_DROP_AFTER_MS: u64 = 86_400_000;
 /// Close code sent on shutdown ("going away", RFC 6455 §7.4.1).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code for an oversized message (RFC 6455 §7.4.1).
@@ -633,7 +637,7 @@ async fn session(
     let k = behaviour.reply_after_audio_frames.max(1);
     let deadline = behaviour
         .drop_after_ms
-        .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+        .and_then(|ms| tokio::time::Instant::now().checked_add(Duration::from_millis(ms)));
     let mut turns = TurnTracker::default();
     let mut current_request = String::new();
     let jti = conn.jti.as_deref().unwrap_or("-").to_string();

@@ -704,12 +704,79 @@ async fn head_gets_405_with_allow_and_mints_nothing() {
         (&b, "/admin/stats"),
         (&e, "/dev-entra/msal-config"),
         (&e, "/dev-entra/t/discovery/v2.0/keys"),
-        (&key, "/speech/recognition/conversation/cognitiveservices/v1"),
+        (
+            &key,
+            "/speech/recognition/conversation/cognitiveservices/v1",
+        ),
     ] {
-        let r = c.request(Method::HEAD, broker.url(path)).send().await.unwrap();
+        let r = c
+            .request(Method::HEAD, broker.url(path))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 405, "HEAD {path}");
         assert_eq!(header(&r, "allow"), Some("GET"), "HEAD {path}");
-        assert_eq!(header(&r, "content-type"), Some("application/json"), "HEAD {path}");
+        assert_eq!(
+            header(&r, "content-type"),
+            Some("application/json"),
+            "HEAD {path}"
+        );
     }
     assert_eq!(b.upstream_requests(), 1, "HEAD /readyz asked upstream");
+}
+
+/// Numbers the admin routes turn into instants are range-checked: `{"seconds": u64::MAX}` on
+/// `/admin/outage` overflowed `Instant + Duration` and panicked (the release profile's
+/// `panic = "abort"` then killed the whole broker), and `dropAfterMs` did the same as soon as the
+/// next fake Speech connection opened. Out of range is a 400 in the README's error shape; the
+/// bounds themselves are taken.
+#[tokio::test]
+async fn admin_numbers_out_of_range_are_400_not_a_crash() {
+    use speech_token_broker::admin::MAX_OUTAGE_SECS;
+    use speech_token_broker::speech::MAX_DROP_AFTER_MS;
+    let b = start(&[], &[]).await;
+    let c = client();
+    for (path, body, field) in [
+        ("/admin/outage", json!({"seconds": u64::MAX}), "seconds"),
+        (
+            "/admin/outage",
+            json!({"seconds": MAX_OUTAGE_SECS + 1}),
+            "seconds",
+        ),
+        (
+            "/admin/speech",
+            json!({"dropAfterMs": u64::MAX}),
+            "dropAfterMs",
+        ),
+        (
+            "/admin/speech",
+            json!({"dropAfterMs": MAX_DROP_AFTER_MS + 1}),
+            "dropAfterMs",
+        ),
+    ] {
+        let r = c.post(b.url(path)).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{path} {body}");
+        assert_eq!(header(&r, "cache-control"), Some("no-store"));
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "bad-request", "{path} {body}");
+        let detail = v["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(field), "{path} {body}: {detail}");
+    }
+    admin(&b, "/admin/outage", json!({"seconds": MAX_OUTAGE_SECS})).await;
+    admin(&b, "/admin/outage", json!({"seconds": 0})).await;
+    admin(
+        &b,
+        "/admin/speech",
+        json!({"dropAfterMs": MAX_DROP_AFTER_MS}),
+    )
+    .await;
+    // the drop deadline is computed when a connection opens
+    let v = get_json(&b, TOKEN).await;
+    let url = format!(
+        "{}?Authorization=Bearer%20{}",
+        v["endpoint"].as_str().unwrap(),
+        v["token"].as_str().unwrap()
+    );
+    let _ws = common::speech::connect(&url, None).await.expect("upgrade");
+    assert_eq!(get(&b, "/healthz").await.status(), 200);
 }
