@@ -16,7 +16,17 @@ use serde_json::{json, Value};
 use crate::config::{MAX_TTL, MIN_TTL};
 use crate::dev::{DevState, FailPlan};
 use crate::http::{bad_request, json_response};
-use crate::speech::SpeechBehaviour;
+use crate::speech::{SpeechBehaviour, MAX_DROP_AFTER_MS};
+
+/// Longest simulated outage (`/admin/outage`), in seconds: a day, longer than any token lives
+/// ([`MAX_TTL`]), so every scenario fits. The bound keeps `now + seconds` far from where
+/// `Instant + Duration` overflows, which panics (and the release profile's `panic = "abort"`
+/// turns a panic into the end of the broker).
+pub const MAX_OUTAGE_SECS: u64 = 86_400;
+
+/// Largest `/admin/slow` delay, in ms (README: "at most 600000"): ten minutes, longer than any
+/// client waits for an answer; larger values are clamped to it.
+pub const MAX_SLOW_MS: u64 = 600_000;
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Box<Response>> {
     serde_json::from_slice(body)
@@ -52,7 +62,16 @@ pub async fn admin_outage(State(d): State<Arc<DevState>>, body: Bytes) -> Respon
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let until = (s.seconds > 0).then(|| Instant::now() + Duration::from_secs(s.seconds));
+    if s.seconds > MAX_OUTAGE_SECS {
+        return bad_request(&format!("seconds must be between 0 and {MAX_OUTAGE_SECS}"));
+    }
+    let until = match s.seconds {
+        0 => None,
+        n => match Instant::now().checked_add(Duration::from_secs(n)) {
+            Some(t) => Some(t),
+            None => return bad_request("seconds reach past this clock's range"),
+        },
+    };
     *d.outage_until.lock().unwrap_or_else(|e| e.into_inner()) = until;
     tracing::info!(seconds = s.seconds, "admin: outage");
     json_response(
@@ -72,7 +91,7 @@ pub async fn admin_slow(State(d): State<Arc<DevState>>, body: Bytes) -> Response
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let ms = s.ms.min(600_000);
+    let ms = s.ms.min(MAX_SLOW_MS);
     d.slow_ms.store(ms, Ordering::Relaxed);
     tracing::info!(ms, "admin: slow");
     json_response(StatusCode::OK, &json!({ "ok": true, "ms": ms }))
@@ -123,6 +142,11 @@ pub async fn admin_speech(State(d): State<Arc<DevState>>, body: Bytes) -> Respon
         Ok(s) => s,
         Err(r) => return *r,
     };
+    if s.drop_after_ms.is_some_and(|ms| ms > MAX_DROP_AFTER_MS) {
+        return bad_request(&format!(
+            "dropAfterMs must be between 0 and {MAX_DROP_AFTER_MS}"
+        ));
+    }
     let b = SpeechBehaviour {
         drop_after_ms: s.drop_after_ms,
         reply_after_audio_frames: s.reply_after_audio_frames.unwrap_or(3).max(1),

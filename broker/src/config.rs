@@ -494,13 +494,13 @@ impl Settings {
             );
         }
 
+        // whatever the mode: a value ignored in this mode is still a mistake (README: out of
+        // range exits with status 2), and would surface only when the mode changes
+        in_range("--ttl", args.ttl, MIN_TTL..=MAX_TTL, " seconds")?;
+        in_range("--max-ttl", args.max_ttl, 1..=MAX_TTL, " seconds")?;
+
         let mode = match chosen {
-            Mode::Dev => {
-                if !(MIN_TTL..=MAX_TTL).contains(&args.ttl) {
-                    bail!("--ttl must be between {MIN_TTL} and {MAX_TTL} seconds");
-                }
-                ModeSettings::Dev { ttl: args.ttl }
-            }
+            Mode::Dev => ModeSettings::Dev { ttl: args.ttl },
             Mode::Key => {
                 let key = env_nonempty("SPEECH_KEY")
                     .ok_or_else(|| anyhow!("key mode needs the SPEECH_KEY environment variable (keys are never accepted as flags)"))?;
@@ -623,9 +623,6 @@ impl Settings {
                         bail!("entra mode needs --resource-id and --region, or --endpoint")
                     }
                 };
-                if !(1..=MAX_TTL).contains(&args.max_ttl) {
-                    bail!("--max-ttl must be between 1 and {MAX_TTL} seconds");
-                }
                 if !args.expose_entra_token && !args.relay {
                     bail!(
                         "entra mode would hand browsers this broker identity's own Entra access token \
@@ -1329,11 +1326,25 @@ mod tests {
         max: u64,
         read: impl Fn(&Settings) -> u64,
     ) {
+        for (good, s) in range_checked(base, &[], flag, min, max) {
+            assert_eq!(read(&s), good, "{flag}");
+        }
+    }
+
+    /// `flag` (after `base` flags, with `env`) out of `min..=max` is an error naming the flag and
+    /// the range; the bounds pass. The settings for `min` and `max`.
+    fn range_checked(
+        base: &[&str],
+        env: &[(&str, &str)],
+        flag: &str,
+        min: u64,
+        max: u64,
+    ) -> Vec<(u64, Settings)> {
         let with = |value: u64| {
             let value = value.to_string();
             let mut args = base.to_vec();
             args.extend([flag, value.as_str()]);
-            resolve(&args, &[])
+            resolve(&args, env)
         };
         for bad in [0, min.saturating_sub(1), max + 1] {
             if bad >= min && bad <= max {
@@ -1349,9 +1360,55 @@ mod tests {
                 "{flag} {bad}: {msg}"
             );
         }
-        for good in [min, max] {
-            let s = with(good).unwrap_or_else(|e| panic!("{flag} {good}: {e:#}"));
-            assert_eq!(read(&s), good, "{flag}");
+        [min, max]
+            .into_iter()
+            .map(|good| {
+                let s = with(good).unwrap_or_else(|e| panic!("{flag} {good}: {e:#}"));
+                (good, s)
+            })
+            .collect()
+    }
+
+    /// `--ttl` (dev) and `--max-ttl` (entra) are range-checked in every mode: the README lists
+    /// them among the out-of-range values that exit with status 2, and a value silently ignored
+    /// in one mode (`--ttl 0` in key mode, `--max-ttl 0` in key or dev mode) hides a typo or a
+    /// stray `BROKER_TTL`/`BROKER_MAX_TTL` until the mode changes.
+    #[test]
+    fn ttl_flags_are_range_checked_in_every_mode() {
+        let key = [
+            "--mode",
+            "key",
+            "--region",
+            "westeurope",
+            "--auth",
+            "none",
+            "--allow-host",
+            "broker.example.com",
+        ];
+        let key_env = [("SPEECH_KEY", "k")];
+        let entra = [
+            "--mode",
+            "entra",
+            "--endpoint",
+            "https://sp.cognitiveservices.azure.com",
+            "--expose-entra-token",
+            "--auth",
+            "none",
+            "--allow-host",
+            "broker.example.com",
+        ];
+        let entra_env = [
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_CLIENT_SECRET", "s"),
+        ];
+        for (base, env) in [
+            (&[][..], &[][..]),
+            (&key[..], &key_env[..]),
+            (&entra[..], &entra_env[..]),
+        ] {
+            range_checked(base, env, "--ttl", MIN_TTL, MAX_TTL);
+            range_checked(base, env, "--max-ttl", 1, MAX_TTL);
         }
     }
 

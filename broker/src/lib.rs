@@ -10,7 +10,8 @@
 //! (host/origin/admin/deadline middleware), `token_route`, `health`, `auth` (who is asking),
 //! `ratelimit`, `clientip`, `cache` + `upstream` + `oauth` (where tokens come from), `dev` +
 //! `admin` + `speech` + `devjwt` (dev mode), `relay` (+ `presented`: how the SDK presents a
-//! credential), `server` (the HTTP loop with limits).
+//! credential), `server` (the HTTP loop with limits) + `shutdown` (what it shares with the
+//! WebSocket sessions).
 
 pub mod admin;
 pub mod auth;
@@ -32,6 +33,7 @@ pub mod relay;
 pub mod router;
 pub mod secret;
 pub mod server;
+pub mod shutdown;
 pub mod speech;
 pub mod state;
 pub mod token_route;
@@ -51,7 +53,7 @@ pub struct Broker {
     router: axum::Router,
     state: Arc<state::AppState>,
     limits: config::ServerLimits,
-    going_away: tokio::sync::watch::Sender<bool>,
+    going_away: shutdown::Shutdown,
 }
 
 impl Broker {
@@ -59,8 +61,8 @@ impl Broker {
     pub async fn bind(settings: Settings) -> anyhow::Result<Broker> {
         let listener = TcpListener::bind(settings.listen).await?;
         let local = listener.local_addr()?;
-        let (going_away, going_away_rx) = tokio::sync::watch::channel(false);
-        let state = state::build_state(&settings, local, going_away_rx)?;
+        let going_away = shutdown::Shutdown::new();
+        let state = state::build_state(&settings, local, going_away.watch())?;
         let router = router::router(&settings, Arc::clone(&state));
         if let (config::ModeSettings::Entra { max_ttl, .. }, None) =
             (&settings.mode, &settings.relay)
@@ -100,7 +102,8 @@ impl Broker {
         Arc::clone(&self.state)
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and drains open connections.
+    /// Serves until `shutdown` completes, then stops accepting and drains open connections and
+    /// WebSocket sessions.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,

@@ -1,8 +1,8 @@
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
+use speech_token_broker::shutdown::SHUTDOWN_GRACE;
 use speech_token_broker::{Args, Broker, Settings};
 use tracing_subscriber::EnvFilter;
 
@@ -66,8 +66,8 @@ fn main() -> ExitCode {
                 tracing::info!("stopped");
                 ExitCode::SUCCESS
             }
-            _ = async { let _ = rx2.wait_for(|v| *v).await; tokio::time::sleep(Duration::from_secs(5)).await } => {
-                tracing::warn!("connections still open 5 s after shutdown signal; exiting");
+            _ = async { let _ = rx2.wait_for(|v| *v).await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+                tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "connections or WebSocket sessions still open after the shutdown grace; exiting");
                 ExitCode::SUCCESS
             }
         }

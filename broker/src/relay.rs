@@ -44,6 +44,7 @@ use crate::http::{json_error, with_retry_after};
 use crate::presented::presented_token;
 use crate::ratelimit::client_key;
 use crate::secret::fingerprint;
+use crate::shutdown::{ShutdownWatch, CLOSE_HANDSHAKE_WAIT};
 use crate::upstream::now_unix_ms;
 
 /// Default ticket lifetime: the "≤ 60 s by default". The browser client refreshes it
@@ -214,7 +215,7 @@ pub struct Relay {
     cache: Arc<TokenCache>,
     sessions: Arc<Semaphore>,
     per_user: Mutex<HashMap<String, usize>>,
-    going_away: watch::Receiver<bool>,
+    shutdown: ShutdownWatch,
     /// Upgrade attempts refused (any reason), sessions opened, upstream connects.
     pub refused: AtomicU64,
     pub opened: AtomicU64,
@@ -229,7 +230,7 @@ impl Relay {
         upstream: RelayUpstream,
         connect_timeout: Duration,
         cache: Arc<TokenCache>,
-        going_away: watch::Receiver<bool>,
+        shutdown: ShutdownWatch,
     ) -> Self {
         Relay {
             signer: TicketSigner::new_random(),
@@ -240,7 +241,7 @@ impl Relay {
             connect_timeout,
             cache,
             per_user: Mutex::new(HashMap::new()),
-            going_away,
+            shutdown,
             refused: AtomicU64::new(0),
             opened: AtomicU64::new(0),
             upstream_connects: AtomicU64::new(0),
@@ -571,7 +572,9 @@ pub async fn relay_ws(
     };
     relay.opened.fetch_add(1, Ordering::Relaxed);
     let limits = relay.limits;
-    let going_away = relay.going_away.clone();
+    let going_away = relay.shutdown.going_away();
+    // held until the log line is written: shutdown waits for it
+    let hold = relay.shutdown.hold();
     let path_for_log = format!("/{path}");
     ws.on_upgrade(move |socket| async move {
         let started = Instant::now();
@@ -586,6 +589,7 @@ pub async fn relay_ws(
             "relay session"
         );
         drop(guard);
+        drop(hold);
     })
 }
 
@@ -648,11 +652,6 @@ fn client_close(code: u16, reason: &str) -> Message {
         reason: reason.into(),
     }))
 }
-
-/// How long each side may take to accept its close frame when a session ends. A browser that
-/// stopped reading cannot take it and is disconnected after this; the value is the close wait the
-/// relay has always allowed both sides.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 type ClientSink = SplitSink<WebSocket, Message>;
 type ClientStream = SplitStream<WebSocket>;
@@ -805,8 +804,9 @@ async fn service_to_browser(
     }
 }
 
-/// Sends each side its close frame and closes it, both at once, each within [`CLOSE_GRACE`]; a
-/// side that has not taken it by then is disconnected when the session's sockets are dropped.
+/// Sends each side its close frame and closes it, both at once, each within
+/// [`CLOSE_HANDSHAKE_WAIT`] (a browser that stopped reading cannot take it); a side that has not
+/// taken it by then is disconnected when the session's sockets are dropped.
 async fn close_both(cs: &mut ClientSink, us: &mut UpstreamSink, ending: &Ending) {
     let client = async {
         if let Some((code, why)) = &ending.client {
@@ -821,8 +821,8 @@ async fn close_both(cs: &mut ClientSink, us: &mut UpstreamSink, ending: &Ending)
         let _ = us.close().await;
     };
     let _ = tokio::join!(
-        tokio::time::timeout(CLOSE_GRACE, client),
-        tokio::time::timeout(CLOSE_GRACE, upstream)
+        tokio::time::timeout(CLOSE_HANDSHAKE_WAIT, client),
+        tokio::time::timeout(CLOSE_HANDSHAKE_WAIT, upstream)
     );
 }
 

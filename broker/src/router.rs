@@ -4,10 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
+use axum::handler::Handler;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, MethodRouter};
 use axum::Router;
 use tower_http::services::ServeDir;
 
@@ -46,6 +47,33 @@ pub fn content_security_policy(settings: &Settings, local: SocketAddr) -> String
     )
 }
 
+/// The token route's methods (README: "405 method-not-allowed | not GET/POST/OPTIONS").
+const TOKEN_METHODS: HeaderValue = HeaderValue::from_static("GET, POST, OPTIONS");
+
+/// Any other method on the token route, HEAD included.
+async fn refuse_token_method() -> Response {
+    method_not_allowed(Some(TOKEN_METHODS))
+}
+
+/// Any method but GET on a [`get_only`] route.
+async fn refuse_all_but_get() -> Response {
+    method_not_allowed(Some(HeaderValue::from_static("GET")))
+}
+
+/// `GET` and nothing else. axum's `get()` also answers HEAD, by running the GET handler and
+/// dropping the body: on the token route that minted a token and spent rate-limit allowance for
+/// nothing. The README names GET for these routes, so HEAD gets their 405 like any other method.
+fn get_only<H, T, S>(handler: H) -> MethodRouter<S>
+where
+    H: Handler<T, S>,
+    T: 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    get(handler)
+        .head(refuse_all_but_get)
+        .fallback(refuse_all_but_get)
+}
+
 /// The broker's routes.
 pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
     let api = Router::new()
@@ -54,9 +82,8 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
             get(token_handler)
                 .post(token_handler)
                 .options(|| async { StatusCode::NO_CONTENT })
-                .fallback(|| async {
-                    method_not_allowed(Some(HeaderValue::from_static("GET, POST, OPTIONS")))
-                }),
+                .head(refuse_token_method)
+                .fallback(refuse_token_method),
         )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -65,8 +92,8 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
         .with_state(Arc::clone(&state));
 
     let mut app = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get_only(healthz))
+        .route("/readyz", get_only(readyz))
         .with_state(Arc::clone(&state))
         .merge(api);
 
@@ -77,7 +104,7 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
             .route("/admin/slow", post(admin_slow))
             .route("/admin/fail", post(admin_fail))
             .route("/admin/speech", post(admin_speech))
-            .route("/admin/stats", get(admin_stats))
+            .route("/admin/stats", get_only(admin_stats))
             .route("/admin/reset", post(admin_reset))
             .with_state(Arc::clone(dev))
             .route_layer(middleware::from_fn_with_state(
@@ -94,14 +121,14 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
         app = app.merge(admin).merge(speech);
         if let Some(entra) = &dev.entra {
             let fake = Router::new()
-                .route("/dev-entra/msal-config", get(dev_entra::msal_config))
+                .route("/dev-entra/msal-config", get_only(dev_entra::msal_config))
                 .route(
                     "/dev-entra/{tenant}/v2.0/.well-known/openid-configuration",
-                    get(dev_entra::openid_configuration),
+                    get_only(dev_entra::openid_configuration),
                 )
                 .route(
                     "/dev-entra/{tenant}/discovery/v2.0/keys",
-                    get(dev_entra::keys),
+                    get_only(dev_entra::keys),
                 )
                 .route(
                     "/dev-entra/{tenant}/oauth2/v2.0/token",
@@ -129,9 +156,9 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
         if state.dev.is_none() {
             // dev serves its fake Speech service on these paths
             app = app
-                .route("/speech/{*rest}", get(redirect_probe))
-                .route("/stt/speech/{*rest}", get(redirect_probe))
-                .route("/tts/{*rest}", get(redirect_probe));
+                .route("/speech/{*rest}", get_only(redirect_probe))
+                .route("/stt/speech/{*rest}", get_only(redirect_probe))
+                .route("/tts/{*rest}", get_only(redirect_probe));
         }
     }
 

@@ -1,7 +1,8 @@
 //! The HTTP server loop with limits: a header-read timeout (which also ends idle keep-alive
 //! connections: hyper starts it whenever a connection waits for a request head), a cap on open
 //! connections (further ones are closed at once), and graceful shutdown: stop accepting, tell
-//! WebSocket sessions to close (1001), let open requests finish.
+//! WebSocket sessions to close (1001), let open requests finish and the sessions close
+//! ([`crate::shutdown`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,18 +18,21 @@ use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
 use crate::config::ServerLimits;
+use crate::shutdown::Shutdown;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
-/// Serves `router` on `listener` until `shutdown` completes; then sends `true` on `going_away`
-/// and waits for open HTTP connections to finish their current request.
+/// Serves `router` on `listener` until `shutdown` completes; then announces it to the WebSocket
+/// sessions (`going_away`), waits for open HTTP connections to finish their current request and
+/// for the sessions to close. Unbounded here: the caller bounds it (`main`:
+/// [`crate::shutdown::SHUTDOWN_GRACE`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    going_away: watch::Sender<bool>,
+    going_away: Shutdown,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -86,9 +90,11 @@ pub async fn serve(
         });
     }
     drop(listener);
-    let _ = going_away.send(true);
+    going_away.announce();
     let _ = stop_tx.send(true);
     // every slot back = every connection finished
     let _ = slots.acquire_many(limits.max_connections as u32).await;
+    // upgraded WebSockets left their connection's slot at the upgrade
+    going_away.sessions_done().await;
     Ok(())
 }

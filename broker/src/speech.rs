@@ -31,6 +31,7 @@ use crate::http::json_error;
 use crate::presented::presented_token;
 use crate::relay::TICKET_PREFIX;
 use crate::secret::fingerprint;
+use crate::shutdown::{ShutdownWatch, CLOSE_HANDSHAKE_WAIT};
 use crate::upstream::now_unix;
 
 /// Largest WebSocket frame or message accepted. The SDK sends audio in chunks of a few KB and
@@ -44,6 +45,10 @@ pub const WS_BUFFER_BYTES: usize = 16 * 1024;
 pub const MAX_TRACKED_TURNS: usize = 16;
 /// Connection attempts kept for `/admin/stats`.
 pub const MAX_RECORDED_CONNECTIONS: usize = 10_000;
+/// Latest `dropAfterMs` of `/admin/speech`: a day, as long as a relayed session may last
+/// (`--relay-max-duration` ≤ 86400 s). The bound keeps the drop deadline far from where
+/// `Instant + Duration` overflows, which panics (an abort of the broker in the release profile).
+pub const MAX_DROP_AFTER_MS: u64 = 86_400_000;
 /// Close code sent on shutdown ("going away", RFC 6455 §7.4.1).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code for an oversized message (RFC 6455 §7.4.1).
@@ -55,22 +60,19 @@ pub struct SpeechService {
     behaviour: Mutex<SpeechBehaviour>,
     connections: Mutex<VecDeque<Arc<SpeechConn>>>,
     idle_timeout: Duration,
-    going_away: tokio::sync::watch::Receiver<bool>,
+    shutdown: ShutdownWatch,
 }
 
 impl SpeechService {
-    /// `going_away` turns true (or its sender is dropped) when the broker shuts down.
-    pub fn new(
-        signer: Arc<DevSigner>,
-        idle_timeout: Duration,
-        going_away: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
+    /// `shutdown` says when to close every connection with 1001, and keeps the process up while
+    /// they close.
+    pub fn new(signer: Arc<DevSigner>, idle_timeout: Duration, shutdown: ShutdownWatch) -> Self {
         SpeechService {
             signer,
             behaviour: Mutex::new(SpeechBehaviour::default()),
             connections: Mutex::new(VecDeque::new()),
             idle_timeout,
-            going_away,
+            shutdown,
         }
     }
     /// The behaviour for new connections.
@@ -585,8 +587,13 @@ pub async fn speech_ws(
         Err(rejection) => return crate::http::ws_rejection(rejection),
     };
     let idle = svc.idle_timeout;
-    let going_away = svc.going_away.clone();
-    ws.on_upgrade(move |socket| session(socket, behaviour, conn, idle, going_away))
+    let going_away = svc.shutdown.going_away();
+    // held until the session has closed: shutdown waits for it
+    let hold = svc.shutdown.hold();
+    ws.on_upgrade(move |socket| async move {
+        session(socket, behaviour, conn, idle, going_away).await;
+        drop(hold);
+    })
 }
 
 /// A stream id for one synthesis turn (the real service sends a GUID; any token the SDK can
@@ -610,7 +617,7 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
         })))
         .await;
     // let the close handshake finish, bounded
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_WAIT, async {
         while let Some(Ok(m)) = socket.recv().await {
             if matches!(m, Message::Close(_)) {
                 break;
@@ -630,7 +637,7 @@ async fn session(
     let k = behaviour.reply_after_audio_frames.max(1);
     let deadline = behaviour
         .drop_after_ms
-        .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+        .and_then(|ms| tokio::time::Instant::now().checked_add(Duration::from_millis(ms)));
     let mut turns = TurnTracker::default();
     let mut current_request = String::new();
     let jti = conn.jti.as_deref().unwrap_or("-").to_string();

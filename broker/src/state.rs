@@ -16,6 +16,7 @@ use crate::origin::{is_loopback_host, OriginPolicy};
 use crate::outbound::http_client;
 use crate::ratelimit::RateLimiter;
 use crate::relay::{Relay, RelayUpstream};
+use crate::shutdown::ShutdownWatch;
 use crate::speech::SpeechService;
 use crate::upstream::{DevUpstream, EntraUpstream, KeyUpstream, Upstream};
 
@@ -107,13 +108,12 @@ pub fn public_authority(local: SocketAddr) -> String {
     }
 }
 
-/// Builds the state; `going_away` is handed to the fake Speech service (dev).
+/// Builds the state; `shutdown` is handed to the WebSocket services (relay, fake Speech).
 pub fn build_state(
     settings: &Settings,
     local: SocketAddr,
-    going_away: tokio::sync::watch::Receiver<bool>,
+    shutdown: ShutdownWatch,
 ) -> anyhow::Result<Arc<AppState>> {
-    let going_away_relay = going_away.clone();
     let dev_entra = if settings.dev_entra {
         let authority = format!("http://{}/dev-entra", public_authority(local));
         Some(Arc::new(DevEntra::generate(authority)?))
@@ -170,7 +170,7 @@ pub fn build_state(
             relay_upstream_base(&settings.mode, local),
             settings.upstream_timeout,
             Arc::clone(&cache),
-            going_away_relay,
+            shutdown.clone(),
         ))
     });
     let dev = dev_parts.map(|(signer, ttl)| {
@@ -178,7 +178,7 @@ pub fn build_state(
             speech: Arc::new(SpeechService::new(
                 Arc::clone(&signer),
                 settings.limits.ws_idle_timeout,
-                going_away,
+                shutdown,
             )),
             signer,
             ttl,

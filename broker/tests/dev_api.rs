@@ -663,3 +663,120 @@ async fn every_405_is_a_json_error_with_no_store_and_allow() {
     .await;
     let _ = std::fs::remove_dir_all(&www);
 }
+
+/// `HEAD` is not `GET` here: axum's `get()` also serves HEAD by running the GET handler, so a
+/// HEAD on the token route minted a token and spent rate-limit allowance for an answer without
+/// a body. README: "405 method-not-allowed | not GET/POST/OPTIONS"; the other API routes serve
+/// the methods the README names, so HEAD gets their 405 too (static files are a file server and
+/// keep HEAD).
+#[tokio::test]
+async fn head_gets_405_with_allow_and_mints_nothing() {
+    use reqwest::Method;
+    let b = start(&["--rate-limit", "1", "--rate-burst", "1"], &[]).await;
+    let c = client();
+    let r = c.head(b.url(TOKEN)).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(header(&r, "allow"), Some("GET, POST, OPTIONS"));
+    assert_eq!(header(&r, "cache-control"), Some("no-store"));
+    let s = stats(&b).await;
+    assert_eq!(s["tokenRequests"], 0, "{s}");
+    assert_eq!(s["upstreamRequests"], 0, "{s}");
+    // the one request the burst allows is still there
+    grant(&b).await;
+
+    let e = start(&["--dev-entra"], &[]).await;
+    let key = start(
+        &[
+            "--mode",
+            "key",
+            "--region",
+            "westeurope",
+            "--sts-base",
+            "http://127.0.0.1:9",
+            "--relay",
+        ],
+        &[("SPEECH_KEY", "k")],
+    )
+    .await;
+    for (broker, path) in [
+        (&b, "/healthz"),
+        (&b, "/readyz"),
+        (&b, "/admin/stats"),
+        (&e, "/dev-entra/msal-config"),
+        (&e, "/dev-entra/t/discovery/v2.0/keys"),
+        (
+            &key,
+            "/speech/recognition/conversation/cognitiveservices/v1",
+        ),
+    ] {
+        let r = c
+            .request(Method::HEAD, broker.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "HEAD {path}");
+        assert_eq!(header(&r, "allow"), Some("GET"), "HEAD {path}");
+        assert_eq!(
+            header(&r, "content-type"),
+            Some("application/json"),
+            "HEAD {path}"
+        );
+    }
+    assert_eq!(b.upstream_requests(), 1, "HEAD /readyz asked upstream");
+}
+
+/// Numbers the admin routes turn into instants are range-checked: `{"seconds": u64::MAX}` on
+/// `/admin/outage` overflowed `Instant + Duration` and panicked (the release profile's
+/// `panic = "abort"` then killed the whole broker), and `dropAfterMs` did the same as soon as the
+/// next fake Speech connection opened. Out of range is a 400 in the README's error shape; the
+/// bounds themselves are taken.
+#[tokio::test]
+async fn admin_numbers_out_of_range_are_400_not_a_crash() {
+    use speech_token_broker::admin::MAX_OUTAGE_SECS;
+    use speech_token_broker::speech::MAX_DROP_AFTER_MS;
+    let b = start(&[], &[]).await;
+    let c = client();
+    for (path, body, field) in [
+        ("/admin/outage", json!({"seconds": u64::MAX}), "seconds"),
+        (
+            "/admin/outage",
+            json!({"seconds": MAX_OUTAGE_SECS + 1}),
+            "seconds",
+        ),
+        (
+            "/admin/speech",
+            json!({"dropAfterMs": u64::MAX}),
+            "dropAfterMs",
+        ),
+        (
+            "/admin/speech",
+            json!({"dropAfterMs": MAX_DROP_AFTER_MS + 1}),
+            "dropAfterMs",
+        ),
+    ] {
+        let r = c.post(b.url(path)).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{path} {body}");
+        assert_eq!(header(&r, "cache-control"), Some("no-store"));
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "bad-request", "{path} {body}");
+        let detail = v["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(field), "{path} {body}: {detail}");
+    }
+    admin(&b, "/admin/outage", json!({"seconds": MAX_OUTAGE_SECS})).await;
+    admin(&b, "/admin/outage", json!({"seconds": 0})).await;
+    admin(
+        &b,
+        "/admin/speech",
+        json!({"dropAfterMs": MAX_DROP_AFTER_MS}),
+    )
+    .await;
+    // the drop deadline is computed when a connection opens
+    let v = get_json(&b, TOKEN).await;
+    let url = format!(
+        "{}?Authorization=Bearer%20{}",
+        v["endpoint"].as_str().unwrap(),
+        v["token"].as_str().unwrap()
+    );
+    let _ws = common::speech::connect(&url, None).await.expect("upgrade");
+    assert_eq!(get(&b, "/healthz").await.status(), 200);
+}

@@ -12,7 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use common::speech::{close_frame, Ws};
+use common::binary::run_binary;
+use common::speech::{close_frame, connect, Ws};
 use common::{admin, fake_jwt, get, get_with, grant, serve_fake, start, TOKEN};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -438,6 +439,101 @@ async fn shutdown_sends_close_frames() {
     drop(b);
     let end = close_frame(&mut ws, Duration::from_secs(4)).await;
     assert_eq!(u16::from(end.expect("a close frame").code), 1001);
+}
+
+/// Broker runs in [`sigterm_closes_every_websocket_with_1001_before_the_process_exits`]: before
+/// the fix at least one close frame was lost in most runs, so five runs catch it reliably.
+const SIGTERM_RUNS: usize = 5;
+/// WebSocket sessions of each kind (relayed, fake Speech service) open at each SIGTERM.
+const SESSIONS_PER_KIND: usize = 2;
+/// How long a client waits for its close frame: the broker's shutdown grace (5 s) plus slack.
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
+/// A dev grant's endpoint with its token as the SDK opens it (a relay ticket unless `?relay=0`).
+async fn sdk_url(c: &reqwest::Client, base: &str, query: &str) -> String {
+    let v: serde_json::Value = c
+        .get(format!("{base}{TOKEN}{query}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    format!(
+        "{}?Authorization=Bearer%20{}",
+        v["endpoint"].as_str().unwrap(),
+        v["token"].as_str().unwrap()
+    )
+}
+
+/// Pings `ws` and reads until the pong: the session task runs, and the HTTP connection that
+/// carried the upgrade has handed the socket over (so it no longer holds the shutdown back).
+async fn until_pong(ws: &mut Ws) {
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::Ping(b"up?".to_vec().into()))
+        .await
+        .unwrap();
+    tokio::time::timeout(CLOSE_WITHIN, async {
+        while let Some(m) = ws.next().await {
+            if matches!(m.expect("session open"), Message::Pong(_)) {
+                return;
+            }
+        }
+        panic!("session ended before the pong");
+    })
+    .await
+    .expect("a pong");
+}
+
+/// The real binary on SIGTERM (README: "open WebSockets get a close frame 1001"; relay: "shutdown
+/// sends 1001 both ways", "one log line per session"). [`shutdown_sends_close_frames`] runs
+/// in-process, where nothing exits: only the process shows whether the close frames are sent
+/// before `main` returns and the runtime drops the session tasks.
+#[tokio::test]
+async fn sigterm_closes_every_websocket_with_1001_before_the_process_exits() {
+    // no idle keep-alive connection: closing one would give the session tasks time to send
+    // their close frames, hiding the bug
+    let c = common::client_without_keep_alive();
+    for run_no in 0..SIGTERM_RUNS {
+        let run = run_binary(&["--relay"], &[]).await;
+        let mut waiting = Vec::new();
+        for _ in 0..SESSIONS_PER_KIND {
+            for (kind, query) in [("relayed", ""), ("fake Speech", "?relay=0")] {
+                let url = sdk_url(&c, &run.base, query).await;
+                let mut ws = connect(&url, None).await.expect("upgrade");
+                until_pong(&mut ws).await;
+                // read from now on: a close frame that arrives just before the process exits
+                // must not be lost to an unread receive buffer
+                waiting.push((
+                    kind,
+                    tokio::spawn(async move { close_frame(&mut ws, CLOSE_WITHIN).await }),
+                ));
+            }
+        }
+        run.sigterm();
+        for (kind, task) in waiting {
+            let end = task.await.unwrap();
+            assert_eq!(
+                end.map(|c| u16::from(c.code)),
+                Some(1001),
+                "run {run_no}: the {kind} session's close frame"
+            );
+        }
+        let log = run.exited().await;
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("relay session"))
+            .collect();
+        assert_eq!(lines.len(), SESSIONS_PER_KIND, "run {run_no}: {lines:?}");
+        // "shutdown", or "upstream-closed" when the relay's upstream (dev: this broker's own
+        // fake Speech service, told the same) sent its 1001 first
+        assert!(
+            lines.iter().all(
+                |l| l.contains("close=\"shutdown\"") || l.contains("close=\"upstream-closed\"")
+            ),
+            "run {run_no}: {lines:?}"
+        );
+    }
 }
 
 #[tokio::test]

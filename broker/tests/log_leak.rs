@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,67 +15,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::binary::run_binary;
 use common::{client, fake_jwt, random_hex, serve_fake};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
-
-struct Run {
-    child: tokio::process::Child,
-    base: String,
-    log_path: std::path::PathBuf,
-}
-
-async fn run_binary(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let log_path = std::env::temp_dir().join(format!("stb-log-{}.txt", random_hex(6)));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_speech-token-broker"));
-    cmd.args(["--listen", "127.0.0.1:0"])
-        .args(common::with_deploy_flags(args))
-        .env_clear()
-        .env("RUST_LOG", "trace")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("listening line in time")
-        .unwrap()
-        .expect("a line");
-    let base = first
-        .strip_prefix("listening on ")
-        .expect("exact listening line")
-        .to_string();
-    assert!(base.starts_with("http://127.0.0.1:"), "{first}");
-    Run {
-        child,
-        base,
-        log_path,
-    }
-}
-
-impl Run {
-    async fn stop(mut self) -> String {
-        let pid = self.child.id().unwrap() as i32;
-        // graceful shutdown on SIGTERM
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .expect("exits after SIGTERM")
-            .unwrap();
-        assert!(status.success(), "{status:?}");
-        let log = std::fs::read_to_string(&self.log_path).unwrap();
-        std::fs::remove_file(&self.log_path).ok();
-        log
-    }
-}
 
 /// Every way a secret could show up: whole, and each JWT segment longer than 20 characters
 /// except the (public, constant) JOSE header.

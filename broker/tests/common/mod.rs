@@ -12,6 +12,7 @@ use clap::Parser;
 use serde_json::Value;
 use speech_token_broker::{Args, Broker, RunningBroker, Settings};
 
+pub mod binary;
 pub mod entra;
 pub mod speech;
 
@@ -62,12 +63,20 @@ pub fn with_deploy_flags<'a>(argv: &[&'a str]) -> Vec<&'a str> {
 }
 
 pub fn client() -> reqwest::Client {
+    client_builder().build().unwrap()
+}
+
+/// [`client`] that closes each connection after its answer: no idle keep-alive connection is
+/// left open on the broker (one would hold its graceful shutdown back until it is closed).
+pub fn client_without_keep_alive() -> reqwest::Client {
+    client_builder().pool_max_idle_per_host(0).build().unwrap()
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(20))
-        .build()
-        .unwrap()
 }
 
 /// The token route.
