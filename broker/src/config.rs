@@ -12,6 +12,7 @@ use anyhow::{anyhow, bail, Context};
 use axum::http::{HeaderName, HeaderValue};
 use clap::{Parser, ValueEnum};
 
+use crate::cloud::cloud_of;
 use crate::origin::{is_loopback_url, normalize_origin};
 use crate::secret::Secret;
 
@@ -513,7 +514,7 @@ impl Settings {
                 }
                 let sts_base = match &args.sts_base {
                     Some(b) => valid_base_url("--sts-base", b, false)?,
-                    None => format!("https://{region}.api.cognitive.microsoft.com"),
+                    None => format!("https://{region}.{}", cloud_of(&region).sts),
                 };
                 let endpoint = match &args.endpoint {
                     None => None,
@@ -1003,6 +1004,19 @@ mod tests {
             _ => panic!(),
         }
         assert!(!s.allow_loopback_origins);
+        // Sovereign clouds have their own token hosts (learn.microsoft.com, "Speech service in
+        // sovereign clouds": `<region>.api.cognitive.azure.cn`, `….microsoft.us`).
+        for (region, sts) in [
+            ("chinaeast2", "https://chinaeast2.api.cognitive.azure.cn"),
+            ("usgovarizona", "https://usgovarizona.api.cognitive.microsoft.us"),
+        ] {
+            let s = deployed(&["--mode", "key", "--region", region], &[("SPEECH_KEY", "k")])
+                .unwrap();
+            match s.mode {
+                ModeSettings::Key { sts_base, .. } => assert_eq!(sts_base, sts),
+                _ => panic!(),
+            }
+        }
         // there is no flag for the key
         assert!(deployed(&["--mode", "key", "--region", "x", "--key", "k"], &[]).is_err());
     }

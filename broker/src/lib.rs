@@ -17,6 +17,7 @@ pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod clientip;
+pub mod cloud;
 pub mod config;
 pub mod dev;
 pub mod dev_entra;

@@ -40,6 +40,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::Identity;
 use crate::cache::TokenCache;
+use crate::cloud::cloud_of;
 use crate::http::{json_error, with_retry_after};
 use crate::presented::presented_token;
 use crate::ratelimit::client_key;
@@ -329,14 +330,7 @@ impl RelayUpstream {
         match self {
             RelayUpstream::Fixed(base) => base.clone(),
             RelayUpstream::Regional(region) => {
-                let r = region.to_ascii_lowercase();
-                let suffix = if r.starts_with("china") {
-                    ".azure.cn"
-                } else if r.starts_with("usgov") {
-                    ".azure.us"
-                } else {
-                    ".microsoft.com"
-                };
+                let suffix = cloud_of(region).speech;
                 let p = path.to_ascii_lowercase();
                 let service = if p.ends_with("cognitiveservices/websocket/v1") {
                     "tts"
@@ -345,7 +339,7 @@ impl RelayUpstream {
                 } else {
                     "stt"
                 };
-                format!("wss://{region}.{service}.speech{suffix}")
+                format!("wss://{region}.{service}.{suffix}")
             }
         }
     }

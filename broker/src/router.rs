@@ -17,6 +17,7 @@ use crate::admin::{
 };
 use crate::config::{EntraTarget, ModeSettings, Settings};
 use crate::dev_entra;
+use crate::cloud::cloud_of;
 use crate::guards::{admin_guard, deadline, host_guard, origin_guard, relay_user_guard};
 use crate::health::{healthz, readyz};
 use crate::http::{json_405, json_error, method_not_allowed};
@@ -28,13 +29,9 @@ use crate::token_route::token_handler;
 pub fn content_security_policy(settings: &Settings, local: SocketAddr) -> String {
     let connect = match &settings.mode {
         ModeSettings::Dev { .. } => format!("'self' ws://{}", public_authority(local)),
-        ModeSettings::Key { region, .. } => format!(
-            "'self' wss://{region}.stt.speech.microsoft.com https://{region}.stt.speech.microsoft.com wss://{region}.tts.speech.microsoft.com"
-        ),
+        ModeSettings::Key { region, .. } => regional_hosts(region),
         ModeSettings::Entra { target, .. } => match target {
-            EntraTarget::ResourceId { region, .. } => format!(
-                "'self' wss://{region}.stt.speech.microsoft.com https://{region}.stt.speech.microsoft.com wss://{region}.tts.speech.microsoft.com"
-            ),
+            EntraTarget::ResourceId { region, .. } => regional_hosts(region),
             EntraTarget::Endpoint { endpoint, .. } => {
                 let host = url::Url::parse(endpoint).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
                 format!("'self' wss://{host} https://{host}")
@@ -45,6 +42,12 @@ pub fn content_security_policy(settings: &Settings, local: SocketAddr) -> String
         "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src {connect}; worker-src 'self' blob:; \
          style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
     )
+}
+
+/// What the Speech SDK connects to for `region`, in the region's own cloud.
+fn regional_hosts(region: &str) -> String {
+    let speech = cloud_of(region).speech;
+    format!("'self' wss://{region}.stt.{speech} https://{region}.stt.{speech} wss://{region}.tts.{speech}")
 }
 
 /// The token route's methods (README: "405 method-not-allowed | not GET/POST/OPTIONS").
@@ -217,4 +220,36 @@ async fn static_headers(State(csp): State<HeaderValue>, req: Request, next: Next
         }
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Args;
+    use clap::Parser;
+
+    /// The page may connect to the Speech hosts of its region's own cloud (the SDK's
+    /// `getHostSuffix`: `.azure.cn` for `china*`, `.azure.us` for `usgov*`).
+    #[test]
+    fn csp_names_the_speech_hosts_of_the_regions_cloud() {
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        for (region, host) in [
+            ("westeurope", "westeurope.stt.speech.microsoft.com"),
+            ("chinaeast2", "chinaeast2.stt.speech.azure.cn"),
+            ("usgovvirginia", "usgovvirginia.stt.speech.azure.us"),
+        ] {
+            let argv = [
+                "speech-token-broker", "--mode", "key", "--region", region, "--auth", "none",
+                "--allow-host", "b.example",
+            ];
+            let settings = Settings::resolve(Args::try_parse_from(argv).unwrap(), &|k| {
+                (k == "SPEECH_KEY").then(|| "k".to_string())
+            })
+            .unwrap();
+            let csp = content_security_policy(&settings, local);
+            assert!(csp.contains(&format!("wss://{host} ")), "{region}: {csp}");
+            let tts = host.replace(".stt.", ".tts.");
+            assert!(csp.contains(&format!("wss://{tts};")), "{region}: {csp}");
+        }
+    }
 }
