@@ -816,9 +816,7 @@ fn resolve_auth(
                 bail!("--auth entra needs --auth-tenant <tenant ID> (repeatable): the tenants whose users may get tokens");
             }
             for t in &tenants {
-                if matches!(t.as_str(), "common" | "organizations" | "consumers")
-                    || !t.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
-                {
+                if !is_guid(t) {
                     bail!("--auth-tenant {t:?}: give a tenant ID (GUID); common/organizations would accept every tenant");
                 }
             }
@@ -845,6 +843,16 @@ fn resolve_auth(
             }))
         }
     }
+}
+
+/// Whether `s` is a GUID as Entra writes tenant IDs (8-4-4-4-12 hex digits, any case): not
+/// `common`/`organizations`/`consumers` (every tenant), and not a typo that would match no token.
+fn is_guid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 /// Relay limits (`--relay`): settings owned here, enforced by the relay room.
@@ -1008,10 +1016,16 @@ mod tests {
         // sovereign clouds": `<region>.api.cognitive.azure.cn`, `….microsoft.us`).
         for (region, sts) in [
             ("chinaeast2", "https://chinaeast2.api.cognitive.azure.cn"),
-            ("usgovarizona", "https://usgovarizona.api.cognitive.microsoft.us"),
+            (
+                "usgovarizona",
+                "https://usgovarizona.api.cognitive.microsoft.us",
+            ),
         ] {
-            let s = deployed(&["--mode", "key", "--region", region], &[("SPEECH_KEY", "k")])
-                .unwrap();
+            let s = deployed(
+                &["--mode", "key", "--region", region],
+                &[("SPEECH_KEY", "k")],
+            )
+            .unwrap();
             match s.mode {
                 ModeSettings::Key { sts_base, .. } => assert_eq!(sts_base, sts),
                 _ => panic!(),
@@ -1452,12 +1466,41 @@ mod tests {
             panic!()
         };
         assert_eq!(e.authority, "https://login.microsoftonline.com");
+        // Only a tenant ID (a GUID): not `common`, and not a fragment of hex digits (which
+        // would match no token and lock every user out without a word).
+        for tenant in [
+            "common",
+            "abc",
+            "11111111222233334444555555555555",
+            "11111111-2222-3333-4444-55555555555",
+            "11111111-2222-3333-4444-5555555555555",
+            "1111111-12222-3333-4444-555555555555",
+            "g1111111-2222-3333-4444-555555555555",
+        ] {
+            assert!(
+                resolve(
+                    &[
+                        "--auth",
+                        "entra",
+                        "--auth-tenant",
+                        tenant,
+                        "--auth-audience",
+                        "a",
+                        "--auth-scope",
+                        "s"
+                    ],
+                    &[]
+                )
+                .is_err(),
+                "--auth-tenant {tenant} accepted"
+            );
+        }
         assert!(resolve(
             &[
                 "--auth",
                 "entra",
                 "--auth-tenant",
-                "common",
+                "AAAAAAAA-2222-3333-4444-555555555555",
                 "--auth-audience",
                 "a",
                 "--auth-scope",
@@ -1465,7 +1508,7 @@ mod tests {
             ],
             &[]
         )
-        .is_err());
+        .is_ok());
         assert!(with(&[
             "--auth-audience",
             "a",

@@ -15,9 +15,9 @@ use tower_http::services::ServeDir;
 use crate::admin::{
     admin_fail, admin_outage, admin_reset, admin_slow, admin_speech, admin_stats, admin_ttl,
 };
+use crate::cloud::cloud_of;
 use crate::config::{EntraTarget, ModeSettings, Settings};
 use crate::dev_entra;
-use crate::cloud::cloud_of;
 use crate::guards::{admin_guard, deadline, host_guard, origin_guard, relay_user_guard};
 use crate::health::{healthz, readyz};
 use crate::http::{json_405, json_error, method_not_allowed};
@@ -33,7 +33,10 @@ pub fn content_security_policy(settings: &Settings, local: SocketAddr) -> String
         ModeSettings::Entra { target, .. } => match target {
             EntraTarget::ResourceId { region, .. } => regional_hosts(region),
             EntraTarget::Endpoint { endpoint, .. } => {
-                let host = url::Url::parse(endpoint).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+                let host = url::Url::parse(endpoint)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string))
+                    .unwrap_or_default();
                 format!("'self' wss://{host} https://{host}")
             }
         },
@@ -239,8 +242,15 @@ mod tests {
             ("usgovvirginia", "usgovvirginia.stt.speech.azure.us"),
         ] {
             let argv = [
-                "speech-token-broker", "--mode", "key", "--region", region, "--auth", "none",
-                "--allow-host", "b.example",
+                "speech-token-broker",
+                "--mode",
+                "key",
+                "--region",
+                region,
+                "--auth",
+                "none",
+                "--allow-host",
+                "b.example",
             ];
             let settings = Settings::resolve(Args::try_parse_from(argv).unwrap(), &|k| {
                 (k == "SPEECH_KEY").then(|| "k".to_string())
