@@ -529,6 +529,9 @@ impl Settings {
                     {
                         bail!("--endpoint must be an https:// or wss:// URL (http/ws only on loopback)")
                     }
+                    Some(ep) if !host_only(ep) => bail!(
+                        "--endpoint for the relay is a host (https://<name>.cognitiveservices.azure.com): the relay adds the Speech SDK's own paths, so a path, query or fragment would be dropped"
+                    ),
                     Some(ep) => Some(ep.clone()),
                 };
                 ModeSettings::Key {
@@ -609,6 +612,9 @@ impl Settings {
                             &speech_token_client::engine::token::WhatwgUrl,
                         ) {
                             bail!("--endpoint must be an https:// or wss:// URL (http/ws only on loopback)");
+                        }
+                        if args.relay && !host_only(ep) {
+                            bail!("--endpoint for the relay is a host (https://<name>.cognitiveservices.azure.com): the relay adds the Speech SDK's own paths, so a path, query or fragment would be dropped");
                         }
                         if let Some(r) = &args.region {
                             if !valid_region(r) {
@@ -845,6 +851,12 @@ fn resolve_auth(
     }
 }
 
+/// Whether `url` names only a scheme, host and port (path `/`, no query, no fragment).
+fn host_only(url: &str) -> bool {
+    url::Url::parse(url)
+        .is_ok_and(|u| u.path() == "/" && u.query().is_none() && u.fragment().is_none())
+}
+
 /// Whether `s` is a GUID as Entra writes tenant IDs (8-4-4-4-12 hex digits, any case): not
 /// `common`/`organizations`/`consumers` (every tenant), and not a typo that would match no token.
 fn is_guid(s: &str) -> bool {
@@ -1030,6 +1042,42 @@ mod tests {
                 ModeSettings::Key { sts_base, .. } => assert_eq!(sts_base, sts),
                 _ => panic!(),
             }
+        }
+        // The relay connects to the endpoint's host and adds the SDK's own paths: a path, query
+        // or fragment there would be dropped without a word, so it is refused.
+        for endpoint in [
+            "https://x.cognitiveservices.azure.com/speech",
+            "https://x.cognitiveservices.azure.com/?q=1",
+            "https://x.cognitiveservices.azure.com/#f",
+        ] {
+            let relay = [
+                "--mode",
+                "key",
+                "--region",
+                "westeurope",
+                "--relay",
+                "--endpoint",
+                endpoint,
+            ];
+            assert!(
+                deployed(&relay, &[("SPEECH_KEY", "k")]).is_err(),
+                "{endpoint} accepted"
+            );
+        }
+        for endpoint in [
+            "https://x.cognitiveservices.azure.com",
+            "https://x.cognitiveservices.azure.com/",
+        ] {
+            let relay = [
+                "--mode",
+                "key",
+                "--region",
+                "westeurope",
+                "--relay",
+                "--endpoint",
+                endpoint,
+            ];
+            deployed(&relay, &[("SPEECH_KEY", "k")]).unwrap();
         }
         // there is no flag for the key
         assert!(deployed(&["--mode", "key", "--region", "x", "--key", "k"], &[]).is_err());
