@@ -88,7 +88,10 @@ async fn a_sleep_no_page_event_reports_is_noticed_at_the_next_clock_check() {
     let target = js_sys::Object::new();
     js_sys::Reflect::set(&target, &"authorizationToken".into(), &"".into()).unwrap();
     client.attach(target.clone().into()).unwrap();
-    assert_eq!(get_str(&target, "authorizationToken").as_deref(), Some("tok-before-sleep"));
+    assert_eq!(
+        get_str(&target, "authorizationToken").as_deref(),
+        Some("tok-before-sleep")
+    );
     // Two hours asleep: the wall clock has moved on, the monotonic clock and the armed timer
     // (due in about 8 minutes of awake time) have not, and no event fires.
     shift_wall_clock(7_200_000.0);
