@@ -95,6 +95,15 @@ async fn a_sleep_no_page_event_reports_is_noticed_at_the_next_clock_check() {
     // Two hours asleep: the wall clock has moved on, the monotonic clock and the armed timer
     // (due in about 8 minutes of awake time) have not, and no event fires.
     shift_wall_clock(7_200_000.0);
+    // The real clock is back on any path out (a failed wait must not leave the next tests two
+    // hours ahead).
+    struct WallClockBack;
+    impl Drop for WallClockBack {
+        fn drop(&mut self) {
+            restore_wall_clock();
+        }
+    }
+    let _back = WallClockBack;
     wait_until(
         "the refresh after the sleep",
         CLOCK_CHECK_MS + 10_000.0,
@@ -102,7 +111,6 @@ async fn a_sleep_no_page_event_reports_is_noticed_at_the_next_clock_check() {
     )
     .await;
     assert_eq!(client.request_count(), 2.0);
-    restore_wall_clock();
     finish(client).await;
 }
 

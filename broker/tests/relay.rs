@@ -981,7 +981,7 @@ async fn without_user_authentication_the_session_cap_is_per_client() {
 #[tokio::test]
 async fn a_ticket_lives_as_long_as_its_expires_in_says() {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let b = start(&["--relay", "--relay-ticket-ttl", "2"], &[]).await;
+    let b = start(&["--relay", "--relay-ticket-ttl", "5"], &[]).await;
     // ask late in a wall-clock second, where an expiry in whole seconds would cut most of it
     loop {
         let ms = SystemTime::now()
@@ -997,10 +997,12 @@ async fn a_ticket_lives_as_long_as_its_expires_in_says() {
     let g = grant(&b).await;
     let answered = tokio::time::Instant::now();
     let expires_in = Duration::from_secs_f64(g["expiresIn"].as_f64().unwrap());
-    assert!(expires_in <= Duration::from_secs(2), "{expires_in:?}");
+    assert!(expires_in <= Duration::from_secs(5), "{expires_in:?}");
     let u = relay_url(&g, "stt/speech/universal/v2", "language=en-US");
-    // still good shortly before expiresIn runs out (counted from the request) ...
-    tokio::time::sleep_until(asked + expires_in - Duration::from_millis(400)).await;
+    // still good shortly before expiresIn runs out (counted from the request) ... The margin
+    // (time for the connect and the upgrade on a loaded machine) must stay under the ~0.8 s an
+    // expiry in whole seconds loses when asked this late in a second, or the test could not fail.
+    tokio::time::sleep_until(asked + expires_in - Duration::from_millis(600)).await;
     let mut ws = connect(&u, None)
         .await
         .expect("the ticket is good for as long as expiresIn says");

@@ -37,10 +37,17 @@ async function open() {
 
 /** Runs `call` on the page, failing (not hanging) if the page freezes. */
 async function run(page, call, arg) {
-  return await Promise.race([
-    page.evaluate(([name, value]) => window.boundary[name](value), [call, arg]),
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`${call}(${arg}) did not return in 30 s: the page froze`)), 30_000)),
-  ]);
+  let watchdog;
+  try {
+    return await Promise.race([
+      page.evaluate(([name, value]) => window.boundary[name](value), [call, arg]),
+      new Promise((_, reject) => {
+        watchdog = setTimeout(() => reject(new Error(`${call}(${arg}) did not return in 30 s: the page froze`)), 30_000);
+      }),
+    ]);
+  } finally {
+    clearTimeout(watchdog);
+  }
 }
 
 test("on() with a non-string event is kind config every time, and the module stays intact", async () => {
