@@ -1045,10 +1045,12 @@ mod tests {
         }
         // The relay connects to the endpoint's host and adds the SDK's own paths: a path, query
         // or fragment there would be dropped without a word, so it is refused.
-        for endpoint in [
-            "https://x.cognitiveservices.azure.com/speech",
-            "https://x.cognitiveservices.azure.com/?q=1",
-            "https://x.cognitiveservices.azure.com/#f",
+        for (endpoint, ok) in [
+            ("https://x.cognitiveservices.azure.com/speech", false),
+            ("https://x.cognitiveservices.azure.com/?q=1", false),
+            ("https://x.cognitiveservices.azure.com/#f", false),
+            ("https://x.cognitiveservices.azure.com", true),
+            ("https://x.cognitiveservices.azure.com/", true),
         ] {
             let relay = [
                 "--mode",
@@ -1059,25 +1061,8 @@ mod tests {
                 "--endpoint",
                 endpoint,
             ];
-            assert!(
-                deployed(&relay, &[("SPEECH_KEY", "k")]).is_err(),
-                "{endpoint} accepted"
-            );
-        }
-        for endpoint in [
-            "https://x.cognitiveservices.azure.com",
-            "https://x.cognitiveservices.azure.com/",
-        ] {
-            let relay = [
-                "--mode",
-                "key",
-                "--region",
-                "westeurope",
-                "--relay",
-                "--endpoint",
-                endpoint,
-            ];
-            deployed(&relay, &[("SPEECH_KEY", "k")]).unwrap();
+            let result = deployed(&relay, &[("SPEECH_KEY", "k")]);
+            assert_eq!(result.is_ok(), ok, "{endpoint}: {result:?}");
         }
         // there is no flag for the key
         assert!(deployed(&["--mode", "key", "--region", "x", "--key", "k"], &[]).is_err());

@@ -9,6 +9,23 @@ use common::{admin, client, decode_payload, get, get_json, get_with, grant, star
 use serde_json::{json, Value};
 use speech_token_broker::devjwt::Verdict;
 
+/// A key-mode relay broker whose token service is unreachable (its routes answer without it).
+async fn key_relay_broker() -> speech_token_broker::RunningBroker {
+    start(
+        &[
+            "--mode",
+            "key",
+            "--region",
+            "westeurope",
+            "--sts-base",
+            "http://127.0.0.1:9",
+            "--relay",
+        ],
+        &[("SPEECH_KEY", "k")],
+    )
+    .await
+}
+
 fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     r.headers().get(name).and_then(|v| v.to_str().ok())
 }
@@ -632,19 +649,7 @@ async fn every_405_is_a_json_error_with_no_store_and_allow() {
         "POST",
     )
     .await;
-    let key = start(
-        &[
-            "--mode",
-            "key",
-            "--region",
-            "westeurope",
-            "--sts-base",
-            "http://127.0.0.1:9",
-            "--relay",
-        ],
-        &[("SPEECH_KEY", "k")],
-    )
-    .await;
+    let key = key_relay_broker().await;
     check(
         &c,
         &key,
@@ -685,19 +690,7 @@ async fn head_gets_405_with_allow_and_mints_nothing() {
     grant(&b).await;
 
     let e = start(&["--dev-entra"], &[]).await;
-    let key = start(
-        &[
-            "--mode",
-            "key",
-            "--region",
-            "westeurope",
-            "--sts-base",
-            "http://127.0.0.1:9",
-            "--relay",
-        ],
-        &[("SPEECH_KEY", "k")],
-    )
-    .await;
+    let key = key_relay_broker().await;
     for (broker, path) in [
         (&b, "/healthz"),
         (&b, "/readyz"),
