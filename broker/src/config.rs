@@ -529,10 +529,10 @@ impl Settings {
                     {
                         bail!("--endpoint must be an https:// or wss:// URL (http/ws only on loopback)")
                     }
-                    Some(ep) if !host_only(ep) => bail!(
-                        "--endpoint for the relay is a host (https://<name>.cognitiveservices.azure.com): the relay adds the Speech SDK's own paths, so a path, query or fragment would be dropped"
-                    ),
-                    Some(ep) => Some(ep.clone()),
+                    Some(ep) => {
+                        relay_endpoint_is_host(ep)?;
+                        Some(ep.clone())
+                    }
                 };
                 ModeSettings::Key {
                     key: Secret::new(key),
@@ -613,8 +613,8 @@ impl Settings {
                         ) {
                             bail!("--endpoint must be an https:// or wss:// URL (http/ws only on loopback)");
                         }
-                        if args.relay && !host_only(ep) {
-                            bail!("--endpoint for the relay is a host (https://<name>.cognitiveservices.azure.com): the relay adds the Speech SDK's own paths, so a path, query or fragment would be dropped");
+                        if args.relay {
+                            relay_endpoint_is_host(ep)?;
                         }
                         if let Some(r) = &args.region {
                             if !valid_region(r) {
@@ -851,10 +851,16 @@ fn resolve_auth(
     }
 }
 
-/// Whether `url` names only a scheme, host and port (path `/`, no query, no fragment).
-fn host_only(url: &str) -> bool {
-    url::Url::parse(url)
-        .is_ok_and(|u| u.path() == "/" && u.query().is_none() && u.fragment().is_none())
+/// A relay `--endpoint` names only a scheme, host and port (path `/`, no query, no fragment):
+/// the relay connects to that host and adds the Speech SDK's own paths, so anything more would
+/// be dropped without a word.
+fn relay_endpoint_is_host(endpoint: &str) -> anyhow::Result<()> {
+    let host_only = url::Url::parse(endpoint)
+        .is_ok_and(|u| u.path() == "/" && u.query().is_none() && u.fragment().is_none());
+    if !host_only {
+        bail!("--endpoint for the relay is a host (https://<name>.cognitiveservices.azure.com): the relay adds the Speech SDK's own paths, so a path, query or fragment would be dropped");
+    }
+    Ok(())
 }
 
 /// Whether `s` is a GUID as Entra writes tenant IDs (8-4-4-4-12 hex digits, any case): not

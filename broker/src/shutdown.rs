@@ -22,7 +22,7 @@ pub const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
 /// The server's side: announces shutdown and waits for the sessions.
 pub struct Shutdown {
     going_away: watch::Sender<bool>,
-    open: Arc<watch::Sender<usize>>,
+    /// The sessions' side, whose count of open sessions [`Shutdown::sessions_done`] waits on.
     watch: ShutdownWatch,
 }
 
@@ -35,16 +35,11 @@ impl Default for Shutdown {
 impl Shutdown {
     pub fn new() -> Shutdown {
         let (going_away, going_away_rx) = watch::channel(false);
-        let open = Arc::new(watch::channel(0usize).0);
         let watch = ShutdownWatch {
             going_away: going_away_rx,
-            open: Arc::clone(&open),
+            open: Arc::new(watch::channel(0usize).0),
         };
-        Shutdown {
-            going_away,
-            open,
-            watch,
-        }
+        Shutdown { going_away, watch }
     }
 
     /// What the WebSocket routes keep.
@@ -59,7 +54,7 @@ impl Shutdown {
 
     /// Completes once every [`SessionHold`] is dropped.
     pub async fn sessions_done(&self) {
-        let _ = self.open.subscribe().wait_for(|n| *n == 0).await;
+        let _ = self.watch.open.subscribe().wait_for(|n| *n == 0).await;
     }
 }
 

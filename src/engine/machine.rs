@@ -538,9 +538,8 @@ impl Machine {
     /// A caller wants a token. If one is usable the decision resolves waiters at once (the
     /// shell registers the caller as a waiter before calling). Otherwise the caller waits for
     /// the fetch in flight, or a new one (single flight), or for the retry already scheduled
-    /// (so that a loop of calls cannot defeat backoff or `Retry-After`). After a final error
-    /// (401, 403, …) with no usable token, the caller is rejected at once with that error until
-    /// a hold ([`final_error_hold`]) has passed: only then does a `getToken()` ask again.
+    /// (so that a loop of calls cannot defeat backoff or `Retry-After`), unless it is answered
+    /// at once ([`Machine::answer_at_once`]).
     pub fn demand(&mut self, now: Now) -> Decision {
         if self.disposed {
             return Decision {
@@ -548,31 +547,36 @@ impl Machine {
                 timer: TimerPlan::Keep,
             };
         }
-        if let Some((error, until)) = &self.final_error {
-            if self.stopped
-                && self.in_flight.is_none()
-                && self.token_at(now).is_none()
-                && !until.passed(now)
-            {
-                let error = error.clone();
-                return self.settle(now, vec![Effect::RejectOne(error)]);
-            }
-        }
-        // A retry planned further out than one request may take (a broker's long Retry-After,
-        // a long backoff) is not waited for: the caller gets the failure that planned it at once
-        // (an app can tell its user "try later"; `speechConfig()` does not hang for an hour),
-        // and the retry still happens in the background. A nearer retry is waited for.
-        if let (Some(error), Some(retry)) = (&self.retry_error, self.retry_at) {
-            if self.in_flight.is_none()
-                && self.token_at(now).is_none()
-                && retry.remaining(now) > self.policy.request_timeout_ms
-            {
-                let error = error.clone();
-                return self.settle(now, vec![Effect::RejectOne(error)]);
-            }
+        if let Some(error) = self.answer_at_once(now) {
+            return self.settle(now, vec![Effect::RejectOne(error)]);
         }
         self.waiters += 1;
         self.settle(now, Vec::new())
+    }
+
+    /// The failure a new caller is told at once, without a request, when no token is usable and
+    /// none is on its way:
+    /// - after a final error (401, 403, …), that error until a hold ([`final_error_hold`]) has
+    ///   passed: only then does a `getToken()` ask again;
+    /// - while a retry is planned further out than one request may take (a broker's long
+    ///   Retry-After, a long backoff), the failure that planned it (an app can tell its user
+    ///   "try later"; `speechConfig()` does not hang for an hour); the retry still happens in the
+    ///   background, and a nearer one is waited for.
+    fn answer_at_once(&self, now: Now) -> Option<Error> {
+        if self.in_flight.is_some() || self.token_at(now).is_some() {
+            return None;
+        }
+        let held = match &self.final_error {
+            Some((error, until)) if self.stopped && !until.passed(now) => Some(error),
+            _ => None,
+        };
+        let far = match (&self.retry_error, self.retry_at) {
+            (Some(error), Some(retry)) if retry.remaining(now) > self.policy.request_timeout_ms => {
+                Some(error)
+            }
+            _ => None,
+        };
+        held.or(far).cloned()
     }
 
     /// Force a refresh now (the user's `refreshNow()`); the caller waits for the new token.

@@ -11,7 +11,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startBroker, launchChromium, collectConsole, requirePkg } from "./helpers.mjs";
+import { startBroker, launchChromium, openPage, requirePkg } from "./helpers.mjs";
 
 let broker;
 let chromium;
@@ -27,12 +27,8 @@ after(async () => {
   await broker?.stop();
 });
 
-async function open() {
-  const page = await chromium.context.newPage();
-  const console = collectConsole(page);
-  await page.goto(`${broker.base}/boundary.html`, { timeout: 20_000 });
-  await page.waitForFunction(() => window.boundary !== undefined, null, { timeout: 20_000 });
-  return { page, console };
+function open() {
+  return openPage(chromium, `${broker.base}/boundary.html`, "boundary");
 }
 
 /** Runs `call` on the page, failing (not hanging) if the page freezes. */

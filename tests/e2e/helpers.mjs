@@ -136,6 +136,18 @@ export function collectConsole(page) {
 }
 
 /**
+ * Opens `url` in a new page of `chromium` (from `launchChromium`) and waits until the page's
+ * module has set `window[ready]`: `{ page, console }` (its console messages, `collectConsole`).
+ */
+export async function openPage(chromium, url, ready) {
+  const page = await chromium.context.newPage();
+  const console = collectConsole(page);
+  await page.goto(url, { timeout: 20_000 });
+  await page.waitForFunction((name) => window[name] !== undefined, ready, { timeout: 20_000 });
+  return { page, console };
+}
+
+/**
  * Chromium itself logs failed WebSocket URLs — which carry the token in the query, as the SDK
  * puts `Authorization=Bearer%20<token>` there — as console errors "WebSocket connection to …
  * failed". Those lines come from the browser, not from any script on the page.

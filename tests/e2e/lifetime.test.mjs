@@ -10,7 +10,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startBroker, launchChromium, collectConsole, requirePkg } from "./helpers.mjs";
+import { startBroker, launchChromium, openPage, requirePkg } from "./helpers.mjs";
 
 let broker;
 let chromium;
@@ -26,12 +26,8 @@ after(async () => {
   await broker?.stop();
 });
 
-async function open() {
-  const page = await chromium.context.newPage();
-  const console = collectConsole(page);
-  await page.goto(`${broker.base}/lifetime.html`, { timeout: 20_000 });
-  await page.waitForFunction(() => window.lifetime !== undefined, null, { timeout: 20_000 });
-  return { page, console };
+function open() {
+  return openPage(chromium, `${broker.base}/lifetime.html`, "lifetime");
 }
 
 test("new TokenClient() before init() says to call init(); after init() it works", async () => {
