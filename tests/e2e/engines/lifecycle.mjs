@@ -138,11 +138,14 @@ test(`${ENGINE}: a hidden page's chained timers, its lifecycle events, and the c
 test(`${ENGINE}: back from the back/forward cache after the token expired, a fresh token comes at once`, { timeout: 60_000 }, async () => {
   const before = await page.evaluate(() => window.lc.state());
   await page.evaluate(() => window.lc.mark("leave"));
-  await page.evaluate(() => { document.getElementById("away").click(); });
+  // Navigation is started after the script has returned: a WebDriver script that navigates
+  // can block in WebKitWebDriver until a later page load (seen once in CI: the test timed out
+  // inside one such call, with no wait of its own expired).
+  await page.evaluate(() => { setTimeout(() => document.getElementById("away").click(), 0); });
   await page.waitForFunction(() => location.pathname === "/lifecycle-away.html", { message: "the other page" });
   // away longer than a token lives: the cached page's timers are frozen meanwhile
   await sleep((TTL + 3) * 1000);
-  await page.evaluate(() => history.back());
+  await page.evaluate(() => { setTimeout(() => history.back(), 0); });
   await page.waitForFunction(() => location.pathname === "/lifecycle.html" && window.lc !== undefined, { message: "back" });
   const st = await page.waitForFunction(() => {
     const s = window.lc.state();
