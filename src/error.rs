@@ -247,9 +247,8 @@ pub fn parse_retry_after(value: &str) -> Option<u32> {
 /// rounded up, a past date is 0, an unparsable one (`NaN`) is `None`.
 pub fn retry_after_from_date(date_ms: f64, now_ms: f64) -> Option<u32> {
     let seconds = ((date_ms - now_ms) / 1000.0).ceil();
-    seconds
-        .is_finite()
-        .then(|| seconds.clamp(0.0, f64::from(u32::MAX)) as u32)
+    // `as` saturates: a past date is 0
+    seconds.is_finite().then_some(seconds as u32)
 }
 
 #[cfg(test)]

@@ -806,3 +806,34 @@ proptest! {
         }
     }
 }
+
+/// The engine's `min_ms`/`max_ms` (one compare and select, smaller on wasm32 than `f64::min`/
+/// `max`) answer exactly what the std versions answer, NaN and signed zeros included.
+#[test]
+fn min_ms_and_max_ms_agree_with_std() {
+    use speech_token_client::engine::Ms;
+    let values = [
+        f64::NAN,
+        f64::NEG_INFINITY,
+        -1.5,
+        -0.0,
+        0.0,
+        1.0,
+        2.5,
+        f64::MAX,
+        f64::INFINITY,
+    ];
+    for a in values {
+        for b in values {
+            let (min, max) = (a.min_ms(b), a.max_ms(b));
+            // std treats -0.0 and 0.0 as equal and may return either; so may these
+            if a == 0.0 && b == 0.0 {
+                assert_eq!(min, 0.0);
+                assert_eq!(max, 0.0);
+                continue;
+            }
+            assert_eq!(min.to_bits(), a.min(b).to_bits(), "{a}.min_ms({b})");
+            assert_eq!(max.to_bits(), a.max(b).to_bits(), "{a}.max_ms({b})");
+        }
+    }
+}

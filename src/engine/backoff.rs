@@ -4,6 +4,8 @@
 //! attempt number and the random draw come in as arguments, so every delay is reproducible in
 //! tests and simulations.
 
+use crate::engine::Ms;
+
 /// First retry waits up to this long. Source: docs/ARCHITECTURE.md ("base 1 s").
 pub const BACKOFF_BASE_MS: f64 = 1_000.0;
 /// No retry waits longer than this. Source: docs/ARCHITECTURE.md ("cap 30 s").
@@ -18,9 +20,9 @@ pub const MAX_RETRY_AFTER_MS: f64 = 3_600_000.0;
 /// Full jitter spreads the retries of many clients after a shared outage (AWS Architecture Blog,
 /// "Exponential Backoff And Jitter"), which matters when every tab of every user retries one broker.
 pub fn retry_delay(attempt: u32, jitter: f64) -> f64 {
-    let ceiling = (BACKOFF_BASE_MS * 2f64.powi(attempt.min(30) as i32)).min(BACKOFF_CAP_MS);
+    let ceiling = (BACKOFF_BASE_MS * 2f64.powi(attempt.min(30) as i32)).min_ms(BACKOFF_CAP_MS);
     let jitter = if jitter.is_finite() {
-        jitter.clamp(0.0, 1.0)
+        jitter.max_ms(0.0).min_ms(1.0)
     } else {
         0.5
     };
@@ -36,7 +38,7 @@ pub fn retry_delay(attempt: u32, jitter: f64) -> f64 {
 pub fn final_error_hold(attempt: u32, jitter: f64) -> f64 {
     let ceiling = retry_delay(attempt, 1.0);
     let jitter = if jitter.is_finite() {
-        jitter.clamp(0.0, 1.0)
+        jitter.max_ms(0.0).min_ms(1.0)
     } else {
         0.5
     };

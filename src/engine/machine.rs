@@ -11,6 +11,7 @@ use crate::engine::backoff::{
 };
 use crate::engine::policy::{RefreshPolicy, HIDDEN_TIMER_GRANULARITY_MS, JITTER_FRACTION};
 use crate::engine::token::{Grant, Token};
+use crate::engine::Ms;
 use crate::error::{Error, Invalid};
 
 /// How long a tab that holds no usable token waits for other tabs to answer its "ask" before
@@ -76,8 +77,8 @@ impl Deadline {
     /// Milliseconds until the first clock reaches the deadline (0 if it has).
     pub fn remaining(&self, now: Now) -> f64 {
         (self.wall_ms - now.wall_ms)
-            .min(self.mono_ms - now.mono_ms)
-            .max(0.0)
+            .min_ms(self.mono_ms - now.mono_ms)
+            .max_ms(0.0)
     }
 
     /// The deadline as an epoch time on the wall clock as it reads `now`. Planned on the wall
@@ -98,8 +99,8 @@ impl Deadline {
     /// The earlier of two deadlines, clock by clock.
     fn earliest(self, other: Deadline) -> Deadline {
         Deadline {
-            wall_ms: self.wall_ms.min(other.wall_ms),
-            mono_ms: self.mono_ms.min(other.mono_ms),
+            wall_ms: self.wall_ms.min_ms(other.wall_ms),
+            mono_ms: self.mono_ms.min_ms(other.mono_ms),
         }
     }
 }
@@ -260,7 +261,7 @@ impl Held {
             sent,
             lifetime_ms,
             jitter: if jitter.is_finite() {
-                jitter.clamp(0.0, 1.0)
+                jitter.max_ms(0.0).min_ms(1.0)
             } else {
                 0.5
             },
@@ -287,13 +288,13 @@ impl Held {
         hidden: bool,
     ) -> Held {
         let slack = policy.slack(nominal);
-        let age = (nominal - slack - usable_for).max(0.0);
+        let age = (nominal - slack - usable_for).max_ms(0.0);
         let mut held = Held {
             grant,
             sent: Now::new(now.wall_ms - age, now.mono_ms - age),
             lifetime_ms: nominal,
             jitter: if jitter.is_finite() {
-                jitter.clamp(0.0, 1.0)
+                jitter.max_ms(0.0).min_ms(1.0)
             } else {
                 0.5
             },
@@ -309,7 +310,7 @@ impl Held {
     fn plan_refresh(&mut self, policy: &RefreshPolicy, hidden: bool) {
         let margin = policy.margin(self.lifetime_ms, hidden);
         let early = margin + self.jitter * JITTER_FRACTION * margin;
-        self.refresh_at = Deadline::after(self.sent, (self.lifetime_ms - early).max(0.0));
+        self.refresh_at = Deadline::after(self.sent, (self.lifetime_ms - early).max_ms(0.0));
     }
 }
 
@@ -695,7 +696,9 @@ impl Machine {
             return self.settle(now, Vec::new());
         }
         let nominal = self.own_lifetime_ms.unwrap_or(self.policy.max_lifetime_ms);
-        let usable_for = grant.lifetime_ms.min(nominal - self.policy.slack(nominal));
+        let usable_for = grant
+            .lifetime_ms
+            .min_ms(nominal - self.policy.slack(nominal));
         let held = Held::adopted(
             grant,
             now,
@@ -781,8 +784,8 @@ impl Machine {
         let delay = match rule {
             Retry::Stop => None,
             Retry::After(ms) => Some(
-                ms.max(retry_after_floor(self.attempt, jitter))
-                    .min(MAX_RETRY_AFTER_MS),
+                ms.max_ms(retry_after_floor(self.attempt, jitter))
+                    .min_ms(MAX_RETRY_AFTER_MS),
             ),
             Retry::Backoff => Some(retry_delay(self.attempt, jitter)),
         };
@@ -949,7 +952,7 @@ impl Machine {
         match next {
             // Whole milliseconds, at least one: browser timers have 1 ms resolution, and a
             // sub-millisecond delay could wake before either clock reaches the deadline.
-            Some(d) => TimerPlan::Arm(d.remaining(now).ceil().max(1.0)),
+            Some(d) => TimerPlan::Arm(d.remaining(now).ceil().max_ms(1.0)),
             None => TimerPlan::Clear,
         }
     }

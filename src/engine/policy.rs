@@ -1,5 +1,6 @@
 //! When to refresh and how long a token may be used: [`RefreshPolicy`] and its defaults.
 
+use crate::engine::Ms;
 use crate::error::Error;
 
 /// Smallest refresh margin. Source: docs/ARCHITECTURE.md ("margin is max(30 s, 20% of the lifetime)").
@@ -112,7 +113,7 @@ impl RefreshPolicy {
 
     /// The lifetime the engine will honour for a token the broker says lives `lifetime_ms`.
     pub fn effective_lifetime(&self, lifetime_ms: f64) -> f64 {
-        lifetime_ms.min(self.max_lifetime_ms)
+        lifetime_ms.min_ms(self.max_lifetime_ms)
     }
 
     /// How long before expiry to refresh a token of the given lifetime.
@@ -123,23 +124,23 @@ impl RefreshPolicy {
     pub fn margin(&self, lifetime_ms: f64, hidden: bool) -> f64 {
         let base = self
             .margin_ms
-            .unwrap_or_else(|| MIN_MARGIN_MS.max(MARGIN_FRACTION * lifetime_ms));
+            .unwrap_or_else(|| MIN_MARGIN_MS.max_ms(MARGIN_FRACTION * lifetime_ms));
         let wanted = if hidden {
-            base.max(HIDDEN_MARGIN_FRACTION * lifetime_ms)
+            base.max_ms(HIDDEN_MARGIN_FRACTION * lifetime_ms)
         } else {
             base
         };
         // Refreshing when the token stops being handed out would make callers wait for a broker
         // round trip every lifetime: the margin is at least the slack plus a round trip's lead.
-        let lead = MIN_REFRESH_LEAD_MS.min(MAX_SLACK_FRACTION * lifetime_ms);
+        let lead = MIN_REFRESH_LEAD_MS.min_ms(MAX_SLACK_FRACTION * lifetime_ms);
         wanted
-            .max(self.slack(lifetime_ms) + lead)
-            .min(MAX_MARGIN_FRACTION * lifetime_ms)
+            .max_ms(self.slack(lifetime_ms) + lead)
+            .min_ms(MAX_MARGIN_FRACTION * lifetime_ms)
     }
 
     /// How long before expiry a token stops being handed out.
     pub fn slack(&self, lifetime_ms: f64) -> f64 {
-        USABLE_SLACK_MS.min(MAX_SLACK_FRACTION * lifetime_ms)
+        USABLE_SLACK_MS.min_ms(MAX_SLACK_FRACTION * lifetime_ms)
     }
 }
 

@@ -9,6 +9,7 @@
 //! ([`Field`], [`Secret`]): a wrong type is this module's `WrongType`, never a serde error
 //! message (serde's error path formats its argument, floats included).
 
+use crate::engine::Ms;
 use core::fmt;
 
 use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -519,7 +520,7 @@ fn capped_by_jwt<J: Json>(
     let mut lifetime_ms = stated_ms;
     // A malformed issuer lifetime caps nothing (as in `lifetime_from_jwt`, it is not "expired").
     if let Some(issued) = iat.and_then(|iat| checked_lifetime((exp - iat) * 1000.0).ok()) {
-        lifetime_ms = lifetime_ms.min(issued);
+        lifetime_ms = lifetime_ms.min_ms(issued);
     }
     // The `Date` as sent (whole seconds, so up to a second early): this cap is for a stale
     // `expiresIn` (minutes off), and must not cut short-lived tokens by the header's resolution.
@@ -528,7 +529,7 @@ fn capped_by_jwt<J: Json>(
         if left < MIN_LIFETIME_MS {
             return Err(Invalid::ExpiredOnArrival);
         }
-        lifetime_ms = lifetime_ms.min(left);
+        lifetime_ms = lifetime_ms.min_ms(left);
     }
     Ok(lifetime_ms)
 }
@@ -802,7 +803,7 @@ fn lifetime_from_jwt<J: Json>(
         None => None,
     };
     let left = exp * 1000.0 - clock.now();
-    let remaining = issued.map_or(left, |issued| left.min(issued));
+    let remaining = issued.map_or(left, |issued| left.min_ms(issued));
     if remaining < MIN_LIFETIME_MS {
         return Err(Invalid::ExpiredOnArrival);
     }

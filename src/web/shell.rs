@@ -11,6 +11,7 @@
 //! - A call is checked when it is made, not when it was queued: a waiter settled after
 //!   `dispose()` is rejected with kind `disposed`, whatever was queued for it.
 
+use crate::engine::Ms;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -303,7 +304,7 @@ impl Shell {
                         let weak = Rc::downgrade(self);
                         // Never longer than CLOCK_CHECK_MS: an early wake finds nothing due
                         // and the engine re-arms (`timer_fired`).
-                        live.timer = Some(Timeout::new(delay.min(CLOCK_CHECK_MS), move || {
+                        live.timer = Some(Timeout::new(delay.min_ms(CLOCK_CHECK_MS), move || {
                             if let Some(shell) = weak.upgrade() {
                                 shell.input(|m, now| m.timer_fired(now));
                             }

@@ -13,6 +13,7 @@
 //! and `close` is the typed public one. A setter that throws still detaches too. `detach()` and
 //! `dispose()` remove the hooks.
 
+use crate::engine::Ms;
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
@@ -442,7 +443,10 @@ impl TokenClient {
                     Ok(object(&[
                         ("token", token),
                         ("expiresOnTimestamp", JsValue::from(expires)),
-                        ("refreshAfterTimestamp", JsValue::from(refresh.min(expires))),
+                        (
+                            "refreshAfterTimestamp",
+                            JsValue::from(refresh.min_ms(expires)),
+                        ),
                         ("tokenType", JsValue::from_str("Bearer")),
                     ]))
                 })

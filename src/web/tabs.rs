@@ -19,6 +19,7 @@
 //! This room knows nothing of the client: it offers the channel and the lock; the flight
 //! (`flight.rs`) decides when to use them, and every "whether" comes from the engine.
 
+use crate::engine::Ms;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -228,7 +229,7 @@ fn read_message(data: &JsValue) -> Option<PeerMessage> {
             let now = clock::now();
             // Read late (this tab was frozen): the time since it was posted is gone. A "future"
             // sentAt takes nothing off (and a peer cannot add time with it).
-            let delay = (now.wall_ms - sent_at).max(0.0);
+            let delay = (now.wall_ms - sent_at).max_ms(0.0);
             let grant = grant_from_peer(token, usable_for - delay).ok()?;
             Some(PeerMessage::Token(grant, now))
         }

@@ -1,5 +1,6 @@
 //! One `setTimeout`, owned: dropping a [`Timeout`] clears it.
 
+use crate::engine::Ms;
 use wasm_bindgen::prelude::*;
 
 /// Longest delay `setTimeout` honours: larger values overflow a signed 32-bit integer and fire
@@ -28,7 +29,7 @@ impl Timeout {
     pub fn new(delay_ms: f64, callback: impl FnMut() + 'static) -> Timeout {
         let callback = Closure::<dyn FnMut()>::new(callback);
         let delay = if delay_ms.is_finite() {
-            delay_ms.clamp(0.0, MAX_TIMER_DELAY_MS)
+            delay_ms.max_ms(0.0).min_ms(MAX_TIMER_DELAY_MS)
         } else {
             MAX_TIMER_DELAY_MS
         };
