@@ -13,7 +13,6 @@
 
 use crate::engine::Ms;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 use serde::Serialize;
@@ -192,7 +191,7 @@ pub(crate) struct Shell {
     pub(crate) config: BrokerConfig,
     launch: Launcher,
     state: RefCell<State>,
-    outbox: RefCell<VecDeque<Call>>,
+    outbox: RefCell<Vec<Call>>,
     draining: Cell<bool>,
 }
 
@@ -254,7 +253,7 @@ impl Shell {
             targets.len() != before
         });
         if was_attached {
-            self.outbox.borrow_mut().push_back(Call::Emit(
+            self.outbox.borrow_mut().push(Call::Emit(
                 EventKind::Detach,
                 detail(&Detail::Detach {
                     target: target.clone().into(),
@@ -346,32 +345,32 @@ impl Shell {
                     Effect::Publish => {
                         state.token_js =
                             state.machine.token().map(|t| JsValue::from_str(t.expose()));
-                        outbox.push_back(Call::SetTargets);
-                        outbox
-                            .push_back(Call::Emit(EventKind::Token, token_detail(&state.machine)));
+                        outbox.push(Call::SetTargets);
+                        outbox.push(Call::Emit(EventKind::Token, token_detail(&state.machine)));
                     }
                     Effect::ResolveWaiters => {
                         let mut all = std::mem::take(&mut state.waiters);
                         all.append(&mut state.fresh);
                         let token = state.token_js.clone().unwrap_or_default();
-                        outbox.push_back(Call::Resolve(all, token));
+                        outbox.push(Call::Resolve(all, token));
                     }
                     Effect::ServeWaiters => {
                         let token = state.token_js.clone().unwrap_or_default();
-                        outbox.push_back(Call::Resolve(std::mem::take(&mut state.waiters), token));
+                        outbox.push(Call::Resolve(std::mem::take(&mut state.waiters), token));
                     }
                     Effect::RejectWaiters(error) => {
                         let mut all = std::mem::take(&mut state.waiters);
                         all.append(&mut state.fresh);
-                        outbox.push_back(Call::Reject(all, error));
+                        outbox.push(Call::Reject(all, error));
                     }
                     Effect::RejectOne(error) => {
                         let last: Vec<Waiter> = state.waiters.pop().into_iter().collect();
-                        outbox.push_back(Call::Reject(last, error));
+                        outbox.push(Call::Reject(last, error));
                     }
-                    Effect::Refreshing => outbox
-                        .push_back(Call::Emit(EventKind::Refreshing, detail(&Detail::Empty {}))),
-                    Effect::Failed(error) => outbox.push_back(Call::Emit(
+                    Effect::Refreshing => {
+                        outbox.push(Call::Emit(EventKind::Refreshing, detail(&Detail::Empty {})))
+                    }
+                    Effect::Failed(error) => outbox.push(Call::Emit(
                         EventKind::Error,
                         detail(&Detail::Error {
                             error: to_js(&error),
@@ -379,17 +378,17 @@ impl Shell {
                     )),
                     Effect::Expired => {
                         state.token_js = None;
-                        outbox.push_back(Call::Emit(EventKind::Expired, detail(&Detail::Empty {})));
+                        outbox.push(Call::Emit(EventKind::Expired, detail(&Detail::Empty {})));
                     }
                     Effect::StatusChanged(status) => {
-                        outbox.push_back(Call::Emit(
+                        outbox.push(Call::Emit(
                             EventKind::Status,
                             detail(&Detail::Status {
                                 status: status.as_str(),
                             }),
                         ));
                         if status == Status::Disposed {
-                            outbox.push_back(Call::ForgetSubscribers);
+                            outbox.push(Call::ForgetSubscribers);
                         }
                     }
                 }
@@ -405,7 +404,10 @@ impl Shell {
             return;
         }
         loop {
-            let next = self.outbox.borrow_mut().pop_front();
+            let next = {
+                let mut outbox = self.outbox.borrow_mut();
+                (!outbox.is_empty()).then(|| outbox.remove(0))
+            };
             let Some(call) = next else { break };
             self.make(call);
         }
