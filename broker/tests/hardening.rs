@@ -238,9 +238,7 @@ async fn a_slow_refresh_is_awaited_at_most_two_seconds() {
     let v = grant(&b).await;
     let waited = t0.elapsed();
     assert_eq!(v["token"], first["token"]);
-    // Judged against the 6 s the refresh takes, not against 2 s to the millisecond: a loaded
-    // CI machine once took 2.87 s to give up at 2 s (these machines are shared and noisy).
-    assert!(waited < Duration::from_millis(4500), "waited {waited:?}");
+    assert!(waited < Duration::from_millis(2600), "waited {waited:?}");
 }
 
 // ---------------------------------------------------------------- the engine's token rule

@@ -21,11 +21,7 @@ pub const MAX_RETRY_AFTER_MS: f64 = 3_600_000.0;
 /// "Exponential Backoff And Jitter"), which matters when every tab of every user retries one broker.
 pub fn retry_delay(attempt: u32, jitter: f64) -> f64 {
     let ceiling = (BACKOFF_BASE_MS * 2f64.powi(attempt.min(30) as i32)).min_ms(BACKOFF_CAP_MS);
-    let jitter = if jitter.is_finite() {
-        jitter.max_ms(0.0).min_ms(1.0)
-    } else {
-        0.5
-    };
+    let jitter = unit_jitter(jitter);
     jitter * ceiling
 }
 
@@ -37,11 +33,7 @@ pub fn retry_delay(attempt: u32, jitter: f64) -> f64 {
 /// `refreshNow()` is not held back: it is the app's explicit "the user signed in again".
 pub fn final_error_hold(attempt: u32, jitter: f64) -> f64 {
     let ceiling = retry_delay(attempt, 1.0);
-    let jitter = if jitter.is_finite() {
-        jitter.max_ms(0.0).min_ms(1.0)
-    } else {
-        0.5
-    };
+    let jitter = unit_jitter(jitter);
     ceiling * (0.5 + 0.5 * jitter)
 }
 
@@ -51,6 +43,17 @@ pub fn final_error_hold(attempt: u32, jitter: f64) -> f64 {
 /// turning every tab into a request loop.
 pub fn retry_after_floor(attempt: u32, jitter: f64) -> f64 {
     final_error_hold(attempt, jitter)
+}
+
+/// A random draw (`Math.random()`, or a test's) as a fraction in [0, 1]: out-of-range draws are
+/// clamped, and one that is not a finite number counts as the middle. One rule for every user of
+/// a draw (the backoff here, the refresh jitter in the machine).
+pub fn unit_jitter(jitter: f64) -> f64 {
+    if jitter.is_finite() {
+        jitter.max_ms(0.0).min_ms(1.0)
+    } else {
+        0.5
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! makes every rule testable natively, with simulated time, down to the millisecond.
 
 use crate::engine::backoff::{
-    final_error_hold, retry_after_floor, retry_delay, MAX_RETRY_AFTER_MS,
+    final_error_hold, retry_after_floor, retry_delay, unit_jitter, MAX_RETRY_AFTER_MS,
 };
 use crate::engine::policy::{RefreshPolicy, HIDDEN_TIMER_GRANULARITY_MS, JITTER_FRACTION};
 use crate::engine::token::{Grant, Token};
@@ -260,11 +260,7 @@ impl Held {
             grant,
             sent,
             lifetime_ms,
-            jitter: if jitter.is_finite() {
-                jitter.max_ms(0.0).min_ms(1.0)
-            } else {
-                0.5
-            },
+            jitter: unit_jitter(jitter),
             expires: Deadline::after(sent, lifetime_ms),
             usable_until: Deadline::after(sent, lifetime_ms - policy.slack(lifetime_ms)),
             refresh_at: Deadline::after(sent, 0.0),
@@ -293,11 +289,7 @@ impl Held {
             grant,
             sent: Now::new(now.wall_ms - age, now.mono_ms - age),
             lifetime_ms: nominal,
-            jitter: if jitter.is_finite() {
-                jitter.max_ms(0.0).min_ms(1.0)
-            } else {
-                0.5
-            },
+            jitter: unit_jitter(jitter),
             expires: Deadline::after(now, usable_for + slack),
             usable_until: Deadline::after(now, usable_for),
             refresh_at: Deadline::after(now, 0.0),

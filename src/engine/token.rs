@@ -9,7 +9,6 @@
 //! ([`Field`], [`Secret`]): a wrong type is this module's `WrongType`, never a serde error
 //! message (serde's error path formats its argument, floats included).
 
-use crate::engine::Ms;
 use core::fmt;
 
 use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -17,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 
 use zeroize::Zeroize;
 
+use crate::engine::Ms;
 use crate::error::{Error, Invalid};
 
 /// Largest accepted response body. Token answers are a few KB; anything bigger is not one.

@@ -11,7 +11,6 @@
 //! - A call is checked when it is made, not when it was queued: a waiter settled after
 //!   `dispose()` is rejected with kind `disposed`, whatever was queued for it.
 
-use crate::engine::Ms;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -19,6 +18,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use web_sys::AbortController;
 
+use crate::engine::Ms;
 use crate::engine::{Decision, Effect, Grant, Machine, Now, Status, TimerPlan};
 use crate::error::Error;
 use crate::web::broker::BrokerConfig;

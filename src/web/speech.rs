@@ -13,7 +13,6 @@
 //! and `close` is the typed public one. A setter that throws still detaches too. `detach()` and
 //! `dispose()` remove the hooks.
 
-use crate::engine::Ms;
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
@@ -21,6 +20,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::engine::token::{validate_endpoint, validate_region};
+use crate::engine::Ms;
 use crate::error::Error;
 use crate::web::broker::BrowserJson;
 use crate::web::client::TokenClient;

@@ -19,7 +19,6 @@
 //! This room knows nothing of the client: it offers the channel and the lock; the flight
 //! (`flight.rs`) decides when to use them, and every "whether" comes from the engine.
 
-use crate::engine::Ms;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -29,7 +28,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, BroadcastChannel, MessageEvent};
 
 use crate::engine::token::{grant_from_peer, Token};
-use crate::engine::{Grant, Machine};
+use crate::engine::{Grant, Machine, Ms};
 use crate::web::clock;
 use crate::web::js::{get, set};
 use crate::web::timer::Timeout;

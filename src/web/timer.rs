@@ -1,7 +1,8 @@
 //! One `setTimeout`, owned: dropping a [`Timeout`] clears it.
 
-use crate::engine::Ms;
 use wasm_bindgen::prelude::*;
+
+use crate::engine::Ms;
 
 /// Longest delay `setTimeout` honours: larger values overflow a signed 32-bit integer and fire
 /// at once (HTML Standard, timer initialisation steps). Longer waits are split: the engine simply
