@@ -25,6 +25,8 @@ process.env.SE_OFFLINE = "true";
 const { Builder } = await import("selenium-webdriver");
 
 export const ENGINE = process.env.E2E_ENGINE ?? "firefox";
+/** A page poll slower than this is reported in the test output (a driver holding a script). */
+const SLOW_POLL_MS = 3_000;
 if (!["chromium", "firefox", "webkit"].includes(ENGINE)) throw new Error(`E2E_ENGINE=${ENGINE}: chromium, firefox or webkit`);
 
 function which(cmd) {
@@ -205,7 +207,10 @@ function makePage(browser, handle, bidiLog) {
       const end = Date.now() + timeoutMs;
       let last;
       while (Date.now() < end) {
+        const called = Date.now();
         try { last = await page.evaluate(fn); if (last) return last; } catch (e) { last = String(e.message); }
+        // a poll is one quick script: say so when the driver held it (diagnosis for CI logs)
+        if (Date.now() - called > SLOW_POLL_MS) console.log(`# ${ENGINE}: one poll for ${message} took ${Date.now() - called} ms`);
         await sleep(150);
       }
       throw new Error(`${ENGINE}: timed out after ${timeoutMs} ms waiting for ${message}; last: ${JSON.stringify(last)}`);

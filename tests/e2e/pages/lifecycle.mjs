@@ -66,10 +66,21 @@ window.lc = {
     return true;
   },
   stop() { running = false; client.dispose(); },
+  /**
+   * Follows the link to the away page from a timer of this page, after the WebDriver script that
+   * called this has returned (no script of the test runs while the page is leaving).
+   */
+  leave() {
+    events.push({ type: "mark:leave", at: now(), state: document.visibilityState, persisted: null });
+    setTimeout(() => document.getElementById("away").click(), 0);
+    return now();
+  },
   mark(label) { events.push({ type: `mark:${label}`, at: now(), state: document.visibilityState, persisted: null }); return now(); },
   state: () => ({
     now: now(), visibility: document.visibilityState, hasFocus: document.hasFocus(), ticks, events, gaps, clientEvents,
     status: client.status, requestCount: client.requestCount, usable: client.token !== undefined,
+    // Chromium: why this document was not restored from the back/forward cache, if it was not
+    notRestoredReasons: performance.getEntriesByType("navigation")[0]?.notRestoredReasons ?? null,
   }),
 };
 document.getElementById("status").textContent = "ready";
