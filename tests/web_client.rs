@@ -13,6 +13,8 @@
 mod support;
 
 use speech_token_client::TokenClient;
+use std::cell::RefCell;
+use std::rc::Rc;
 use support::*;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::*;
@@ -360,6 +362,73 @@ async fn listeners_unsubscribe_survive_a_throwing_peer_and_see_idle_fetching_val
         "no TypeError from a refused listener: {reported:?}"
     );
     finish(client).await;
+}
+
+/// As `removeEventListener` during a DOM dispatch: a listener removed by an earlier listener of
+/// the same event is not called for it; one added during the event waits for the next.
+#[wasm_bindgen_test]
+async fn a_listener_removed_during_an_event_is_not_called_for_it() {
+    install_fake_broker();
+    answer(token_answer("tok-off-in-event", 600.0, JsValue::UNDEFINED));
+    let client = Rc::new(client_with(&[]));
+    let off_later: Rc<RefCell<Option<js_sys::Function>>> = Rc::default();
+    let added = EventLog::new();
+    let earlier = {
+        let (off_later, client) = (off_later.clone(), client.clone());
+        let added = added.listener("token");
+        Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
+            if let Some(off) = off_later.borrow_mut().take() {
+                off.call0(&JsValue::UNDEFINED).unwrap();
+                client.on("token".into(), added.clone().into()).unwrap();
+            }
+        })
+    };
+    client.on("token".into(), earlier.as_ref().clone()).unwrap();
+    let later = EventLog::new();
+    let off = client
+        .on("token".into(), later.listener("token").into())
+        .unwrap();
+    *off_later.borrow_mut() = Some(off);
+    let control = EventLog::new();
+    client
+        .on("token".into(), control.listener("token").into())
+        .unwrap();
+    expect_token(&client, "tok-off-in-event").await;
+    assert_eq!(
+        later.json(),
+        "[]",
+        "removed by an earlier listener of the same event"
+    );
+    assert_eq!(
+        added.json(),
+        "[]",
+        "added during the event: called from the next one"
+    );
+    assert_eq!(
+        control.details("token").length(),
+        1,
+        "the others are called"
+    );
+    answer(token_answer(
+        "tok-off-in-event-2",
+        600.0,
+        JsValue::UNDEFINED,
+    ));
+    settle(client.refresh_now()).await.unwrap();
+    assert_eq!(later.json(), "[]");
+    assert_eq!(
+        added.details("token").length(),
+        1,
+        "the listener added during the first event"
+    );
+    assert_eq!(control.details("token").length(), 2);
+    drop(earlier);
+    finish(
+        Rc::try_unwrap(client)
+            .ok()
+            .expect("the test's only client handle"),
+    )
+    .await;
 }
 
 #[wasm_bindgen_test]

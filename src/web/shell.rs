@@ -442,17 +442,23 @@ impl Shell {
     }
 
     /// Calls the listeners of one event. A listener that throws does not stop the others; its
-    /// exception is reported to the page (`reportError`) instead of being swallowed.
+    /// exception is reported to the page (`reportError`) instead of being swallowed. As in a DOM
+    /// dispatch, the listeners are those subscribed when the event starts, less any that a
+    /// listener removes meanwhile (`off()` means no more calls, even within this event).
     pub(crate) fn emit(&self, kind: EventKind, detail: &JsValue) {
-        let listeners: Vec<js_sys::Function> = self
+        let listeners: Vec<(u32, js_sys::Function)> = self
             .state
             .borrow()
             .subscribers
             .iter()
             .filter(|s| s.kind == kind)
-            .map(|s| s.listener.clone())
+            .map(|s| (s.id, s.listener.clone()))
             .collect();
-        for listener in listeners {
+        for (id, listener) in listeners {
+            let subscribed = self.state.borrow().subscribers.iter().any(|s| s.id == id);
+            if !subscribed {
+                continue;
+            }
             if let Err(exception) = listener.call1(&JsValue::UNDEFINED, detail) {
                 report_error(&exception);
             }

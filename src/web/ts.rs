@@ -121,7 +121,7 @@ export interface TokenClient {
   speechConfig<S extends SpeechSdkLike>(sdk: S, options?: SpeechConfigOptions): Promise<ReturnType<S["SpeechConfig"]["fromAuthorizationToken"]>>;
   /** The same as `speechConfig()`, for `SpeechTranslationConfig` (`SpeechSDK.SpeechTranslationConfig`). */
   speechTranslationConfig<S extends TranslationSdkLike>(sdk: S, options?: SpeechConfigOptions): Promise<ReturnType<S["SpeechTranslationConfig"]["fromAuthorizationToken"]>>;
-  /** Subscribes to an event; returns the function that unsubscribes. */
+  /** Subscribes to an event; returns the function that unsubscribes (at once, even during an event). */
   on<K extends keyof TokenClientEventMap>(event: K, listener: (detail: TokenClientEventMap[K]) => void): () => void;
 }
 "#;
