@@ -431,6 +431,49 @@ async fn a_listener_removed_during_an_event_is_not_called_for_it() {
     .await;
 }
 
+/// `dispose()` inside a listener: the listeners after it hear nothing more of that event (the
+/// client's status event saying `disposed` excepted).
+#[wasm_bindgen_test]
+async fn dispose_inside_a_listener_stops_the_rest_of_the_event() {
+    install_fake_broker();
+    answer(token_answer(
+        "tok-dispose-in-event",
+        600.0,
+        JsValue::UNDEFINED,
+    ));
+    let client = Rc::new(client_with(&[]));
+    let disposing = {
+        let client = client.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| client.dispose())
+    };
+    client
+        .on("token".into(), disposing.as_ref().clone())
+        .unwrap();
+    let later = record_events(&client);
+    // settled either way: the token event comes first, and its listener disposes the client
+    let _ = settle(client.get_token()).await;
+    assert_eq!(client.status(), "disposed");
+    assert_eq!(
+        later.details("token").length(),
+        0,
+        "a listener after the one that disposed: {}",
+        later.json()
+    );
+    assert_eq!(
+        strings(&later.statuses()).last().map(String::as_str),
+        Some("disposed"),
+        "the status event still says so: {}",
+        later.json()
+    );
+    drop(disposing);
+    finish(
+        Rc::try_unwrap(client)
+            .ok()
+            .expect("the test's only client handle"),
+    )
+    .await;
+}
+
 #[wasm_bindgen_test]
 async fn expired_fires_when_the_token_runs_out_without_replacement() {
     install_fake_broker();

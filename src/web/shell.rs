@@ -381,6 +381,11 @@ impl Shell {
                         outbox.push(Call::Emit(EventKind::Expired, detail(&Detail::Empty {})));
                     }
                     Effect::StatusChanged(status) => {
+                        if status == Status::Disposed {
+                            // Disposed: no event queued before is delivered any more, only the
+                            // one saying so (`dispose()` stops listeners, even mid-drain).
+                            outbox.retain(|call| !matches!(call, Call::Emit(..)));
+                        }
                         outbox.push(Call::Emit(
                             EventKind::Status,
                             detail(&Detail::Status {
@@ -444,8 +449,10 @@ impl Shell {
     /// Calls the listeners of one event. A listener that throws does not stop the others; its
     /// exception is reported to the page (`reportError`) instead of being swallowed. As in a DOM
     /// dispatch, the listeners are those subscribed when the event starts, less any that a
-    /// listener removes meanwhile (`off()` means no more calls, even within this event).
+    /// listener removes meanwhile (`off()` means no more calls, even within this event); and none
+    /// after a listener disposed the client.
     pub(crate) fn emit(&self, kind: EventKind, detail: &JsValue) {
+        let live = !self.disposed();
         let listeners: Vec<(u32, js_sys::Function)> = self
             .state
             .borrow()
@@ -455,6 +462,9 @@ impl Shell {
             .map(|s| (s.id, s.listener.clone()))
             .collect();
         for (id, listener) in listeners {
+            if live && self.disposed() {
+                return;
+            }
             let subscribed = self.state.borrow().subscribers.iter().any(|s| s.id == id);
             if !subscribed {
                 continue;
