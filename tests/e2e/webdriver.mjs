@@ -27,6 +27,8 @@ const { Builder } = await import("selenium-webdriver");
 export const ENGINE = process.env.E2E_ENGINE ?? "firefox";
 /** A page poll slower than this is reported in the test output (a driver holding a script). */
 const SLOW_POLL_MS = 3_000;
+/** What a poll that the driver still holds at the wait's deadline resolves to. */
+const HELD = Symbol("held");
 if (!["chromium", "firefox", "webkit"].includes(ENGINE)) throw new Error(`E2E_ENGINE=${ENGINE}: chromium, firefox or webkit`);
 
 function which(cmd) {
@@ -203,12 +205,32 @@ function makePage(browser, handle, bidiLog) {
       await page.focus();
       return driver.executeScript(`return (${fn.toString()}).apply(null, arguments)`, ...args);
     },
+    /**
+     * Polls `fn` in the page until it returns something truthy. Each poll is bounded by the time
+     * left: a driver that holds one script (as WebKitWebDriver can while a page navigates) fails
+     * the wait with that said, instead of hanging until the test's own timeout.
+     */
     async waitForFunction(fn, { timeoutMs = 20_000, message = "page condition" } = {}) {
       const end = Date.now() + timeoutMs;
       let last;
       while (Date.now() < end) {
         const called = Date.now();
-        try { last = await page.evaluate(fn); if (last) return last; } catch (e) { last = String(e.message); }
+        let timer;
+        const held = new Promise((resolve) => { timer = setTimeout(resolve, end - called, HELD); });
+        let got;
+        try {
+          got = await Promise.race([page.evaluate(fn), held]);
+          if (got === HELD) {
+            throw new Error(`${ENGINE}: one poll for ${message} still pending after ${Date.now() - called} ms (the driver held the script); the poll before: ${JSON.stringify(last)}`, { cause: HELD });
+          }
+          if (got) return got;
+          last = got;
+        } catch (e) {
+          if (e.cause === HELD) throw e;
+          last = String(e.message);
+        } finally {
+          clearTimeout(timer);
+        }
         // a poll is one quick script: say so when the driver held it (diagnosis for CI logs)
         if (Date.now() - called > SLOW_POLL_MS) console.log(`# ${ENGINE}: one poll for ${message} took ${Date.now() - called} ms`);
         await sleep(150);

@@ -67,12 +67,15 @@ window.lc = {
   },
   stop() { running = false; client.dispose(); },
   /**
-   * Follows the link to the away page from a timer of this page, after the WebDriver script that
-   * called this has returned (no script of the test runs while the page is leaving).
+   * Leaves for the away page, which comes back here by itself (history.back()) after `awayMs`:
+   * the round trip runs in the pages, from their own timers, after the WebDriver script that
+   * called this has returned.
    */
-  leave() {
+  leaveFor(awayMs) {
     events.push({ type: "mark:leave", at: now(), state: document.visibilityState, persisted: null });
-    setTimeout(() => document.getElementById("away").click(), 0);
+    const away = document.getElementById("away");
+    away.href = `/lifecycle-away.html?back=${awayMs}`;
+    setTimeout(() => away.click(), 0);
     return now();
   },
   mark(label) { events.push({ type: `mark:${label}`, at: now(), state: document.visibilityState, persisted: null }); return now(); },
@@ -80,7 +83,7 @@ window.lc = {
     now: now(), visibility: document.visibilityState, hasFocus: document.hasFocus(), ticks, events, gaps, clientEvents,
     status: client.status, requestCount: client.requestCount, usable: client.token !== undefined,
     // Chromium: why this document was not restored from the back/forward cache, if it was not
-    notRestoredReasons: performance.getEntriesByType("navigation")[0]?.notRestoredReasons ?? null,
+    notRestoredReasons: JSON.parse(JSON.stringify(performance.getEntriesByType("navigation")[0]?.notRestoredReasons ?? null)),
   }),
 };
 document.getElementById("status").textContent = "ready";
