@@ -154,10 +154,11 @@ enum Call {
     /// Resolve with the token the engine served (unless disposed since).
     Resolve(Vec<Waiter>, JsValue),
     Reject(Vec<Waiter>, Error),
+    /// An event; not delivered once the client is disposed (`dispose()` stops listeners).
     Emit(EventKind, JsValue),
     SetTargets,
-    /// After the `disposed` status event: listeners are let go.
-    ForgetSubscribers,
+    /// The `disposed` status event, the last one: then the listeners are let go.
+    Disposed(JsValue),
 }
 
 /// A fetch to run, handed to the [`Launcher`].
@@ -381,20 +382,14 @@ impl Shell {
                         outbox.push(Call::Emit(EventKind::Expired, detail(&Detail::Empty {})));
                     }
                     Effect::StatusChanged(status) => {
-                        if status == Status::Disposed {
-                            // Disposed: no event queued before is delivered any more, only the
-                            // one saying so (`dispose()` stops listeners, even mid-drain).
-                            outbox.retain(|call| !matches!(call, Call::Emit(..)));
-                        }
-                        outbox.push(Call::Emit(
-                            EventKind::Status,
-                            detail(&Detail::Status {
-                                status: status.as_str(),
-                            }),
-                        ));
-                        if status == Status::Disposed {
-                            outbox.push(Call::ForgetSubscribers);
-                        }
+                        let detail = detail(&Detail::Status {
+                            status: status.as_str(),
+                        });
+                        outbox.push(if status == Status::Disposed {
+                            Call::Disposed(detail)
+                        } else {
+                            Call::Emit(EventKind::Status, detail)
+                        });
                     }
                 }
             }
@@ -440,9 +435,16 @@ impl Shell {
                     let _ = w.reject.call1(&JsValue::UNDEFINED, &error);
                 }
             }
-            Call::Emit(kind, detail) => self.emit(kind, &detail),
+            Call::Emit(kind, detail) => {
+                if !self.disposed() {
+                    self.emit(kind, &detail)
+                }
+            }
             Call::SetTargets => self.set_targets(),
-            Call::ForgetSubscribers => self.state.borrow_mut().subscribers.clear(),
+            Call::Disposed(detail) => {
+                self.emit(EventKind::Status, &detail);
+                self.state.borrow_mut().subscribers.clear();
+            }
         }
     }
 
@@ -453,22 +455,25 @@ impl Shell {
     /// after a listener disposed the client.
     pub(crate) fn emit(&self, kind: EventKind, detail: &JsValue) {
         let live = !self.disposed();
-        let listeners: Vec<(u32, js_sys::Function)> = self
-            .state
-            .borrow()
-            .subscribers
-            .iter()
-            .filter(|s| s.kind == kind)
-            .map(|s| (s.id, s.listener.clone()))
-            .collect();
-        for (id, listener) in listeners {
+        // Subscribers are kept in id order: walked by id, one removed meanwhile is skipped and
+        // one added meanwhile (an id past `end`) is not reached.
+        let end = self.state.borrow().next_subscriber;
+        let mut from = 0;
+        loop {
             if live && self.disposed() {
                 return;
             }
-            let subscribed = self.state.borrow().subscribers.iter().any(|s| s.id == id);
-            if !subscribed {
-                continue;
-            }
+            let next = self
+                .state
+                .borrow()
+                .subscribers
+                .iter()
+                .find(|s| s.id >= from && s.id < end && s.kind == kind)
+                .map(|s| (s.id, s.listener.clone()));
+            let Some((id, listener)) = next else {
+                return;
+            };
+            from = id + 1;
             if let Err(exception) = listener.call1(&JsValue::UNDEFINED, detail) {
                 report_error(&exception);
             }
