@@ -34,42 +34,31 @@ const TOKEN_KEY: &str = "authorizationToken";
 impl Shell {
     /// Sets the current token on every live target; detaches collected or closed ones.
     pub(crate) fn set_targets(&self) {
-        let targets = self.targets();
         let Some(token) = self.token_js() else { return };
-        let mut dead: Vec<js_sys::Object> = Vec::new();
-        let mut collected = false;
-        for weak in &targets {
+        for weak in self.targets() {
             // A setter may have disposed the client (or detached targets): stop handing out.
             if self.disposed() {
                 return;
             }
-            let Some(target) = weak.deref() else {
-                collected = true;
-                continue;
-            };
-            // Only a throwing setter (a closed SDK object) drops the target.
-            if js_sys::Reflect::set(&target, &JsValue::from_str(TOKEN_KEY), &token).is_err() {
-                dead.push(target);
-            }
-        }
-        if collected || !dead.is_empty() {
-            self.with_targets(|targets| {
-                targets.retain(|weak| match weak.deref() {
-                    Some(t) => !dead.iter().any(|d| js_sys::Object::is(d, &t)),
-                    None => false,
-                })
+            let target = weak.deref();
+            // Only a throwing setter (a closed SDK object) drops a target that is still there.
+            let closed = target.as_ref().is_some_and(|target| {
+                js_sys::Reflect::set(target, &JsValue::from_str(TOKEN_KEY), &token).is_err()
             });
-        }
-        for target in dead {
-            hooks::unhook(&target, self.id());
-            // The setter threw: the SDK object was closed. Tell the app, without the token.
-            self.emit(
-                EventKind::Detach,
-                &object(&[
-                    ("target", target.into()),
-                    ("reason", JsValue::from_str("closed")),
-                ]),
-            );
+            if target.is_none() || closed {
+                self.with_targets(|targets| targets.retain(|w| !js_sys::Object::is(w, &weak)));
+            }
+            if let (Some(target), true) = (target, closed) {
+                hooks::unhook(&target, self.id());
+                // The setter threw: the SDK object was closed. Tell the app, without the token.
+                self.emit(
+                    EventKind::Detach,
+                    &object(&[
+                        ("target", target.into()),
+                        ("reason", JsValue::from_str("closed")),
+                    ]),
+                );
+            }
         }
     }
 }
