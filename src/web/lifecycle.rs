@@ -63,21 +63,23 @@ pub fn watch_page(on_event: impl Fn(PageEvent) + Clone + 'static) -> Vec<Listene
     let Some(window) = web_sys::window() else {
         return Vec::new();
     };
-    let mut listeners = Vec::new();
-    if let Some(document) = window.document() {
-        let on = on_event.clone();
-        listeners.extend(Listener::new(&document, "visibilitychange", move || {
-            on(PageEvent::Visibility(page_hidden()))
-        }));
-    }
-    let events: [(&'static str, PageEvent); 3] = [
-        ("pageshow", PageEvent::Recheck),
-        ("focus", PageEvent::Recheck),
-        ("online", PageEvent::Online),
+    // One closure type for all four (each closure type costs its own glue): `None` stands for
+    // the visibility, read when the event comes.
+    let document: Option<EventTarget> = window.document().map(Into::into);
+    let window: EventTarget = window.into();
+    let events: [(Option<&EventTarget>, &'static str, Option<PageEvent>); 4] = [
+        (document.as_ref(), "visibilitychange", None),
+        (Some(&window), "pageshow", Some(PageEvent::Recheck)),
+        (Some(&window), "focus", Some(PageEvent::Recheck)),
+        (Some(&window), "online", Some(PageEvent::Online)),
     ];
-    for (kind, event) in events {
+    let mut listeners = Vec::new();
+    for (target, kind, event) in events {
+        let Some(target) = target else { continue };
         let on = on_event.clone();
-        listeners.extend(Listener::new(&window, kind, move || on(event)));
+        listeners.extend(Listener::new(target, kind, move || {
+            on(event.unwrap_or_else(|| PageEvent::Visibility(page_hidden())))
+        }));
     }
     listeners
 }

@@ -395,7 +395,8 @@ impl TokenClient {
         }
         let shell = self.shell.clone();
         shell.in_service();
-        let get_token = Closure::<dyn FnMut(JsValue, JsValue) -> js_sys::Promise>::new(
+        // The same closure signature as the close hooks' (hooks.rs): one glue shim for both.
+        let get_token = Closure::<dyn FnMut(JsValue, JsValue) -> Result<JsValue, JsValue>>::new(
             move |_scopes, options: JsValue| {
                 let shell = shell.clone();
                 // `options.abortSignal` (@azure/core-auth GetTokenOptions): an aborted call
@@ -406,10 +407,10 @@ impl TokenClient {
                     JsValue::UNDEFINED
                 };
                 if get(&signal, "aborted").as_bool() == Some(true) {
-                    return js_sys::Promise::reject(&abort_error());
+                    return Ok(js_sys::Promise::reject(&abort_error()).into());
                 }
                 let (pending, stop_listening) = until_aborted(shell.get_token(), &signal);
-                future_to_promise(async move {
+                Ok(future_to_promise(async move {
                     let outcome = JsFuture::from(pending).await;
                     stop_listening();
                     let served = outcome?;
@@ -439,6 +440,7 @@ impl TokenClient {
                         ("tokenType", JsValue::from_str("Bearer")),
                     ]))
                 })
+                .into())
             },
         );
         Ok(object(&[("getToken", get_token.into_js_value())]))

@@ -76,12 +76,15 @@ pub(crate) enum PeerMessage {
 /// "granted" promise, and the promise whose settling releases the lock.
 type GrantSlot = Rc<RefCell<Option<(js_sys::Function, js_sys::Promise)>>>;
 
+/// The Web Locks callback's closure type (see `Tabs::open`).
+type LockCallback = dyn FnMut(JsValue, JsValue) -> Result<JsValue, JsValue>;
+
 struct Inner {
     name: String,
     channel: BroadcastChannel,
     locks: LockManager,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    lock_callback: Closure<dyn FnMut(JsValue) -> JsValue>,
+    _on_message: Closure<dyn FnMut(JsValue)>,
+    lock_callback: Closure<LockCallback>,
     slot: GrantSlot,
 }
 
@@ -121,23 +124,26 @@ impl Tabs {
         let locks = lock_manager()?;
         let name = [NAME_PREFIX, broker_url].concat();
         let channel = BroadcastChannel::new(&name).ok()?;
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if let Some(message) = read_message(&event.data()) {
+        // Taken as a JS value: the same closure signature as speech.rs's no-op catch handler.
+        let on_message = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+            if let Some(message) = read_message(&event.unchecked_into::<MessageEvent>().data()) {
                 on_peer(message);
             }
         });
         channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         let slot: GrantSlot = Rc::default();
         let callback_slot = slot.clone();
-        let lock_callback = Closure::<dyn FnMut(JsValue) -> JsValue>::new(move |_lock: JsValue| {
-            match callback_slot.borrow_mut().take() {
+        // Called with the lock alone; typed like the close hooks' wrapper (hooks.rs) so that
+        // both share one glue shim.
+        let lock_callback = Closure::<LockCallback>::new(move |_lock: JsValue, _: JsValue| {
+            Ok(match callback_slot.borrow_mut().take() {
                 Some((granted, hold)) => {
                     let _ = granted.call0(&JsValue::UNDEFINED);
                     hold.into()
                 }
                 // A grant nobody waits for any more: release at once.
                 None => js_sys::Promise::resolve(&JsValue::UNDEFINED).into(),
-            }
+            })
         });
         Some(Tabs(Rc::new(Inner {
             name,
