@@ -422,13 +422,7 @@ async fn a_listener_removed_during_an_event_is_not_called_for_it() {
         "the listener added during the first event"
     );
     assert_eq!(control.details("token").length(), 2);
-    drop(earlier);
-    finish(
-        Rc::try_unwrap(client)
-            .ok()
-            .expect("the test's only client handle"),
-    )
-    .await;
+    finish_shared(client, earlier).await;
 }
 
 /// `dispose()` inside a listener: the listeners after it hear nothing more of that event (the
@@ -465,13 +459,14 @@ async fn dispose_inside_a_listener_stops_the_rest_of_the_event() {
         "the status event still says so: {}",
         later.json()
     );
-    drop(disposing);
-    finish(
-        Rc::try_unwrap(client)
-            .ok()
-            .expect("the test's only client handle"),
-    )
-    .await;
+    finish_shared(client, disposing).await;
+}
+
+/// Ends a test whose client a listener closure shares: the closure (and its handle) goes first.
+async fn finish_shared<L>(client: Rc<TokenClient>, listener: L) {
+    drop(listener);
+    let client = Rc::try_unwrap(client).ok();
+    finish(client.expect("the test's only client handle")).await;
 }
 
 #[wasm_bindgen_test]
