@@ -248,12 +248,7 @@ impl Shell {
     /// An attached object was closed (its `close`/`dispose` ran): it is detached, with one
     /// `detach` event (reason "closed") if it was attached.
     pub(crate) fn target_closed(&self, target: &js_sys::Object) {
-        let was_attached = self.with_targets(|targets| {
-            let before = targets.len();
-            targets.retain(|w| w.deref().is_some_and(|t| !js_sys::Object::is(&t, target)));
-            targets.len() != before
-        });
-        if was_attached {
+        if self.drop_target(target) {
             self.outbox.borrow_mut().push(Call::Emit(
                 EventKind::Detach,
                 detail(&Detail::Detach {
@@ -435,14 +430,10 @@ impl Shell {
                     let _ = w.reject.call1(&JsValue::UNDEFINED, &error);
                 }
             }
-            Call::Emit(kind, detail) => {
-                if !self.disposed() {
-                    self.emit(kind, &detail)
-                }
-            }
+            Call::Emit(kind, detail) => self.emit(kind, &detail),
             Call::SetTargets => self.set_targets(),
             Call::Disposed(detail) => {
-                self.emit(EventKind::Status, &detail);
+                self.deliver(EventKind::Status, &detail, true);
                 self.state.borrow_mut().subscribers.clear();
             }
         }
@@ -452,15 +443,19 @@ impl Shell {
     /// exception is reported to the page (`reportError`) instead of being swallowed. As in a DOM
     /// dispatch, the listeners are those subscribed when the event starts, less any that a
     /// listener removes meanwhile (`off()` means no more calls, even within this event); and none
-    /// after a listener disposed the client.
+    /// once the client is disposed, even by a listener of this event.
     pub(crate) fn emit(&self, kind: EventKind, detail: &JsValue) {
-        let live = !self.disposed();
+        self.deliver(kind, detail, false);
+    }
+
+    /// [`Shell::emit`]'s loop; `last`: the `disposed` status event, delivered although disposed.
+    fn deliver(&self, kind: EventKind, detail: &JsValue, last: bool) {
         // Subscribers are kept in id order: walked by id, one removed meanwhile is skipped and
         // one added meanwhile (an id past `end`) is not reached.
         let end = self.state.borrow().next_subscriber;
         let mut from = 0;
         loop {
-            if live && self.disposed() {
+            if !last && self.disposed() {
                 return;
             }
             let next = self
@@ -627,6 +622,20 @@ impl Shell {
     /// The attached targets (weak references), for the Speech SDK room.
     pub(crate) fn targets(&self) -> Vec<js_sys::WeakRef> {
         self.state.borrow().targets.clone()
+    }
+
+    /// Detaches `target` (collected targets go too); whether the list changed.
+    pub(crate) fn drop_target(&self, target: &JsValue) -> bool {
+        self.with_targets(|targets| {
+            let before = targets.len();
+            targets.retain(|w| w.deref().is_some_and(|t| !js_sys::Object::is(&t, target)));
+            targets.len() != before
+        })
+    }
+
+    /// Removes one attached target by its weak reference, as held (it may be collected).
+    pub(crate) fn forget_target(&self, weak: &js_sys::WeakRef) {
+        self.with_targets(|targets| targets.retain(|w| !js_sys::Object::is(w, weak)));
     }
 
     /// Changes the attached targets.

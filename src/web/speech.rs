@@ -40,25 +40,25 @@ impl Shell {
             if self.disposed() {
                 return;
             }
-            let target = weak.deref();
+            let Some(target) = weak.deref() else {
+                // Collected: it just goes.
+                self.forget_target(&weak);
+                continue;
+            };
             // Only a throwing setter (a closed SDK object) drops a target that is still there.
-            let closed = target.as_ref().is_some_and(|target| {
-                js_sys::Reflect::set(target, &JsValue::from_str(TOKEN_KEY), &token).is_err()
-            });
-            if target.is_none() || closed {
-                self.with_targets(|targets| targets.retain(|w| !js_sys::Object::is(w, &weak)));
+            if js_sys::Reflect::set(&target, &JsValue::from_str(TOKEN_KEY), &token).is_ok() {
+                continue;
             }
-            if let (Some(target), true) = (target, closed) {
-                hooks::unhook(&target, self.id());
-                // The setter threw: the SDK object was closed. Tell the app, without the token.
-                self.emit(
-                    EventKind::Detach,
-                    &object(&[
-                        ("target", target.into()),
-                        ("reason", JsValue::from_str("closed")),
-                    ]),
-                );
-            }
+            self.forget_target(&weak);
+            hooks::unhook(&target, self.id());
+            // The setter threw: the SDK object was closed. Tell the app, without the token.
+            self.emit(
+                EventKind::Detach,
+                &object(&[
+                    ("target", target.into()),
+                    ("reason", JsValue::from_str("closed")),
+                ]),
+            );
         }
     }
 }
@@ -339,9 +339,7 @@ impl TokenClient {
         &self,
         #[wasm_bindgen(unchecked_param_type = "AuthorizationTokenTarget")] target: JsValue,
     ) {
-        self.shell.with_targets(|targets| {
-            targets.retain(|w| w.deref().is_some_and(|t| !js_sys::Object::is(&t, &target)))
-        });
+        self.shell.drop_target(&target);
         if let Some(object) = target.dyn_ref::<js_sys::Object>() {
             hooks::unhook(object, self.shell.id());
         }

@@ -72,7 +72,7 @@ window.lc = {
    * called this has returned.
    */
   leaveFor(awayMs) {
-    events.push({ type: "mark:leave", at: now(), state: document.visibilityState, persisted: null });
+    window.lc.mark("leave");
     const away = document.getElementById("away");
     away.href = `/lifecycle-away.html?back=${awayMs}`;
     setTimeout(() => away.click(), 0);
