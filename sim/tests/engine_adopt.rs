@@ -479,3 +479,62 @@ fn a_retry_after_a_failed_refresh_is_needed_until_a_peer_token_arrives() {
         "the peer's token made the retry pointless"
     );
 }
+
+/// A broker answer carrying `token` (a broker's cache hands the same token to every caller, with
+/// what is left of its lifetime).
+fn cached_answer(token: &str, remaining_s: f64) -> Grant {
+    let body = format!(r#"{{"token":"{token}","expiresIn":{remaining_s}}}"#);
+    parse_grant(&body, Some("application/json"), &SerdeJson, WALL0).expect("test grant")
+}
+
+/// A caching broker (the reference broker keeps one upstream token and hands every caller what
+/// is left of it) answers a tab that opened late with a token already partly used. That shorter
+/// lifetime must not become the measure of every peer token the tab adopts: capped to it, the
+/// tab's adopted tokens run out before its peers' copies, it refreshes before them, is handed the
+/// same cached token again (shorter still), and spends one broker request every refresh cycle
+/// for good. Seen in the 5-tab e2e test as 18–20 requests where 12 do. The broker's own answer
+/// repeating a token this tab already held shows how long that token really lives.
+#[test]
+fn a_cached_broker_answer_does_not_make_the_tab_refresh_before_its_peers_for_good() {
+    const FULL_S: f64 = 600.0;
+    let mut m = Machine::new(RefreshPolicy::default());
+    let _ = m.demand(at(0.0));
+    // Opened late: the broker's cached token has 420 s of its 600 left.
+    let _ = m.response(at(0.0), Ok(cached_answer("cached-0", 420.0)), 0.5);
+    // The first cycle: a peer refreshes first and shares a fresh token, usable 595 s.
+    let shared_at = 290.0;
+    let _ = m.adopt(
+        at(shared_at),
+        grant_from_peer("fresh-1", (FULL_S - 5.0) * 1000.0).unwrap(),
+        0.5,
+    );
+    // Capped by the 420 s answer, this tab plans its refresh before its peers; when it asks,
+    // the broker hands it the same token with what is left of it.
+    let early = (m.next_refresh_at().unwrap() - WALL0) / 1000.0;
+    let d = m.tick(at(early));
+    assert_eq!(fetches(&d), 1, "the refresh at {early} s starts a fetch");
+    let left = FULL_S - (early - shared_at);
+    let _ = m.response(at(early), Ok(cached_answer("fresh-1", left)), 0.5);
+    // The next cycle: a peer shares the next fresh token at its usual time. This tab must plan
+    // it as its peers do (a 600 s token), not as one capped to what was left of the last one.
+    let now = at(shared_at + FULL_S - 1.1 * 120.0);
+    let d = m.adopt(
+        now,
+        grant_from_peer("fresh-2", (FULL_S - 5.0) * 1000.0).unwrap(),
+        0.5,
+    );
+    assert!(
+        has(&d, &Effect::Publish),
+        "the fresh token is adopted: {d:?}"
+    );
+    let usable_s = m.usable_for(now).unwrap() / 1000.0;
+    assert!(
+        usable_s > FULL_S - 6.0,
+        "usable {usable_s:.1} s, capped to the cached answer's lifetime ({left:.1} s)"
+    );
+    let refresh_in_s = (m.next_refresh_at().unwrap() - now.wall_ms) / 1000.0;
+    assert!(
+        refresh_in_s >= FULL_S - 1.1 * 120.0 - 1.0,
+        "refreshes {refresh_in_s:.1} s after adopting, before its peers would"
+    );
+}

@@ -251,10 +251,22 @@ struct Held {
     expires: Deadline,
     usable_until: Deadline,
     refresh_at: Deadline,
+    /// When this tab first held this very token (monotonic ms): a caching broker hands the same
+    /// token out again with what is left of it, and then the token has lived at least this long
+    /// before that (see `Machine::response`).
+    held_since_ms: f64,
 }
 
 impl Held {
-    fn new(grant: Grant, sent: Now, policy: &RefreshPolicy, jitter: f64, hidden: bool) -> Held {
+    /// A broker's token, from a request sent at `sent` and answered at `arrived`.
+    fn new(
+        grant: Grant,
+        sent: Now,
+        arrived: Now,
+        policy: &RefreshPolicy,
+        jitter: f64,
+        hidden: bool,
+    ) -> Held {
         let lifetime_ms = policy.effective_lifetime(grant.lifetime_ms);
         let mut held = Held {
             grant,
@@ -264,6 +276,7 @@ impl Held {
             expires: Deadline::after(sent, lifetime_ms),
             usable_until: Deadline::after(sent, lifetime_ms - policy.slack(lifetime_ms)),
             refresh_at: Deadline::after(sent, 0.0),
+            held_since_ms: arrived.mono_ms,
         };
         held.plan_refresh(policy, hidden);
         held
@@ -293,6 +306,7 @@ impl Held {
             expires: Deadline::after(now, usable_for + slack),
             usable_until: Deadline::after(now, usable_for),
             refresh_at: Deadline::after(now, 0.0),
+            held_since_ms: now.mono_ms,
         };
         held.plan_refresh(policy, hidden);
         held
@@ -322,8 +336,9 @@ pub struct Machine {
     held: Option<Held>,
     /// From this tab's own last broker answer; `None` until the first one.
     route: Option<Route>,
-    /// The lifetime of this tab's own last broker token: no token from another tab is kept
-    /// longer (a forged far expiry cannot pin the tab against its own broker).
+    /// The lifetime of this tab's own last broker token (counted from when this tab first held
+    /// it, when the broker repeats a token: see [`Machine::response`]): no token from another
+    /// tab is kept longer (a forged far expiry cannot pin the tab against its own broker).
     own_lifetime_ms: Option<f64>,
     /// When this tab's own broker must be asked again at the latest ([`PEER_ONLY_LIFETIMES`]
     /// after its last own token), however many tokens other tabs share.
@@ -604,7 +619,7 @@ impl Machine {
             return self.settle(now, effects);
         };
         let outcome = result.and_then(|grant| {
-            let held = Held::new(grant, sent, &self.policy, jitter, self.hidden);
+            let held = Held::new(grant, sent, now, &self.policy, jitter, self.hidden);
             if held.usable_until.passed(now) {
                 Err(Error::InvalidResponse(Invalid::ExpiredOnArrival))
             } else {
@@ -617,7 +632,16 @@ impl Machine {
                     region: held.grant.region.clone(),
                     endpoint: held.grant.endpoint.clone(),
                 });
-                self.own_lifetime_ms = Some(held.lifetime_ms);
+                // A caching broker's answer may repeat the token this tab already holds, with
+                // only what is left of it: the token has lived at least since this tab first
+                // held it. Measured by what is left alone, the lifetime that caps peer tokens
+                // would shrink with every such answer, and the tab would refresh before its
+                // peers (and be handed the same token again) every cycle for good.
+                let lived = self
+                    .held_since(&held.grant.token)
+                    .map_or(0.0, |since| (held.sent.mono_ms - since).max_ms(0.0));
+                self.own_lifetime_ms =
+                    Some(self.policy.effective_lifetime(held.lifetime_ms + lived));
                 self.own_due = Some(Deadline::after(
                     held.sent,
                     PEER_ONLY_LIFETIMES * held.lifetime_ms,
@@ -633,7 +657,10 @@ impl Machine {
     /// Shared by a broker response and a token adopted from another tab.
     /// A token from another tab (`from_peer`) serves `getToken()` callers only: a `refreshNow()`
     /// caller asked this tab's broker for a new token, and still waits for its answer.
-    fn take(&mut self, held: Held, effects: &mut Vec<Effect>, from_peer: bool) {
+    fn take(&mut self, mut held: Held, effects: &mut Vec<Effect>, from_peer: bool) {
+        if let Some(since) = self.held_since(&held.grant.token) {
+            held.held_since_ms = held.held_since_ms.min_ms(since);
+        }
         self.held = Some(held);
         self.had_token = true;
         self.attempt = 0;
@@ -653,6 +680,14 @@ impl Machine {
             self.fresh_waiters = 0;
             effects.push(Effect::ResolveWaiters);
         }
+    }
+
+    /// Since when this tab holds `token`, if it is the token held now (monotonic ms).
+    fn held_since(&self, token: &Token) -> Option<f64> {
+        self.held
+            .as_ref()
+            .filter(|h| h.grant.token.expose() == token.expose())
+            .map(|h| h.held_since_ms)
     }
 
     /// Whether this tab must ask its own broker whatever other tabs share: it never had an answer
