@@ -51,9 +51,9 @@ cargo run --release --quiet --locked -p speech-token-sim --bin simulate -- --hou
 crates_arg=()
 raw=target/wasm32-unknown-unknown/release/speech_token_client.wasm
 if [ -f "$raw" ] && command -v wasm-bindgen >/dev/null 2>&1 && [ -x node_modules/.bin/wasm-opt ]; then
-  say "per-crate size breakdown (wasm-bindgen --keep-debug, wasm-opt -Oz --debuginfo)"
+  say "per-crate size breakdown (wasm-bindgen --keep-debug, wasm-opt -Os -ocimfs=15 --debuginfo, as build-pkg.sh)"
   if wasm-bindgen --target web --keep-debug --out-dir "$work/named" "$raw" >&2 \
-    && node_modules/.bin/wasm-opt -Oz $(cat scripts/wasm-features.txt) --debuginfo \
+    && node_modules/.bin/wasm-opt -Os -ocimfs=15 $(cat scripts/wasm-features.txt) --debuginfo \
          "$work/named/speech_token_client_bg.wasm" -o "$work/named/named.wasm" \
     && python3 scripts/wasm-size.py "$work/named/named.wasm" --json >"$work/crates.json"; then
     crates_arg=(--crates "$work/crates.json")
@@ -72,7 +72,7 @@ if PKG_CARGO_ARGS=--no-default-features bash scripts/build-pkg.sh "$work/pkg-sol
   solo_arg=(--pkg-solo "$work/pkg-solo")
   if [ ${#crates_arg[@]} -gt 0 ] \
     && wasm-bindgen --target web --keep-debug --out-dir "$work/named-solo" "$raw" >&2 \
-    && node_modules/.bin/wasm-opt -Oz $(cat scripts/wasm-features.txt) --debuginfo \
+    && node_modules/.bin/wasm-opt -Os -ocimfs=15 $(cat scripts/wasm-features.txt) --debuginfo \
          "$work/named-solo/speech_token_client_bg.wasm" -o "$work/named-solo/named.wasm" \
     && python3 scripts/wasm-size.py "$work/named-solo/named.wasm" --json >"$work/crates-solo.json"; then
     solo_arg+=(--crates-solo "$work/crates-solo.json")

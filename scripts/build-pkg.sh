@@ -5,7 +5,7 @@
 #   pkg/inline/    the same glue with the wasm embedded: what esbuild, Rollup, Vite's dev server and
 #                  Node get (package.json "exports" conditions; see scripts/pkg-variants.mjs)
 #   pkg/bundler/   `speech-token-client/bundler`: the same, initialised on import (no init())
-# wasm-pack (release) -> wasm-opt -Oz (names minified) -> terser on the JS glue -> scripts/pkg-variants.mjs; then
+# wasm-pack (release) -> wasm-opt -Os (names minified) -> terser on the JS glue -> scripts/pkg-variants.mjs; then
 # the npm metadata of pkg.json is merged into pkg/package.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +54,10 @@ build() { # build TARGET DIR
   # each), the glue renamed to match by scripts/minify-names.mjs; the mapping stays in target/.
   local names=${CARGO_TARGET_DIR:-target}/wasm-names-$target.json
   mkdir -p "$(dirname "$names")"
-  "$opt" -Oz $(cat scripts/wasm-features.txt) --strip-debug --strip-producers --strip-target-features \
+  # -Os with functions of one caller inlined only when tiny (-ocimfs, binaryen's default: any
+  # size): inlining them all into the few big async state machines gives a smaller raw module
+  # that gzips worse (-1.7 KB gzip against -Oz; step 24 of bench/size-steps.md, swept 0-300).
+  "$opt" -Os -ocimfs=15 $(cat scripts/wasm-features.txt) --strip-debug --strip-producers --strip-target-features \
     --minify-imports-and-exports-and-modules "$wasm" -o "$wasm.opt" >"$names"
   mv "$wasm.opt" "$wasm"
   # `new TokenClient()` before `await init()`: a clear error instead of a TypeError.
