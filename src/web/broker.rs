@@ -18,7 +18,7 @@ use crate::engine::token::{
 use crate::engine::Grant;
 use crate::error::{parse_retry_after, retry_after_from_date, Error, Invalid};
 use crate::web::clock;
-use crate::web::js::{get, own_entries};
+use crate::web::js::{deferred, get, own_entries};
 use crate::web::timer::Timeout;
 
 /// Where the extra request headers come from.
@@ -94,9 +94,8 @@ async fn until_aborted(promise: js_sys::Promise, signal: &AbortSignal) -> Result
     if signal.aborted() {
         return Err(JsValue::UNDEFINED);
     }
-    let mut reject_on_abort = None;
-    let aborted = js_sys::Promise::new(&mut |_, reject| reject_on_abort = Some(reject));
-    signal.set_onabort(reject_on_abort.as_ref());
+    let (aborted, _, reject_on_abort) = deferred();
+    signal.set_onabort(Some(&reject_on_abort));
     let either = js_sys::Promise::race(&js_sys::Array::of2(&promise, &aborted));
     let result = JsFuture::from(either).await;
     signal.set_onabort(None);

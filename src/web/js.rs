@@ -40,6 +40,22 @@ pub(crate) fn has_own(target: &js_sys::Object, key: &str) -> bool {
     object_has_own(target, &JsValue::from_str(key)).unwrap_or(false)
 }
 
+/// A new promise and the functions that settle it (`resolve`, `reject`). One closure for every
+/// promise the module makes: each `Promise::new` call site with its own closure would add its
+/// own closure code and vtable to the module.
+pub(crate) fn deferred() -> (js_sys::Promise, js_sys::Function, js_sys::Function) {
+    let mut settle = None;
+    let promise = js_sys::Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
+    // The executor runs synchronously inside `new Promise`, so `settle` is always set here.
+    let (resolve, reject) = settle.unwrap_or_else(|| (noop(), noop()));
+    (promise, resolve, reject)
+}
+
+/// A function that does nothing (never called: `deferred`'s executor always runs).
+fn noop() -> js_sys::Function {
+    js_sys::Function::unchecked_from_js(JsValue::UNDEFINED)
+}
+
 /// A plain object from key/value pairs.
 pub(crate) fn object(pairs: &[(&str, JsValue)]) -> JsValue {
     let object: JsValue = js_sys::Object::new().into();

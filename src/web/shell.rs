@@ -23,6 +23,7 @@ use crate::engine::{Decision, Effect, Grant, Machine, Now, Status, TimerPlan};
 use crate::error::Error;
 use crate::web::broker::BrokerConfig;
 use crate::web::clock;
+use crate::web::js::deferred;
 use crate::web::js_error::to_js;
 use crate::web::lifecycle::{Listener, PageEvent};
 use crate::web::tabs::Tabs;
@@ -509,13 +510,8 @@ impl Shell {
 
     /// A promise for a token (`fresh`: the next new one, for `refreshNow()`).
     fn wait(self: &Rc<Shell>, fresh: bool) -> js_sys::Promise {
-        let mut waiter = None;
-        let promise = js_sys::Promise::new(&mut |resolve, reject| {
-            waiter = Some(Waiter { resolve, reject });
-        });
-        let Some(waiter) = waiter else {
-            return promise;
-        };
+        let (promise, resolve, reject) = deferred();
+        let waiter = Waiter { resolve, reject };
         if self.disposed() {
             let _ = waiter
                 .reject

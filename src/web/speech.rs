@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::web::broker::BrowserJson;
 use crate::web::client::TokenClient;
 use crate::web::hooks;
-use crate::web::js::{get, object, own_keys, try_get};
+use crate::web::js::{deferred, get, object, own_keys, try_get};
 use crate::web::js_error::{config_error, to_js};
 use crate::web::shell::{EventKind, Shell};
 
@@ -298,10 +298,9 @@ fn until_aborted(promise: js_sys::Promise, signal: &JsValue) -> (js_sys::Promise
     let remove = get(signal, "removeEventListener")
         .dyn_into::<js_sys::Function>()
         .ok();
-    let mut reject = None;
-    let aborted = js_sys::Promise::new(&mut |_, r| reject = Some(r));
-    let listener = match (add, reject) {
-        (Some(add), Some(reject)) => {
+    let (aborted, _, reject) = deferred();
+    let listener = match add {
+        Some(add) => {
             let on_abort = Closure::<dyn FnMut()>::new(move || {
                 let _ = reject.call1(&JsValue::UNDEFINED, &abort_error());
             })
@@ -310,7 +309,7 @@ fn until_aborted(promise: js_sys::Promise, signal: &JsValue) -> (js_sys::Promise
             let _ = add.call3(signal, &JsValue::from_str("abort"), &on_abort, &once);
             Some(on_abort)
         }
-        _ => None,
+        None => None,
     };
     let signal = signal.clone();
     let stop = move || {

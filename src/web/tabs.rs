@@ -30,7 +30,7 @@ use web_sys::{AbortController, BroadcastChannel, MessageEvent};
 use crate::engine::token::{grant_from_peer, Token};
 use crate::engine::{Grant, Machine, Ms};
 use crate::web::clock;
-use crate::web::js::{get, set};
+use crate::web::js::{deferred, get, set};
 use crate::web::timer::Timeout;
 
 /// After the lock is granted, how long to wait for a token the previous holder broadcast just
@@ -103,13 +103,11 @@ pub(crate) struct Tabs(Rc<Inner>);
 
 /// Holds the cross-tab lock; dropping it releases the lock (on every path).
 #[must_use = "the lock is released as soon as the LockHold is dropped"]
-pub(crate) struct LockHold(Option<js_sys::Function>);
+pub(crate) struct LockHold(js_sys::Function);
 
 impl Drop for LockHold {
     fn drop(&mut self) {
-        if let Some(resolve) = self.0.take() {
-            let _ = resolve.call0(&JsValue::UNDEFINED);
-        }
+        let _ = self.0.call0(&JsValue::UNDEFINED);
     }
 }
 
@@ -177,12 +175,10 @@ impl Tabs {
     /// one extra request, never a missing token) and no longer than `abort` allows. Returns the
     /// hold either way: a wait given up on holds nothing, and releasing it does nothing.
     pub(crate) async fn lock(&self, abort: &AbortController, timeout_ms: f64) -> LockHold {
-        let mut granted_resolve = None;
-        let granted = js_sys::Promise::new(&mut |r, _| granted_resolve = Some(r));
-        let mut hold_resolve = None;
-        let hold = js_sys::Promise::new(&mut |r, _| hold_resolve = Some(r));
+        let (granted, granted_resolve, _) = deferred();
+        let (hold, hold_resolve, _) = deferred();
         let release = LockHold(hold_resolve);
-        *self.0.slot.borrow_mut() = granted_resolve.map(|g| (g, hold));
+        *self.0.slot.borrow_mut() = Some((granted_resolve, hold));
         let options = js_sys::Object::new();
         set(&options, "signal", &abort.signal().into());
         let request = self.0.locks.request(

@@ -3,6 +3,7 @@
 use wasm_bindgen::prelude::*;
 
 use crate::engine::Ms;
+use crate::web::js::deferred;
 
 /// Longest delay `setTimeout` honours: larger values overflow a signed 32-bit integer and fire
 /// at once (HTML Standard, timer initialisation steps). Longer waits are split: the engine simply
@@ -51,12 +52,9 @@ impl Drop for Timeout {
 /// A promise resolved after `ms`, and the timer behind it (dropping the timer cancels it, and
 /// the promise then never resolves: drop it only after awaiting, or when abandoning the wait).
 pub fn sleep(ms: f64) -> (js_sys::Promise, Timeout) {
-    let mut resolve = None;
-    let promise = js_sys::Promise::new(&mut |r, _| resolve = Some(r));
+    let (promise, resolve, _) = deferred();
     let timer = Timeout::new(ms, move || {
-        if let Some(r) = &resolve {
-            let _ = r.call0(&JsValue::UNDEFINED);
-        }
+        let _ = resolve.call0(&JsValue::UNDEFINED);
     });
     (promise, timer)
 }
