@@ -65,9 +65,11 @@ build() { # build TARGET DIR
   node scripts/minify-names.mjs "$names" "$wasm" "$dir/speech_token_client.js" \
     "$dir/speech_token_client_bg.wasm.d.ts" "$dir/speech_token_client.d.ts"
   # The generated JS glue ships to every browser as is: minify it (exports, import.meta kept).
+  # ES2020 output (the glue itself needs ES2021: FinalizationRegistry); `unsafe_arrows` turns
+  # the ~150 import functions into arrows: none uses `this` or is called with `new`.
   for js in "$dir"/speech_token_client.js "$dir"/speech_token_client_bg.js; do
     [ -f "$js" ] || continue
-    "$terser" "$js" --module --compress passes=2 --mangle -o "$js.min"
+    "$terser" "$js" --module --ecma 2020 --compress passes=2,arrows=true,unsafe_arrows=true --mangle -o "$js.min"
     mv "$js.min" "$js"
   done
   local glue=0

@@ -235,11 +235,20 @@ impl From<Invalid> for Error {
 /// Parses a `Retry-After` header value in its delta-seconds form (the HTTP-date form is read by
 /// the shell with the browser's date parser, then [`retry_after_from_date`]).
 pub fn parse_retry_after(value: &str) -> Option<u32> {
-    let value = value.trim();
-    if value.is_empty() || value.len() > 9 || !value.bytes().all(|b| b.is_ascii_digit()) {
+    parse_digits(value)
+}
+
+/// A header value of 1 to 9 ASCII digits, optional whitespace around (HTTP's OWS), as a number;
+/// `None` for anything else. A byte loop: `str::parse` and `trim()` would link generic integer
+/// parsing and a Unicode whitespace table into every bundle.
+pub fn parse_digits(value: &str) -> Option<u32> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 9 {
         return None;
     }
-    value.parse().ok()
+    value.bytes().try_fold(0u32, |n, b| {
+        b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+    })
 }
 
 /// A `Retry-After` HTTP date (`date_ms`) as whole seconds from `now_ms`, which should be the

@@ -16,7 +16,7 @@ use crate::engine::token::{
     parse_grant_at, AnswerClock, Json, JsonError, UrlParser, UrlParts, MAX_BODY_BYTES,
 };
 use crate::engine::Grant;
-use crate::error::{parse_retry_after, retry_after_from_date, Error, Invalid};
+use crate::error::{parse_digits, parse_retry_after, retry_after_from_date, Error, Invalid};
 use crate::web::clock;
 use crate::web::js::{deferred, get, own_entries};
 use crate::web::timer::Timeout;
@@ -292,16 +292,19 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
             parse_retry_after(&value).or_else(|| {
                 // An HTTP date has a weekday or month name and a time; `Date.parse` alone would
                 // read junk such as "1.5" or "-1" as a date in 2001.
-                let dated = value.bytes().any(|b| b.is_ascii_alphabetic()) && value.contains(':');
+                let dated = value.bytes().any(|b| b.is_ascii_alphabetic())
+                    && value.bytes().any(|b| b == b':');
                 let now = server_ms.unwrap_or_else(|| clock::now().wall_ms);
                 dated.then(|| retry_after_from_date(js_sys::Date::parse(&value), now))?
             })
         });
         return Err(Error::from_status(status, retry_after));
     }
+    // Refused early when the length is stated; a length of ten digits or more is not read
+    // here, and the body read below stops at the limit all the same.
     if header("content-length")
-        .and_then(|n| n.trim().parse::<usize>().ok())
-        .is_some_and(|n| n > MAX_BODY_BYTES)
+        .and_then(|n| parse_digits(&n))
+        .is_some_and(|n| n as usize > MAX_BODY_BYTES)
     {
         return Err(Invalid::BodyTooLarge.into());
     }

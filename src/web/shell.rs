@@ -620,18 +620,17 @@ impl Shell {
         self.state.borrow().targets.clone()
     }
 
-    /// Detaches `target` (collected targets go too); whether the list changed.
+    /// Detaches `target`: the object, or its weak reference as held (a collected target has
+    /// no object left to name). Collected targets go too. Whether the list changed.
     pub(crate) fn drop_target(&self, target: &JsValue) -> bool {
         self.with_targets(|targets| {
             let before = targets.len();
-            targets.retain(|w| w.deref().is_some_and(|t| !js_sys::Object::is(&t, target)));
+            targets.retain(|w| {
+                !js_sys::Object::is(w, target)
+                    && w.deref().is_some_and(|t| !js_sys::Object::is(&t, target))
+            });
             targets.len() != before
         })
-    }
-
-    /// Removes one attached target by its weak reference, as held (it may be collected).
-    pub(crate) fn forget_target(&self, weak: &js_sys::WeakRef) {
-        self.with_targets(|targets| targets.retain(|w| !js_sys::Object::is(w, weak)));
     }
 
     /// Changes the attached targets.

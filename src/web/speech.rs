@@ -42,14 +42,14 @@ impl Shell {
             }
             let Some(target) = weak.deref() else {
                 // Collected: it just goes.
-                self.forget_target(&weak);
+                self.drop_target(&weak);
                 continue;
             };
             // Only a throwing setter (a closed SDK object) drops a target that is still there.
             if js_sys::Reflect::set(&target, &JsValue::from_str(TOKEN_KEY), &token).is_ok() {
                 continue;
             }
-            self.forget_target(&weak);
+            self.drop_target(&target);
             hooks::unhook(&target, self.id());
             // The setter threw: the SDK object was closed. Tell the app, without the token.
             self.emit(

@@ -120,7 +120,9 @@ impl Tabs {
         mut on_peer: impl FnMut(PeerMessage) + 'static,
     ) -> Option<Tabs> {
         let locks = lock_manager()?;
-        let name = [NAME_PREFIX, broker_url].concat();
+        // Two pushes, not `[a, b].concat()`: its generic join code costs ~0.3 KB of gzipped wasm.
+        let mut name = String::from(NAME_PREFIX);
+        name.push_str(broker_url);
         let channel = BroadcastChannel::new(&name).ok()?;
         // Taken as a JS value: the same closure signature as speech.rs's no-op catch handler.
         let on_message = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
