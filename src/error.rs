@@ -44,7 +44,7 @@ pub enum Invalid {
 }
 
 /// A failure, as the JS API reports it (`Error` with a `kind` field).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Error {
     /// The broker could not be reached (offline, DNS, CORS refusal, connection reset).
     Network,

@@ -65,7 +65,7 @@ fn served(d: &Decision) -> bool {
 
 fn rejected_with(d: &Decision) -> Option<Error> {
     d.effects.iter().find_map(|e| match e {
-        Effect::RejectWaiters(err) => Some(err.clone()),
+        Effect::RejectWaiters(err) => Some(*err),
         _ => None,
     })
 }
@@ -73,7 +73,7 @@ fn rejected_with(d: &Decision) -> Option<Error> {
 /// The error one new caller was rejected with at once (`Effect::RejectOne`), if any.
 fn rejected_one(d: &Decision) -> Option<Error> {
     d.effects.iter().find_map(|e| match e {
-        Effect::RejectOne(err) => Some(err.clone()),
+        Effect::RejectOne(err) => Some(*err),
         _ => None,
     })
 }
@@ -454,10 +454,10 @@ fn transient_failures_back_off_with_full_jitter() {
         assert_eq!(fetches(&m.demand(at_ms(t_ms))), 1);
         for n in 0..12u32 {
             t_ms += 300.0; // latency
-            let d = m.response(at_ms(t_ms), Err(error.clone()), 0.999);
-            assert!(has(&d, &Effect::Failed(error.clone())), "{error:?}");
+            let d = m.response(at_ms(t_ms), Err(error), 0.999);
+            assert!(has(&d, &Effect::Failed(error)), "{error:?}");
             if n == 0 {
-                assert_eq!(rejected_with(&d), Some(error.clone()));
+                assert_eq!(rejected_with(&d), Some(error));
             }
             assert_eq!(fetches(&d), 0);
             assert_eq!(m.status(), Status::Error);
@@ -787,9 +787,9 @@ fn client_errors_stop_automatic_retries_when_cold() {
         let mut m = Machine::new(RefreshPolicy::default());
         let _ = m.demand(at(0.0));
         let _ = m.demand(at(0.1));
-        let d = m.response(at(0.5), Err(error.clone()), 0.5);
-        assert_eq!(rejected_with(&d), Some(error.clone()));
-        assert!(has(&d, &Effect::Failed(error.clone())));
+        let d = m.response(at(0.5), Err(error), 0.5);
+        assert_eq!(rejected_with(&d), Some(error));
+        assert!(has(&d, &Effect::Failed(error)));
         assert_eq!(fetches(&d), 0);
         assert!(
             !matches!(d.timer, TimerPlan::Arm(_)),
@@ -821,8 +821,8 @@ fn client_errors_stop_automatic_retries_with_a_token() {
     for error in stopping_errors() {
         let mut m = default_with_token(600.0);
         let _ = m.tick(at(480.0));
-        let d = m.response(at(481.0), Err(error.clone()), 0.5);
-        assert!(has(&d, &Effect::Failed(error.clone())));
+        let d = m.response(at(481.0), Err(error), 0.5);
+        assert!(has(&d, &Effect::Failed(error)));
         assert_eq!(m.status(), Status::Error);
         assert_eq!(m.next_refresh_at(), None, "{error:?}");
         // The only timer left watches the end of usability (595 s), not a retry: the one armed

@@ -208,7 +208,7 @@ impl Shell {
                 Error::InvalidResponse(Invalid::NotJson),
             ];
             let i = (self.rng.next_u64() % errors.len() as u64) as usize;
-            Outcome::Err(errors[i].clone())
+            Outcome::Err(errors[i])
         };
         Pending {
             due_mono: sent.mono_ms + latency,
@@ -478,7 +478,7 @@ impl Shell {
             }
             Outcome::Err(e) => {
                 self.arriving = None;
-                Err(e.clone())
+                Err(*e)
             }
         };
         let expect_publish = self.arriving.as_ref().is_some_and(|t| t.usable(now));

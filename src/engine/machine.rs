@@ -803,7 +803,7 @@ impl Machine {
         self.stopped = rule == Retry::Stop;
         self.final_error = self.stopped.then(|| {
             let hold = final_error_hold(self.attempt, jitter);
-            (error.clone(), Deadline::after(now, hold))
+            (error, Deadline::after(now, hold))
         });
         // Failures of the device rather than the broker: retried at once when the browser
         // comes back online (a session provider typically fails while the network is down).
@@ -817,7 +817,7 @@ impl Machine {
             Retry::Backoff => Some(retry_delay(self.attempt, jitter)),
         };
         self.attempt = self.attempt.saturating_add(1);
-        self.retry_error = delay.is_some().then(|| error.clone());
+        self.retry_error = delay.is_some().then_some(error);
         let hidden = self.hidden;
         self.retry_at = delay.map(|ms| {
             let at = Deadline::after(now, ms);
@@ -838,7 +838,7 @@ impl Machine {
                 _ => at,
             }
         });
-        effects.push(Effect::Failed(error.clone()));
+        effects.push(Effect::Failed(error));
         if self.waiters() > 0 {
             self.waiters = 0;
             self.fresh_waiters = 0;

@@ -556,7 +556,10 @@ impl Shell {
                 .machine
                 .response(clock::now(), result, clock::random())
         };
-        let published = decision.effects.contains(&Effect::Publish);
+        let published = decision
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::Publish));
         self.apply(decision);
         published
     }
