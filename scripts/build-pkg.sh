@@ -5,7 +5,7 @@
 #   pkg/inline/    the same glue with the wasm embedded: what esbuild, Rollup, Vite's dev server and
 #                  Node get (package.json "exports" conditions; see scripts/pkg-variants.mjs)
 #   pkg/bundler/   `speech-token-client/bundler`: the same, initialised on import (no init())
-# wasm-pack (release) -> wasm-opt -Os (names minified) -> terser on the JS glue -> scripts/pkg-variants.mjs; then
+# wasm-pack (release) -> wasm-opt -Os (names minified; functions laid out by size) -> terser on the JS glue -> scripts/pkg-variants.mjs; then
 # the npm metadata of pkg.json is merged into pkg/package.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +59,12 @@ build() { # build TARGET DIR
   # that gzips worse (-1.7 KB gzip against -Oz; step 24 of bench/size-steps.md, swept 0-300).
   "$opt" -Os -ocimfs=15 $(cat scripts/wasm-features.txt) --strip-debug --strip-producers --strip-target-features \
     --minify-imports-and-exports-and-modules "$wasm" -o "$wasm.opt" >"$names"
+  mv "$wasm.opt" "$wasm"
+  # The code laid out by function size (gzip's window sees like next to like), then -Os once
+  # more over the new layout: scripts/order-functions.mjs says why.
+  node scripts/order-functions.mjs "$wasm"
+  "$opt" --reorder-functions-by-name -Os -ocimfs=15 $(cat scripts/wasm-features.txt) --strip-debug \
+    "$wasm" -o "$wasm.opt"
   mv "$wasm.opt" "$wasm"
   # `new TokenClient()` before `await init()`: a clear error instead of a TypeError.
   if [ "$target" = web ]; then node scripts/guard-init.mjs "$dir/speech_token_client.js"; fi
