@@ -1,6 +1,9 @@
 //! Reading and writing JS object properties by name: the one place a Rust `&str` key becomes a
-//! JS string. Failures (a throwing getter or setter, a frozen object, a revoked proxy) are
+//! JS string. Also the module's two ways of making a promise ([`deferred`], [`promise`]). Failures (a throwing getter or setter, a frozen object, a revoked proxy) are
 //! values here, never panics: callers decide what a failed read or write means.
+
+use std::future::Future;
+use std::pin::Pin;
 
 use wasm_bindgen::prelude::*;
 
@@ -49,6 +52,15 @@ pub(crate) fn deferred() -> (js_sys::Promise, js_sys::Function, js_sys::Function
     // The executor runs synchronously inside `new Promise`, so `settle` is always set here.
     let (resolve, reject) = settle.unwrap_or_else(|| (noop(), noop()));
     (promise, resolve, reject)
+}
+
+/// A promise for `future`'s outcome. Boxed, so that the async methods share one instance of
+/// `future_to_promise` (~1 KB of wasm per future type otherwise).
+pub(crate) fn promise(
+    future: impl Future<Output = Result<JsValue, JsValue>> + 'static,
+) -> js_sys::Promise {
+    let future: Pin<Box<dyn Future<Output = Result<JsValue, JsValue>>>> = Box::pin(future);
+    wasm_bindgen_futures::future_to_promise(future)
 }
 
 /// A function that does nothing (never called: `deferred`'s executor always runs).

@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use wasm_bindgen_futures::JsFuture;
 
 use crate::engine::token::{validate_endpoint, validate_region};
 use crate::engine::Ms;
@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::web::broker::BrowserJson;
 use crate::web::client::TokenClient;
 use crate::web::hooks;
-use crate::web::js::{deferred, get, object, own_keys, try_get};
+use crate::web::js::{deferred, get, object, own_keys, promise, try_get};
 use crate::web::js_error::{config_error, to_js};
 use crate::web::shell::{EventKind, Shell};
 
@@ -358,7 +358,7 @@ impl TokenClient {
     /// when the broker (or `opts`) names an endpoint, else `fromAuthorizationToken(token, region)`.
     #[wasm_bindgen(js_name = speechConfig, skip_typescript)]
     pub fn speech_config(&self, sdk: JsValue, options: Option<JsValue>) -> js_sys::Promise {
-        future_to_promise(speech_config(
+        promise(speech_config(
             self.shell.clone(),
             sdk,
             options.unwrap_or_default(),
@@ -373,7 +373,7 @@ impl TokenClient {
         sdk: JsValue,
         options: Option<JsValue>,
     ) -> js_sys::Promise {
-        future_to_promise(speech_config(
+        promise(speech_config(
             self.shell.clone(),
             sdk,
             options.unwrap_or_default(),
@@ -407,7 +407,7 @@ impl TokenClient {
                     return Ok(js_sys::Promise::reject(&abort_error()).into());
                 }
                 let (pending, stop_listening) = until_aborted(shell.get_token(), &signal);
-                Ok(future_to_promise(async move {
+                Ok(promise(async move {
                     let outcome = JsFuture::from(pending).await;
                     stop_listening();
                     let served = outcome?;
