@@ -18,7 +18,7 @@ use crate::engine::token::{
 use crate::engine::Grant;
 use crate::error::{parse_digits, parse_retry_after, retry_after_from_date, Error, Invalid};
 use crate::web::clock;
-use crate::web::js::{deferred, get, own_entries};
+use crate::web::js::{deferred, get, own_entries, text};
 use crate::web::timer::Timeout;
 
 /// Where the extra request headers come from.
@@ -68,15 +68,16 @@ impl UrlParser for BrowserJson {
     /// The browser's own WHATWG `URL`: endpoints are judged exactly as the SDK will use them.
     fn url_parts(&self, url: &str) -> Option<UrlParts> {
         let parsed = web_sys::Url::new(url).ok()?;
-        let scheme = parsed.protocol();
-        let host = parsed.hostname();
+        let scheme = text(&parsed, "protocol");
+        let host = text(&parsed, "hostname");
         Some(UrlParts {
             scheme: scheme
                 .strip_suffix(':')
                 .unwrap_or(&scheme)
                 .to_ascii_lowercase(),
             host: unbracket(&host).to_ascii_lowercase(),
-            has_userinfo: !parsed.username().is_empty() || !parsed.password().is_empty(),
+            has_userinfo: !text(&parsed, "username").is_empty()
+                || !text(&parsed, "password").is_empty(),
         })
     }
 }

@@ -12,6 +12,12 @@ pub(crate) fn get(target: &JsValue, key: &str) -> JsValue {
     js_sys::Reflect::get(target, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
+/// `target[key]` as a string, or `""` when it is not one (or the read throws). For `URL`'s
+/// parts: one shared read instead of one generated binding per getter.
+pub(crate) fn text(target: &JsValue, key: &str) -> String {
+    get(target, key).as_string().unwrap_or_default()
+}
+
 /// `target[key] = value`; `false` when the write throws or is refused.
 pub(crate) fn set(target: &JsValue, key: &str, value: &JsValue) -> bool {
     js_sys::Reflect::set(target, &JsValue::from_str(key), value).unwrap_or(false)

@@ -9,7 +9,7 @@ use web_sys::RequestCredentials;
 use crate::engine::token::{check_broker_url, Field};
 use crate::engine::RefreshPolicy;
 use crate::web::broker::{request_headers, unbracket, BadHeaders, BrokerConfig, HeaderSource};
-use crate::web::js::{get, own_keys, set, try_get};
+use crate::web::js::{get, own_keys, set, text, try_get};
 use crate::web::js_error::{config_error, to_js};
 
 /// The constructor's options, read by serde-wasm-bindgen. Unknown keys are rejected
@@ -221,11 +221,17 @@ fn resolve_broker_url(raw: &str) -> Result<String, JsValue> {
     let same_origin = base
         .as_deref()
         .and_then(|b| web_sys::Url::new(b).ok())
-        .is_some_and(|b| b.origin() == url.origin());
-    let has_userinfo = !url.username().is_empty() || !url.password().is_empty();
-    let host = url.hostname();
+        .is_some_and(|b| text(&b, "origin") == text(&url, "origin"));
+    let has_userinfo = !text(&url, "username").is_empty() || !text(&url, "password").is_empty();
+    let host = text(&url, "hostname");
     let host = unbracket(&host);
-    check_broker_url(relative, same_origin, &url.protocol(), host, has_userinfo)
-        .map_err(|e| to_js(&e))?;
-    Ok(url.href())
+    check_broker_url(
+        relative,
+        same_origin,
+        &text(&url, "protocol"),
+        host,
+        has_userinfo,
+    )
+    .map_err(|e| to_js(&e))?;
+    Ok(text(&url, "href"))
 }
