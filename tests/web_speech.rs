@@ -379,3 +379,55 @@ async fn an_aad_token_passes_unchanged() {
     );
     finish(client).await;
 }
+
+/// A target is any object with an `authorizationToken` property, whatever its prototype: one
+/// made with `Object.create(null)`, or one from another realm (an iframe's SDK copy), is not
+/// an `instanceof Object` here and must still be attached, kept supplied and detached.
+#[wasm_bindgen_test]
+async fn targets_without_this_realms_object_prototype_are_attached() {
+    install_fake_broker();
+    answer(token_answer("tok-r1", 600.0, JsValue::UNDEFINED));
+    answer(token_answer("tok-r2", 600.0, JsValue::UNDEFINED));
+    let client = client();
+    expect_token(&client, "tok-r1").await;
+    let bare = js_sys::eval(
+        "(() => { const o = Object.create(null); o.authorizationToken = ''; return o; })()",
+    )
+    .unwrap();
+    let foreign = js_sys::eval(
+        "(() => { const f = document.createElement('iframe'); document.body.appendChild(f); \
+         const o = new f.contentWindow.Object(); o.authorizationToken = ''; return o; })()",
+    )
+    .unwrap();
+    assert!(
+        !foreign.is_instance_of::<js_sys::Object>(),
+        "the negative control holds"
+    );
+    for (what, target) in [
+        ("Object.create(null)", &bare),
+        ("another realm's object", &foreign),
+    ] {
+        client
+            .attach(target.clone())
+            .unwrap_or_else(|_| panic!("attach({what}) throws"));
+        assert_eq!(
+            get_str(target, "authorizationToken").as_deref(),
+            Some("tok-r1"),
+            "{what} gets the token at once"
+        );
+    }
+    assert_eq!(client.attached_count(), 2);
+    client.detach(foreign.clone());
+    assert_eq!(client.attached_count(), 1);
+    let _ = settle(client.refresh_now()).await.unwrap();
+    assert_eq!(
+        get_str(&bare, "authorizationToken").as_deref(),
+        Some("tok-r2")
+    );
+    assert_eq!(
+        get_str(&foreign, "authorizationToken").as_deref(),
+        Some("tok-r1"),
+        "a detached target is no longer updated"
+    );
+    finish(client).await;
+}

@@ -217,9 +217,11 @@ fn release(shell: &Rc<Shell>) {
 fn in_browser() -> bool {
     let global = js_sys::global();
     ["Window", "WorkerGlobalScope"].iter().any(|name| {
-        get(&get(&global, name), "prototype")
-            .dyn_into::<js_sys::Object>()
-            .is_ok_and(|proto| proto.is_prototype_of(&global))
+        let proto = get(&get(&global, name), "prototype");
+        proto.is_object()
+            && proto
+                .unchecked_into::<js_sys::Object>()
+                .is_prototype_of(&global)
     })
 }
 

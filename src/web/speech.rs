@@ -213,10 +213,9 @@ async fn speech_config(
 }
 
 fn attach(shell: &Rc<Shell>, target: &JsValue) -> Result<(), JsValue> {
-    let Some(object) = target
-        .dyn_ref::<js_sys::Object>()
-        .filter(|_| target.is_object() || target.is_function())
-    else {
+    // By type, not `instanceof Object`: an object of another realm (an iframe's SDK copy) or
+    // with a null prototype is a target too.
+    let Some(object) = as_object(target) else {
         return Err(config_error(
             "attach() needs an object with an authorizationToken property",
         ));
@@ -281,6 +280,12 @@ fn bearer_form(token: JsValue) -> JsValue {
     text.slice(last as u32 + 1, text.length()).into()
 }
 
+/// `value` as an object when it is one by type (an object or a function, of any realm and any
+/// prototype); `dyn_ref::<Object>` asks `instanceof Object`, false for both of those.
+fn as_object(value: &JsValue) -> Option<&js_sys::Object> {
+    (value.is_object() || value.is_function()).then(|| value.unchecked_ref())
+}
+
 /// The error an aborted operation rejects with, as `@azure/abort-controller` and the DOM name it.
 fn abort_error() -> JsValue {
     let error = js_sys::Error::new("The operation was aborted.");
@@ -339,7 +344,7 @@ impl TokenClient {
         #[wasm_bindgen(unchecked_param_type = "AuthorizationTokenTarget")] target: JsValue,
     ) {
         self.shell.drop_target(&target);
-        if let Some(object) = target.dyn_ref::<js_sys::Object>() {
+        if let Some(object) = as_object(&target) {
             hooks::unhook(object, self.shell.id());
         }
     }
