@@ -51,7 +51,7 @@ cargo run --release --quiet --locked -p speech-token-sim --bin simulate -- --hou
 crates_arg=()
 raw=target/wasm32-unknown-unknown/release/speech_token_client.wasm
 if [ -f "$raw" ] && command -v wasm-bindgen >/dev/null 2>&1 && [ -x node_modules/.bin/wasm-opt ]; then
-  say "per-crate size breakdown (wasm-bindgen --keep-debug, wasm-opt -Os -ocimfs=15 --debuginfo, as build-pkg.sh)"
+  say "per-crate size breakdown (wasm-bindgen --keep-debug, wasm-opt -Os -ocimfs=15 --debuginfo: build-pkg.sh's flags, its function order aside)"
   if wasm-bindgen --target web --keep-debug --out-dir "$work/named" "$raw" >&2 \
     && node_modules/.bin/wasm-opt -Os -ocimfs=15 $(cat scripts/wasm-features.txt) --debuginfo \
          "$work/named/speech_token_client_bg.wasm" -o "$work/named/named.wasm" \

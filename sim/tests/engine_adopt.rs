@@ -538,3 +538,36 @@ fn a_cached_broker_answer_does_not_make_the_tab_refresh_before_its_peers_for_goo
         "refreshes {refresh_in_s:.1} s after adopting, before its peers would"
     );
 }
+
+/// The other kind of repeating broker: the same token stamped with a fresh lifetime on every
+/// answer (the reference broker's entra mode caps `expiresIn` at `--max-ttl` while the token it
+/// holds lives an hour). Its repeats say nothing about how long the token has lived: the cap on
+/// peer tokens must stay that stated lifetime, or the tab would plan each peer token as far into
+/// a longer life, refresh before its peers, and soon at once on adoption.
+#[test]
+fn a_broker_that_restamps_the_same_token_does_not_stretch_the_cap() {
+    let mut m = Machine::new(RefreshPolicy::default());
+    let _ = m.demand(at(0.0));
+    let _ = m.response(at(0.0), Ok(cached_answer("restamped", 600.0)), 0.5);
+    let mut t = 0.0;
+    for _ in 0..5 {
+        t = (m.next_refresh_at().unwrap() - WALL0) / 1000.0;
+        let d = m.tick(at(t));
+        assert_eq!(fetches(&d), 1, "the refresh at {t} s starts a fetch");
+        let _ = m.response(at(t), Ok(cached_answer("restamped", 600.0)), 0.5);
+        // A peer told the same stamp shares the same token meanwhile.
+        let now = at(t + 1.0);
+        let _ = m.adopt(now, grant_from_peer("restamped", 594_000.0).unwrap(), 0.5);
+    }
+    // The next fresh token a peer shares is planned as a 600 s token.
+    let now = at(t + 100.0);
+    let d = m.adopt(now, grant_from_peer("fresh", 595_000.0).unwrap(), 0.5);
+    assert!(has(&d, &Effect::Publish), "adopted: {d:?}");
+    let usable_s = m.usable_for(now).unwrap() / 1000.0;
+    assert!(usable_s <= 595.0 + 1e-6, "usable {usable_s:.1} s");
+    let refresh_in_s = (m.next_refresh_at().unwrap() - now.wall_ms) / 1000.0;
+    assert!(
+        refresh_in_s >= 600.0 - 1.1 * 120.0 - 1.0,
+        "refreshes {refresh_in_s:.1} s after adopting, before its peers would"
+    );
+}

@@ -9,7 +9,9 @@
 use crate::engine::backoff::{
     final_error_hold, retry_after_floor, retry_delay, unit_jitter, MAX_RETRY_AFTER_MS,
 };
-use crate::engine::policy::{RefreshPolicy, HIDDEN_TIMER_GRANULARITY_MS, JITTER_FRACTION};
+use crate::engine::policy::{
+    RefreshPolicy, HIDDEN_TIMER_GRANULARITY_MS, JITTER_FRACTION, USABLE_SLACK_MS,
+};
 use crate::engine::token::{Grant, Token};
 use crate::engine::Ms;
 use crate::error::{Error, Invalid};
@@ -251,10 +253,11 @@ struct Held {
     expires: Deadline,
     usable_until: Deadline,
     refresh_at: Deadline,
-    /// When this tab first held this very token (monotonic ms): a caching broker hands the same
-    /// token out again with what is left of it, and then the token has lived at least this long
-    /// before that (see `Machine::response`).
-    held_since_ms: f64,
+    /// When this tab first held this very token, and the expiry it was first told for it (by
+    /// its broker, or as a peer's claim), both monotonic ms. A caching broker hands the same
+    /// token out again with what is left of it: if the expiry it states is no later than the
+    /// one first told, the token has lived at least since then (see `Machine::response`).
+    first_held: (f64, f64),
 }
 
 impl Held {
@@ -276,7 +279,7 @@ impl Held {
             expires: Deadline::after(sent, lifetime_ms),
             usable_until: Deadline::after(sent, lifetime_ms - policy.slack(lifetime_ms)),
             refresh_at: Deadline::after(sent, 0.0),
-            held_since_ms: arrived.mono_ms,
+            first_held: (arrived.mono_ms, sent.mono_ms + lifetime_ms),
         };
         held.plan_refresh(policy, hidden);
         held
@@ -298,6 +301,10 @@ impl Held {
     ) -> Held {
         let slack = policy.slack(nominal);
         let age = (nominal - slack - usable_for).max_ms(0.0);
+        // The peer's claim, uncapped: its usable time plus the slack it kept (at most 5 s, or
+        // a third of the usable time for a very short token).
+        let claimed = grant.lifetime_ms;
+        let claimed_expiry = now.mono_ms + claimed + USABLE_SLACK_MS.min_ms(claimed / 3.0);
         let mut held = Held {
             grant,
             sent: Now::new(now.wall_ms - age, now.mono_ms - age),
@@ -306,7 +313,7 @@ impl Held {
             expires: Deadline::after(now, usable_for + slack),
             usable_until: Deadline::after(now, usable_for),
             refresh_at: Deadline::after(now, 0.0),
-            held_since_ms: now.mono_ms,
+            first_held: (now.mono_ms, claimed_expiry),
         };
         held.plan_refresh(policy, hidden);
         held
@@ -636,10 +643,16 @@ impl Machine {
                 // only what is left of it: the token has lived at least since this tab first
                 // held it. Measured by what is left alone, the lifetime that caps peer tokens
                 // would shrink with every such answer, and the tab would refresh before its
-                // peers (and be handed the same token again) every cycle for good.
+                // peers (and be handed the same token again) every cycle for good. Counted only
+                // when the expiry now stated is no later than the one first told (within the
+                // slack): a broker that stamps the same token with a fresh lifetime each time
+                // (entra mode's capped `expiresIn`) must not make it look ever longer-lived.
+                let expiry = held.sent.mono_ms + held.lifetime_ms;
+                let tolerance = self.policy.slack(held.lifetime_ms);
                 let lived = self
-                    .held_since(&held.grant.token)
-                    .map_or(0.0, |since| (held.sent.mono_ms - since).max_ms(0.0));
+                    .first_held(&held.grant.token)
+                    .filter(|&(_, first_expiry)| expiry <= first_expiry + tolerance)
+                    .map_or(0.0, |(since, _)| (held.sent.mono_ms - since).max_ms(0.0));
                 self.own_lifetime_ms =
                     Some(self.policy.effective_lifetime(held.lifetime_ms + lived));
                 self.own_due = Some(Deadline::after(
@@ -658,8 +671,8 @@ impl Machine {
     /// A token from another tab (`from_peer`) serves `getToken()` callers only: a `refreshNow()`
     /// caller asked this tab's broker for a new token, and still waits for its answer.
     fn take(&mut self, mut held: Held, effects: &mut Vec<Effect>, from_peer: bool) {
-        if let Some(since) = self.held_since(&held.grant.token) {
-            held.held_since_ms = held.held_since_ms.min_ms(since);
+        if let Some(first) = self.first_held(&held.grant.token) {
+            held.first_held = first;
         }
         self.held = Some(held);
         self.had_token = true;
@@ -682,12 +695,13 @@ impl Machine {
         }
     }
 
-    /// Since when this tab holds `token`, if it is the token held now (monotonic ms).
-    fn held_since(&self, token: &Token) -> Option<f64> {
+    /// Since when this tab holds `token` and the expiry it was first told for it (monotonic
+    /// ms), if it is the token held now.
+    fn first_held(&self, token: &Token) -> Option<(f64, f64)> {
         self.held
             .as_ref()
             .filter(|h| h.grant.token.expose() == token.expose())
-            .map(|h| h.held_since_ms)
+            .map(|h| h.first_held)
     }
 
     /// Whether this tab must ask its own broker whatever other tabs share: it never had an answer

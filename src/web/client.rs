@@ -218,11 +218,17 @@ fn in_browser() -> bool {
     let global = js_sys::global();
     ["Window", "WorkerGlobalScope"].iter().any(|name| {
         let proto = get(&get(&global, name), "prototype");
-        proto.is_object()
-            && proto
-                .unchecked_into::<js_sys::Object>()
-                .is_prototype_of(&global)
+        proto.is_object() && is_prototype_of(&proto, &global).unwrap_or(false)
     })
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `Object.prototype.isPrototypeOf.call(proto, of)`, catching: a host's odd `prototype` (a
+    /// null-prototype object, a revoked proxy) is "not a browser", never an exception out of
+    /// the constructor. By type, not `instanceof Object` (false across realms).
+    #[wasm_bindgen(catch, js_namespace = ["Object", "prototype", "isPrototypeOf"], js_name = call)]
+    fn is_prototype_of(proto: &JsValue, of: &JsValue) -> Result<bool, JsValue>;
 }
 
 /// A message from another tab (`shareAcrossTabs`).

@@ -56,7 +56,7 @@ pub(crate) fn deferred() -> (js_sys::Promise, js_sys::Function, js_sys::Function
     let mut settle = None;
     let promise = js_sys::Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
     // The executor runs synchronously inside `new Promise`, so `settle` is always set here.
-    let (resolve, reject) = settle.unwrap_or_else(|| (noop(), noop()));
+    let (resolve, reject) = settle.unwrap_or_else(|| (not_a_function(), not_a_function()));
     (promise, resolve, reject)
 }
 
@@ -69,8 +69,10 @@ pub(crate) fn promise(
     wasm_bindgen_futures::future_to_promise(future)
 }
 
-/// A function that does nothing (never called: `deferred`'s executor always runs).
-fn noop() -> js_sys::Function {
+/// `undefined` typed as a function: `deferred`'s fallback for an executor that did not run
+/// (it always runs). Calling it fails, and every call of a settle function here catches; the
+/// promise then never settles.
+fn not_a_function() -> js_sys::Function {
     js_sys::Function::unchecked_from_js(JsValue::UNDEFINED)
 }
 

@@ -78,3 +78,15 @@ for (const [what, url] of [["a relative brokerUrl", "/api/speech-token"], ["an a
     assert.match(r.message, /browser/i, `the message says it needs a browser: ${r.message}`);
   });
 }
+
+// A server shim's `Window` (some SSR setups define one) whose `prototype` has no
+// `isPrototypeOf` of its own (a null-prototype object): still the same clear config error, never
+// a TypeError thrown out of the constructor.
+test("SSR: a shim Window with a null-prototype prototype gets the same browser-only error", () => {
+  const r = node(browserOnly(`globalThis.Window = { prototype: Object.create(null) };
+new TokenClient({ brokerUrl: "https://app.example/api/speech-token" })`));
+  assert.equal(r.created, undefined, "the client must not be created without a browser");
+  assert.equal(r.name, "SpeechTokenError", `not a TypeError: ${r.message}`);
+  assert.equal(r.kind, "config");
+  assert.match(r.message, /browser/i);
+});
