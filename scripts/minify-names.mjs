@@ -11,6 +11,7 @@
 // that changes the glue's shape must not yield a package that cannot instantiate).
 //   node scripts/minify-names.mjs <map.json> <renamed.wasm> <glue.js> [<wasm.d.ts> [<glue.d.ts>]]
 import { readFileSync, writeFileSync } from "node:fs";
+import { leb, sections, uleb } from "./wasm-bytes.mjs";
 
 const [mapFile, wasmFile, glueFile, wasmDtsFile, glueDtsFile] = process.argv.slice(2);
 const fail = (msg) => { console.error(`[pkg] error: minify-names: ${msg}`); process.exit(1); };
@@ -91,25 +92,16 @@ console.log(`[pkg] minified ${map.imports.length} import and ${map.exports.lengt
 
 /** The wasm `bytes` with the exports named in `names` (new name by current name) renamed. */
 function renameExports(bytes, names) {
-  const leb = (pos) => {
-    let value = 0, shift = 0, byte;
-    do { byte = bytes[pos++]; value |= (byte & 0x7f) << shift; shift += 7; } while (byte & 0x80);
-    return [value >>> 0, pos];
-  };
-  const uleb = (n) => { const out = []; do { let b = n & 0x7f; n >>>= 7; if (n) b |= 0x80; out.push(b); } while (n); return out; };
   const parts = [bytes.subarray(0, 8)];
-  let pos = 8, seen = 0;
-  while (pos < bytes.length) {
-    const id = bytes[pos];
-    const [size, start] = leb(pos + 1);
-    const end = start + size;
-    if (id !== 7) { parts.push(bytes.subarray(pos, end)); pos = end; continue; }
-    let [count, p] = leb(start);
+  let seen = 0;
+  for (const { id, pos, start, end } of sections(bytes)) {
+    if (id !== 7) { parts.push(bytes.subarray(pos, end)); continue; }
+    let [count, p] = leb(bytes, start);
     const body = [...uleb(count)];
     for (let i = 0; i < count; i++) {
-      const [len, q] = leb(p);
+      const [len, q] = leb(bytes, p);
       const name = Buffer.from(bytes.subarray(q, q + len)).toString("utf8");
-      const [, next] = leb(q + len + 1); // kind byte, then the index
+      const [, next] = leb(bytes, q + len + 1); // kind byte, then the index
       const renamed = names.get(name);
       if (renamed !== undefined) seen++;
       const encoded = Buffer.from(renamed ?? name, "utf8");
@@ -117,7 +109,6 @@ function renameExports(bytes, names) {
       p = next;
     }
     parts.push(Uint8Array.of(7, ...uleb(body.length), ...body));
-    pos = end;
   }
   if (seen !== names.size) fail(`renamed ${seen} of ${names.size} exports back`);
   return Buffer.concat(parts);

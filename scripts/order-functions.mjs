@@ -10,6 +10,7 @@
 // Usage: node scripts/order-functions.mjs MODULE.wasm   (rewrites MODULE.wasm in place)
 
 import { readFileSync, writeFileSync } from "node:fs";
+import { leb, sections, uleb } from "./wasm-bytes.mjs";
 
 const file = process.argv[2];
 if (!file) {
@@ -17,67 +18,19 @@ if (!file) {
   process.exit(2);
 }
 const wasm = readFileSync(file);
-
-function leb(pos) {
-  let value = 0;
-  let shift = 0;
-  for (;;) {
-    const byte = wasm[pos++];
-    value += (byte & 0x7f) * 2 ** shift;
-    shift += 7;
-    if (!(byte & 0x80)) return [value, pos];
-  }
-}
-
-function uleb(n) {
-  const out = [];
-  do {
-    let byte = n & 0x7f;
-    n = Math.floor(n / 128);
-    if (n) byte |= 0x80;
-    out.push(byte);
-  } while (n);
-  return out;
-}
-
-/** Skips a table or memory's limits. */
-function limits(pos) {
-  const [flags, p] = leb(pos);
-  pos = leb(p)[1];
-  return flags & 1 ? leb(pos)[1] : pos;
-}
-
-let importedFunctions = 0;
+// Defined functions are numbered after the imported ones.
+const importedFunctions = WebAssembly.Module.imports(new WebAssembly.Module(wasm)).filter(
+  (i) => i.kind === "function",
+).length;
 const sizes = [];
-if (wasm.readUInt32LE(0) !== 0x6d736100) throw new Error(`${file} is not a wasm module`);
-for (let pos = 8; pos < wasm.length; ) {
-  const id = wasm[pos];
-  const [size, start] = leb(pos + 1);
-  pos = start + size;
+for (const { id, start } of sections(wasm)) {
   if (id === 0 && wasm.toString("latin1", start + 1, start + 5) === "name" && wasm[start] === 4) {
     throw new Error(`${file} already has a name section: strip it first (wasm-opt --strip-debug)`);
   }
-  if (id === 2) {
-    let [count, p] = leb(start);
+  if (id === 10) {
+    let [count, p] = leb(wasm, start);
     for (let i = 0; i < count; i++) {
-      for (let s = 0; s < 2; s++) {
-        const [len, q] = leb(p);
-        p = q + len;
-      }
-      const kind = wasm[p++];
-      if (kind === 0) {
-        p = leb(p)[1];
-        importedFunctions++;
-      } else if (kind === 1) p = limits(p + 1);
-      else if (kind === 2) p = limits(p);
-      else if (kind === 3) p += 2;
-      else if (kind === 4) p = leb(p + 1)[1];
-      else throw new Error(`import kind ${kind} is not known here`);
-    }
-  } else if (id === 10) {
-    let [count, p] = leb(start);
-    for (let i = 0; i < count; i++) {
-      const [len, q] = leb(p);
+      const [len, q] = leb(wasm, p);
       sizes.push(len);
       p = q + len;
     }

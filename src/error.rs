@@ -232,14 +232,10 @@ impl From<Invalid> for Error {
     }
 }
 
-/// Parses a `Retry-After` header value in its delta-seconds form (the HTTP-date form is read by
-/// the shell with the browser's date parser, then [`retry_after_from_date`]).
-pub fn parse_retry_after(value: &str) -> Option<u32> {
-    parse_digits(value)
-}
-
 /// A header value of 1 to 9 ASCII digits, optional whitespace around (HTTP's OWS), as a number;
-/// `None` for anything else. A byte loop: `str::parse` and `trim()` would link generic integer
+/// `None` for anything else: `Content-Length`, and `Retry-After` in its delta-seconds form (the
+/// HTTP-date form is read by the shell with the browser's date parser, then
+/// [`retry_after_from_date`]). A byte loop: `str::parse` and `trim()` would link generic integer
 /// parsing and a Unicode whitespace table into every bundle.
 pub fn parse_digits(value: &str) -> Option<u32> {
     let value = value.trim_ascii();
@@ -300,10 +296,10 @@ mod tests {
 
     #[test]
     fn retry_after_accepts_only_delta_seconds() {
-        assert_eq!(parse_retry_after(" 12 "), Some(12));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after("-1"), None);
-        assert_eq!(parse_retry_after(""), None);
-        assert_eq!(parse_retry_after("99999999999"), None);
+        assert_eq!(parse_digits(" 12 "), Some(12));
+        assert_eq!(parse_digits("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_digits("-1"), None);
+        assert_eq!(parse_digits(""), None);
+        assert_eq!(parse_digits("99999999999"), None);
     }
 }

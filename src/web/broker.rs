@@ -16,7 +16,7 @@ use crate::engine::token::{
     parse_grant_at, AnswerClock, Json, JsonError, UrlParser, UrlParts, MAX_BODY_BYTES,
 };
 use crate::engine::Grant;
-use crate::error::{parse_digits, parse_retry_after, retry_after_from_date, Error, Invalid};
+use crate::error::{parse_digits, retry_after_from_date, Error, Invalid};
 use crate::web::clock;
 use crate::web::js::{deferred, get, own_entries, text};
 use crate::web::timer::Timeout;
@@ -290,7 +290,7 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
         .filter(|ms| ms.is_finite());
     if !(200..300).contains(&status) {
         let retry_after = header("retry-after").and_then(|value| {
-            parse_retry_after(&value).or_else(|| {
+            parse_digits(&value).or_else(|| {
                 // An HTTP date has a weekday or month name and a time; `Date.parse` alone would
                 // read junk such as "1.5" or "-1" as a date in 2001.
                 let dated = value.bytes().any(|b| b.is_ascii_alphabetic())

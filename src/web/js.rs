@@ -1,6 +1,7 @@
 //! Reading and writing JS object properties by name: the one place a Rust `&str` key becomes a
-//! JS string. Also the module's two ways of making a promise ([`deferred`], [`promise`]). Failures (a throwing getter or setter, a frozen object, a revoked proxy) are
-//! values here, never panics: callers decide what a failed read or write means.
+//! JS string. Failures (a throwing getter or setter, a frozen object, a revoked proxy) are
+//! values here, never panics: callers decide what a failed read or write means. Also the
+//! module's two ways of making a promise ([`deferred`], [`promise`]).
 
 use std::future::Future;
 use std::pin::Pin;
