@@ -5,7 +5,7 @@
 #   pkg/inline/    the same glue with the wasm embedded: what esbuild, Rollup, Vite's dev server and
 #                  Node get (package.json "exports" conditions; see scripts/pkg-variants.mjs)
 #   pkg/bundler/   `speech-token-client/bundler`: the same, initialised on import (no init())
-# wasm-pack (release) -> wasm-opt -Os (names minified; functions laid out by size) -> terser on the JS glue -> scripts/pkg-variants.mjs; then
+# wasm-pack (release) -> wasm-opt -Os (names minified; functions laid out for gzip) -> terser on the JS glue (imports ordered for gzip) -> scripts/pkg-variants.mjs; then
 # the npm metadata of pkg.json is merged into pkg/package.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +78,8 @@ build() { # build TARGET DIR
     "$terser" "$js" --module --ecma 2020 --compress passes=2,arrows=true,unsafe_arrows=true --mangle -o "$js.min"
     mv "$js.min" "$js"
   done
+  # The import object's entries in the order that gzips best (scripts/order-glue.mjs says why).
+  node scripts/order-glue.mjs "$dir/speech_token_client.js"
   local glue=0
   for js in "$dir"/*.js; do glue=$((glue + $(gzip -9c "$js" | wc -c))); done
   echo "[pkg] $target: wasm $before -> $(wc -c <"$wasm") bytes ($(gzip -9c "$wasm" | wc -c) gzip); JS glue $glue gzip"

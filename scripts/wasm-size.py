@@ -200,7 +200,7 @@ def main():
         print(f"  {size:8d}  {100 * size / total:5.1f}%  {crate}")
     print(f"largest functions:")
     for size, name in sorted(funcs, reverse=True)[:top]:
-        print(f"  {size:8d}  {name[:110]}")
+        print(f"  {size:8d}  {name if '--full' in sys.argv else name[:110]}")
 
 
 if __name__ == "__main__":
