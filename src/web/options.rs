@@ -21,8 +21,11 @@ use crate::web::js_error::{config_error, to_js};
 struct Options {
     #[serde(default)]
     broker_url: Field,
-    /// An object or a function: kept as the JS value.
-    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    /// An object or a function: kept as the JS value, taken from the options snapshot by
+    /// [`Options::read`]. Not through `serde_wasm_bindgen::preserve`, which carries a JS value
+    /// through serde as a heap index in a tagged tuple: ~2 KB of generic code in the module for
+    /// this one field (0.4 KB of the gzipped package, bench/size-steps.md step 40).
+    #[serde(skip)]
     headers: JsValue,
     #[serde(default)]
     credentials: Field,
@@ -85,8 +88,11 @@ impl Options {
                 "unknown option: the options are brokerUrl, headers, credentials, method, refreshMargin, requestTimeout, maxLifetime, shareAcrossTabs",
             ));
         }
-        serde_wasm_bindgen::from_value::<Options>(snapshot(options)?)
-            .map_err(|_| config_error("options must be an object with a brokerUrl"))
+        let snapshot = snapshot(options)?;
+        let mut read = serde_wasm_bindgen::from_value::<Options>(snapshot.clone())
+            .map_err(|_| config_error("options must be an object with a brokerUrl"))?;
+        read.headers = get(&snapshot, "headers");
+        Ok(read)
     }
 }
 
