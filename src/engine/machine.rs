@@ -253,11 +253,18 @@ struct Held {
     expires: Deadline,
     usable_until: Deadline,
     refresh_at: Deadline,
-    /// When this tab first held this very token, and the expiry it was first told for it (by
-    /// its broker, or as a peer's claim), both monotonic ms. A caching broker hands the same
-    /// token out again with what is left of it: if the expiry it states is no later than the
-    /// one first told, the token has lived at least since then (see `Machine::response`).
-    first_held: (f64, f64),
+    /// When this tab first held this very token, and what it was first told of it.
+    first_held: FirstHeld,
+}
+
+/// When a tab first held a token, and the expiry it was first told for it (by its broker, or as
+/// a peer's claim), both monotonic ms. A caching broker hands the same token out again with what
+/// is left of it: if the expiry it states is no later than the one first told, the token has
+/// lived at least since then (see `Machine::response`). Kept while the same token is taken again.
+#[derive(Clone, Copy)]
+struct FirstHeld {
+    since_ms: f64,
+    expiry_ms: f64,
 }
 
 impl Held {
@@ -279,7 +286,10 @@ impl Held {
             expires: Deadline::after(sent, lifetime_ms),
             usable_until: Deadline::after(sent, lifetime_ms - policy.slack(lifetime_ms)),
             refresh_at: Deadline::after(sent, 0.0),
-            first_held: (arrived.mono_ms, sent.mono_ms + lifetime_ms),
+            first_held: FirstHeld {
+                since_ms: arrived.mono_ms,
+                expiry_ms: sent.mono_ms + lifetime_ms,
+            },
         };
         held.plan_refresh(policy, hidden);
         held
@@ -313,7 +323,10 @@ impl Held {
             expires: Deadline::after(now, usable_for + slack),
             usable_until: Deadline::after(now, usable_for),
             refresh_at: Deadline::after(now, 0.0),
-            first_held: (now.mono_ms, claimed_expiry),
+            first_held: FirstHeld {
+                since_ms: now.mono_ms,
+                expiry_ms: claimed_expiry,
+            },
         };
         held.plan_refresh(policy, hidden);
         held
@@ -651,8 +664,10 @@ impl Machine {
                 let tolerance = self.policy.slack(held.lifetime_ms);
                 let lived = self
                     .first_held(&held.grant.token)
-                    .filter(|&(_, first_expiry)| expiry <= first_expiry + tolerance)
-                    .map_or(0.0, |(since, _)| (held.sent.mono_ms - since).max_ms(0.0));
+                    .filter(|first| expiry <= first.expiry_ms + tolerance)
+                    .map_or(0.0, |first| {
+                        (held.sent.mono_ms - first.since_ms).max_ms(0.0)
+                    });
                 self.own_lifetime_ms =
                     Some(self.policy.effective_lifetime(held.lifetime_ms + lived));
                 self.own_due = Some(Deadline::after(
@@ -695,9 +710,9 @@ impl Machine {
         }
     }
 
-    /// Since when this tab holds `token` and the expiry it was first told for it (monotonic
-    /// ms), if it is the token held now.
-    fn first_held(&self, token: &Token) -> Option<(f64, f64)> {
+    /// Since when this tab holds `token` and the expiry it was first told for it, if it is the
+    /// token held now.
+    fn first_held(&self, token: &Token) -> Option<FirstHeld> {
         self.held
             .as_ref()
             .filter(|h| h.grant.token.expose() == token.expose())
