@@ -431,3 +431,92 @@ async fn targets_without_this_realms_object_prototype_are_attached() {
     );
     finish(client).await;
 }
+
+/// Whether `target` has an own `close` property (`Object.hasOwn`, of any realm).
+fn own_close_property(target: &JsValue) -> bool {
+    js_sys::Object::has_own(target.unchecked_ref::<js_sys::Object>(), &"close".into())
+}
+
+/// The close hooks (src/web/hooks.rs) take methods by `typeof`, so they work on a Speech SDK
+/// loaded in another realm (an iframe) and on an object with no prototype: closing one detaches
+/// it with one `detach` event, calls the original once on the object, and removes the hooks
+/// (an inherited `close` is the prototype's again, an own one restored).
+#[wasm_bindgen_test]
+async fn closing_a_target_of_another_realm_or_without_a_prototype_detaches_it() {
+    install_fake_broker();
+    answer(token_answer("tok-c1", 600.0, JsValue::UNDEFINED));
+    answer(token_answer("tok-c2", 600.0, JsValue::UNDEFINED));
+    let client = client();
+    let events = record_events(&client);
+    expect_token(&client, "tok-c1").await;
+    // An SDK-like class of the iframe's realm (`close` inherited), and a null-prototype object
+    // with an own `close`; each original counts its calls on the object it was called on.
+    let foreign = js_sys::eval(
+        "(() => { const f = document.createElement('iframe'); document.body.appendChild(f); \
+         const C = f.contentWindow.eval('(class Recognizer { constructor() { \
+           this.authorizationToken = \"\"; this.closed = 0; } close(a, b) { this.closed += 1; \
+           return \"closed:\" + a; } })'); return new C(); })()",
+    )
+    .unwrap();
+    let bare = js_sys::eval(
+        "(() => { const o = Object.create(null); o.authorizationToken = ''; o.closed = 0; \
+         o.close = function (a) { this.closed += 1; return 'closed:' + a; }; return o; })()",
+    )
+    .unwrap();
+    assert!(
+        !foreign.is_instance_of::<js_sys::Object>(),
+        "the negative control holds: the object is of another realm"
+    );
+    let own_close = get(&bare, "close");
+    for target in [&foreign, &bare] {
+        client.attach(target.clone()).unwrap();
+    }
+    assert_eq!(client.attached_count(), 2);
+    for (what, target, detached) in [
+        ("another realm's object", &foreign, 1),
+        ("Object.create(null)", &bare, 2),
+    ] {
+        let close: js_sys::Function = get(target, "close").unchecked_into();
+        assert!(
+            own_close_property(target),
+            "{what}: attach() put a hook over close"
+        );
+        let returned = close.call1(target, &JsValue::from_str("x")).unwrap();
+        assert_eq!(
+            returned.as_string().as_deref(),
+            Some("closed:x"),
+            "{what}: the original's result"
+        );
+        assert_eq!(
+            get(target, "closed").as_f64(),
+            Some(1.0),
+            "{what}: the original ran once"
+        );
+        let detaches = events.details("detach");
+        assert_eq!(detaches.length(), detached, "{what}: one detach event");
+        let detail = detaches.get(detached - 1);
+        assert!(
+            js_sys::Object::is(&get(&detail, "target"), target),
+            "{what}: the event names it"
+        );
+        assert_eq!(get_str(&detail, "reason").as_deref(), Some("closed"));
+    }
+    assert_eq!(client.attached_count(), 0);
+    assert!(
+        !own_close_property(&foreign),
+        "the inherited close is the prototype's again"
+    );
+    assert!(
+        js_sys::Object::is(&get(&bare, "close"), &own_close),
+        "the own close is restored"
+    );
+    let _ = settle(client.refresh_now()).await.unwrap();
+    for target in [&foreign, &bare] {
+        assert_eq!(
+            get_str(target, "authorizationToken").as_deref(),
+            Some("tok-c1"),
+            "a closed target is no longer updated"
+        );
+    }
+    finish(client).await;
+}
