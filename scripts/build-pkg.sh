@@ -60,8 +60,8 @@ build() { # build TARGET DIR
   "$opt" -Os -ocimfs=15 $(cat scripts/wasm-features.txt) --strip-debug --strip-producers --strip-target-features \
     --minify-imports-and-exports-and-modules "$wasm" -o "$wasm.opt" >"$names"
   mv "$wasm.opt" "$wasm"
-  # The code laid out by function size (gzip's window sees like next to like), then -Os once
-  # more over the new layout: scripts/order-functions.mjs says why.
+  # The code laid out for gzip (by function size, then a bounded search), then -Os once more
+  # over the new layout: scripts/order-functions.mjs says why.
   node scripts/order-functions.mjs "$wasm"
   "$opt" --reorder-functions-by-name -Os -ocimfs=15 $(cat scripts/wasm-features.txt) --strip-debug \
     "$wasm" -o "$wasm.opt"
@@ -79,7 +79,7 @@ build() { # build TARGET DIR
     mv "$js.min" "$js"
   done
   # The import object's entries in the order that gzips best (scripts/order-glue.mjs says why).
-  node scripts/order-glue.mjs "$dir/speech_token_client.js"
+  node scripts/order-glue.mjs "$dir/speech_token_client.js" "$wasm"
   local glue=0
   for js in "$dir"/*.js; do glue=$((glue + $(gzip -9c "$js" | wc -c))); done
   echo "[pkg] $target: wasm $before -> $(wc -c <"$wasm") bytes ($(gzip -9c "$wasm" | wc -c) gzip); JS glue $glue gzip"

@@ -9,13 +9,14 @@
 //    gzipped wasm against binaryen's order (step 30). binaryen has no pass that orders by size;
 //    it can order by name.
 // 2. Then a local search from that layout (step 37): move a run of 1-8 functions elsewhere, keep
-//    the move when the module deflates smaller (zlib level 9, the algorithm of `gzip -9`).
-//    Deterministic (a fixed pseudo-random sequence: the same module gives the same layout) and
-//    bounded by ORDER_SEARCH_MOVES (default below; 0 keeps the size order). Measured on the
-//    shipped module: -0.35 KB gzip -9, -0.33 KB gzip -6, -0.03 KB brotli (whose window is large
-//    enough that order hardly matters); the raw module is the same size. A call's callee index
-//    is not rewritten during the search: the estimate is of the bodies as they are, and
-//    build-pkg.sh measures the result for real.
+//    the move when the module deflates smaller (Node's bundled zlib at level 9: deflate, as
+//    `gzip -9` is, though not the same implementation). Deterministic for a given Node (a fixed
+//    pseudo-random sequence; another build of zlib may keep other moves, so the layout, never
+//    the code, can differ between Node versions) and bounded by ORDER_SEARCH_MOVES (default
+//    below; 0 keeps the size order). Measured on the shipped module: -0.35 KB gzip -9, -0.33 KB
+//    gzip -6, -0.03 KB brotli (whose window is large enough that order hardly matters); the raw
+//    module is the same size. A call's callee index is not rewritten during the search: the
+//    estimate is of the bodies as they are, and build-pkg.sh measures the result for real.
 //
 // Usage: node scripts/order-functions.mjs MODULE.wasm   (rewrites MODULE.wasm in place)
 
@@ -65,7 +66,7 @@ let order = sizes
   .map(([, i]) => i);
 
 // 2. The search.
-const moves = Number(process.env.ORDER_SEARCH_MOVES ?? DEFAULT_MOVES);
+const moves = Number(process.env.ORDER_SEARCH_MOVES || DEFAULT_MOVES);
 if (!Number.isInteger(moves) || moves < 0) {
   console.error(`ORDER_SEARCH_MOVES must be a whole number, not ${process.env.ORDER_SEARCH_MOVES}`);
   process.exit(2);
@@ -77,10 +78,11 @@ const deflated = (layout) =>
     .length;
 let best = deflated(order);
 const first = best;
-// A linear congruential generator (glibc's constants): the same moves on every machine.
+// A linear congruential generator (glibc's constants), computed exactly in 32-bit integer
+// arithmetic: the same moves on every machine.
 let seed = 1;
 const random = (n) => {
-  seed = (seed * 1103515245 + 12345) % 2147483648;
+  seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff;
   return Math.floor((seed / 2147483648) * n);
 };
 for (let m = 1; m <= moves; m++) {

@@ -3,7 +3,8 @@
 `wasm-pack build --profiling`, optimise with `wasm-opt --debuginfo`).
 
 twiggy 0.8 cannot parse modules from rustc >= 1.87 (new import kinds), so this reads the code
-section and the function names itself. Usage: wasm-size.py FILE [--top N] [--json]
+section and the function names itself. Usage: wasm-size.py FILE [--top N] [--json] [--full]
+(--full: whole function names instead of their first 110 characters)
 
 With LTO at opt-level "z" most of the module is inlined into a few large functions (the fetch's
 async state machine, the constructor), so names alone cannot say which source the bytes come

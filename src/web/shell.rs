@@ -23,7 +23,7 @@ use crate::engine::{Decision, Effect, Grant, Machine, Now, Status, TimerPlan};
 use crate::error::Error;
 use crate::web::broker::BrokerConfig;
 use crate::web::clock;
-use crate::web::js::{deferred, set};
+use crate::web::js::{deferred, object};
 use crate::web::js_error::to_js;
 use crate::web::lifecycle::{Listener, PageEvent};
 use crate::web::tabs::Tabs;
@@ -250,13 +250,9 @@ impl Shell {
     /// `detach` event (reason "closed") if it was attached.
     pub(crate) fn target_closed(&self, target: &js_sys::Object) {
         if self.drop_target(target) {
-            self.outbox.borrow_mut().push(Call::Emit(
-                EventKind::Detach,
-                detail(&Detail::Detach {
-                    target: target.clone().into(),
-                    reason: "closed",
-                }),
-            ));
+            self.outbox
+                .borrow_mut()
+                .push(Call::Emit(EventKind::Detach, detach_detail(target)));
             self.drain();
         }
     }
@@ -367,12 +363,9 @@ impl Shell {
                     Effect::Refreshing => {
                         outbox.push(Call::Emit(EventKind::Refreshing, detail(&Detail::Empty {})))
                     }
-                    Effect::Failed(error) => outbox.push(Call::Emit(
-                        EventKind::Error,
-                        detail(&Detail::Error {
-                            error: to_js(&error),
-                        }),
-                    )),
+                    Effect::Failed(error) => {
+                        outbox.push(Call::Emit(EventKind::Error, error_detail(&error)))
+                    }
                     Effect::Expired => {
                         state.token_js = None;
                         outbox.push(Call::Emit(EventKind::Expired, detail(&Detail::Empty {})));
@@ -661,10 +654,11 @@ impl Shell {
     }
 }
 
-/// An event's `detail`: a plain object made by serde-wasm-bindgen. Never holds the token.
-/// The two fields that are JS objects (`error`, `target`) are set on it after serialization
-/// ([`detail`]): `serde_wasm_bindgen::preserve` would carry each through serde as a heap index
-/// in a tagged tuple, ~1 KB of generic code in the module (bench/size-steps.md, step 40).
+/// An event's `detail` made from Rust data: a plain object made by serde-wasm-bindgen. Never
+/// holds the token. The details that hand the app a JS object (`error`'s `SpeechTokenError`,
+/// `detach`'s target) are made by [`object`] ([`error_detail`], [`detach_detail`]):
+/// `serde_wasm_bindgen::preserve` would carry the object through serde as a heap index in a
+/// tagged tuple, ~1 KB of generic code in the module (bench/size-steps.md, step 40).
 #[derive(Serialize)]
 #[serde(untagged, rename_all_fields = "camelCase")]
 enum Detail<'a> {
@@ -674,35 +668,29 @@ enum Detail<'a> {
         region: Option<&'a str>,
         endpoint: Option<&'a str>,
     },
-    /// `error`: `{error}`, the `SpeechTokenError`.
-    Error {
-        /// Set by [`detail`].
-        #[serde(skip)]
-        error: JsValue,
-    },
     /// `status`: `{status}`.
     Status { status: &'static str },
-    /// `detach`: `{target, reason}`.
-    Detach {
-        /// Set by [`detail`].
-        #[serde(skip)]
-        target: JsValue,
-        reason: &'static str,
-    },
     /// `refreshing`, `expired`: `{}`.
     Empty {},
 }
 
 fn detail(detail: &Detail<'_>) -> JsValue {
-    // Serializing strings and numbers cannot fail; nor can setting a property on the plain
-    // object that makes.
-    let object = serde_wasm_bindgen::to_value(detail).unwrap_or(JsValue::UNDEFINED);
-    match detail {
-        Detail::Error { error } => set(&object, "error", error),
-        Detail::Detach { target, .. } => set(&object, "target", target),
-        _ => true,
-    };
-    object
+    // Serializing strings and numbers cannot fail.
+    serde_wasm_bindgen::to_value(detail).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// `error`'s detail: `{error}`, the `SpeechTokenError`.
+fn error_detail(error: &Error) -> JsValue {
+    object(&[("error", to_js(error))])
+}
+
+/// `detach`'s detail for a target that was closed: `{target, reason: "closed"}`. The one way
+/// it is made, whether the close hook or a throwing setter noticed it.
+pub(crate) fn detach_detail(target: &js_sys::Object) -> JsValue {
+    object(&[
+        ("target", target.into()),
+        ("reason", JsValue::from_str("closed")),
+    ])
 }
 
 fn token_detail(machine: &Machine) -> JsValue {

@@ -27,7 +27,7 @@ use crate::web::client::TokenClient;
 use crate::web::hooks;
 use crate::web::js::{deferred, get, object, own_keys, promise, try_get};
 use crate::web::js_error::{config_error, to_js};
-use crate::web::shell::{EventKind, Shell};
+use crate::web::shell::{detach_detail, EventKind, Shell};
 
 const TOKEN_KEY: &str = "authorizationToken";
 
@@ -52,13 +52,7 @@ impl Shell {
             self.drop_target(&target);
             hooks::unhook(&target, self.id());
             // The setter threw: the SDK object was closed. Tell the app, without the token.
-            self.emit(
-                EventKind::Detach,
-                &object(&[
-                    ("target", target.into()),
-                    ("reason", JsValue::from_str("closed")),
-                ]),
-            );
+            self.emit(EventKind::Detach, &detach_detail(&target));
         }
     }
 }

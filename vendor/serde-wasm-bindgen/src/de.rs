@@ -8,42 +8,6 @@ use wasm_bindgen::{JsCast, JsValue, UnwrapThrowExt};
 use crate::preserve::PRESERVED_VALUE_MAGIC;
 use crate::{static_str_to_js, Error, ObjectExt, Result};
 
-/// Provides [`de::MapAccess`] from any JS iterator that returns `[key, value]` pairs.
-struct MapAccess {
-    iter: js_sys::IntoIter,
-    next_value: Option<Deserializer>,
-}
-
-impl MapAccess {
-    const fn new(iter: js_sys::IntoIter) -> Self {
-        Self {
-            iter,
-            next_value: None,
-        }
-    }
-}
-
-impl<'de> de::MapAccess<'de> for MapAccess {
-    type Error = Error;
-
-    fn next_key_seed<K: de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
-        debug_assert!(self.next_value.is_none());
-
-        Ok(match self.iter.next().transpose()? {
-            Some(pair) => {
-                let (key, value) = convert_pair(pair);
-                self.next_value = Some(value);
-                Some(seed.deserialize(key)?)
-            }
-            None => None,
-        })
-    }
-
-    fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
-        seed.deserialize(self.next_value.take().unwrap_throw())
-    }
-}
-
 struct ObjectAccess {
     obj: ObjectExt,
     fields: std::slice::Iter<'static, &'static str>,
@@ -276,14 +240,12 @@ impl<'de> de::Deserializer<'de> for Deserializer {
         } else if let Some(v) = self.value.as_string() {
             visitor.visit_string(v)
         } else if let Some(array) = self.value.dyn_ref::<Array>() {
-            // speech-token-client patch: only arrays and plain (not iterable) objects are read
-            // here; no typed arrays, `Map`s or other iterables (see PATCHED.md).
+            // speech-token-client patch: only arrays and (in `deserialize_map`) plain objects
+            // that are not iterable are read here; no typed arrays, `Map`s or other iterables
+            // (see PATCHED.md).
             self.deserialize_from_array(visitor, array)
-        } else if self.value.is_object() && !Symbol::iterator().js_in(&self.value) {
-            let entries = Object::entries(self.value.unchecked_ref());
-            visitor.visit_map(MapDeserializer::new(entries.iter().map(convert_pair)))
         } else {
-            self.invalid_type(visitor)
+            self.deserialize_map(visitor)
         }
     }
 
@@ -503,12 +465,13 @@ impl<'de> de::Deserializer<'de> for Deserializer {
     ///  - A Rust key-value map ([`HashMap`](std::collections::HashMap), [`BTreeMap`](std::collections::BTreeMap), etc.).
     ///  - A typed Rust structure with `#[derive(Deserialize)]`.
     fn deserialize_map<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        match js_sys::try_iter(&self.value)? {
-            Some(iter) => visitor.visit_map(MapAccess::new(iter)),
-            None => match self.as_object_entries() {
-                Some(arr) => visitor.visit_map(MapDeserializer::new(arr.iter().map(convert_pair))),
-                None => self.invalid_type(visitor),
-            },
+        // speech-token-client patch: plain objects only, no iterables (see PATCHED.md); the
+        // iterator-based `MapAccess` is gone.
+        if self.value.is_object() && !Symbol::iterator().js_in(&self.value) {
+            let entries = Object::entries(self.value.unchecked_ref());
+            visitor.visit_map(MapDeserializer::new(entries.iter().map(convert_pair)))
+        } else {
+            self.invalid_type(visitor)
         }
     }
 
