@@ -140,24 +140,37 @@ test(`${ENGINE}: a hidden page's chained timers, its lifecycle events, and the c
 test(`${ENGINE}: back from the back/forward cache after the token expired, a fresh token comes at once`, { timeout: 90_000 }, async () => {
   const t0 = Date.now();
   const step = (what) => console.log(`# ${ENGINE} bfcache step at ${Date.now() - t0} ms: ${what}`);
-  const before = await page.evaluate(() => window.lc.state());
   // The pages make the round trip themselves: this page follows its link to the away page, which
   // goes back (history.back()) after AWAY_MS, longer than a token lives (the cached page's timers
   // are frozen meanwhile). No WebDriver command runs during either navigation: CI saw this test
   // time out inside one WebDriver call on WebKit, twice, with the test's scripts running while a
   // page navigated. WebDriver's own Back is no better: it is one more wait inside the driver.
   const AWAY_MS = (TTL + 3) * 1000;
-  await page.evaluate((ms) => window.lc.leaveFor(ms), AWAY_MS);
-  step("leaving");
-  await sleep(AWAY_MS + NAVIGATION_SETTLE_MS);
-  step("polling");
-  const st = await page.waitForFunction(() => {
-    if (location.pathname !== "/lifecycle.html" || window.lc === undefined) return false;
-    const s = window.lc.state();
-    // a usable token; or a fresh load (no mark), which the assertions below report
-    return s.usable || !s.events.some((e) => e.type === "mark:leave") ? s : false;
-  }, { timeoutMs: 15_000, message: "back on the lifecycle page with a usable token" });
-  step("back");
+  const roundTrip = async () => {
+    const before = await page.evaluate(() => window.lc.state());
+    await page.evaluate((ms) => window.lc.leaveFor(ms), AWAY_MS);
+    step(`leaving (client ${before.status}, ${before.requestCount} requests)`);
+    await sleep(AWAY_MS + NAVIGATION_SETTLE_MS);
+    step("polling");
+    const st = await page.waitForFunction(() => {
+      if (location.pathname !== "/lifecycle.html" || window.lc === undefined) return false;
+      const s = window.lc.state();
+      // a usable token; or a fresh load (no mark), which the assertions below report
+      return s.usable || !s.events.some((e) => e.type === "mark:leave") ? s : false;
+    }, { timeoutMs: 15_000, message: "back on the lifecycle page with a usable token" });
+    step("back");
+    return { before, st };
+  };
+  let { before, st } = await roundTrip();
+  if (EXPECTED.bfcache && !st.events.some((e) => e.type === "mark:leave")) {
+    // The browser loaded the page afresh instead of restoring it: its own choice (Firefox ESR
+    // did so in 2 of ~20 runs on these machines, with no reason exposed). The client's behaviour after a
+    // restore is what this test is about, so the round trip is made once more, from a started
+    // page; a second fresh load fails below.
+    step("loaded afresh, not restored: once more");
+    await page.evaluate(() => window.lc.start());
+    ({ before, st } = await roundTrip());
+  }
   const shows = st.events.filter((e) => e.type === "pageshow");
   const show = shows.at(-1);
   const firstToken = st.clientEvents.find((e) => e.name === "token" && e.at >= (show?.at ?? Infinity));
