@@ -22,6 +22,7 @@
 
 import { readFileSync, writeFileSync } from "node:fs";
 import { deflateRawSync } from "node:zlib";
+import { searchLayout } from "./layout-search.mjs";
 import { leb, sections, uleb } from "./wasm-bytes.mjs";
 
 /** Moves tried by the search: ~3 ms each on this module (the whole module deflated per move);
@@ -60,7 +61,7 @@ for (const { id, start, end } of sections(wasm)) {
 }
 
 // 1. By size.
-let order = sizes
+const bySize = sizes
   .map((size, i) => [size, i])
   .sort((a, b) => a[0] - b[0] || a[1] - b[1])
   .map(([, i]) => i);
@@ -76,29 +77,11 @@ const after = wasm.subarray(code.end);
 const deflated = (layout) =>
   deflateRawSync(Buffer.concat([before, ...layout.map((i) => bodies[i]), after]), { level: 9 })
     .length;
-let best = deflated(order);
-const first = best;
-// A linear congruential generator (glibc's constants), computed exactly in 32-bit integer
-// arithmetic: the same moves on every machine.
-let seed = 1;
-const random = (n) => {
-  seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff;
-  return Math.floor((seed / 2147483648) * n);
-};
-for (let m = 1; m <= moves; m++) {
-  const from = random(order.length);
-  const run = 1 + random(MAX_RUN);
-  const to = random(order.length);
-  const candidate = order.slice();
-  const moved = candidate.splice(from, run);
-  candidate.splice(Math.min(to, candidate.length), 0, ...moved);
-  const size = deflated(candidate);
-  if (size < best) {
-    best = size;
-    order = candidate;
-  }
-  if (m % 5000 === 0) console.log(`[pkg] layout search: ${m}/${moves} moves, ${first} -> ${best} B`);
-}
+const { order, first, best } = searchLayout(bySize, deflated, {
+  moves,
+  maxRun: MAX_RUN,
+  progress: (m, from, to) => console.log(`[pkg] layout search: ${m}/${moves} moves, ${from} -> ${to} B`),
+});
 
 const rank = new Array(sizes.length);
 order.forEach((i, r) => (rank[i] = r));

@@ -19,6 +19,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { parse } from "acorn";
+import { searchLayout } from "./layout-search.mjs";
 
 /** Moves tried: ~0.2 ms each (the glue is ~12 KB). */
 const MOVES = 20000;
@@ -91,26 +92,7 @@ const before = glue.slice(0, start);
 const after = glue.slice(end);
 const text = (order) => before + order.map(([, source]) => source).join(",") + after;
 const gzipped = (order) => gzipSync(text(order), { level: 9 }).length;
-let order = entries;
-let best = gzipped(order);
-const first = best;
-// A linear congruential generator (glibc's constants), computed exactly in 32-bit integer
-// arithmetic: the same moves on every machine.
-let seed = 1;
-const random = (n) => {
-  seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff;
-  return Math.floor((seed / 2147483648) * n);
-};
-for (let m = 0; m < MOVES; m++) {
-  const candidate = order.slice();
-  const moved = candidate.splice(random(candidate.length), 1 + random(MAX_RUN));
-  candidate.splice(Math.min(random(candidate.length), candidate.length), 0, ...moved);
-  const size = gzipped(candidate);
-  if (size < best) {
-    best = size;
-    order = candidate;
-  }
-}
+const { order, first, best } = searchLayout(entries, gzipped, { moves: MOVES, maxRun: MAX_RUN });
 
 const result = text(order);
 const key = (list) => list.map(([name, source]) => `${name}\u0000${source}`).sort().join("\u0001");
