@@ -79,12 +79,11 @@ const glue = readFileSync(file, "utf8");
 const { entries, start, end } = importObject(glue);
 const names = entries.map(([name]) => name);
 if (new Set(names).size !== names.length) fail("a name appears twice in the import object");
-// The module's imports from this object (its one import module besides none).
+// The module's imports, all from this one object (one import module).
 const imports = WebAssembly.Module.imports(new WebAssembly.Module(readFileSync(wasmFile)));
 const modules = new Set(imports.map((i) => i.module));
-const expected = imports.map((i) => i.name);
-const same = (a, b) => a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
-if (modules.size !== 1 || !same(names, expected)) {
+const sorted = (list) => [...list].sort().join("\u0000");
+if (modules.size !== 1 || sorted(names) !== sorted(imports.map((i) => i.name))) {
   fail(`the import object's names are not the wasm module's imports (${wasmFile})`);
 }
 
