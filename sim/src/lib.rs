@@ -15,11 +15,10 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use serde::de::DeserializeOwned;
 use speech_token_client::engine::machine::{Effect, Machine, Now, TimerPlan};
 use speech_token_client::engine::policy::RefreshPolicy;
 use speech_token_client::engine::token::{
-    parse_grant, Json, JsonError, UrlParser, UrlParts, WhatwgUrl,
+    parse_grant, read_fields, Field, Json, JsonError, UrlParser, UrlParts, WhatwgUrl,
 };
 use speech_token_client::error::Error;
 
@@ -364,12 +363,17 @@ impl Queue {
 pub struct SerdeJson;
 
 impl Json for SerdeJson {
-    fn parse_object<T: DeserializeOwned>(&self, text: &str) -> Result<T, JsonError> {
+    fn parse_object(
+        &self,
+        text: &str,
+        names: &'static [&'static str],
+        out: &mut [Field],
+    ) -> Result<(), JsonError> {
         let value: serde_json::Value = serde_json::from_str(text).map_err(|_| JsonError::Syntax)?;
         if !value.is_object() {
             return Err(JsonError::Shape);
         }
-        T::deserialize(value).map_err(|_| JsonError::Shape)
+        read_fields(value, names, out).map_err(|_| JsonError::Shape)
     }
 }
 

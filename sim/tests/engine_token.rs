@@ -3,8 +3,9 @@
 //! (`parse_grant`), base64url decoding, broker URL and loopback checks.
 
 use speech_token_client::engine::token::{
-    base64url_decode, check_broker_url, is_loopback_host, parse_grant, parse_grant_at, AnswerClock,
-    Grant, DATE_RESOLUTION_MS, DEFAULT_LIFETIME_MS, MAX_BODY_BYTES, MAX_TOKEN_BYTES,
+    base64url_decode, check_broker_url, is_loopback_host, parse_grant, parse_grant_at, read_fields,
+    AnswerClock, Field, Grant, DATE_RESOLUTION_MS, DEFAULT_LIFETIME_MS, MAX_BODY_BYTES,
+    MAX_TOKEN_BYTES,
 };
 use speech_token_client::error::{Error, Invalid};
 use speech_token_sim::SerdeJson;
@@ -1065,5 +1066,69 @@ fn loopback_host_edge_cases() {
         "127.0.0.0x1",
     ] {
         assert!(!is_loopback_host(host), "{host} should not be loopback");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// read_fields: the one serde visitor for the answer, the JWT claims and the options
+
+const NAMES: &[&str] = &["token", "expiresIn", "region", "endpoint"];
+
+#[test]
+fn read_fields_puts_each_named_field_in_its_slot_and_skips_other_keys() {
+    let mut out: [Field; 4] = Default::default();
+    let value: serde_json::Value = serde_json::from_str(
+        r#"{"extra":{"deep":[1,{"x":2}]},"region":"westeurope","token":"t","expiresIn":600,"endpoint":[1,2],"more":true}"#,
+    )
+    .unwrap();
+    read_fields(value, NAMES, &mut out).unwrap();
+    assert_eq!(
+        out,
+        [
+            Field::Str("t".into()),
+            Field::Num(600.0),
+            Field::Str("westeurope".into()),
+            Field::Other,
+        ]
+    );
+    // Missing and null fields are absent; booleans are kept as such.
+    let mut out: [Field; 4] = Default::default();
+    let value: serde_json::Value =
+        serde_json::from_str(r#"{"token":null,"region":false}"#).unwrap();
+    read_fields(value, NAMES, &mut out).unwrap();
+    assert_eq!(
+        out,
+        [
+            Field::Absent,
+            Field::Absent,
+            Field::Bool(false),
+            Field::Absent
+        ]
+    );
+}
+
+#[test]
+fn read_fields_wipes_the_strings_it_read_when_the_object_fails_later() {
+    // A text parser fails after the token was read: the token's string must not survive.
+    let mut out: [Field; 4] = Default::default();
+    let text = format!(r#"{{"token":"{SECRET}","expiresIn":600,"region":"#);
+    let mut parser = serde_json::Deserializer::from_str(&text);
+    assert!(read_fields(&mut parser, NAMES, &mut out).is_err());
+    assert_eq!(out[0], Field::Str(String::new()), "the token was not wiped");
+    assert_eq!(out[1], Field::Num(600.0));
+    // Negative control: the same text, complete, keeps the token.
+    let mut out: [Field; 4] = Default::default();
+    let text = format!(r#"{{"token":"{SECRET}","expiresIn":600,"region":"r"}}"#);
+    let mut parser = serde_json::Deserializer::from_str(&text);
+    read_fields(&mut parser, NAMES, &mut out).unwrap();
+    assert_eq!(out[0], Field::Str(SECRET.into()));
+}
+
+#[test]
+fn read_fields_refuses_what_is_not_an_object() {
+    for text in ["[1,2]", "\"token\"", "42"] {
+        let mut out: [Field; 4] = Default::default();
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert!(read_fields(value, NAMES, &mut out).is_err(), "{text}");
     }
 }

@@ -2,16 +2,17 @@
 //!
 //! A [`Token`] never prints its value (`Debug`/`Display` are redacted) and wipes its bytes when
 //! dropped. A [`Grant`] is a validated broker answer: a token, its lifetime, and optionally the
-//! region or endpoint the Speech SDK should use. The answer's shape is declared with serde
-//! (`Answer`, `Claims`); decoding the JSON text is delegated to a [`Json`] implementation, so
-//! that the wasm build uses the browser's own `JSON.parse` and serde-wasm-bindgen (no JSON
-//! parser in the bundle) while native tests use serde_json. Every field is read leniently
-//! ([`Field`], [`Secret`]): a wrong type is this module's `WrongType`, never a serde error
-//! message (serde's error path formats its argument, floats included).
+//! region or endpoint the Speech SDK should use. The answer's fields are read with serde
+//! ([`read_fields`], one visitor for the answer, a JWT's claims and the options); decoding the
+//! JSON text is delegated to a [`Json`] implementation, so that the wasm build uses the
+//! browser's own `JSON.parse` and serde-wasm-bindgen (no JSON parser in the bundle) while
+//! native tests use serde_json. Every field is read leniently ([`Field`], [`Secret`]): a wrong
+//! type is this module's `WrongType`, never a serde error message (serde's error path formats
+//! its argument, floats included).
 
 use core::fmt;
 
-use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use zeroize::Zeroize;
@@ -136,8 +137,9 @@ pub enum Field {
     Other,
 }
 
-/// A field that may hold a credential: a string is wrapped in a [`Token`] the moment it is read,
-/// so its bytes are wiped when dropped on every path (an unused `access_token`, a later error).
+/// A field that may hold a credential: its string is wrapped in a [`Token`] before anything
+/// else is looked at, so its bytes are wiped when dropped on every path (an unused
+/// `access_token`, a later error).
 #[derive(Debug, Default)]
 pub enum Secret {
     /// Missing or `null`.
@@ -147,6 +149,16 @@ pub enum Secret {
     Token(Token),
     /// Not a string.
     WrongType,
+}
+
+impl From<Field> for Secret {
+    fn from(field: Field) -> Secret {
+        match field {
+            Field::Str(s) => Secret::Token(Token::new(s)),
+            Field::Absent => Secret::Absent,
+            _ => Secret::WrongType,
+        }
+    }
 }
 
 /// Whether a nested array or object (a field's value is then "other", whatever it holds) must
@@ -224,23 +236,92 @@ impl<'de> Deserialize<'de> for Field {
     }
 }
 
-impl<'de> Deserialize<'de> for Secret {
-    /// Read as a [`Field`] and wrapped at once (nothing can fail in between): a string never
-    /// outlives this function outside a [`Token`].
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
-        Ok(match Field::deserialize(d)? {
-            Field::Str(s) => Secret::Token(Token::new(s)),
-            Field::Absent => Secret::Absent,
-            _ => Secret::WrongType,
-        })
+/// Reads the fields `names` of one object into `out` (in the same order), each as a [`Field`];
+/// other keys are skipped. One visitor for every object the module reads (the broker answer, the
+/// JWT claims, the options): serde_derive makes a visitor, a field-name visitor and a key reader
+/// per struct, ~2 KB of wasm each (bench/size-steps.md, step 42). On an error every string read
+/// so far is wiped (an answer's token may be one of them).
+pub fn read_fields<'de, D: Deserializer<'de>>(
+    d: D,
+    names: &'static [&'static str],
+    out: &mut [Field],
+) -> Result<(), D::Error> {
+    let read = d.deserialize_struct(
+        "",
+        names,
+        Fields {
+            names,
+            out: &mut *out,
+        },
+    );
+    if read.is_err() {
+        for field in out.iter_mut() {
+            if let Field::Str(s) = field {
+                s.zeroize();
+            }
+        }
+    }
+    read
+}
+
+/// [`read_fields`]' visitor: an object's entries, each put in its slot.
+struct Fields<'a> {
+    names: &'static [&'static str],
+    out: &'a mut [Field],
+}
+
+impl<'de> Visitor<'de> for Fields<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(slot) = map.next_key_seed(Name(self.names))? {
+            match slot.and_then(|at| self.out.get_mut(at)) {
+                Some(slot) => *slot = map.next_value()?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-/// Decodes a JSON object into a serde type. The wasm shell implements it with `JSON.parse` and
-/// serde-wasm-bindgen; native code with serde_json.
+/// A key, read as its position among the names looked for (`None`: another key).
+struct Name(&'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for Name {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_identifier(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Name {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|name| *name == key))
+    }
+}
+
+/// Decodes a JSON object. The wasm shell implements it with `JSON.parse` and
+/// serde-wasm-bindgen; native code with serde_json. Both read the fields with [`read_fields`].
 pub trait Json {
-    /// Parses `text`, which must be a JSON object (not an array or a scalar), into `T`.
-    fn parse_object<T: DeserializeOwned>(&self, text: &str) -> Result<T, JsonError>;
+    /// Parses `text`, which must be a JSON object (not an array or a scalar), and reads its
+    /// fields `names` into `out` ([`read_fields`]).
+    fn parse_object(
+        &self,
+        text: &str,
+        names: &'static [&'static str],
+        out: &mut [Field],
+    ) -> Result<(), JsonError>;
 }
 
 /// The parts of a URL the endpoint rules look at, as a WHATWG URL parser gives them.
@@ -310,36 +391,21 @@ fn oauth_number_field(field: Field) -> Result<Option<f64>, Invalid> {
     }
 }
 
-/// The JSON a broker may answer, as decoded. Unknown fields are ignored (forward compatible);
-/// known fields with the wrong type are an error ([`Reply::read`]).
-#[derive(Deserialize)]
-struct Answer {
-    #[serde(default)]
-    token: Secret,
-    #[serde(default)]
-    access_token: Secret,
-    #[serde(default, rename = "expiresIn")]
-    expires_in: Field,
-    #[serde(default, rename = "expires_in")]
-    expires_in_snake: Field,
-    #[serde(default, rename = "expiresOn")]
-    expires_on: Field,
-    #[serde(default, rename = "expires_on")]
-    expires_on_snake: Field,
-    #[serde(default)]
-    region: Field,
-    #[serde(default)]
-    endpoint: Field,
-}
+/// The fields a broker may answer ([`Reply::read`] takes them in this order). Unknown fields
+/// are ignored (forward compatible); known fields with the wrong type are an error.
+const ANSWER_FIELDS: &[&str; 8] = &[
+    "token",
+    "access_token",
+    "expiresIn",
+    "expires_in",
+    "expiresOn",
+    "expires_on",
+    "region",
+    "endpoint",
+];
 
-/// A JWT's claims, as far as scheduling cares.
-#[derive(Deserialize)]
-struct Claims {
-    #[serde(default)]
-    exp: Field,
-    #[serde(default)]
-    iat: Field,
-}
+/// A JWT's claims, as far as scheduling cares: `exp`, `iat`.
+const CLAIM_FIELDS: &[&str; 2] = &["exp", "iat"];
 
 /// A broker answer with its types checked.
 struct Reply {
@@ -351,21 +417,26 @@ struct Reply {
 }
 
 impl Reply {
-    fn read(answer: Answer) -> Result<Reply, Invalid> {
-        let token = secret_field(answer.token)?;
-        let access_token = secret_field(answer.access_token)?;
-        let expires_in = number_field(answer.expires_in)?;
-        let expires_in_snake = oauth_number_field(answer.expires_in_snake)?;
-        let expires_on = number_field(answer.expires_on)?;
+    /// Checks the fields of [`ANSWER_FIELDS`], read in that order.
+    fn read(answer: [Field; 8]) -> Result<Reply, Invalid> {
+        let [token, access_token, expires_in, expires_in_snake, expires_on, expires_on_snake, region, endpoint] =
+            answer;
+        // Both credentials wrapped before any check can return.
+        let (token, access_token) = (Secret::from(token), Secret::from(access_token));
+        let token = secret_field(token)?;
+        let access_token = secret_field(access_token)?;
+        let expires_in = number_field(expires_in)?;
+        let expires_in_snake = oauth_number_field(expires_in_snake)?;
+        let expires_on = number_field(expires_on)?;
         // Other forms of `expires_on` (App Service's old "09/14/2017 00:00:00 PM +00:00") are
         // ignored, as the field was before it was read: the stated `expires_in` decides.
-        let expires_on_snake = oauth_number_field(answer.expires_on_snake).unwrap_or(None);
+        let expires_on_snake = oauth_number_field(expires_on_snake).unwrap_or(None);
         Ok(Reply {
             token: token.or(access_token),
             expires_in: expires_in.or(expires_in_snake),
             expires_on: expires_on.or(expires_on_snake),
-            region: string_field(answer.region)?,
-            endpoint: string_field(answer.endpoint)?,
+            region: string_field(region)?,
+            endpoint: string_field(endpoint)?,
         })
     }
 }
@@ -451,10 +522,12 @@ pub fn parse_grant_at<J: Json + UrlParser>(
         return Err(Invalid::Html.into());
     }
     if media.ends_with("json") || first == b'{' || first == b'[' {
-        let answer = json.parse_object::<Answer>(text).map_err(|e| match e {
-            JsonError::Syntax => Invalid::NotJson,
-            JsonError::Shape => Invalid::WrongType,
-        })?;
+        let mut answer: [Field; 8] = Default::default();
+        json.parse_object(text, ANSWER_FIELDS, &mut answer)
+            .map_err(|e| match e {
+                JsonError::Syntax => Invalid::NotJson,
+                JsonError::Shape => Invalid::WrongType,
+            })?;
         let reply = Reply::read(answer)?;
         return grant_from_reply(reply, json, clock);
     }
@@ -784,13 +857,15 @@ fn jwt_times<J: Json>(token: &str, json: &J) -> Option<(f64, Option<f64>)> {
     let (_header, payload, _signature) = three_parts(jwt)?;
     let bytes = base64url_decode(payload)?;
     let text = core::str::from_utf8(&bytes).ok()?;
-    let claims = json.parse_object::<Claims>(text).ok()?;
+    let mut claims: [Field; 2] = Default::default();
+    json.parse_object(text, CLAIM_FIELDS, &mut claims).ok()?;
+    let [exp, iat] = claims;
     // Only to schedule a refresh, never to trust anything: odd claims mean "no lifetime".
     let number = |field| match field {
         Field::Num(n) if n.is_finite() => Some(n),
         _ => None,
     };
-    Some((number(claims.exp)?, number(claims.iat)))
+    Some((number(exp)?, number(iat)))
 }
 
 /// Lifetime of a JWT: `min(exp − now, exp − iat)`, with "now" from [`AnswerClock`] (the

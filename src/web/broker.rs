@@ -2,7 +2,6 @@
 //! cache and away from redirects.
 
 use gloo_net::http::{Request, Response};
-use serde::de::DeserializeOwned;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -13,7 +12,8 @@ use web_sys::{
 use zeroize::Zeroizing;
 
 use crate::engine::token::{
-    parse_grant_at, AnswerClock, Json, JsonError, UrlParser, UrlParts, MAX_BODY_BYTES,
+    parse_grant_at, read_fields, AnswerClock, Field, Json, JsonError, UrlParser, UrlParts,
+    MAX_BODY_BYTES,
 };
 use crate::engine::Grant;
 use crate::error::{parse_digits, retry_after_from_date, Error, Invalid};
@@ -54,13 +54,19 @@ pub struct BrokerConfig {
 pub struct BrowserJson;
 
 impl Json for BrowserJson {
-    fn parse_object<T: DeserializeOwned>(&self, text: &str) -> Result<T, JsonError> {
+    fn parse_object(
+        &self,
+        text: &str,
+        names: &'static [&'static str],
+        out: &mut [Field],
+    ) -> Result<(), JsonError> {
         let value = js_sys::JSON::parse(text).map_err(|_| JsonError::Syntax)?;
         if !value.is_object() || js_sys::Array::is_array(&value) {
             return Err(JsonError::Shape);
         }
-        // The engine's field types accept any value: an error here is not a type mismatch.
-        serde_wasm_bindgen::from_value(value).map_err(|_| JsonError::Shape)
+        // A field accepts any value: an error here is not a type mismatch.
+        read_fields(serde_wasm_bindgen::Deserializer::from(value), names, out)
+            .map_err(|_| JsonError::Shape)
     }
 }
 

@@ -1,48 +1,19 @@
 //! `new TokenClient(options)`: reading and validating the options once, at construction. Every
 //! mistake here is kind `config` and throws from the constructor; nothing is checked later.
 
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::RequestCredentials;
 
-use crate::engine::token::{check_broker_url, Field};
+use crate::engine::token::{check_broker_url, read_fields, Field};
 use crate::engine::RefreshPolicy;
 use crate::web::broker::{request_headers, unbracket, BadHeaders, BrokerConfig, HeaderSource};
 use crate::web::js::{get, own_keys, set, text, try_get};
 use crate::web::js_error::{config_error, to_js};
 
-/// The constructor's options, read by serde-wasm-bindgen. Unknown keys are rejected
-/// (`deny_unknown_fields`), so that a typo (`brokerURL`) is a clear error instead of a silently
-/// ignored option. Values are read leniently ([`Field`]) so that a wrong type gets this
-/// module's message for that option (serde's own messages would need `core::fmt`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Options {
-    #[serde(default)]
-    broker_url: Field,
-    /// An object or a function: kept as the JS value, taken from the options snapshot by
-    /// [`Options::read`]. Not through `serde_wasm_bindgen::preserve`, which carries a JS value
-    /// through serde as a heap index in a tagged tuple: ~2 KB of generic code in the module for
-    /// this one field (0.4 KB of the gzipped package, bench/size-steps.md step 40).
-    #[serde(skip)]
-    headers: JsValue,
-    #[serde(default)]
-    credentials: Field,
-    #[serde(default)]
-    method: Field,
-    #[serde(default)]
-    refresh_margin: Field,
-    #[serde(default)]
-    request_timeout: Field,
-    #[serde(default)]
-    max_lifetime: Field,
-    #[serde(default)]
-    share_across_tabs: Field,
-}
-
-/// The option names, in the order the "unknown option" message lists them.
-const OPTION_NAMES: [&str; 8] = [
+/// The option names, in the order the "unknown option" message lists them and [`Options`]
+/// holds them.
+const OPTION_NAMES: &[&str; 8] = &[
     "brokerUrl",
     "headers",
     "credentials",
@@ -52,6 +23,23 @@ const OPTION_NAMES: [&str; 8] = [
     "maxLifetime",
     "shareAcrossTabs",
 ];
+
+/// The constructor's options, read by serde-wasm-bindgen from a snapshot ([`snapshot`]).
+/// Values are read leniently ([`Field`]) so that a wrong type gets this module's message for
+/// that option (serde's own messages would need `core::fmt`). serde-wasm-bindgen reads only the
+/// names it is given, so unknown keys (a typo: `brokerURL`) are refused by [`Options::read`]'s
+/// own check of every key.
+struct Options {
+    broker_url: Field,
+    /// An object or a function: kept as the JS value, taken from the options snapshot.
+    headers: JsValue,
+    credentials: Field,
+    method: Field,
+    refresh_margin: Field,
+    request_timeout: Field,
+    max_lifetime: Field,
+    share_across_tabs: Field,
+}
 
 fn string(field: Field, message: &'static str) -> Result<Option<String>, JsValue> {
     match field {
@@ -74,9 +62,8 @@ impl Options {
         if !options.is_object() {
             return Err(config_error("options must be an object with a brokerUrl"));
         }
-        // serde-wasm-bindgen reads a struct by looking up only its known field names, so
-        // `deny_unknown_fields` alone would let a typo (`brokerURL`) pass: every own key is
-        // checked here first.
+        // serde-wasm-bindgen reads an object by looking up only the names it is given, so a
+        // typo (`brokerURL`) would pass unseen: every own key is checked here first.
         let keys = own_keys(options)
             .map_err(|_| config_error("options must be an object with a brokerUrl"))?;
         let known = keys.iter().all(|key| {
@@ -88,11 +75,26 @@ impl Options {
                 "unknown option: the options are brokerUrl, headers, credentials, method, refreshMargin, requestTimeout, maxLifetime, shareAcrossTabs",
             ));
         }
-        let snapshot = snapshot(options)?;
-        let mut read = serde_wasm_bindgen::from_value::<Options>(snapshot.clone())
-            .map_err(|_| config_error("options must be an object with a brokerUrl"))?;
-        read.headers = get(&snapshot, "headers");
-        Ok(read)
+        let (snapshot, headers) = snapshot(options)?;
+        let mut fields: [Field; 8] = Default::default();
+        read_fields(
+            serde_wasm_bindgen::Deserializer::from(snapshot),
+            OPTION_NAMES,
+            &mut fields,
+        )
+        .map_err(|_| config_error("options must be an object with a brokerUrl"))?;
+        let [broker_url, _, credentials, method, refresh_margin, request_timeout, max_lifetime, share_across_tabs] =
+            fields;
+        Ok(Options {
+            broker_url,
+            headers,
+            credentials,
+            method,
+            refresh_margin,
+            request_timeout,
+            max_lifetime,
+            share_across_tabs,
+        })
     }
 }
 
@@ -101,27 +103,33 @@ impl Options {
 /// getter or proxy trap unwinding through wasm frames leaves the module's stack and state
 /// broken for every client on the page. A value other than a primitive (an object, a symbol, a
 /// bigint) stands as a fresh empty object, which reads as "not a string, number or boolean"
-/// (the option's own message) without running any of the app's code; `headers` is kept as it
-/// is (read by `request_headers`, whose reads all catch).
-fn snapshot(options: &JsValue) -> Result<JsValue, JsValue> {
+/// (the option's own message) without running any of the app's code. `headers` is not in the
+/// copy: it is returned as it is (read by `request_headers`, whose reads all catch), and the
+/// copy then reads as "no `headers`" (serde-wasm-bindgen would read an object's entries).
+fn snapshot(options: &JsValue) -> Result<(JsValue, JsValue), JsValue> {
     let copy: JsValue = js_sys::Object::new().into();
-    for name in OPTION_NAMES {
+    let mut headers = JsValue::UNDEFINED;
+    for &name in OPTION_NAMES {
         let value = try_get(options, name).map_err(|_| {
             config_error("options could not be read (a getter or proxy trap threw)")
         })?;
+        if name == "headers" {
+            headers = value;
+            continue;
+        }
         let primitive = value.is_undefined()
             || value.is_null()
             || value.is_string()
             || value.as_f64().is_some()
             || value.as_bool().is_some();
-        let value = if primitive || name == "headers" {
+        let value = if primitive {
             value
         } else {
             js_sys::Object::new().into()
         };
         set(&copy, name, &value);
     }
-    Ok(copy)
+    Ok((copy, headers))
 }
 
 /// What the constructor builds from valid options.
