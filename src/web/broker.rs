@@ -1,14 +1,11 @@
 //! One request to the token broker, with the safety settings that keep the token out of every
 //! cache and away from redirects.
 
-use gloo_net::http::{Request, Response};
+use gloo_net::http::Request;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{
-    AbortController, AbortSignal, Headers, ReadableStreamDefaultReader, RequestCache,
-    RequestCredentials, RequestInit, RequestRedirect, ResponseType,
-};
+use web_sys::{AbortController, AbortSignal, Headers, ReadableStreamDefaultReader};
 use zeroize::Zeroizing;
 
 use crate::engine::token::{
@@ -18,7 +15,7 @@ use crate::engine::token::{
 use crate::engine::Grant;
 use crate::error::{parse_digits, retry_after_from_date, Error, Invalid};
 use crate::web::clock;
-use crate::web::js::{deferred, get, own_entries, text};
+use crate::web::js::{deferred, get, object, own_entries, text};
 use crate::web::timer::Timeout;
 
 /// Where the extra request headers come from.
@@ -41,8 +38,8 @@ pub struct BrokerConfig {
     pub url: String,
     /// GET or POST (POST sends an empty body).
     pub post: bool,
-    /// Cookie policy for the request.
-    pub credentials: RequestCredentials,
+    /// Cookie policy for the request: `"same-origin"`, `"include"` or `"omit"`.
+    pub credentials: &'static str,
     /// Extra headers.
     pub headers: HeaderSource,
     /// Abort the request after this long.
@@ -192,7 +189,7 @@ extern "C" {
 /// [`MAX_BODY_BYTES`] (whether or not a `Content-Length` said so). The buffer is allocated
 /// once at its largest size, so no reallocation leaves an unwiped copy behind; each chunk is
 /// zeroed on the JS side after it was copied.
-async fn read_body(response: &Response) -> Result<Zeroizing<Vec<u8>>, ReadFailure> {
+async fn read_body(response: &web_sys::Response) -> Result<Zeroizing<Vec<u8>>, ReadFailure> {
     let mut body = Zeroizing::new(Vec::with_capacity(MAX_BODY_BYTES));
     let Some(stream) = response.body() else {
         return Ok(body);
@@ -256,19 +253,25 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
         })?;
     // The request is built here rather than with gloo-net's `RequestBuilder`, which re-parses
     // the URL and formats its query string (`core::fmt` in every user's bundle); gloo-net
-    // sends it.
-    let init = RequestInit::new();
-    init.set_method(if config.post { "POST" } else { "GET" });
-    init.set_headers(&headers);
-    // The token must never land in the HTTP cache.
-    init.set_cache(RequestCache::NoStore);
-    init.set_credentials(config.credentials);
-    // A redirect (typically to a login page) becomes a visible `redirected` error. With
-    // "error" Chromium reports it as a plain network failure, indistinguishable from an
-    // unreachable broker (docs/ARCHITECTURE.md), so "manual" it is.
-    init.set_redirect(RequestRedirect::Manual);
-    init.set_signal(Some(&abort.signal()));
-    let request = web_sys::Request::new_with_str_and_init(&config.url, &init)
+    // sends it. Its `RequestInit` is a plain object of this module's making: web-sys's typed
+    // setters would be six glue functions, and its enums (`RequestCache`, `RequestCredentials`,
+    // `RequestRedirect`) a string table each in the glue, for values that are constants here.
+    let init = object(&[
+        (
+            "method",
+            JsValue::from_str(if config.post { "POST" } else { "GET" }),
+        ),
+        ("headers", headers.into()),
+        // The token must never land in the HTTP cache.
+        ("cache", JsValue::from_str("no-store")),
+        ("credentials", JsValue::from_str(config.credentials)),
+        // A redirect (typically to a login page) becomes a visible `redirected` error. With
+        // "error" Chromium reports it as a plain network failure, indistinguishable from an
+        // unreachable broker (docs/ARCHITECTURE.md), so "manual" it is.
+        ("redirect", JsValue::from_str("manual")),
+        ("signal", abort.signal().into()),
+    ]);
+    let request = web_sys::Request::new_with_str_and_init(&config.url, init.unchecked_ref())
         .map(Request::from)
         .map_err(|_| Error::Network)?;
     let response = request.send().await.map_err(|_| {
@@ -280,14 +283,17 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
             Error::Network
         }
     })?;
-    if response.type_() == ResponseType::Opaqueredirect {
+    // gloo-net sent it; the answer is read as the browser's own `Response` (gloo-net's
+    // `type_()` maps the type through an enum: a string table in the glue).
+    let response = web_sys::Response::from(response);
+    if text(&response, "type") == "opaqueredirect" {
         return Err(Error::Redirected);
     }
     let status = response.status();
     if status == 0 {
         return Err(Error::Network);
     }
-    let header = |name: &str| response.headers().get(name);
+    let header = |name: &str| response.headers().get(name).ok().flatten();
     // The broker's clock (its `Date` header), when this origin may read it: absolute times
     // (`Retry-After` dates, `expiresOn`, a JWT's `exp`) are judged against it, so a wrong
     // browser clock does not matter (docs/ARCHITECTURE.md).

@@ -3,7 +3,6 @@
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::RequestCredentials;
 
 use crate::engine::token::{check_broker_url, read_fields, Field};
 use crate::engine::RefreshPolicy;
@@ -166,9 +165,9 @@ impl Settings {
         };
         let url = resolve_broker_url(&broker_url)?;
         let credentials = match credentials.as_deref() {
-            None | Some("same-origin") => RequestCredentials::SameOrigin,
-            Some("include") => RequestCredentials::Include,
-            Some("omit") => RequestCredentials::Omit,
+            None | Some("same-origin") => "same-origin",
+            Some("include") => "include",
+            Some("omit") => "omit",
             Some(_) => {
                 return Err(config_error(
                     "credentials must be \"same-origin\", \"include\" or \"omit\"",
