@@ -2,10 +2,7 @@
 //! engine must look at the clock again. Each [`Listener`] unregisters itself when dropped.
 
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 use web_sys::EventTarget;
-
-use crate::web::js::get;
 
 /// One registered event listener; dropping it removes it.
 #[must_use = "a Listener is removed as soon as it is dropped"]
@@ -53,36 +50,32 @@ pub enum PageEvent {
     Online,
 }
 
-/// The page's document: `globalThis.document` where it is an object (a window; `None` in a
-/// worker). Read by name: web-sys's `window()` and `document()` would add an `instanceof Window`
-/// check and two glue functions for what one property read says.
-fn document() -> Option<EventTarget> {
-    let document = get(&js_sys::global(), "document");
-    document.is_object().then(|| document.unchecked_into())
-}
-
 /// Whether the document is hidden now (`false` where there is no document, e.g. a worker).
 pub fn page_hidden() -> bool {
-    document().is_some_and(|d| get(&d, "hidden").as_bool() == Some(true))
+    web_sys::window()
+        .and_then(|w| w.document())
+        .is_some_and(|d| d.hidden())
 }
 
 /// Registers `visibilitychange`, `pageshow`, `focus` and `online`. Returns no listeners where
 /// there is no window (a worker): the engine then relies on its timer and on `getToken()`.
 pub fn watch_page(on_event: impl Fn(PageEvent) + Clone + 'static) -> Vec<Listener> {
-    let Some(document) = document() else {
+    let Some(window) = web_sys::window() else {
         return Vec::new();
     };
-    let window: EventTarget = js_sys::global().unchecked_into();
     // One closure type for all four (each closure type costs its own glue): `None` stands for
     // the visibility, read when the event comes.
-    let events: [(&EventTarget, &'static str, Option<PageEvent>); 4] = [
-        (&document, "visibilitychange", None),
-        (&window, "pageshow", Some(PageEvent::Recheck)),
-        (&window, "focus", Some(PageEvent::Recheck)),
-        (&window, "online", Some(PageEvent::Online)),
+    let document: Option<EventTarget> = window.document().map(Into::into);
+    let window: EventTarget = window.into();
+    let events: [(Option<&EventTarget>, &'static str, Option<PageEvent>); 4] = [
+        (document.as_ref(), "visibilitychange", None),
+        (Some(&window), "pageshow", Some(PageEvent::Recheck)),
+        (Some(&window), "focus", Some(PageEvent::Recheck)),
+        (Some(&window), "online", Some(PageEvent::Online)),
     ];
     let mut listeners = Vec::new();
     for (target, kind, event) in events {
+        let Some(target) = target else { continue };
         let on = on_event.clone();
         listeners.extend(Listener::new(target, kind, move || {
             on(event.unwrap_or_else(|| PageEvent::Visibility(page_hidden())))
