@@ -9,6 +9,7 @@ mod support;
 use speech_token_client::TokenClient;
 use support::*;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -678,4 +679,56 @@ async fn headers_with_a_throwing_getter_are_refused_not_thrown_through() {
     assert_eq!(client.status(), "disposed");
     drop(make);
     uninstall_fake_broker();
+}
+
+/// Page code that defines getters on `Object.prototype` (a polyfill, a prototype pollution) does
+/// not reach the constructor's reading of options the app's object owns: they are read once, from
+/// the app's own object, into a copy of the module's making. Getters there that throw must
+/// neither throw through the module nor refuse valid options (the copy must never be read
+/// through a prototype). `headers` is the option kept aside; `method` stands for the others.
+#[wasm_bindgen_test]
+async fn getters_on_object_prototype_are_never_run_by_the_constructor() {
+    install_fake_broker();
+    answer(token_answer("tok-proto", 600.0, JsValue::UNDEFINED));
+    // The app's own `headers` (a record), made before the getter exists (a getter-only accessor
+    // on the prototype makes a plain assignment fail): the copy is then the only object that
+    // could fall through to the prototype.
+    let app_options = options(&[
+        ("headers", object(&[("x-app", "1".into())])),
+        ("method", "GET".into()),
+    ]);
+    let calls = js_sys::Function::new_no_args(
+        "let n = 0; \
+         for (const key of ['headers', 'method']) \
+           Object.defineProperty(Object.prototype, key, { configurable: true, \
+             get() { n += 1; throw new Error('Object.prototype getter (expected by the test)'); } }); \
+         return () => n;",
+    )
+    .call0(&JsValue::UNDEFINED)
+    .unwrap()
+    .unchecked_into::<js_sys::Function>();
+    let count = || calls.call0(&JsValue::UNDEFINED).unwrap().as_f64().unwrap();
+    let result = TokenClient::new(app_options);
+    let seen = count();
+    // Negative control: the getter is live (reading `headers` off a plain object runs it).
+    let control = js_sys::Reflect::get(&js_sys::Object::new(), &"headers".into());
+    let prototype = get(&get(&js_sys::global(), "Object"), "prototype");
+    for key in ["headers", "method"] {
+        js_sys::Reflect::delete_property(prototype.unchecked_ref::<js_sys::Object>(), &key.into())
+            .unwrap();
+    }
+    assert!(control.is_err(), "the polluting getter throws when read");
+    let client = match result {
+        Ok(client) => client,
+        Err(error) => panic!(
+            "valid options refused: {:?}",
+            get_str(&error, "message").or_else(|| error.as_string())
+        ),
+    };
+    assert_eq!(
+        seen, 0.0,
+        "a getter on Object.prototype was run by the constructor"
+    );
+    expect_token(&client, "tok-proto").await;
+    finish(client).await;
 }

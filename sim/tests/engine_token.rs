@@ -1114,7 +1114,18 @@ fn read_fields_wipes_the_strings_it_read_when_the_object_fails_later() {
     let text = format!(r#"{{"token":"{SECRET}","expiresIn":600,"region":"#);
     let mut parser = serde_json::Deserializer::from_str(&text);
     assert!(read_fields(&mut parser, NAMES, &mut out).is_err());
-    assert_eq!(out[0], Field::Str(String::new()), "the token was not wiped");
+    let Field::Str(token) = &out[0] else {
+        panic!("the token slot holds {:?}", out[0]);
+    };
+    assert!(token.is_empty(), "the token was not cleared");
+    // Wiped, not only cleared: its buffer (still allocated) holds zeros.
+    assert!(token.capacity() >= SECRET.len());
+    // SAFETY: the bytes up to the capacity were written (by the parser, then the wipe).
+    let buffer = unsafe { std::slice::from_raw_parts(token.as_ptr(), SECRET.len()) };
+    assert!(
+        buffer.iter().all(|&b| b == 0),
+        "the token's bytes were not zeroed"
+    );
     assert_eq!(out[1], Field::Num(600.0));
     // Negative control: the same text, complete, keeps the token.
     let mut out: [Field; 4] = Default::default();
@@ -1124,8 +1135,10 @@ fn read_fields_wipes_the_strings_it_read_when_the_object_fails_later() {
     assert_eq!(out[0], Field::Str(SECRET.into()));
 }
 
+/// With serde_json, a value that is not an object is refused by `read_fields` itself (the `Json`
+/// implementations also refuse one before: serde-wasm-bindgen would read an array's properties).
 #[test]
-fn read_fields_refuses_what_is_not_an_object() {
+fn read_fields_refuses_a_serde_json_value_that_is_not_an_object() {
     for text in ["[1,2]", "\"token\"", "42"] {
         let mut out: [Field; 4] = Default::default();
         let value: serde_json::Value = serde_json::from_str(text).unwrap();

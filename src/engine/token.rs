@@ -237,7 +237,9 @@ impl<'de> Deserialize<'de> for Field {
 }
 
 /// Reads the fields `names` of one object into `out` (in the same order), each as a [`Field`];
-/// other keys are skipped. One visitor for every object the module reads (the broker answer, the
+/// other keys are skipped, and a repeated key's last value counts (as with `JSON.parse`). The
+/// caller checks that the value is an object: serde-wasm-bindgen reads an array's named
+/// properties like an object's. One visitor for every object the module reads (the broker answer, the
 /// JWT claims, the options): serde_derive makes a visitor, a field-name visitor and a key reader
 /// per struct, ~2 KB of wasm each (bench/size-steps.md, step 42). On an error every string read
 /// so far is wiped (an answer's token may be one of them).
@@ -279,7 +281,13 @@ impl<'de> Visitor<'de> for Fields<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(slot) = map.next_key_seed(Name(self.names))? {
             match slot.and_then(|at| self.out.get_mut(at)) {
-                Some(slot) => *slot = map.next_value()?,
+                Some(slot) => {
+                    // A repeated key (a text parser reads every one): the earlier string wiped.
+                    if let Field::Str(s) = slot {
+                        s.zeroize();
+                    }
+                    *slot = map.next_value()?;
+                }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }

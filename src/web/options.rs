@@ -102,11 +102,14 @@ impl Options {
 /// getter or proxy trap unwinding through wasm frames leaves the module's stack and state
 /// broken for every client on the page. A value other than a primitive (an object, a symbol, a
 /// bigint) stands as a fresh empty object, which reads as "not a string, number or boolean"
-/// (the option's own message) without running any of the app's code. `headers` is not in the
-/// copy: it is returned as it is (read by `request_headers`, whose reads all catch), and the
-/// copy then reads as "no `headers`" (serde-wasm-bindgen would read an object's entries).
+/// (the option's own message) without running any of the app's code. `headers` is returned as
+/// it is (read by `request_headers`, whose reads all catch); the copy holds `undefined` for it
+/// (serde-wasm-bindgen would read an object's entries). The copy has no prototype: a getter that
+/// page code put on `Object.prototype` (where a getter without a setter also makes a plain
+/// assignment fail) is never reached by serde-wasm-bindgen's reads, which do not catch.
 fn snapshot(options: &JsValue) -> Result<(JsValue, JsValue), JsValue> {
-    let copy: JsValue = js_sys::Object::new().into();
+    let copy: JsValue =
+        js_sys::Object::create(JsValue::NULL.unchecked_ref::<js_sys::Object>()).into();
     let mut headers = JsValue::UNDEFINED;
     for &name in OPTION_NAMES {
         let value = try_get(options, name).map_err(|_| {
@@ -114,6 +117,7 @@ fn snapshot(options: &JsValue) -> Result<(JsValue, JsValue), JsValue> {
         })?;
         if name == "headers" {
             headers = value;
+            set(&copy, name, &JsValue::UNDEFINED);
             continue;
         }
         let primitive = value.is_undefined()
