@@ -15,7 +15,7 @@ use crate::engine::token::{
 use crate::engine::Grant;
 use crate::error::{parse_digits, retry_after_from_date, Error, Invalid};
 use crate::web::clock;
-use crate::web::js::{deferred, get, object, own_entries, text};
+use crate::web::js::{get, object, own_entries, text, until_aborted};
 use crate::web::timer::Timeout;
 
 /// Where the extra request headers come from.
@@ -92,20 +92,6 @@ pub(crate) fn unbracket(host: &str) -> &str {
         .unwrap_or(host)
 }
 
-/// Awaits `promise`, giving up (rejecting) as soon as `signal` aborts: the request timeout or
-/// `dispose()` must end a wait on the app's header function as well as the fetch itself.
-async fn until_aborted(promise: js_sys::Promise, signal: &AbortSignal) -> Result<JsValue, JsValue> {
-    if signal.aborted() {
-        return Err(JsValue::UNDEFINED);
-    }
-    let (aborted, _, reject_on_abort) = deferred();
-    signal.set_onabort(Some(&reject_on_abort));
-    let either = js_sys::Promise::race(&js_sys::Array::of2(&promise, &aborted));
-    let result = JsFuture::from(either).await;
-    signal.set_onabort(None);
-    result
-}
-
 /// Why the app's headers cannot be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BadHeaders {
@@ -165,10 +151,15 @@ async fn build_headers(source: &HeaderSource, signal: &AbortSignal) -> Result<He
             let value = function
                 .call0(&JsValue::UNDEFINED)
                 .map_err(|_| Error::Headers)?;
-            let promise = js_sys::Promise::resolve(&value);
-            until_aborted(promise, signal)
-                .await
-                .map_err(|_| Error::Headers)?
+            // The request timeout or `dispose()` ends the wait on the app's promise as well as
+            // the fetch itself; the function may also have disposed the client itself.
+            if signal.aborted() {
+                return Err(Error::Disposed);
+            }
+            let (raced, stop_listening) = until_aborted(js_sys::Promise::resolve(&value), signal);
+            let outcome = JsFuture::from(raced).await;
+            stop_listening();
+            outcome.map_err(|_| Error::Headers)?
         }
     };
     request_headers(&object).map_err(|_| Error::Headers)

@@ -1,12 +1,14 @@
 //! Reading and writing JS object properties by name: the one place a Rust `&str` key becomes a
 //! JS string. Failures (a throwing getter or setter, a frozen object, a revoked proxy) are
 //! values here, never panics: callers decide what a failed read or write means. Also the
-//! module's two ways of making a promise ([`deferred`], [`promise`]).
+//! module's two ways of making a promise ([`deferred`], [`promise`]) and its one way of racing
+//! one against an abort signal ([`until_aborted`]).
 
 use std::future::Future;
 use std::pin::Pin;
 
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 /// `target[key]`, or `undefined` when the read throws (or `target` is not an object).
 pub(crate) fn get(target: &JsValue, key: &str) -> JsValue {
@@ -84,4 +86,50 @@ pub(crate) fn object(pairs: &[(&str, JsValue)]) -> JsValue {
         set(&object, key, value);
     }
     object
+}
+
+/// The error an aborted operation rejects with, as `@azure/abort-controller` and the DOM name it.
+pub(crate) fn abort_error() -> JsValue {
+    let error = js_sys::Error::new("The operation was aborted.");
+    error.set_name("AbortError");
+    error.into()
+}
+
+/// `promise`, or an `AbortError` as soon as `signal` (an AbortSignal-like object, if any)
+/// aborts; and the function that removes the abort listener once the call is over (a long-lived
+/// signal must not collect one listener per call). `promise` itself is not cancelled. A signal
+/// that has already aborted fires no more: callers check `aborted` first. The one way the module
+/// races a promise against an abort: the app's `abortSignal` (`tokenCredential()`), and the
+/// request's own signal around the app's `headers` function (broker.rs).
+pub(crate) fn until_aborted(
+    promise: js_sys::Promise,
+    signal: &JsValue,
+) -> (js_sys::Promise, impl FnOnce()) {
+    let add = get(signal, "addEventListener")
+        .dyn_into::<js_sys::Function>()
+        .ok();
+    let remove = get(signal, "removeEventListener")
+        .dyn_into::<js_sys::Function>()
+        .ok();
+    let (aborted, _, reject) = deferred();
+    let listener = match add {
+        Some(add) => {
+            let on_abort = Closure::<dyn FnMut()>::new(move || {
+                let _ = reject.call1(&JsValue::UNDEFINED, &abort_error());
+            })
+            .into_js_value();
+            let once = object(&[("once", JsValue::TRUE)]);
+            let _ = add.call3(signal, &JsValue::from_str("abort"), &on_abort, &once);
+            Some(on_abort)
+        }
+        None => None,
+    };
+    let signal = signal.clone();
+    let stop = move || {
+        if let (Some(remove), Some(listener)) = (remove, listener) {
+            let _ = remove.call2(&signal, &JsValue::from_str("abort"), &listener);
+        }
+    };
+    let raced = js_sys::Promise::race(&js_sys::Array::of2(&promise, &aborted));
+    (raced, stop)
 }

@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::web::broker::BrowserJson;
 use crate::web::client::TokenClient;
 use crate::web::hooks;
-use crate::web::js::{deferred, get, object, own_keys, promise, try_get};
+use crate::web::js::{abort_error, get, object, own_keys, promise, try_get, until_aborted};
 use crate::web::js_error::{config_error, to_js};
 use crate::web::shell::{detach_detail, EventKind, Shell};
 
@@ -278,46 +278,6 @@ fn bearer_form(token: JsValue) -> JsValue {
 /// prototype); `dyn_ref::<Object>` asks `instanceof Object`, false for both of those.
 fn as_object(value: &JsValue) -> Option<&js_sys::Object> {
     (value.is_object() || value.is_function()).then(|| value.unchecked_ref())
-}
-
-/// The error an aborted operation rejects with, as `@azure/abort-controller` and the DOM name it.
-fn abort_error() -> JsValue {
-    let error = js_sys::Error::new("The operation was aborted.");
-    error.set_name("AbortError");
-    error.into()
-}
-
-/// `promise`, or an `AbortError` as soon as `signal` (an AbortSignal-like object, if any)
-/// aborts; and the function that removes the abort listener once the call is over (a long-lived
-/// signal must not collect one listener per call). `promise` itself is not cancelled.
-fn until_aborted(promise: js_sys::Promise, signal: &JsValue) -> (js_sys::Promise, impl FnOnce()) {
-    let add = get(signal, "addEventListener")
-        .dyn_into::<js_sys::Function>()
-        .ok();
-    let remove = get(signal, "removeEventListener")
-        .dyn_into::<js_sys::Function>()
-        .ok();
-    let (aborted, _, reject) = deferred();
-    let listener = match add {
-        Some(add) => {
-            let on_abort = Closure::<dyn FnMut()>::new(move || {
-                let _ = reject.call1(&JsValue::UNDEFINED, &abort_error());
-            })
-            .into_js_value();
-            let once = object(&[("once", JsValue::TRUE)]);
-            let _ = add.call3(signal, &JsValue::from_str("abort"), &on_abort, &once);
-            Some(on_abort)
-        }
-        None => None,
-    };
-    let signal = signal.clone();
-    let stop = move || {
-        if let (Some(remove), Some(listener)) = (remove, listener) {
-            let _ = remove.call2(&signal, &JsValue::from_str("abort"), &listener);
-        }
-    };
-    let raced = js_sys::Promise::race(&js_sys::Array::of2(&promise, &aborted));
-    (raced, stop)
 }
 
 #[wasm_bindgen]
