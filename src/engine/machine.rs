@@ -202,6 +202,24 @@ pub struct Decision {
     pub timer: TimerPlan,
 }
 
+impl Decision {
+    /// Nothing to do: a disposed client's answer to the clock, the broker and other tabs.
+    fn nothing() -> Decision {
+        Decision {
+            effects: Vec::new(),
+            timer: TimerPlan::Keep,
+        }
+    }
+
+    /// A disposed client's answer to a caller: rejected with kind `disposed`.
+    fn refuse_disposed() -> Decision {
+        Decision {
+            effects: vec![Effect::RejectWaiters(Error::Disposed)],
+            timer: TimerPlan::Keep,
+        }
+    }
+}
+
 /// How a failure is retried.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Retry {
@@ -570,10 +588,7 @@ impl Machine {
     /// at once ([`Machine::answer_at_once`]).
     pub fn demand(&mut self, now: Now) -> Decision {
         if self.disposed {
-            return Decision {
-                effects: vec![Effect::RejectWaiters(Error::Disposed)],
-                timer: TimerPlan::Keep,
-            };
+            return Decision::refuse_disposed();
         }
         if let Some(error) = self.answer_at_once(now) {
             return self.settle(now, vec![Effect::RejectOne(error)]);
@@ -611,10 +626,7 @@ impl Machine {
     /// Joins a request already in flight. Clears a stop after 401/403 and any pending backoff.
     pub fn refresh_now(&mut self, now: Now) -> Decision {
         if self.disposed {
-            return Decision {
-                effects: vec![Effect::RejectWaiters(Error::Disposed)],
-                timer: TimerPlan::Keep,
-            };
+            return Decision::refuse_disposed();
         }
         self.fresh_waiters += 1;
         self.stopped = false;
@@ -627,13 +639,10 @@ impl Machine {
     /// The outcome of the request in flight. `jitter` is a uniform random draw in `[0, 1)`,
     /// used for the refresh jitter (success) or the backoff (failure).
     pub fn response(&mut self, now: Now, result: Result<Grant, Error>, jitter: f64) -> Decision {
-        let mut effects = Vec::new();
         if self.disposed {
-            return Decision {
-                effects,
-                timer: TimerPlan::Keep,
-            };
+            return Decision::nothing();
         }
+        let mut effects = Vec::new();
         let Some(sent) = self.in_flight.take() else {
             // No request was in flight: a stray answer (cannot happen with a correct shell).
             return self.settle(now, effects);
@@ -740,10 +749,7 @@ impl Machine {
     /// it at all.
     pub fn adopt(&mut self, now: Now, grant: Grant, jitter: f64) -> Decision {
         if self.disposed {
-            return Decision {
-                effects: Vec::new(),
-                timer: TimerPlan::Keep,
-            };
+            return Decision::nothing();
         }
         // Not taken: by an idle client (it stays lazy); before this tab's own first answer, or
         // when its own broker is due (see `own_answer_due`); after a final error (401, 403…),
@@ -815,10 +821,7 @@ impl Machine {
     /// broker request. If a fetch is in fact still due, the decision starts a new one.
     pub fn skip_fetch(&mut self, now: Now) -> Decision {
         if self.disposed {
-            return Decision {
-                effects: Vec::new(),
-                timer: TimerPlan::Keep,
-            };
+            return Decision::nothing();
         }
         if self.in_flight.take().is_some() {
             self.requests = self.requests.saturating_sub(1);
@@ -897,13 +900,10 @@ impl Machine {
 
     /// Stop for good: drop (and so wipe) the token, reject waiters, clear the timer.
     pub fn dispose(&mut self) -> Decision {
-        let mut effects = Vec::new();
         if self.disposed {
-            return Decision {
-                effects,
-                timer: TimerPlan::Keep,
-            };
+            return Decision::nothing();
         }
+        let mut effects = Vec::new();
         self.disposed = true;
         self.held = None;
         self.route = None;
