@@ -732,3 +732,42 @@ async fn getters_on_object_prototype_are_never_run_by_the_constructor() {
     expect_token(&client, "tok-proto").await;
     finish(client).await;
 }
+
+/// Page code that puts request options on `Object.prototype` (a polyfill, a prototype pollution)
+/// does not reach the token request: the browser reads a `RequestInit` through its prototype
+/// chain, so an inherited `body` on a GET made every request fail (a network error, for good).
+/// The request's init has no prototype.
+#[wasm_bindgen_test]
+async fn request_options_on_object_prototype_do_not_reach_the_token_request() {
+    install_fake_broker();
+    answer(token_answer("tok-init", 600.0, JsValue::UNDEFINED));
+    let client = TokenClient::new(options(&[])).unwrap();
+    let prototype: js_sys::Object =
+        get(&get(&js_sys::global(), "Object"), "prototype").unchecked_into();
+    let polluted = object(&[
+        ("value", "polluted body (expected by the test)".into()),
+        ("configurable", true.into()),
+        ("writable", true.into()),
+    ]);
+    js_sys::Object::define_property(&prototype, &"body".into(), polluted.unchecked_ref());
+    // Negative control: a plain init inherits it, and a GET with a body is refused.
+    let control = web_sys::Request::new_with_str_and_init(
+        "/api/speech-token",
+        js_sys::Object::new().unchecked_ref(),
+    );
+    let outcome = settle(client.get_token()).await;
+    js_sys::Reflect::delete_property(&prototype, &"body".into()).unwrap();
+    assert!(
+        control.is_err(),
+        "an inherited body is read by new Request()"
+    );
+    match outcome {
+        Ok(token) => assert_eq!(token.as_string().as_deref(), Some("tok-init")),
+        Err(error) => panic!(
+            "the request took Object.prototype.body: {:?}",
+            get_str(&error, "kind")
+        ),
+    }
+    assert_eq!(requests(), 1);
+    finish(client).await;
+}

@@ -15,7 +15,7 @@ use crate::engine::token::{
 use crate::engine::Grant;
 use crate::error::{parse_digits, retry_after_from_date, Error, Invalid};
 use crate::web::clock;
-use crate::web::js::{get, object, own_entries, text, until_aborted};
+use crate::web::js::{dictionary, get, own_entries, text, until_aborted};
 use crate::web::timer::Timeout;
 
 /// Where the extra request headers come from.
@@ -244,10 +244,11 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
         })?;
     // The request is built here rather than with gloo-net's `RequestBuilder`, which re-parses
     // the URL and formats its query string (`core::fmt` in every user's bundle); gloo-net
-    // sends it. Its `RequestInit` is a plain object of this module's making: web-sys's typed
-    // setters would be six glue functions, and its enums (`RequestCache`, `RequestCredentials`,
-    // `RequestRedirect`) a string table each in the glue, for values that are constants here.
-    let init = object(&[
+    // sends it. Its `RequestInit` is an object of this module's making, without a prototype
+    // (`js::dictionary`): web-sys's typed setters would be six glue functions, and its enums
+    // (`RequestCache`, `RequestCredentials`, `RequestRedirect`) a string table each in the glue,
+    // for values that are constants here; and its `new Object()` inherits page pollution.
+    let init = dictionary(&[
         (
             "method",
             JsValue::from_str(if config.post { "POST" } else { "GET" }),

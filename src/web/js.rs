@@ -79,9 +79,26 @@ fn not_a_function() -> js_sys::Function {
     js_sys::Function::unchecked_from_js(JsValue::UNDEFINED)
 }
 
-/// A plain object from key/value pairs.
+/// A plain object from key/value pairs: what the module hands to the app (event details, the
+/// credential and its answers).
 pub(crate) fn object(pairs: &[(&str, JsValue)]) -> JsValue {
-    let object: JsValue = js_sys::Object::new().into();
+    fill(js_sys::Object::new().into(), pairs)
+}
+
+/// An object without a prototype, from key/value pairs: what the module hands to a browser API
+/// as a WebIDL dictionary (a `RequestInit`, a lock's options), or reads back through a library
+/// (the options snapshot). Not for the app's own functions (an `abortSignal`'s
+/// `addEventListener` may be a polyfill that expects `Object.prototype`'s methods). A dictionary's members are read through the prototype chain, so a plain object would
+/// take what page code put on `Object.prototype` (a `body` on the token request's GET, a lock's
+/// `steal`) for the module's own choice.
+pub(crate) fn dictionary(pairs: &[(&str, JsValue)]) -> JsValue {
+    fill(
+        js_sys::Object::create(JsValue::NULL.unchecked_ref::<js_sys::Object>()).into(),
+        pairs,
+    )
+}
+
+fn fill(object: JsValue, pairs: &[(&str, JsValue)]) -> JsValue {
     for (key, value) in pairs {
         set(&object, key, value);
     }

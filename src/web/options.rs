@@ -7,7 +7,7 @@ use wasm_bindgen::JsCast;
 use crate::engine::token::{check_broker_url, read_fields, Field};
 use crate::engine::RefreshPolicy;
 use crate::web::broker::{request_headers, unbracket, BadHeaders, BrokerConfig, HeaderSource};
-use crate::web::js::{get, own_keys, set, text, try_get};
+use crate::web::js::{dictionary, get, own_keys, set, text, try_get};
 use crate::web::js_error::{config_error, to_js};
 
 /// The option names, in the order the "unknown option" message lists them and [`Options`]
@@ -108,8 +108,7 @@ impl Options {
 /// page code put on `Object.prototype` (where a getter without a setter also makes a plain
 /// assignment fail) is never reached by serde-wasm-bindgen's reads, which do not catch.
 fn snapshot(options: &JsValue) -> Result<(JsValue, JsValue), JsValue> {
-    let copy: JsValue =
-        js_sys::Object::create(JsValue::NULL.unchecked_ref::<js_sys::Object>()).into();
+    let copy = dictionary(&[]);
     let mut headers = JsValue::UNDEFINED;
     for &name in OPTION_NAMES {
         let value = try_get(options, name).map_err(|_| {

@@ -30,7 +30,7 @@ use web_sys::{AbortController, BroadcastChannel, MessageEvent};
 use crate::engine::token::{grant_from_peer, Token};
 use crate::engine::{Grant, Machine, Ms};
 use crate::web::clock;
-use crate::web::js::{deferred, get, set};
+use crate::web::js::{deferred, dictionary, get, set};
 use crate::web::timer::Timeout;
 
 /// After the lock is granted, how long to wait for a token the previous holder broadcast just
@@ -181,11 +181,11 @@ impl Tabs {
         let (hold, hold_resolve, _) = deferred();
         let release = LockHold(hold_resolve);
         *self.0.slot.borrow_mut() = Some((granted_resolve, hold));
-        let options = js_sys::Object::new();
-        set(&options, "signal", &abort.signal().into());
+        // Without a prototype: an inherited `steal` or `ifAvailable` would change the lock.
+        let options = dictionary(&[("signal", abort.signal().into())]);
         let request = self.0.locks.request(
             &self.0.name,
-            &options.into(),
+            &options,
             self.0.lock_callback.as_ref().unchecked_ref(),
         );
         if let Ok(request) = request {
