@@ -239,9 +239,9 @@ impl<'de> Deserialize<'de> for Field {
 /// Reads the fields `names` of one object into `out` (in the same order), each as a [`Field`];
 /// other keys are skipped, and a repeated key's last value counts (as with `JSON.parse`). The
 /// caller checks that the value is an object: serde-wasm-bindgen reads an array's named
-/// properties like an object's. One visitor for every object the module reads (the broker answer, the
-/// JWT claims, the options): serde_derive makes a visitor, a field-name visitor and a key reader
-/// per struct, ~2 KB of wasm each (bench/size-steps.md, step 42). On an error every string read
+/// properties like an object's. One visitor for every object the module reads (the broker
+/// answer, the JWT claims, the options): serde_derive makes a visitor, a field-name visitor and
+/// a key reader per struct, ~2 KB of wasm each (bench/size-steps.md, step 42). On an error every string read
 /// so far is wiped (an answer's token may be one of them).
 pub fn read_fields<'de, D: Deserializer<'de>>(
     d: D,

@@ -87,10 +87,11 @@ pub(crate) fn object(pairs: &[(&str, JsValue)]) -> JsValue {
 
 /// An object without a prototype, from key/value pairs: what the module hands to a browser API
 /// as a WebIDL dictionary (a `RequestInit`, a lock's options), or reads back through a library
-/// (the options snapshot). Not for the app's own functions (an `abortSignal`'s
-/// `addEventListener` may be a polyfill that expects `Object.prototype`'s methods). A dictionary's members are read through the prototype chain, so a plain object would
-/// take what page code put on `Object.prototype` (a `body` on the token request's GET, a lock's
-/// `steal`) for the module's own choice.
+/// (the options snapshot). A dictionary's members are read through the prototype chain, so a
+/// plain object would take what page code put on `Object.prototype` (a `body` on the token
+/// request's GET, a lock's `steal`) for the module's own choice. Not for the app's own functions
+/// (an `abortSignal`'s `addEventListener` may be a polyfill that expects `Object.prototype`'s
+/// methods).
 pub(crate) fn dictionary(pairs: &[(&str, JsValue)]) -> JsValue {
     fill(
         js_sys::Object::create(JsValue::NULL.unchecked_ref::<js_sys::Object>()).into(),

@@ -103,10 +103,11 @@ impl Options {
 /// broken for every client on the page. A value other than a primitive (an object, a symbol, a
 /// bigint) stands as a fresh empty object, which reads as "not a string, number or boolean"
 /// (the option's own message) without running any of the app's code. `headers` is returned as
-/// it is (read by `request_headers`, whose reads all catch); the copy holds `undefined` for it
+/// it is (read by `request_headers`, whose reads all catch) and left out of the copy
 /// (serde-wasm-bindgen would read an object's entries). The copy has no prototype: a getter that
 /// page code put on `Object.prototype` (where a getter without a setter also makes a plain
-/// assignment fail) is never reached by serde-wasm-bindgen's reads, which do not catch.
+/// assignment fail) is never reached by serde-wasm-bindgen's reads, which do not catch, and a
+/// name missing from the copy reads as absent.
 fn snapshot(options: &JsValue) -> Result<(JsValue, JsValue), JsValue> {
     let copy = dictionary(&[]);
     let mut headers = JsValue::UNDEFINED;
@@ -116,7 +117,6 @@ fn snapshot(options: &JsValue) -> Result<(JsValue, JsValue), JsValue> {
         })?;
         if name == "headers" {
             headers = value;
-            set(&copy, name, &JsValue::UNDEFINED);
             continue;
         }
         let primitive = value.is_undefined()
