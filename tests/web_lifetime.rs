@@ -544,6 +544,52 @@ async fn dispose_inside_a_listener_rejects_what_was_pending() {
     finish_js(&client).await;
 }
 
+/// `dispose()` inside an `error` listener: the calls that were waiting for the failed request
+/// reject with `disposed`, as after any `dispose()` (they rejected with the request's own
+/// failure: the rejection was queued behind the event and not checked when made).
+#[wasm_bindgen_test]
+async fn dispose_inside_an_error_listener_rejects_what_was_pending_as_disposed() {
+    for (code, failure) in [(401, "unauthorized"), (500, "http")] {
+        install_fake_broker();
+        answer_always(raw_answer(
+            code,
+            Some("application/json".into()),
+            "{}",
+            JsValue::UNDEFINED,
+        ));
+        // Negative control: without the listener, the same call rejects with the failure.
+        let plain = js_client(&[]);
+        let outcome = within(promise(call(&plain, "getToken", &[])), 2000.0).await;
+        assert_speech_error(
+            &outcome.unwrap_err(),
+            failure,
+            &[],
+            "getToken() without dispose",
+        );
+        finish_js(&plain).await;
+
+        install_fake_broker();
+        answer_always(raw_answer(
+            code,
+            Some("application/json".into()),
+            "{}",
+            JsValue::UNDEFINED,
+        ));
+        let client = js_client(&[]);
+        dispose_on_event(&client, "error");
+        let token = promise(call(&client, "getToken", &[]));
+        let refresh = promise(call(&client, "refreshNow", &[]));
+        for (name, pending) in [("getToken()", token), ("refreshNow()", refresh)] {
+            match within(pending, 2000.0).await {
+                Ok(v) => panic!("{name} resolved after the client was disposed ({v:?})"),
+                Err(e) => assert_speech_error(&e, "disposed", &[], name),
+            }
+        }
+        assert_eq!(status(&client), "disposed");
+        finish_js(&client).await;
+    }
+}
+
 /// `refreshNow()` inside a `token` listener: the `status` events follow the real transitions
 /// and end where `client.status` is (it emitted "refreshing, valid, valid" while the client said
 /// "refreshing").

@@ -419,7 +419,13 @@ impl Shell {
                 if waiters.is_empty() {
                     return;
                 }
-                let error = to_js(&error);
+                // Likewise: after `dispose()` (an `error` listener's, queued before this), a
+                // pending call rejects with `disposed`, whatever failure it was waiting on.
+                let error = to_js(if self.disposed() {
+                    &Error::Disposed
+                } else {
+                    &error
+                });
                 for w in waiters {
                     let _ = w.reject.call1(&JsValue::UNDEFINED, &error);
                 }
