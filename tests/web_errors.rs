@@ -60,6 +60,15 @@ fn json(body: &str) -> JsValue {
     )
 }
 
+/// A 200 answer of `content_type` whose body is exactly `bytes` (which need not be UTF-8).
+fn bytes_answer(content_type: &str, bytes: &[u8]) -> JsValue {
+    object(&[
+        ("status", 200.into()),
+        ("headers", object(&[("content-type", content_type.into())])),
+        ("body", js_sys::Uint8Array::from(bytes).into()),
+    ])
+}
+
 /// `Date: <now>` and `Retry-After: <now + ahead_ms>`, both as HTTP dates (RFC 9110 §10.2.3).
 fn http_date_headers(ahead_ms: f64) -> JsValue {
     let now = (js_sys::Date::now() / 1000.0).floor() * 1000.0;
@@ -122,6 +131,23 @@ fn invalid_response_cases() -> Vec<Case> {
         invalid(
             "token with non-ASCII",
             json(&token_json(&format!("{MARK}é"))),
+            "characters",
+        ),
+        invalid(
+            "JSON body with a byte that is not UTF-8",
+            bytes_answer(
+                "application/json",
+                &[
+                    format!(r#"{{"token":"{MARK}","expiresIn":600,"note":"caf"#).as_bytes(),
+                    b"\xe9\"}",
+                ]
+                .concat(),
+            ),
+            "not valid JSON",
+        ),
+        invalid(
+            "text token with a byte that is not UTF-8",
+            bytes_answer("text/plain", &[MARK.as_bytes(), b"-tok\xff"].concat()),
             "characters",
         ),
         invalid(

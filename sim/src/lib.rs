@@ -365,11 +365,12 @@ pub struct SerdeJson;
 impl Json for SerdeJson {
     fn parse_object(
         &self,
-        text: &str,
+        text: &[u8],
         names: &'static [&'static str],
         out: &mut [Field],
     ) -> Result<(), JsonError> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|_| JsonError::Syntax)?;
+        let value: serde_json::Value =
+            serde_json::from_slice(text).map_err(|_| JsonError::Syntax)?;
         if !value.is_object() {
             return Err(JsonError::Shape);
         }

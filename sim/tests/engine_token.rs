@@ -323,6 +323,58 @@ fn a_body_with_a_utf8_bom_is_read() {
     assert_eq!(g.lifetime_ms, 600_000.0);
 }
 
+/// Bodies are bytes (the browser hands over what the broker sent): the decoder, not a UTF-8
+/// check of the engine's, refuses what is not UTF-8.
+#[test]
+fn bodies_that_are_not_utf8_are_refused_and_a_bom_is_not_content() {
+    let raw = |body: &[u8], content_type| {
+        parse_grant(body, Some(content_type), &SerdeJson, NOW_MS).map(|g| g.lifetime_ms)
+    };
+    let json = format!(r#"{{"token":"{SECRET}","expiresIn":600}}"#);
+    // The same answer as bytes, with and without a byte order mark: read.
+    assert_eq!(raw(json.as_bytes(), "application/json"), Ok(600_000.0));
+    let with_bom = [&b"\xef\xbb\xbf"[..], json.as_bytes()].concat();
+    assert_eq!(raw(&with_bom, "application/json"), Ok(600_000.0));
+    // A JSON body with a byte that is not UTF-8 (in an unknown field): not JSON.
+    let latin1 = [
+        &json.as_bytes()[..json.len() - 1],
+        &b",\"note\":\"caf\xe9\"}"[..],
+    ]
+    .concat();
+    assert_eq!(
+        raw(&latin1, "application/json").unwrap_err(),
+        Error::InvalidResponse(Invalid::NotJson)
+    );
+    // Its negative control: the same field in UTF-8 is fine.
+    let utf8 = [
+        &json.as_bytes()[..json.len() - 1],
+        ",\"note\":\"caf\u{e9}\"}".as_bytes(),
+    ]
+    .concat();
+    assert_eq!(raw(&utf8, "application/json"), Ok(600_000.0));
+    // A text token with a byte outside ASCII, valid UTF-8 or not: not a token.
+    let token = jwt(&format!(r#"{{"exp":{}}}"#, NOW_S + 600));
+    for tail in [&b"\xe9"[..], "\u{e9}".as_bytes(), &b"\xff\xfe"[..]] {
+        let body = [token.as_bytes(), tail].concat();
+        assert_eq!(
+            raw(&body, "text/plain").unwrap_err(),
+            Error::InvalidResponse(Invalid::TokenCharacters)
+        );
+    }
+    // ... and over the length limit it is too long, counted in bytes as before.
+    let long = [
+        SECRET.repeat(16 * 1024 / SECRET.len() + 1).as_bytes(),
+        b"\xe9",
+    ]
+    .concat();
+    assert_eq!(
+        raw(&long, "text/plain").unwrap_err(),
+        Error::InvalidResponse(Invalid::TokenTooLong)
+    );
+    // Their negative control: the token alone is read.
+    assert_eq!(raw(token.as_bytes(), "text/plain"), Ok(600_000.0));
+}
+
 #[test]
 fn a_stated_lifetime_never_outlives_the_jwts_own_exp() {
     // A broker repeating a stale `expiresIn: 600` for a cached JWT issued 540 s ago (exp in

@@ -319,14 +319,17 @@ impl<'de> Visitor<'de> for Name {
     }
 }
 
-/// Decodes a JSON object. The wasm shell implements it with `JSON.parse` and
-/// serde-wasm-bindgen; native code with serde_json. Both read the fields with [`read_fields`].
+/// Decodes a JSON object. The wasm shell implements it with the browser's `TextDecoder` and
+/// `JSON.parse`, and serde-wasm-bindgen; native code with serde_json. Both read the fields with
+/// [`read_fields`].
 pub trait Json {
-    /// Parses `text`, which must be a JSON object (not an array or a scalar), and reads its
-    /// fields `names` into `out` ([`read_fields`]).
+    /// Parses `text`, which must be UTF-8 (else [`JsonError::Syntax`]) and a JSON object (not an
+    /// array or a scalar), and reads its fields `names` into `out` ([`read_fields`]). Bytes, not
+    /// a `&str`: the decoder checks the encoding, so the wasm bundle needs no UTF-8 validator of
+    /// its own.
     fn parse_object(
         &self,
-        text: &str,
+        text: &[u8],
         names: &'static [&'static str],
         out: &mut [Field],
     ) -> Result<(), JsonError>;
@@ -488,7 +491,7 @@ pub const DATE_RESOLUTION_MS: f64 = 1_000.0;
 /// issueToken passthrough answers); `now_wall_ms` converts an absolute `expiresOn` or JWT `exp`
 /// into a lifetime (see [`parse_grant_at`] to read them against the broker's clock).
 pub fn parse_grant<J: Json + UrlParser>(
-    body: &str,
+    body: &(impl AsRef<[u8]> + ?Sized),
     content_type: Option<&str>,
     json: &J,
     now_wall_ms: f64,
@@ -503,18 +506,22 @@ pub fn parse_grant<J: Json + UrlParser>(
 /// `Date` when readable, so that a browser clock that is minutes off neither rejects a fresh
 /// token nor serves an old one past its `exp`. An `exp` already passed is `ExpiredOnArrival`.
 pub fn parse_grant_at<J: Json + UrlParser>(
-    body: &str,
+    body: &(impl AsRef<[u8]> + ?Sized),
     content_type: Option<&str>,
     json: &J,
     clock: AnswerClock,
 ) -> Result<Grant, Error> {
+    let body = body.as_ref();
     if body.len() > MAX_BODY_BYTES {
         return Err(Invalid::BodyTooLarge.into());
     }
     // A UTF-8 byte order mark (some servers' text and JSON bodies start with one) is not content.
     // ASCII whitespace only (`trim_ascii`, a byte loop): JSON's whitespace is ASCII, and `trim()`
     // would link a Unicode whitespace table into every bundle.
-    let text = body.strip_prefix('\u{feff}').unwrap_or(body).trim_ascii();
+    let text = body
+        .strip_prefix(b"\xef\xbb\xbf")
+        .unwrap_or(body)
+        .trim_ascii();
     if text.is_empty() {
         return Err(Invalid::Empty.into());
     }
@@ -525,7 +532,7 @@ pub fn parse_grant_at<J: Json + UrlParser>(
                 .to_ascii_lowercase()
         })
         .unwrap_or_default();
-    let first = text.as_bytes()[0];
+    let first = text[0];
     if media == "text/html" || first == b'<' {
         return Err(Invalid::Html.into());
     }
@@ -541,7 +548,7 @@ pub fn parse_grant_at<J: Json + UrlParser>(
     }
     // A text body is the token itself (an issueToken passthrough): it must look like one, so
     // that "OK", "null" or "Unauthorized" with status 200 is not taken for a token.
-    let token = validate_token(Token::new(text.to_owned()))?;
+    let token = validate_token(Token::new(ascii_text(text)))?;
     if !looks_like_token(token.expose()) {
         return Err(Invalid::NotAToken.into());
     }
@@ -552,6 +559,20 @@ pub fn parse_grant_at<J: Json + UrlParser>(
         region: None,
         endpoint: None,
     })
+}
+
+/// A text body as a `String` for the token rules, with every byte outside ASCII (none is a
+/// token byte) as DEL, which they refuse as well: the same verdicts as on the decoded text,
+/// `TokenTooLong` included (one byte each), without a UTF-8 decoder. Allocated once at its final
+/// size, so no reallocation leaves an unwiped copy of a token behind.
+fn ascii_text(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    text.extend(
+        bytes
+            .iter()
+            .map(|&b| if b.is_ascii() { char::from(b) } else { '\x7f' }),
+    );
+    text
 }
 
 fn grant_from_reply<J: Json + UrlParser>(
@@ -864,9 +885,8 @@ fn jwt_times<J: Json>(token: &str, json: &J) -> Option<(f64, Option<f64>)> {
         .map_or(0, |at| at + 1)..];
     let (_header, payload, _signature) = three_parts(jwt)?;
     let bytes = base64url_decode(payload)?;
-    let text = core::str::from_utf8(&bytes).ok()?;
     let mut claims: [Field; 2] = Default::default();
-    json.parse_object(text, CLAIM_FIELDS, &mut claims).ok()?;
+    json.parse_object(&bytes, CLAIM_FIELDS, &mut claims).ok()?;
     let [exp, iat] = claims;
     // Only to schedule a refresh, never to trust anything: odd claims mean "no lifetime".
     let number = |field| match field {

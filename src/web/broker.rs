@@ -46,18 +46,22 @@ pub struct BrokerConfig {
     pub timeout_ms: f64,
 }
 
-/// JSON decoding with the browser's own `JSON.parse`, the object read into the engine's serde
-/// types by serde-wasm-bindgen: no JSON parser in the wasm bundle.
+/// JSON decoding with the browser's own `TextDecoder` and `JSON.parse`, the object read into
+/// the engine's serde types by serde-wasm-bindgen: no UTF-8 validator and no JSON parser in the
+/// wasm bundle.
 pub struct BrowserJson;
 
 impl Json for BrowserJson {
     fn parse_object(
         &self,
-        text: &str,
+        text: &[u8],
         names: &'static [&'static str],
         out: &mut [Field],
     ) -> Result<(), JsonError> {
-        let value = js_sys::JSON::parse(text).map_err(|_| JsonError::Syntax)?;
+        // `fatal`: bytes that are not UTF-8 are refused, never replaced by U+FFFD.
+        let decoder = Utf8Decoder::new("utf-8", &dictionary(&[("fatal", JsValue::TRUE)]));
+        let text = decoder.decode(text).map_err(|_| JsonError::Syntax)?;
+        let value = json_parse(&text).map_err(|_| JsonError::Syntax)?;
         if !value.is_object() || js_sys::Array::is_array(&value) {
             return Err(JsonError::Shape);
         }
@@ -167,6 +171,21 @@ async fn build_headers(source: &HeaderSource, signal: &AbortSignal) -> Result<He
 
 #[wasm_bindgen]
 extern "C" {
+    /// `TextDecoder`: the browser's UTF-8 decoder (web-sys's binding would add its options
+    /// dictionary's setters to the glue).
+    #[wasm_bindgen(js_name = TextDecoder)]
+    type Utf8Decoder;
+    /// `new TextDecoder(label, options)`.
+    #[wasm_bindgen(constructor, js_class = "TextDecoder")]
+    fn new(label: &str, options: &JsValue) -> Utf8Decoder;
+    /// `decoder.decode(bytes)`, from a view of wasm memory (no copy); throws, with `fatal`, on
+    /// bytes that are not UTF-8.
+    #[wasm_bindgen(method, catch, js_class = "TextDecoder")]
+    fn decode(this: &Utf8Decoder, bytes: &[u8]) -> Result<JsValue, JsValue>;
+    /// `JSON.parse(text)` of a JS string (js-sys's takes a `&str`).
+    #[wasm_bindgen(catch, js_namespace = JSON, js_name = parse)]
+    fn json_parse(text: &JsValue) -> Result<JsValue, JsValue>;
+
     /// `Headers`, bound for a constructor that takes any `HeadersInit` as a JS value (web-sys's
     /// typed ones would copy a credential into wasm memory).
     #[wasm_bindgen(js_name = Headers)]
@@ -322,10 +341,8 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
             ReadFailure::Stream if abort.signal().aborted() => Error::Disposed,
             ReadFailure::Stream => Error::Network,
         })?;
-    // A token is ASCII: a body that is not UTF-8 holds none.
-    let text = core::str::from_utf8(&body).map_err(|_| Invalid::TokenCharacters)?;
     parse_grant_at(
-        text,
+        &body[..],
         content_type.as_deref(),
         &BrowserJson,
         AnswerClock {
