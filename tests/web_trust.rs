@@ -20,10 +20,29 @@ export function forgePeerMessage(brokerPath, message) {
   channel.postMessage(message);
   channel.close();
 }
+
+/** Data-only prototype pollution, as a vulnerable deep merge of `{"__proto__": ...}` does. */
+export function pollute(values) {
+  for (const [k, v] of Object.entries(values)) Object.prototype[k] = v;
+}
+/** A getter on Object.prototype that throws (a hostile or broken polyfill). */
+export function polluteWithThrowingGetter(name) {
+  Object.defineProperty(Object.prototype, name, {
+    configurable: true,
+    get() { throw new Error("inherited getter run (expected by the test)"); },
+  });
+}
+export function unpollute(names) {
+  for (const k of names) delete Object.prototype[k];
+}
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = forgePeerMessage)]
     fn forge_peer_message(broker_path: &str, message: &JsValue);
+    fn pollute(values: &JsValue);
+    #[wasm_bindgen(js_name = polluteWithThrowingGetter)]
+    fn pollute_with_throwing_getter(name: &str);
+    fn unpollute(names: &js_sys::Array);
 }
 
 /// A same-origin page posts a "token" with a far expiry and its own endpoint and region. The
@@ -59,6 +78,96 @@ async fn a_forged_peer_message_cannot_redirect_audio_or_pin_the_tab() {
     assert!(
         kept_for <= 60_000.0 + 500.0,
         "a peer's token is kept no longer than this tab's own broker token lives: {kept_for} ms"
+    );
+    finish(client).await;
+}
+
+/// What page code put on `Object.prototype` (a data-only pollution through a vulnerable merge,
+/// or a polyfill's getter) is never taken for the broker's answer, the app's options or
+/// `speechConfig()`'s options: an inherited `endpoint` would send the audio, and the token, to
+/// another host; an inherited `expiresIn` would keep a token past its lifetime; an inherited
+/// `method` or `shareAcrossTabs` would switch options on; an inherited throwing getter would
+/// refuse valid options.
+#[wasm_bindgen_test]
+async fn object_prototype_values_are_never_taken_for_answers_or_options() {
+    install_fake_broker();
+    answer(token_answer("tok-proto", 600.0, JsValue::UNDEFINED)); // region westeurope
+    answer(raw_answer(
+        200,
+        Some("application/json".into()),
+        r#"{"token":"opaque-proto-token"}"#,
+        JsValue::UNDEFINED,
+    ));
+    let attacker = "wss://attacker.example/speech";
+    let names = js_sys::Array::of5(
+        &"endpoint".into(),
+        &"expiresIn".into(),
+        &"method".into(),
+        &"shareAcrossTabs".into(),
+        &"credentials".into(),
+    );
+    pollute(&object(&[
+        ("endpoint", attacker.into()),
+        ("expiresIn", 86_400.into()),
+        ("method", "POST".into()),
+        ("shareAcrossTabs", 1.into()),
+    ]));
+    pollute_with_throwing_getter("credentials");
+    // Negative control: the pollution is live for any plain object.
+    let live = get_str(&js_sys::Object::new(), "endpoint");
+    let made = TokenClient::new(options(&[]));
+    let mut seen = None;
+    if let Ok(client) = &made {
+        let first = settle(client.get_token())
+            .await
+            .ok()
+            .and_then(|t| t.as_string());
+        let method = get_str(&last_request(), "method");
+        let endpoint = client.endpoint();
+        let sdk = fake_sdk();
+        let config = settle(client.speech_config(
+            sdk.clone(),
+            Some(object(&[("region", "westeurope".into())])),
+        ))
+        .await;
+        let factory = get_str(&get(&get(&sdk, "calls"), "0"), "method");
+        let second = settle(client.refresh_now())
+            .await
+            .ok()
+            .and_then(|t| t.as_string());
+        let lifetime = client.expires_at().map(|at| at - now_ms());
+        seen = Some((
+            first,
+            method,
+            endpoint,
+            config.is_ok(),
+            factory,
+            second,
+            lifetime,
+        ));
+    }
+    unpollute(&names);
+    assert_eq!(live.as_deref(), Some(attacker), "the pollution is in place");
+    let client = made.unwrap_or_else(|e| panic!("valid options refused: {}", error_texts(&e)));
+    let (first, method, endpoint, config_ok, factory, second, lifetime) = seen.unwrap();
+    assert_eq!(first.as_deref(), Some("tok-proto"));
+    assert_eq!(
+        method.as_deref(),
+        Some("GET"),
+        "an inherited method is not an option"
+    );
+    assert_eq!(endpoint, None, "an inherited endpoint is not the broker's");
+    assert!(config_ok, "speechConfig() failed");
+    assert_eq!(
+        factory.as_deref(),
+        Some("fromAuthorizationToken"),
+        "speechConfig() took an inherited endpoint"
+    );
+    assert_eq!(second.as_deref(), Some("opaque-proto-token"));
+    let lifetime = lifetime.unwrap();
+    assert!(
+        lifetime <= 600_000.0 + 1_000.0,
+        "an opaque token without expiresIn lives the default 600 s, not an inherited expiresIn: {lifetime} ms"
     );
     finish(client).await;
 }

@@ -65,6 +65,13 @@ impl Json for BrowserJson {
         if !value.is_object() || js_sys::Array::is_array(&value) {
             return Err(JsonError::Shape);
         }
+        // serde-wasm-bindgen reads fields as `value[name]`: without a prototype, nothing that
+        // page code put on `Object.prototype` (an `endpoint`, an `expiresIn`) reads as the
+        // broker's. The object is this call's own, fresh from `JSON.parse`.
+        js_sys::Object::set_prototype_of(
+            value.unchecked_ref::<js_sys::Object>(),
+            JsValue::NULL.unchecked_ref::<js_sys::Object>(),
+        );
         // A field accepts any value: an error here is not a type mismatch.
         read_fields(serde_wasm_bindgen::Deserializer::from(value), names, out)
             .map_err(|_| JsonError::Shape)

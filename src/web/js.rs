@@ -47,6 +47,18 @@ extern "C" {
     fn object_has_own(o: &JsValue, key: &JsValue) -> Result<bool, JsValue>;
 }
 
+/// `target[key]` if `key` is `target`'s own property, else `undefined`; or the exception a
+/// getter or proxy trap threw. For objects the app (or a peer) hands over as records: a value
+/// that page code put on `Object.prototype` (a polluting merge, a polyfill's getter) is never
+/// taken for one of theirs.
+pub(crate) fn own(target: &JsValue, key: &str) -> Result<JsValue, JsValue> {
+    if object_has_own(target, &JsValue::from_str(key))? {
+        try_get(target, key)
+    } else {
+        Ok(JsValue::UNDEFINED)
+    }
+}
+
 /// Whether `target` has `key` as an own property (`false` when a proxy trap throws).
 pub(crate) fn has_own(target: &js_sys::Object, key: &str) -> bool {
     object_has_own(target, &JsValue::from_str(key)).unwrap_or(false)

@@ -30,7 +30,7 @@ use web_sys::{AbortController, BroadcastChannel, MessageEvent};
 use crate::engine::token::{grant_from_peer, Token};
 use crate::engine::{Grant, Machine, Ms};
 use crate::web::clock;
-use crate::web::js::{deferred, dictionary, get, set};
+use crate::web::js::{deferred, dictionary, get, own, set};
 use crate::web::timer::Timeout;
 
 /// After the lock is granted, how long to wait for a token the previous holder broadcast just
@@ -221,14 +221,17 @@ fn read_message(data: &JsValue) -> Option<PeerMessage> {
     if !data.is_object() {
         return None;
     }
-    let string = |k: &str| get(data, k).as_string();
+    // Own properties only (a structured clone's are all own): nothing inherited from
+    // `Object.prototype` fills a field the peer left out.
+    let field = |k: &str| own(data, k).unwrap_or_default();
+    let string = |k: &str| field(k).as_string();
     match string("type").as_deref() {
         Some("ask") => Some(PeerMessage::Ask),
         Some("token") => {
             // Wrapped at once: wiped on every path. Any other field is ignored.
             let token = Token::new(string("token")?);
-            let usable_for = get(data, "usableFor").as_f64()?;
-            let sent_at = get(data, "sentAt").as_f64()?;
+            let usable_for = field("usableFor").as_f64()?;
+            let sent_at = field("sentAt").as_f64()?;
             let now = clock::now();
             // Read late (this tab was frozen): the time since it was posted is gone. A "future"
             // sentAt takes nothing off (and a peer cannot add time with it).
