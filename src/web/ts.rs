@@ -96,7 +96,8 @@ export interface TranslationSdkLike {
  */
 export interface SpeechConfigOptions {
   region?: string;
-  endpoint?: string;
+  /** A `wss:`/`https:` URL, as a string or a `URL` (which stands for its `href`). */
+  endpoint?: string | URL;
 }
 
 /** `@azure/core-auth`'s AccessToken, as `tokenCredential().getToken()` resolves. */

@@ -51,13 +51,16 @@ export async function use(sdk: SpeechSdkLike & TranslationSdkLike): Promise<void
   });
   client.on("status", ({ status }) => void (status satisfies TokenClientStatus));
   const config = await client.speechConfig(sdk, { region: "westeurope" });
+  const custom = await client.speechConfig(sdk, { endpoint: new URL("wss://speech.example/stt") });
+  // @ts-expect-error an endpoint is a string or a URL
+  await client.speechConfig(sdk, { endpoint: 443 });
   const translation = await client.speechTranslationConfig(sdk);
   client.attach(config);
   client.attach({ authorizationToken: "" });
   client.detach(config);
   const credential = client.tokenCredential();
   const access: AccessTokenLike | null = await credential.getToken("https://cognitiveservices.azure.com/.default");
-  void [token, fresh, now, expiresAt, next, region, endpoint, status, count, translation, access];
+  void [token, fresh, now, expiresAt, next, region, endpoint, status, count, custom, translation, access];
   off();
   client.dispose();
 
