@@ -86,8 +86,8 @@ async fn a_forged_peer_message_cannot_redirect_audio_or_pin_the_tab() {
 /// or a polyfill's getter) is never taken for the broker's answer, the app's options or
 /// `speechConfig()`'s options: an inherited `endpoint` would send the audio, and the token, to
 /// another host; an inherited `expiresIn` would keep a token past its lifetime; an inherited
-/// `method` or `shareAcrossTabs` would switch options on; an inherited throwing getter would
-/// refuse valid options.
+/// `method` would switch the request to POST; an inherited bad `shareAcrossTabs` or throwing
+/// getter would refuse valid options.
 #[wasm_bindgen_test]
 async fn object_prototype_values_are_never_taken_for_answers_or_options() {
     install_fake_broker();

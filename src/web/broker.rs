@@ -58,8 +58,10 @@ impl Json for BrowserJson {
         names: &'static [&'static str],
         out: &mut [Field],
     ) -> Result<(), JsonError> {
-        // `fatal`: bytes that are not UTF-8 are refused, never replaced by U+FFFD.
-        let decoder = Utf8Decoder::new("utf-8", &dictionary(&[("fatal", JsValue::TRUE)]));
+        // `fatal`: bytes that are not UTF-8 are refused, never replaced by U+FFFD. `ignoreBOM`:
+        // a byte order mark is left as text (the engine strips one), as serde_json does natively.
+        let options = dictionary(&[("fatal", JsValue::TRUE), ("ignoreBOM", JsValue::TRUE)]);
+        let decoder = Utf8Decoder::new("utf-8", &options).map_err(|_| JsonError::Syntax)?;
         let text = decoder.decode(text).map_err(|_| JsonError::Syntax)?;
         let value = json_parse(&text).map_err(|_| JsonError::Syntax)?;
         if !value.is_object() || js_sys::Array::is_array(&value) {
@@ -182,9 +184,9 @@ extern "C" {
     /// dictionary's setters to the glue).
     #[wasm_bindgen(js_name = TextDecoder)]
     type Utf8Decoder;
-    /// `new TextDecoder(label, options)`.
-    #[wasm_bindgen(constructor, js_class = "TextDecoder")]
-    fn new(label: &str, options: &JsValue) -> Utf8Decoder;
+    /// `new TextDecoder(label, options)`, or the exception of a page's replacement.
+    #[wasm_bindgen(constructor, catch, js_class = "TextDecoder")]
+    fn new(label: &str, options: &JsValue) -> Result<Utf8Decoder, JsValue>;
     /// `decoder.decode(bytes)`, from a view of wasm memory (no copy); throws, with `fatal`, on
     /// bytes that are not UTF-8.
     #[wasm_bindgen(method, catch, js_class = "TextDecoder")]

@@ -357,8 +357,9 @@ impl TokenClient {
                 let shell = shell.clone();
                 // `options.abortSignal` (@azure/core-auth GetTokenOptions): an aborted call
                 // rejects at once with an AbortError; the shared request goes on for the others.
+                // An own property only: an `abortSignal` on `Object.prototype` is not the SDK's.
                 let signal = if options.is_object() {
-                    get(&options, "abortSignal")
+                    own(&options, "abortSignal").unwrap_or_default()
                 } else {
                     JsValue::UNDEFINED
                 };
