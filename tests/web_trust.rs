@@ -35,6 +35,15 @@ export function polluteWithThrowingGetter(name) {
 export function unpollute(names) {
   for (const k of names) delete Object.prototype[k];
 }
+/** Options an app made with a class (a getter on its prototype). */
+export function classOptions(brokerUrl) {
+  class Options { get brokerUrl() { return brokerUrl; } }
+  return new Options();
+}
+/** `own` over `Object.create(defaults)`. */
+export function overDefaults(defaults, own) {
+  return Object.assign(Object.create(defaults), own);
+}
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = forgePeerMessage)]
@@ -43,6 +52,10 @@ extern "C" {
     #[wasm_bindgen(js_name = polluteWithThrowingGetter)]
     fn pollute_with_throwing_getter(name: &str);
     fn unpollute(names: &js_sys::Array);
+    #[wasm_bindgen(js_name = classOptions)]
+    fn class_options(broker_url: &str) -> JsValue;
+    #[wasm_bindgen(js_name = overDefaults)]
+    fn over_defaults(defaults: &JsValue, own: &JsValue) -> JsValue;
 }
 
 /// A same-origin page posts a "token" with a far expiry and its own endpoint and region. The
@@ -168,6 +181,47 @@ async fn object_prototype_values_are_never_taken_for_answers_or_options() {
     assert!(
         lifetime <= 600_000.0 + 1_000.0,
         "an opaque token without expiresIn lives the default 600 s, not an inherited expiresIn: {lifetime} ms"
+    );
+    finish(client).await;
+}
+
+/// The counterpart of the test above: options that come from a prototype of the app's own
+/// making (a class's getter, `Object.create(defaults)`) are the app's, and are read.
+#[wasm_bindgen_test]
+async fn options_inherited_from_the_apps_own_prototypes_are_read() {
+    install_fake_broker();
+    answer(token_answer("tok-class", 600.0, JsValue::UNDEFINED)); // region westeurope
+    let client = TokenClient::new(class_options("/api/speech-token"))
+        .unwrap_or_else(|e| panic!("a class's brokerUrl was not read: {}", error_texts(&e)));
+    expect_token(&client, "tok-class").await;
+    let sdk = fake_sdk();
+    let speech_options = over_defaults(
+        &object(&[("region", "northeurope".into())]),
+        &js_sys::Object::new(),
+    );
+    settle(client.speech_config(sdk.clone(), Some(speech_options)))
+        .await
+        .unwrap_or_else(|e| panic!("speechConfig() failed: {}", error_texts(&e)));
+    let first_call = get(&get(&sdk, "calls"), "0");
+    assert_eq!(
+        get(&get(&first_call, "args"), "1").as_string().as_deref(),
+        Some("northeurope"),
+        "speechConfig() did not read an inherited region"
+    );
+    finish(client).await;
+
+    install_fake_broker();
+    answer(token_answer("tok-defaults", 600.0, JsValue::UNDEFINED));
+    let client = TokenClient::new(over_defaults(
+        &object(&[("method", "POST".into())]),
+        &object(&[("brokerUrl", "/api/speech-token".into())]),
+    ))
+    .unwrap_or_else(|e| panic!("options over defaults refused: {}", error_texts(&e)));
+    expect_token(&client, "tok-defaults").await;
+    assert_eq!(
+        get_str(&last_request(), "method").as_deref(),
+        Some("POST"),
+        "a method from the app's defaults was not read"
     );
     finish(client).await;
 }

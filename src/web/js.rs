@@ -45,18 +45,26 @@ extern "C" {
     /// threw (js-sys's binding does not catch it).
     #[wasm_bindgen(catch, js_namespace = Object, js_name = hasOwn)]
     fn object_has_own(o: &JsValue, key: &JsValue) -> Result<bool, JsValue>;
+    /// `Object.getPrototypeOf(o)`, or the exception a proxy's `getPrototypeOf` trap threw.
+    #[wasm_bindgen(catch, js_namespace = Object, js_name = getPrototypeOf)]
+    fn prototype_of(o: &JsValue) -> Result<JsValue, JsValue>;
 }
 
-/// `target[key]` if `key` is `target`'s own property, else `undefined`; or the exception a
-/// getter or proxy trap threw. For objects the app (or a peer) hands over as records: a value
-/// that page code put on `Object.prototype` (a polluting merge, a polyfill's getter) is never
-/// taken for one of theirs.
-pub(crate) fn own(target: &JsValue, key: &str) -> Result<JsValue, JsValue> {
-    if object_has_own(target, &JsValue::from_str(key))? {
-        try_get(target, key)
-    } else {
-        Ok(JsValue::UNDEFINED)
+/// What the app (or a peer) gave as `target[key]`: an own property, or one inherited from a
+/// prototype of its making (a class's getter, `Object.create(defaults)`), but never one found on
+/// `Object.prototype`, where page code may have put it (a polluting merge, a polyfill's getter):
+/// `undefined` then. Or the exception a getter or proxy trap threw.
+pub(crate) fn given(target: &JsValue, key: &str) -> Result<JsValue, JsValue> {
+    let name = JsValue::from_str(key);
+    let base = prototype_of(&js_sys::Object::new())?;
+    let mut holder = target.clone();
+    while holder.is_object() && !js_sys::Object::is(&holder, &base) {
+        if object_has_own(&holder, &name)? {
+            return js_sys::Reflect::get(target, &name);
+        }
+        holder = prototype_of(&holder)?;
     }
+    Ok(JsValue::UNDEFINED)
 }
 
 /// Whether `target` has `key` as an own property (`false` when a proxy trap throws).

@@ -7,7 +7,7 @@ use wasm_bindgen::JsCast;
 use crate::engine::token::{check_broker_url, read_fields, Field};
 use crate::engine::RefreshPolicy;
 use crate::web::broker::{request_headers, unbracket, BadHeaders, BrokerConfig, HeaderSource};
-use crate::web::js::{dictionary, get, own, own_keys, set, text};
+use crate::web::js::{dictionary, get, given, own_keys, set, text};
 use crate::web::js_error::{config_error, to_js};
 
 /// The option names, in the order the "unknown option" message lists them and [`Options`]
@@ -112,7 +112,7 @@ fn snapshot(options: &JsValue) -> Result<(JsValue, JsValue), JsValue> {
     let copy = dictionary(&[]);
     let mut headers = JsValue::UNDEFINED;
     for &name in OPTION_NAMES {
-        let value = own(options, name).map_err(|_| {
+        let value = given(options, name).map_err(|_| {
             config_error("options could not be read (a getter or proxy trap threw)")
         })?;
         if name == "headers" {

@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::web::broker::BrowserJson;
 use crate::web::client::TokenClient;
 use crate::web::hooks;
-use crate::web::js::{abort_error, get, object, own, own_keys, promise, until_aborted};
+use crate::web::js::{abort_error, get, given, object, own_keys, promise, until_aborted};
 use crate::web::js_error::{config_error, to_js};
 use crate::web::shell::{detach_detail, EventKind, Shell};
 
@@ -104,7 +104,7 @@ fn route_options(options: &JsValue) -> Result<(Option<String>, Option<String>), 
         ));
     }
     let text = |key: &str| -> Result<Option<String>, JsValue> {
-        let value = own(options, key).map_err(|_| bad_options())?;
+        let value = given(options, key).map_err(|_| bad_options())?;
         if value.is_undefined() || value.is_null() {
             return Ok(None);
         }
@@ -359,7 +359,7 @@ impl TokenClient {
                 // rejects at once with an AbortError; the shared request goes on for the others.
                 // An own property only: an `abortSignal` on `Object.prototype` is not the SDK's.
                 let signal = if options.is_object() {
-                    own(&options, "abortSignal").unwrap_or_default()
+                    given(&options, "abortSignal").unwrap_or_default()
                 } else {
                     JsValue::UNDEFINED
                 };

@@ -30,7 +30,7 @@ use web_sys::{AbortController, BroadcastChannel, MessageEvent};
 use crate::engine::token::{grant_from_peer, Token};
 use crate::engine::{Grant, Machine, Ms};
 use crate::web::clock;
-use crate::web::js::{deferred, dictionary, get, own, set};
+use crate::web::js::{deferred, dictionary, get, given, set};
 use crate::web::timer::Timeout;
 
 /// After the lock is granted, how long to wait for a token the previous holder broadcast just
@@ -223,7 +223,7 @@ fn read_message(data: &JsValue) -> Option<PeerMessage> {
     }
     // Own properties only (a structured clone's are all own): nothing inherited from
     // `Object.prototype` fills a field the peer left out.
-    let field = |k: &str| own(data, k).unwrap_or_default();
+    let field = |k: &str| given(data, k).unwrap_or_default();
     let string = |k: &str| field(k).as_string();
     match string("type").as_deref() {
         Some("ask") => Some(PeerMessage::Ask),
