@@ -26,11 +26,6 @@ pub(crate) fn set(target: &JsValue, key: &str, value: &JsValue) -> bool {
     js_sys::Reflect::set(target, &JsValue::from_str(key), value).unwrap_or(false)
 }
 
-/// `target[key]`, or the exception a getter threw.
-pub(crate) fn try_get(target: &JsValue, key: &str) -> Result<JsValue, JsValue> {
-    js_sys::Reflect::get(target, &JsValue::from_str(key))
-}
-
 #[wasm_bindgen]
 extern "C" {
     /// `Object.keys(o)`, or the exception a proxy's `ownKeys` trap threw (js-sys's binding does
