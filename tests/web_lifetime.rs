@@ -67,6 +67,29 @@ export function reentrantHeaders(holder) {
     return { authorization: "Bearer session" };
   };
 }
+/**
+ * Accessors on Object.prototype named like event-detail and peer-message fields: a setter that
+ * calls back into the client for `region`, `token` and `status`, and getter-only ones (a plain
+ * assignment to them throws in strict code) for `expiresAt` and `usableFor`. Returns the
+ * function that removes them.
+ */
+export function prototypeAccessors(client) {
+  const names = ["region", "token", "status", "expiresAt", "usableFor"];
+  for (const name of names) {
+    const reentrant = name === "region" || name === "token" || name === "status";
+    Object.defineProperty(Object.prototype, name, {
+      configurable: true,
+      get() { return undefined; },
+      set: reentrant
+        ? function (v) {
+            guard(() => { void client.status; void client.token; });
+            Object.defineProperty(this, name, { value: v, writable: true, enumerable: true, configurable: true });
+          }
+        : undefined,
+    });
+  }
+  return () => { for (const name of names) delete Object.prototype[name]; };
+}
 export function getTokenOnError(client) {
   client.on("error", () => { client.getToken().catch(() => {}); });
 }
@@ -83,6 +106,8 @@ extern "C" {
     fn reentrant_target(client: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = reentrantHeaders)]
     fn reentrant_headers(holder: &JsValue) -> js_sys::Function;
+    #[wasm_bindgen(js_name = prototypeAccessors)]
+    fn prototype_accessors(client: &JsValue) -> js_sys::Function;
     #[wasm_bindgen(js_name = getTokenOnError)]
     fn get_token_on_error(client: &JsValue);
     #[wasm_bindgen(js_name = takeReentryErrors)]
@@ -588,6 +613,41 @@ async fn dispose_inside_an_error_listener_rejects_what_was_pending_as_disposed()
         assert_eq!(status(&client), "disposed");
         finish_js(&client).await;
     }
+}
+
+/// Accessors that page code put on `Object.prototype`, named like the fields of event details
+/// and cross-tab messages: a setter that calls the client, getter-only ones that make a plain
+/// assignment throw. No JS runs while the client's state is borrowed, and nothing throws
+/// through the module: the token arrives, every event is told, and the client keeps working.
+#[wasm_bindgen_test]
+async fn accessors_on_object_prototype_do_not_break_events() {
+    install_fake_broker();
+    serial_token_answers("proto", 600.0);
+    let client = js_client(&[("shareAcrossTabs", JsValue::TRUE)]);
+    let log = EventLog::new();
+    for event in ["token", "status"] {
+        call(&client, "on", &[event.into(), log.listener(event).into()]);
+    }
+    let remove = prototype_accessors(&client);
+    // Negative control: an assignment to a getter-only name throws in strict code.
+    let throws = js_sys::Function::new_no_args("'use strict'; const o = {}; o.expiresAt = 1;")
+        .call0(&JsValue::UNDEFINED)
+        .is_err();
+    let first = within(promise(call(&client, "getToken", &[])), 3000.0).await;
+    let second = within(promise(call(&client, "refreshNow", &[])), 3000.0).await;
+    let _ = remove.call0(&JsValue::UNDEFINED);
+    assert!(throws, "the getter-only accessor is in place");
+    assert_eq!(
+        first.map(|t| t.as_string()).map_err(|e| error_texts(&e)),
+        Ok(Some("proto-1".into()))
+    );
+    assert_eq!(
+        second.map(|t| t.as_string()).map_err(|e| error_texts(&e)),
+        Ok(Some("proto-2".into()))
+    );
+    assert_eq!(status(&client), "valid");
+    assert_eq!(log.details("token").length(), 2, "both token events told");
+    finish_js(&client).await;
 }
 
 /// `refreshNow()` inside a `token` listener: the `status` events follow the real transitions

@@ -235,8 +235,8 @@ extern "C" {
 fn on_peer(shell: &Rc<Shell>, message: PeerMessage) {
     match message {
         PeerMessage::Ask => {
-            if let Some(tabs) = shell.tabs() {
-                shell.read(|machine| tabs.share(machine));
+            if let (Some(tabs), Some(offer)) = (shell.tabs(), shell.read(Tabs::offer)) {
+                tabs.share(offer);
             }
         }
         PeerMessage::Token(grant, now) => shell.adopt(grant, now),

@@ -125,7 +125,9 @@ async fn run(
     let published = outcome.report(result);
     if published {
         if let (Some(tabs), Some(shell)) = (&tabs, weak.upgrade()) {
-            shell.read(|machine| tabs.share(machine));
+            if let Some(offer) = shell.read(Tabs::offer) {
+                tabs.share(offer);
+            }
         }
     }
 }

@@ -95,7 +95,9 @@ fn not_a_function() -> js_sys::Function {
 }
 
 /// A plain object from key/value pairs: what the module hands to the app (event details, the
-/// credential and its answers).
+/// credential and its answers) or to a peer tab. Made outside the client's state borrow: a
+/// setter page code put on `Object.prototype` under a key runs (and may call the client); a
+/// getter-only one leaves the key out, never throws through the module ([`set`] catches).
 pub(crate) fn object(pairs: &[(&str, JsValue)]) -> JsValue {
     fill(js_sys::Object::new().into(), pairs)
 }

@@ -156,10 +156,51 @@ enum Call {
     Resolve(Vec<Waiter>, JsValue),
     Reject(Vec<Waiter>, Error),
     /// An event; not delivered once the client is disposed (`dispose()` stops listeners).
-    Emit(EventKind, JsValue),
+    Emit(EventKind, Told),
     SetTargets,
     /// The `disposed` status event, the last one: then the listeners are let go.
-    Disposed(JsValue),
+    Disposed(Told),
+}
+
+/// An event's detail as the transition left it, in Rust data: made into a JS object when the
+/// event is told, after the state's borrow has ended (making it may run page code: a setter
+/// that page code put on `Object.prototype` under a detail's key).
+enum Told {
+    /// `token`: `{expiresAt, region?, endpoint?}`.
+    Token {
+        expires_at: Option<f64>,
+        region: Option<String>,
+        endpoint: Option<String>,
+    },
+    /// `status`: `{status}`.
+    Status(&'static str),
+    /// `refreshing`, `expired`: `{}`.
+    Empty,
+    /// `error`: `{error}`.
+    Error(Error),
+    /// `detach`, for a closed target: `{target, reason: "closed"}`.
+    Closed(js_sys::Object),
+}
+
+impl Told {
+    /// The event's `detail` object.
+    fn detail(&self) -> JsValue {
+        match self {
+            Told::Token {
+                expires_at,
+                region,
+                endpoint,
+            } => detail(&Detail::Token {
+                expires_at: *expires_at,
+                region: region.as_deref(),
+                endpoint: endpoint.as_deref(),
+            }),
+            Told::Status(status) => detail(&Detail::Status { status }),
+            Told::Empty => detail(&Detail::Empty {}),
+            Told::Error(error) => object(&[("error", to_js(error))]),
+            Told::Closed(target) => detach_detail(target),
+        }
+    }
 }
 
 /// A fetch to run, handed to the [`Launcher`].
@@ -252,7 +293,7 @@ impl Shell {
         if self.drop_target(target) {
             self.outbox
                 .borrow_mut()
-                .push(Call::Emit(EventKind::Detach, detach_detail(target)));
+                .push(Call::Emit(EventKind::Detach, Told::Closed(target.clone())));
             self.drain();
         }
     }
@@ -339,7 +380,7 @@ impl Shell {
                         state.token_js =
                             state.machine.token().map(|t| JsValue::from_str(t.expose()));
                         outbox.push(Call::SetTargets);
-                        outbox.push(Call::Emit(EventKind::Token, token_detail(&state.machine)));
+                        outbox.push(Call::Emit(EventKind::Token, token_told(&state.machine)));
                     }
                     Effect::ResolveWaiters => {
                         let mut all = std::mem::take(&mut state.waiters);
@@ -361,23 +402,21 @@ impl Shell {
                         outbox.push(Call::Reject(last, error));
                     }
                     Effect::Refreshing => {
-                        outbox.push(Call::Emit(EventKind::Refreshing, detail(&Detail::Empty {})))
+                        outbox.push(Call::Emit(EventKind::Refreshing, Told::Empty))
                     }
                     Effect::Failed(error) => {
-                        outbox.push(Call::Emit(EventKind::Error, error_detail(&error)))
+                        outbox.push(Call::Emit(EventKind::Error, Told::Error(error)))
                     }
                     Effect::Expired => {
                         state.token_js = None;
-                        outbox.push(Call::Emit(EventKind::Expired, detail(&Detail::Empty {})));
+                        outbox.push(Call::Emit(EventKind::Expired, Told::Empty));
                     }
                     Effect::StatusChanged(status) => {
-                        let detail = detail(&Detail::Status {
-                            status: status.as_str(),
-                        });
+                        let told = Told::Status(status.as_str());
                         outbox.push(if status == Status::Disposed {
-                            Call::Disposed(detail)
+                            Call::Disposed(told)
                         } else {
-                            Call::Emit(EventKind::Status, detail)
+                            Call::Emit(EventKind::Status, told)
                         });
                     }
                 }
@@ -430,10 +469,10 @@ impl Shell {
                     let _ = w.reject.call1(&JsValue::UNDEFINED, &error);
                 }
             }
-            Call::Emit(kind, detail) => self.emit(kind, &detail),
+            Call::Emit(kind, told) => self.emit(kind, &told.detail()),
             Call::SetTargets => self.set_targets(),
-            Call::Disposed(detail) => {
-                self.deliver(EventKind::Status, &detail, true);
+            Call::Disposed(told) => {
+                self.deliver(EventKind::Status, &told.detail(), true);
                 self.state.borrow_mut().subscribers.clear();
             }
         }
@@ -662,7 +701,7 @@ impl Shell {
 
 /// An event's `detail` made from Rust data: a plain object made by serde-wasm-bindgen. Never
 /// holds the token. The details that hand the app a JS object (`error`'s `SpeechTokenError`,
-/// `detach`'s target) are made by [`object`] ([`error_detail`], [`detach_detail`]):
+/// `detach`'s target) are made by [`object`] ([`Told::detail`], [`detach_detail`]):
 /// `serde_wasm_bindgen::preserve` would carry the object through serde as a heap index in a
 /// tagged tuple, ~1 KB of generic code in the module (bench/size-steps.md, step 40).
 #[derive(Serialize)]
@@ -685,11 +724,6 @@ fn detail(detail: &Detail<'_>) -> JsValue {
     serde_wasm_bindgen::to_value(detail).unwrap_or(JsValue::UNDEFINED)
 }
 
-/// `error`'s detail: `{error}`, the `SpeechTokenError`.
-fn error_detail(error: &Error) -> JsValue {
-    object(&[("error", to_js(error))])
-}
-
 /// `detach`'s detail for a target that was closed: `{target, reason: "closed"}`. The one way
 /// it is made, whether the close hook or a throwing setter noticed it.
 pub(crate) fn detach_detail(target: &js_sys::Object) -> JsValue {
@@ -699,13 +733,14 @@ pub(crate) fn detach_detail(target: &js_sys::Object) -> JsValue {
     ])
 }
 
-fn token_detail(machine: &Machine) -> JsValue {
+/// The `token` event's data, as the transition left it.
+fn token_told(machine: &Machine) -> Told {
     let route = machine.route();
-    detail(&Detail::Token {
+    Told::Token {
         expires_at: machine.schedule(clock::now()).expires_at,
-        region: route.and_then(|r| r.region.as_deref()),
-        endpoint: route.and_then(|r| r.endpoint.as_deref()),
-    })
+        region: route.and_then(|r| r.region.clone()),
+        endpoint: route.and_then(|r| r.endpoint.clone()),
+    }
 }
 
 #[wasm_bindgen]

@@ -30,7 +30,7 @@ use web_sys::{AbortController, BroadcastChannel, MessageEvent};
 use crate::engine::token::{grant_from_peer, Token};
 use crate::engine::{Grant, Machine, Ms};
 use crate::web::clock;
-use crate::web::js::{deferred, dictionary, get, given, set};
+use crate::web::js::{deferred, dictionary, get, given, object};
 use crate::web::timer::Timeout;
 
 /// After the lock is granted, how long to wait for a token the previous holder broadcast just
@@ -161,16 +161,29 @@ impl Tabs {
 
     /// Asks the other tabs for their token.
     pub(crate) fn ask(&self) {
-        let message = js_sys::Object::new();
-        set(&message, "type", &JsValue::from_str("ask"));
-        self.post(&message.into());
+        self.post(&object(&[("type", JsValue::from_str("ask"))]));
     }
 
-    /// Sends the token `machine` holds to the other tabs, if it is usable.
-    pub(crate) fn share(&self, machine: &Machine) {
-        if let Some(message) = token_message(machine) {
-            self.post(&message);
-        }
+    /// The token `machine` holds, while usable, as an [`Offer`] to the other tabs: read with
+    /// the client's state borrowed, so no page code runs here ([`Tabs::share`] makes the
+    /// message).
+    pub(crate) fn offer(machine: &Machine) -> Option<Offer> {
+        let now = clock::now();
+        Some(Offer {
+            token: JsValue::from_str(machine.token_at(now)?.expose()),
+            usable_for: machine.usable_for(now)?.floor(),
+            sent_at: now.wall_ms,
+        })
+    }
+
+    /// Sends `offer` to the other tabs: `{type: "token", token, usableFor, sentAt}`.
+    pub(crate) fn share(&self, offer: Offer) {
+        self.post(&object(&[
+            ("type", JsValue::from_str("token")),
+            ("token", offer.token),
+            ("usableFor", JsValue::from(offer.usable_for)),
+            ("sentAt", JsValue::from(offer.sent_at)),
+        ]));
     }
 
     /// Waits for the cross-tab lock, no longer than `timeout_ms` (a frozen holder costs at most
@@ -203,17 +216,14 @@ impl Tabs {
     }
 }
 
-/// `{type: "token", token, usableFor}` for the token held, if usable.
-fn token_message(machine: &Machine) -> Option<JsValue> {
-    let now = clock::now();
-    let token = machine.token_at(now)?;
-    let usable_for = machine.usable_for(now)?;
-    let message = js_sys::Object::new();
-    set(&message, "type", &JsValue::from_str("token"));
-    set(&message, "token", &JsValue::from_str(token.expose()));
-    set(&message, "usableFor", &JsValue::from(usable_for.floor()));
-    set(&message, "sentAt", &JsValue::from(now.wall_ms));
-    Some(message.into())
+/// A token this tab offers its peers (see [`Tabs::offer`]).
+pub(crate) struct Offer {
+    /// The token, as a JS string.
+    token: JsValue,
+    /// How long it is still usable, ms.
+    usable_for: f64,
+    /// When it was offered (epoch ms).
+    sent_at: f64,
 }
 
 /// Reads and validates a peer's message; `None` for anything malformed.

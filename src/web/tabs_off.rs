@@ -26,6 +26,9 @@ pub(crate) enum Tabs {}
 #[allow(dead_code)]
 pub(crate) struct LockHold;
 
+/// Never made in this build.
+pub(crate) enum Offer {}
+
 impl Tabs {
     /// Always `None`: the client fetches alone.
     pub(crate) fn open(
@@ -39,8 +42,12 @@ impl Tabs {
         match *self {}
     }
 
-    pub(crate) fn share(&self, _machine: &Machine) {
-        match *self {}
+    pub(crate) fn offer(_machine: &Machine) -> Option<Offer> {
+        None
+    }
+
+    pub(crate) fn share(&self, offer: Offer) {
+        match offer {}
     }
 
     pub(crate) async fn lock(&self, _abort: &AbortController, _timeout_ms: f64) -> LockHold {

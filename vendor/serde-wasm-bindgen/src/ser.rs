@@ -213,7 +213,9 @@ impl ser::SerializeStruct for ObjectSerializer<'_> {
         value: &T,
     ) -> Result<()> {
         let value = value.serialize(self.serializer)?;
-        self.target.set(static_str_to_js(key), value);
+        // Patched (PATCHED.md): `Reflect.set`, which catches: an assignment throws, through
+        // wasm, for a getter-only accessor page code put on `Object.prototype` under the key.
+        let _ = js_sys::Reflect::set(&self.target, &static_str_to_js(key).into(), &value);
         Ok(())
     }
 
