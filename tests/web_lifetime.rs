@@ -73,6 +73,9 @@ export function reentrantHeaders(holder) {
  * assignment to them throws in strict code) for `expiresAt` and `usableFor`. Returns the
  * function that removes them.
  */
+// A Map: a plain object's `region` would itself go through the accessor.
+const setterCalls = new Map();
+export function setterCount(name) { return setterCalls.get(name) ?? 0; }
 export function prototypeAccessors(client) {
   const names = ["region", "token", "status", "expiresAt", "usableFor"];
   for (const name of names) {
@@ -82,7 +85,15 @@ export function prototypeAccessors(client) {
       get() { return undefined; },
       set: reentrant
         ? function (v) {
-            guard(() => { void client.status; void client.token; });
+            setterCalls.set(name, (setterCalls.get(name) ?? 0) + 1);
+            // Reads, and for a cross-tab message's `token` calls that change the client's
+            // state (subscribe, unsubscribe: they panicked inside the shared borrow the message
+            // was made under).
+            guard(() => {
+              void client.status;
+              void client.token;
+              if (name === "token") client.on("expired", () => {})();
+            });
             Object.defineProperty(this, name, { value: v, writable: true, enumerable: true, configurable: true });
           }
         : undefined,
@@ -108,6 +119,8 @@ extern "C" {
     fn reentrant_headers(holder: &JsValue) -> js_sys::Function;
     #[wasm_bindgen(js_name = prototypeAccessors)]
     fn prototype_accessors(client: &JsValue) -> js_sys::Function;
+    #[wasm_bindgen(js_name = setterCount)]
+    fn setter_count(name: &str) -> f64;
     #[wasm_bindgen(js_name = getTokenOnError)]
     fn get_token_on_error(client: &JsValue);
     #[wasm_bindgen(js_name = takeReentryErrors)]
@@ -647,6 +660,12 @@ async fn accessors_on_object_prototype_do_not_break_events() {
     );
     assert_eq!(status(&client), "valid");
     assert_eq!(log.details("token").length(), 2, "both token events told");
+    for name in ["region", "status", "token"] {
+        assert!(
+            setter_count(name) > 0.0,
+            "the {name} setter ran (an event detail or the cross-tab message was made)"
+        );
+    }
     finish_js(&client).await;
 }
 

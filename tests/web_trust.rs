@@ -44,6 +44,12 @@ export function classOptions(brokerUrl) {
 export function overDefaults(defaults, own) {
   return Object.assign(Object.create(defaults), own);
 }
+/** Options whose prototype chain never ends: a proxy made its own target's prototype. */
+export function endlessChain(brokerUrl) {
+  const options = { brokerUrl };
+  Object.setPrototypeOf(options, new Proxy(options, {}));
+  return options;
+}
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = forgePeerMessage)]
@@ -56,6 +62,8 @@ extern "C" {
     fn class_options(broker_url: &str) -> JsValue;
     #[wasm_bindgen(js_name = overDefaults)]
     fn over_defaults(defaults: &JsValue, own: &JsValue) -> JsValue;
+    #[wasm_bindgen(js_name = endlessChain)]
+    fn endless_chain(broker_url: &str) -> JsValue;
 }
 
 /// A same-origin page posts a "token" with a far expiry and its own endpoint and region. The
@@ -223,7 +231,49 @@ async fn options_inherited_from_the_apps_own_prototypes_are_read() {
         Some("POST"),
         "a method from the app's defaults was not read"
     );
+    // A typo in the defaults is refused as one among own options is.
+    let typo = TokenClient::new(over_defaults(
+        &object(&[("requestTimout", 5000.into())]),
+        &object(&[("brokerUrl", "/api/speech-token".into())]),
+    ));
+    let error = typo
+        .err()
+        .expect("a mistyped inherited option was accepted");
+    assert_speech_error(&error, "config", &[], "inherited typo");
+    assert!(
+        error_texts(&error).contains("unknown option"),
+        "{}",
+        error_texts(&error)
+    );
+    let typo = settle(client.speech_config(
+        fake_sdk(),
+        Some(over_defaults(
+            &object(&[("endpont", "wss://speech.example/stt".into())]),
+            &js_sys::Object::new(),
+        )),
+    ))
+    .await;
+    let error = typo.expect_err("a mistyped inherited speechConfig option was accepted");
+    assert!(
+        error_texts(&error).contains("unknown speechConfig option"),
+        "{}",
+        error_texts(&error)
+    );
     finish(client).await;
+}
+
+/// Options whose prototype chain a proxy made endless are a `config` error, not a hung tab.
+#[wasm_bindgen_test]
+async fn options_with_an_endless_prototype_chain_are_refused() {
+    install_fake_broker();
+    let made = TokenClient::new(endless_chain("/api/speech-token"));
+    let error = made
+        .err()
+        .expect("options with an endless chain were accepted");
+    assert_speech_error(&error, "config", &[], "endless chain");
+    // Negative control: the same options without the loop are fine.
+    let plain = TokenClient::new(object(&[("brokerUrl", "/api/speech-token".into())]));
+    assert!(plain.is_ok());
 }
 
 /// Endpoints are judged as the browser parses them: `\` is `/`, so

@@ -45,21 +45,53 @@ extern "C" {
     fn prototype_of(o: &JsValue) -> Result<JsValue, JsValue>;
 }
 
-/// What the app (or a peer) gave as `target[key]`: an own property, or one inherited from a
-/// prototype of its making (a class's getter, `Object.create(defaults)`), but never one found on
-/// `Object.prototype`, where page code may have put it (a polluting merge, a polyfill's getter):
-/// `undefined` then. Or the exception a getter or proxy trap threw.
-pub(crate) fn given(target: &JsValue, key: &str) -> Result<JsValue, JsValue> {
-    let name = JsValue::from_str(key);
+/// The most objects [`chain`] walks. An app's options have a few (the object, a class or two);
+/// a proxy can make a chain endless, where a plain read would throw a `RangeError`.
+const MAX_CHAIN: usize = 32;
+
+/// `target` and the prototypes of the app's (or a peer's) making behind it: up to, not
+/// including, this realm's `Object.prototype`, where page code may have put anything (a
+/// polluting merge, a polyfill's getter). An object of another realm (an iframe's) is walked to
+/// that realm's `Object.prototype`, which is not told apart. Or the exception a proxy's
+/// `getPrototypeOf` trap threw, or an error for a chain longer than [`MAX_CHAIN`].
+fn chain(target: &JsValue) -> Result<Vec<JsValue>, JsValue> {
     let base = prototype_of(&js_sys::Object::new())?;
+    let mut holders = Vec::new();
     let mut holder = target.clone();
     while holder.is_object() && !js_sys::Object::is(&holder, &base) {
+        if holders.len() == MAX_CHAIN {
+            return Err(JsValue::UNDEFINED);
+        }
+        let next = prototype_of(&holder)?;
+        holders.push(holder);
+        holder = next;
+    }
+    Ok(holders)
+}
+
+/// What the app (or a peer) gave as `target[key]`: an own property, or one inherited from a
+/// prototype of its making (a class's getter, `Object.create(defaults)`), never one found on
+/// `Object.prototype` (`undefined` then; see [`chain`]). Or the exception a getter or proxy trap
+/// threw.
+pub(crate) fn given(target: &JsValue, key: &str) -> Result<JsValue, JsValue> {
+    let name = JsValue::from_str(key);
+    for holder in chain(target)? {
         if object_has_own(&holder, &name)? {
             return js_sys::Reflect::get(target, &name);
         }
-        holder = prototype_of(&holder)?;
     }
     Ok(JsValue::UNDEFINED)
+}
+
+/// The keys of `target` that [`given`] can read and a typo could hide in: the enumerable own
+/// keys (`Object.keys`) of `target` and of each prototype of [`chain`] (a class's getters and
+/// methods are not enumerable; `Object.create(defaults)`'s keys are).
+pub(crate) fn given_keys(target: &JsValue) -> Result<Vec<JsValue>, JsValue> {
+    let mut keys = Vec::new();
+    for holder in chain(target)? {
+        keys.extend(own_keys(&holder)?.iter());
+    }
+    Ok(keys)
 }
 
 /// Whether `target` has `key` as an own property (`false` when a proxy trap throws).

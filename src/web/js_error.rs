@@ -13,7 +13,9 @@ pub const ERROR_NAME: &str = "SpeechTokenError";
 /// which never holds a token.
 pub fn to_js(error: &Error) -> JsValue {
     let js = js_sys::Error::new(&error.text());
-    js.set_name(ERROR_NAME);
+    // Catching writes: a getter-only `name` page code put on `Error.prototype` must not throw
+    // through the module.
+    set(&js, "name", &JsValue::from_str(ERROR_NAME));
     set(&js, "kind", &JsValue::from_str(error.kind()));
     if let Some(status) = error.status() {
         set(&js, "status", &JsValue::from(status));

@@ -7,7 +7,7 @@ use wasm_bindgen::JsCast;
 use crate::engine::token::{check_broker_url, read_fields, Field};
 use crate::engine::RefreshPolicy;
 use crate::web::broker::{request_headers, unbracket, BadHeaders, BrokerConfig, HeaderSource};
-use crate::web::js::{dictionary, get, given, own_keys, set, text};
+use crate::web::js::{dictionary, get, given, given_keys, set, text};
 use crate::web::js_error::{config_error, to_js};
 
 /// The option names, in the order the "unknown option" message lists them and [`Options`]
@@ -62,8 +62,9 @@ impl Options {
             return Err(config_error("options must be an object with a brokerUrl"));
         }
         // serde-wasm-bindgen reads an object by looking up only the names it is given, so a
-        // typo (`brokerURL`) would pass unseen: every own key is checked here first.
-        let keys = own_keys(options)
+        // typo (`brokerURL`) would pass unseen: every key is checked here first, inherited
+        // ones (`Object.create(defaults)`) included.
+        let keys = given_keys(options)
             .map_err(|_| config_error("options must be an object with a brokerUrl"))?;
         let known = keys.iter().all(|key| {
             key.as_string()

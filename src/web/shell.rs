@@ -139,14 +139,12 @@ impl State {
             .filter(|flight| flight.id == id)
     }
 
-    /// Ends fetch `id` if it is the current one; whether it was.
-    fn end_flight(&mut self, id: u64) -> bool {
-        if self.flight(id).is_none() {
-            return false;
-        }
-        self.live
-            .as_mut()
-            .is_some_and(|live| live.flight.take().is_some())
+    /// Ends fetch `id` if it is the current one: its [`Flight`], for the caller to drop once
+    /// the state is no longer borrowed (dropping it aborts its signals, whose `abort` listeners
+    /// may be page code, such as a `fetch` wrapper's).
+    fn end_flight(&mut self, id: u64) -> Option<Flight> {
+        self.flight(id)?;
+        self.live.as_mut().and_then(|live| live.flight.take())
     }
 }
 
@@ -585,33 +583,37 @@ impl Shell {
     /// The one entry point for the outcome of fetch `id` (fetched alone or for every tab).
     /// Returns whether a new token was published (to share it with other tabs).
     pub(crate) fn finish_fetch(self: &Rc<Shell>, id: u64, result: Result<Grant, Error>) -> bool {
-        let decision = {
+        let (decision, ended) = {
             let mut state = self.state.borrow_mut();
-            if !state.end_flight(id) {
+            let Some(ended) = state.end_flight(id) else {
                 return false; // stale: superseded or skipped
-            }
-            state
+            };
+            let decision = state
                 .machine
-                .response(clock::now(), result, clock::random())
+                .response(clock::now(), result, clock::random());
+            (decision, ended)
         };
         let published = decision
             .effects
             .iter()
             .any(|e| matches!(e, Effect::Publish));
         self.apply(decision);
+        // After the decision: an `abort` listener that calls the client comes after it.
+        drop(ended);
         published
     }
 
     /// Fetch `id` ends without being sent: a token from another tab made it pointless.
     pub(crate) fn skip_fetch(self: &Rc<Shell>, id: u64) {
-        let decision = {
+        let (decision, ended) = {
             let mut state = self.state.borrow_mut();
-            if !state.end_flight(id) {
+            let Some(ended) = state.end_flight(id) else {
                 return;
-            }
-            state.machine.skip_fetch(clock::now())
+            };
+            (state.machine.skip_fetch(clock::now()), ended)
         };
         self.apply(decision);
+        drop(ended);
     }
 
     /// Whether fetch `id` is still the current one and (when `ask_engine`) still has a purpose
@@ -639,11 +641,16 @@ impl Shell {
     /// way has not been sent and has lost its purpose, stop waiting for the lock.
     pub(crate) fn adopt(self: &Rc<Shell>, grant: Grant, now: Now) {
         self.input(|m, _| m.adopt(now, grant, clock::random()));
-        let state = self.state.borrow();
-        if let Some(flight) = state.live.as_ref().and_then(|l| l.flight.as_ref()) {
-            if !flight.sending && !state.machine.fetch_needed(clock::now()) {
-                flight.lock_abort.abort();
-            }
+        let pointless = {
+            let state = self.state.borrow();
+            let flight = state.live.as_ref().and_then(|l| l.flight.as_ref());
+            flight
+                .filter(|f| !f.sending && !state.machine.fetch_needed(clock::now()))
+                .map(|f| f.lock_abort.clone())
+        };
+        // Outside the borrow: the signal's `abort` listeners run now.
+        if let Some(lock_abort) = pointless {
+            lock_abort.abort();
         }
     }
 

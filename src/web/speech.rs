@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::web::broker::BrowserJson;
 use crate::web::client::TokenClient;
 use crate::web::hooks;
-use crate::web::js::{abort_error, get, given, object, own_keys, promise, until_aborted};
+use crate::web::js::{abort_error, get, given, given_keys, object, promise, until_aborted};
 use crate::web::js_error::{config_error, to_js};
 use crate::web::shell::{detach_detail, EventKind, Shell};
 
@@ -94,7 +94,7 @@ fn route_options(options: &JsValue) -> Result<(Option<String>, Option<String>), 
         ));
     }
     let bad_options = || config_error("speechConfig options could not be read");
-    let known = own_keys(options)
+    let known = given_keys(options)
         .map_err(|_| bad_options())?
         .iter()
         .all(|key| matches!(key.as_string().as_deref(), Some("region" | "endpoint")));
@@ -357,7 +357,7 @@ impl TokenClient {
                 let shell = shell.clone();
                 // `options.abortSignal` (@azure/core-auth GetTokenOptions): an aborted call
                 // rejects at once with an AbortError; the shared request goes on for the others.
-                // An own property only: an `abortSignal` on `Object.prototype` is not the SDK's.
+                // Never one on `Object.prototype`: that `abortSignal` is not the SDK's.
                 let signal = if options.is_object() {
                     given(&options, "abortSignal").unwrap_or_default()
                 } else {

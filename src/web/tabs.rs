@@ -231,8 +231,8 @@ fn read_message(data: &JsValue) -> Option<PeerMessage> {
     if !data.is_object() {
         return None;
     }
-    // Own properties only (a structured clone's are all own): nothing inherited from
-    // `Object.prototype` fills a field the peer left out.
+    // A structured clone's fields are its own: nothing on `Object.prototype` fills a field the
+    // peer left out.
     let field = |k: &str| given(data, k).unwrap_or_default();
     let string = |k: &str| field(k).as_string();
     match string("type").as_deref() {
