@@ -54,17 +54,16 @@ const MAX_CHAIN: usize = 32;
 /// polluting merge, a polyfill's getter). An object of another realm (an iframe's) is walked to
 /// that realm's `Object.prototype`, which is not told apart. Or the exception a proxy's
 /// `getPrototypeOf` trap threw, or an error for a chain longer than [`MAX_CHAIN`].
-fn chain(target: &JsValue) -> Result<Vec<JsValue>, JsValue> {
+fn chain(target: &JsValue) -> Result<js_sys::Array, JsValue> {
     let base = prototype_of(&js_sys::Object::new())?;
-    let mut holders = Vec::new();
+    // A JS array, not a `Vec`: no Rust collection code for a list the module only walks.
+    let holders = js_sys::Array::new();
     let mut holder = target.clone();
     while holder.is_object() && !js_sys::Object::is(&holder, &base) {
-        if holders.len() == MAX_CHAIN {
+        if holders.push(&holder) as usize > MAX_CHAIN {
             return Err(JsValue::UNDEFINED);
         }
-        let next = prototype_of(&holder)?;
-        holders.push(holder);
-        holder = next;
+        holder = prototype_of(&holder)?;
     }
     Ok(holders)
 }
@@ -75,7 +74,7 @@ fn chain(target: &JsValue) -> Result<Vec<JsValue>, JsValue> {
 /// threw.
 pub(crate) fn given(target: &JsValue, key: &str) -> Result<JsValue, JsValue> {
     let name = JsValue::from_str(key);
-    for holder in chain(target)? {
+    for holder in chain(target)?.iter() {
         if object_has_own(&holder, &name)? {
             return js_sys::Reflect::get(target, &name);
         }
@@ -86,10 +85,12 @@ pub(crate) fn given(target: &JsValue, key: &str) -> Result<JsValue, JsValue> {
 /// The keys of `target` that [`given`] can read and a typo could hide in: the enumerable own
 /// keys (`Object.keys`) of `target` and of each prototype of [`chain`] (a class's getters and
 /// methods are not enumerable; `Object.create(defaults)`'s keys are).
-pub(crate) fn given_keys(target: &JsValue) -> Result<Vec<JsValue>, JsValue> {
-    let mut keys = Vec::new();
-    for holder in chain(target)? {
-        keys.extend(own_keys(&holder)?.iter());
+pub(crate) fn given_keys(target: &JsValue) -> Result<js_sys::Array, JsValue> {
+    let keys = js_sys::Array::new();
+    for holder in chain(target)?.iter() {
+        for key in own_keys(&holder)?.iter() {
+            keys.push(&key);
+        }
     }
     Ok(keys)
 }
