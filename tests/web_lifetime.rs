@@ -588,13 +588,17 @@ async fn dispose_inside_a_listener_rejects_what_was_pending() {
 #[wasm_bindgen_test]
 async fn dispose_inside_an_error_listener_rejects_what_was_pending_as_disposed() {
     for (code, failure) in [(401, "unauthorized"), (500, "http")] {
-        install_fake_broker();
-        answer_always(raw_answer(
-            code,
-            Some("application/json".into()),
-            "{}",
-            JsValue::UNDEFINED,
-        ));
+        // A fresh fake broker that always fails with `code` (`finish_js` uninstalls it).
+        let failing_broker = || {
+            install_fake_broker();
+            answer_always(raw_answer(
+                code,
+                Some("application/json".into()),
+                "{}",
+                JsValue::UNDEFINED,
+            ));
+        };
+        failing_broker();
         // Negative control: without the listener, the same call rejects with the failure.
         let plain = js_client(&[]);
         let outcome = within(promise(call(&plain, "getToken", &[])), 2000.0).await;
@@ -606,13 +610,7 @@ async fn dispose_inside_an_error_listener_rejects_what_was_pending_as_disposed()
         );
         finish_js(&plain).await;
 
-        install_fake_broker();
-        answer_always(raw_answer(
-            code,
-            Some("application/json".into()),
-            "{}",
-            JsValue::UNDEFINED,
-        ));
+        failing_broker();
         let client = js_client(&[]);
         dispose_on_event(&client, "error");
         let token = promise(call(&client, "getToken", &[]));

@@ -156,11 +156,18 @@ fn fill(object: JsValue, pairs: &[(&str, JsValue)]) -> JsValue {
     object
 }
 
+/// A JS `Error` with `message` and `name`: the one way the module makes its errors. The name is
+/// written with [`set`], which catches: a getter-only `name` page code put on
+/// `Error.prototype` must not throw through the module.
+pub(crate) fn named_error(message: &str, name: &str) -> js_sys::Error {
+    let error = js_sys::Error::new(message);
+    set(&error, "name", &JsValue::from_str(name));
+    error
+}
+
 /// The error an aborted operation rejects with, as `@azure/abort-controller` and the DOM name it.
 pub(crate) fn abort_error() -> JsValue {
-    let error = js_sys::Error::new("The operation was aborted.");
-    error.set_name("AbortError");
-    error.into()
+    named_error("The operation was aborted.", "AbortError").into()
 }
 
 /// `promise`, or an `AbortError` as soon as `signal` (an AbortSignal-like object, if any)

@@ -4,7 +4,7 @@
 use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
-use crate::web::js::set;
+use crate::web::js::{named_error, set};
 
 /// The `name` of every error this module throws or rejects with.
 pub const ERROR_NAME: &str = "SpeechTokenError";
@@ -12,10 +12,7 @@ pub const ERROR_NAME: &str = "SpeechTokenError";
 /// Builds the JS `Error`. Its message is [`Error::text`] (static strings, no `core::fmt`),
 /// which never holds a token.
 pub fn to_js(error: &Error) -> JsValue {
-    let js = js_sys::Error::new(&error.text());
-    // Catching writes: a getter-only `name` page code put on `Error.prototype` must not throw
-    // through the module.
-    set(&js, "name", &JsValue::from_str(ERROR_NAME));
+    let js = named_error(&error.text(), ERROR_NAME);
     set(&js, "kind", &JsValue::from_str(error.kind()));
     if let Some(status) = error.status() {
         set(&js, "status", &JsValue::from(status));
