@@ -107,6 +107,41 @@ async fn attached_targets_follow_refreshes_until_closed_or_detached() {
     finish(client).await;
 }
 
+/// Found by an outside review: `attach()` set the held token without asking the clock, so a
+/// token past its last usable moment was handed to the SDK object whenever no timer had run
+/// since (a long task, a laptop waking from sleep) — the token `client.token` and `getToken()`
+/// no longer hand out.
+#[wasm_bindgen_test]
+async fn attach_never_hands_out_a_token_past_its_usable_time() {
+    install_fake_broker();
+    answer(token_answer("tok-stale", 4.0, JsValue::UNDEFINED));
+    answer(token_answer("tok-next", 600.0, JsValue::UNDEFINED));
+    let client = client();
+    expect_token(&client, "tok-stale").await;
+    let expires_at = client.expires_at().expect("a token is held");
+    // A 4-second token is usable until a quarter of its lifetime (1 s) before expiry; its
+    // refresh timer (at 2 s) cannot run while the page is busy.
+    busy_wait(3_400.0);
+    // The premise, read without letting the engine catch up: the token is still held, and
+    // past its usable time.
+    assert_eq!(client.expires_at(), Some(expires_at), "still held");
+    assert!(now_ms() > expires_at - 1_000.0, "past its usable time");
+    let target = FakeTarget::new();
+    client.attach(target.clone()).unwrap();
+    assert!(
+        !strings(&target.values()).contains(&"tok-stale".to_owned()),
+        "an unusable token was set on the target: {:?}",
+        strings(&target.values())
+    );
+    // The attach asked for a new token, and the target gets it.
+    wait_until("the new token reaches the target", 5_000.0, || {
+        strings(&target.values()) == ["tok-next"]
+    })
+    .await;
+    assert_eq!(requests(), 2);
+    finish(client).await;
+}
+
 #[wasm_bindgen_test]
 async fn attaching_an_object_whose_setter_throws_detaches_it_with_an_event() {
     install_fake_broker();

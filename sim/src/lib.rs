@@ -15,7 +15,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use speech_token_client::engine::machine::{Effect, Machine, Now, TimerPlan};
+use speech_token_client::engine::machine::{retry_rule, Effect, Machine, Now, Retry, TimerPlan};
 use speech_token_client::engine::policy::RefreshPolicy;
 use speech_token_client::engine::token::{
     parse_grant, read_fields, Field, Json, JsonError, UrlParser, UrlParts, WhatwgUrl,
@@ -614,10 +614,13 @@ pub fn run_engine(scenario: &Scenario, policy: RefreshPolicy) -> Report {
                 Effect::RejectWaiters(_) => waiting_callers = 0,
                 Effect::RejectOne(_) => waiting_callers = waiting_callers.saturating_sub(1),
                 Effect::Expired => {}
-                Effect::Failed(_) => {
-                    if let (Some(retry), Some(usable)) =
-                        (machine.next_refresh_at(), machine.usable_until())
-                    {
+                Effect::Failed(error) => {
+                    // A backoff never reaches past expiry; a broker's Retry-After may.
+                    if let (Retry::Backoff, Some(retry), Some(usable)) = (
+                        retry_rule(error),
+                        machine.next_refresh_at(),
+                        machine.usable_until(),
+                    ) {
                         if retry > usable + 0.001 {
                             report.retries_past_expiry += 1;
                         }

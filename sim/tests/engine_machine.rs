@@ -713,25 +713,81 @@ fn a_retry_after_of_zero_still_backs_off() {
     assert!(m.next_refresh_at().unwrap() - WALL0 >= 500.0);
 }
 
+/// Found by an outside review: a `Retry-After` was cut short at the held token's last usable
+/// moment (a 429 asking for 60 s was retried after ~5 s), which README promises it never is
+/// ("a minimum"); and the early request did not even keep the token (it went out at the very
+/// moment the token was dropped).
 #[test]
-fn retry_after_yields_to_expiry() {
+fn retry_after_is_honoured_while_a_token_is_held() {
     let mut m = default_with_token(600.0);
     let _ = m.tick(at(480.0));
-    let d = m.response(at(481.0), Err(Error::from_status(429, Some(300))), 0.0);
-    // 781 s asked, but the token stops being usable at 595 s: retry then.
-    let (retry, until) = (m.next_refresh_at().unwrap(), m.usable_until().unwrap());
-    assert!((retry - until).abs() < 1e-3, "{retry} vs {until}");
-    // The timer armed at 480 s for the end of usability (595 s) already covers it.
-    assert!(
-        matches!(d.timer, TimerPlan::Keep | TimerPlan::Arm(114_000.0)),
-        "{:?}",
-        d.timer
+    let _ = m.response(at(481.0), Err(Error::from_status(429, Some(300))), 0.0);
+    // 781 s asked; the token stops being usable at 595 s, and is dropped then, unreplaced.
+    assert_eq!(m.next_refresh_at(), Some(WALL0 + 781_000.0));
+    let d = m.timer_fired(at(595.0));
+    assert!(has(&d, &Effect::Expired));
+    assert_eq!(
+        fetches(&d),
+        0,
+        "retried before Retry-After: {:?}",
+        d.effects
     );
+    assert_eq!(fetches(&m.tick(at(780.9))), 0);
+    assert_eq!(fetches(&m.timer_fired(at(781.0))), 1);
+    // The same for a 503's Retry-After, and while the page is hidden.
+    let mut m = default_with_token(600.0);
+    let _ = m.set_hidden(at(0.0), true);
+    let _ = m.tick(at(300.0));
+    let _ = m.response(at(301.0), Err(Error::from_status(503, Some(600))), 0.0);
+    assert_eq!(m.next_refresh_at(), Some(WALL0 + 901_000.0));
     // An absurd Retry-After is capped at an hour (cold, nothing to clamp against).
     let mut m = Machine::new(RefreshPolicy::default());
     let _ = m.demand(at(0.0));
     let _ = m.response(at(0.0), Err(Error::from_status(429, Some(1_000_000))), 0.5);
     assert_eq!(m.next_refresh_at(), Some(WALL0 + 3_600_000.0));
+}
+
+/// A backoff that would reach past the held token's usable time is cut short, to a round trip
+/// (the refresh lead, 5 s) before it: the retry goes out while the token is still handed out,
+/// and its success replaces it with no `expired` in between. Found with the review above: the
+/// retry went out at the very moment the token was dropped.
+#[test]
+fn a_backoff_retry_comes_a_round_trip_before_the_token_stops_being_usable() {
+    let mut m = default_with_token(600.0);
+    let _ = m.tick(at(480.0));
+    // Failures until the backoff (1 s base, doubling, full jitter: the draw 0.999) reaches past
+    // usable_until (595 s).
+    let mut now = 481.0;
+    let _ = m.response(at(now), Err(Error::from_status(500, None)), 0.999);
+    let until = m.usable_until().unwrap();
+    loop {
+        let retry = m.next_refresh_at().unwrap();
+        assert!(
+            retry <= until - 5_000.0 + 1e-3,
+            "retry at {retry}, usable until {until}"
+        );
+        if retry >= until - 5_000.0 - 1e-3 {
+            break; // cut short
+        }
+        now = (retry - WALL0) / 1000.0;
+        assert_eq!(fetches(&m.timer_fired(at(now))), 1);
+        let _ = m.response(at(now + 0.1), Err(Error::from_status(500, None)), 0.999);
+    }
+    // The cut-short retry goes out with the token still usable, and its answer replaces it.
+    let retry_s = (m.next_refresh_at().unwrap() - WALL0) / 1000.0;
+    let d = m.timer_fired(at(retry_s));
+    assert_eq!(fetches(&d), 1);
+    assert!(m.token_at(at(retry_s)).is_some());
+    let d = m.response(at(retry_s + 0.2), Ok(grant(600.0)), 0.5);
+    assert!(!has(&d, &Effect::Expired), "{:?}", d.effects);
+    assert!(has(&d, &Effect::Publish));
+    // Within the lead already, a failure retries no later than usable_until (not in a loop).
+    let mut m = default_with_token(600.0);
+    let _ = m.tick(at(480.0));
+    let _ = m.response(at(592.0), Err(Error::from_status(500, None)), 0.999);
+    let retry = m.next_refresh_at().unwrap();
+    assert!(retry <= m.usable_until().unwrap() + 1e-3);
+    assert!(retry > WALL0 + 592_000.0);
 }
 
 #[test]

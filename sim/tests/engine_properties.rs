@@ -130,8 +130,10 @@ struct Shell {
     /// Only retries (not planned refreshes) are checked against usable_until: a user's
     /// refreshMargin below the 5 s slack legitimately plans a refresh after it.
     check_refresh_plan: bool,
-    /// Check that Retry-After is honoured whenever no usable token forces an earlier retry.
+    /// Check that Retry-After is honoured.
     check_retry_after: bool,
+    /// The planned retry is a broker's Retry-After (honoured past the token's usable time).
+    retry_after_planned: bool,
     wall: f64,
     mono: f64,
     rng: Rng,
@@ -155,6 +157,7 @@ impl Shell {
             policy,
             check_refresh_plan,
             check_retry_after: false,
+            retry_after_planned: false,
             wall: WALL0,
             mono: 0.0,
             rng: Rng::new(seed),
@@ -249,6 +252,7 @@ impl Shell {
                     self.fetches += 1;
                     self.stats.fetches += 1;
                     self.pending = Some(self.draw_request(now));
+                    self.retry_after_planned = false;
                 }
                 Effect::Publish => {
                     prop_assert_eq!(input, Input::Response, "Publish outside a response");
@@ -321,12 +325,12 @@ impl Shell {
                 }
                 Effect::Failed(err) => {
                     self.stats.failures += 1;
+                    self.retry_after_planned = matches!(retry_rule(err), Retry::After(_));
                     if *err == Error::InvalidResponse(Invalid::ExpiredOnArrival) {
                         self.stats.expired_on_arrival += 1;
                     }
-                    if let (true, Retry::After(ms), None) =
-                        (self.check_retry_after, retry_rule(err), self.m.token())
-                    {
+                    // Retry-After is honoured in full, with or without a token held.
+                    if let (true, Retry::After(ms)) = (self.check_retry_after, retry_rule(err)) {
                         prop_assert!(
                             fetch_count == 0,
                             "retried at once despite Retry-After {} ms: {:?}",
@@ -342,9 +346,12 @@ impl Shell {
                             earliest
                         );
                     }
-                    if let (Some(retry), Some(until)) =
-                        (self.m.next_refresh_at(), self.m.usable_until())
-                    {
+                    // A backoff never reaches past the held token's usable time.
+                    if let (Retry::Backoff, Some(retry), Some(until)) = (
+                        retry_rule(err),
+                        self.m.next_refresh_at(),
+                        self.m.usable_until(),
+                    ) {
                         self.stats.retries_checked += 1;
                         prop_assert!(
                             retry <= until + 1e-3,
@@ -436,7 +443,8 @@ impl Shell {
                 Status::Disposed => prop_assert!(false, "disposed without dispose()"),
             }
         }
-        if self.check_refresh_plan {
+        // Only a broker's Retry-After plans a retry past the token's usable time.
+        if self.check_refresh_plan && !self.retry_after_planned {
             if let (Some(next), Some(until)) = (m.next_refresh_at(), m.usable_until()) {
                 prop_assert!(
                     next <= until + 1e-3,

@@ -850,23 +850,31 @@ impl Machine {
         };
         self.attempt = self.attempt.saturating_add(1);
         self.retry_error = delay.is_some().then_some(error);
-        let hidden = self.hidden;
+        let (hidden, policy) = (self.hidden, &self.policy);
         self.retry_at = delay.map(|ms| {
             let at = Deadline::after(now, ms);
-            // Never past expiry: losing the token costs the user more than an early retry. A
-            // hidden page's timer may fire up to a minute late, so aim that much earlier.
             match &self.held {
-                // A token that expired while the request was in flight does not shorten the
-                // wait: `settle` drops it right after, and Retry-After/backoff apply in full.
+                // A broker's `Retry-After` is honoured in full, past the token's usable time
+                // too: the broker asked for it, and an earlier request meets the same answer.
+                _ if matches!(rule, Retry::After(_)) => at,
+                // A backoff never reaches past expiry: losing the token costs the user more
+                // than an early retry. It comes a round trip before the token stops being
+                // handed out, so that a success replaces it with no gap (a retry at that very
+                // moment would find it dropped); a hidden page's timer may fire up to a minute
+                // late, so there it comes that much earlier. Within that lead already, it
+                // comes no later than the end of usability (never a loop of immediate retries).
                 Some(h) if !h.usable_until.passed(now) => {
                     let left = h.usable_until.remaining(now);
-                    let budget = if hidden && left > HIDDEN_TIMER_GRANULARITY_MS {
-                        left - HIDDEN_TIMER_GRANULARITY_MS
+                    let lead = if hidden {
+                        HIDDEN_TIMER_GRANULARITY_MS
                     } else {
-                        left
+                        policy.lead(h.lifetime_ms)
                     };
+                    let budget = if left > lead { left - lead } else { left };
                     at.earliest(Deadline::after(now, budget))
                 }
+                // A token that expired while the request was in flight does not shorten the
+                // wait: `settle` drops it right after.
                 _ => at,
             }
         });

@@ -132,10 +132,16 @@ impl RefreshPolicy {
         };
         // Refreshing when the token stops being handed out would make callers wait for a broker
         // round trip every lifetime: the margin is at least the slack plus a round trip's lead.
-        let lead = MIN_REFRESH_LEAD_MS.min_ms(MAX_SLACK_FRACTION * lifetime_ms);
         wanted
-            .max_ms(self.slack(lifetime_ms) + lead)
+            .max_ms(self.slack(lifetime_ms) + self.lead(lifetime_ms))
             .min_ms(MAX_MARGIN_FRACTION * lifetime_ms)
+    }
+
+    /// How long before a token of the given lifetime stops being handed out its replacement is
+    /// asked for, at the latest: a broker round trip ([`MIN_REFRESH_LEAD_MS`], or a quarter of a
+    /// very short token's lifetime). For planned refreshes and for retries alike.
+    pub fn lead(&self, lifetime_ms: f64) -> f64 {
+        MIN_REFRESH_LEAD_MS.min_ms(MAX_SLACK_FRACTION * lifetime_ms)
     }
 
     /// How long before expiry a token stops being handed out.

@@ -99,14 +99,10 @@ impl TokenClient {
     /// The current usable token, or `undefined`. Synchronous; never an expired token.
     #[wasm_bindgen(getter, unchecked_return_type = "string | undefined")]
     pub fn token(&self) -> JsValue {
-        let now = clock::now();
-        let (usable, held) = self
-            .shell
-            .read(|m| (m.token_at(now).is_some(), m.token().is_some()));
-        if usable {
-            return self.shell.token_js().unwrap_or_default();
+        if let Some(token) = self.shell.usable_token_js() {
+            return token;
         }
-        if held {
+        if self.shell.read(|m| m.token().is_some()) {
             // Held but no longer usable (a timer was frozen): let the engine catch up.
             self.shell.input(|m, now| m.tick(now));
         }

@@ -311,6 +311,18 @@ impl Shell {
         self.state.borrow().token_js.clone()
     }
 
+    /// The current token as a JS string if it may be handed out now: a held token can be past
+    /// its usable time before the engine hears of it (no timer runs during a long task or while
+    /// the machine sleeps). Never an expired token, for every way the module hands one out.
+    pub(crate) fn usable_token_js(&self) -> Option<JsValue> {
+        let now = clock::now();
+        let state = self.state.borrow();
+        state
+            .machine
+            .token_at(now)
+            .and_then(|_| state.token_js.clone())
+    }
+
     /// Input from outside: runs `f` on the engine with the current time, then carries out the
     /// decision.
     pub(crate) fn input(self: &Rc<Shell>, f: impl FnOnce(&mut Machine, Now) -> Decision) {

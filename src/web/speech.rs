@@ -235,7 +235,9 @@ fn attach(shell: &Rc<Shell>, target: &JsValue) -> Result<(), JsValue> {
     if added {
         hooks::hook(shell, object);
     }
-    let token = shell.token_js();
+    // Only a usable token: otherwise `get_token()` below lets the engine retire the held one
+    // and fetch.
+    let token = shell.usable_token_js();
     match token {
         Some(token) => {
             // A throwing setter is a closed SDK object (as on a refresh): it is detached with

@@ -104,6 +104,13 @@ export function specialAnswer(kind) { return { [kind]: true }; }
 
 export function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
+/** Keeps the page busy for `ms` without yielding: no timer or event of the client runs meanwhile
+ * (a long task, or what a sleeping laptop looks like to the page). */
+export function busyWait(ms) {
+  const end = performance.now() + ms;
+  while (performance.now() < end) { /* spin */ }
+}
+
 /** A header function for the `headers` option that answers asynchronously. */
 export function asyncHeaders(headers) {
   const f = () => {

@@ -40,6 +40,9 @@ extern "C" {
     #[wasm_bindgen(js_name = requestLog)]
     pub fn request_log() -> js_sys::Array;
     pub fn sleep(ms: f64) -> js_sys::Promise;
+    /// Keeps the page busy for `ms` without yielding (no timer runs meanwhile).
+    #[wasm_bindgen(js_name = busyWait)]
+    pub fn busy_wait(ms: f64);
     #[wasm_bindgen(js_name = storageDump)]
     pub fn storage_dump() -> js_sys::Promise;
     #[wasm_bindgen(js_name = asyncHeaders)]
