@@ -13,7 +13,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use crate::auth::{bearer, Authenticator};
-use crate::http::{json_error, NO_STORE};
+use crate::http::{json_error, with_retry_after, NO_STORE};
 use crate::origin::{allowed_request_headers, is_loopback_peer, OriginDecision};
 use crate::presented::presented_token;
 use crate::relay::{refuse, TICKET_PREFIX};
@@ -66,6 +66,10 @@ pub async fn admin_guard(
     next.run(req).await
 }
 
+/// `Retry-After` of the deadline's 503, in seconds: the shortest the header can say; an
+/// overloaded broker is asked again after the client's own backoff at the earliest.
+pub const DEADLINE_RETRY_AFTER_S: u64 = 1;
+
 /// Bounds the time from request to answer (`--request-timeout`). WebSocket sessions run after
 /// their upgrade answer and are not affected. The 503 replaces whatever the inner layers would
 /// have answered, [`origin_guard`]'s CORS headers included: they are added here again for an
@@ -81,10 +85,18 @@ pub async fn deadline(
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => {
-            let mut resp = json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                Some(json!({ "detail": "the request took too long" })),
+            // Like every 503 of the contract, with a `Retry-After`: the client waits at least
+            // that long (its own backoff when longer).
+            let mut resp = with_retry_after(
+                json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    Some(json!({
+                        "detail": "the request took too long",
+                        "retryAfter": DEADLINE_RETRY_AFTER_S,
+                    })),
+                ),
+                DEADLINE_RETRY_AFTER_S,
             );
             let h = resp.headers_mut();
             h.append(header::VARY, HeaderValue::from_static("Origin"));

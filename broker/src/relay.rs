@@ -21,10 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -445,12 +446,22 @@ pub fn ticket_subject(identity: &Identity, client_ip: IpAddr) -> String {
 /// `GET /relay/{*rest}`: validates the ticket, connects upstream, upgrades, pipes.
 pub async fn relay_ws(
     State(relay): State<Arc<Relay>>,
-    Path(rest): Path<String>,
+    method: Method,
+    rest: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let Some(path) = upstream_path(&rest, query.as_deref()) else {
+    // The route serves GET (the upgrade) only: any other method is a 405, before the ticket is
+    // read, like every other route of the broker.
+    if method != Method::GET {
+        return crate::http::method_not_allowed(Some(HeaderValue::from_static("GET")));
+    }
+    // A path that does not decode (not UTF-8) is no Speech SDK path either.
+    let path = rest
+        .ok()
+        .and_then(|Path(rest)| upstream_path(&rest, query.as_deref()));
+    let Some(path) = path else {
         return refuse(
             &relay,
             StatusCode::NOT_FOUND,

@@ -361,6 +361,60 @@ async fn a_request_has_a_deadline() {
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert!(t0.elapsed() < Duration::from_millis(2500));
+    // Found by an outside review: the contract's 503s carry `Retry-After` (README: "429/503
+    // with Retry-After"), this one had none.
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "timeout");
+    assert_eq!(body["retryAfter"], 1);
+}
+
+/// Found by an outside review: a preflight's `Access-Control-Request-Headers` was filtered with
+/// a check against every name already kept, so one unauthenticated preflight with tens of
+/// thousands of distinct `x-` names held a worker for seconds (past `--request-timeout`: the
+/// loop never yields) and was echoed back whole. At most `MAX_PREFLIGHT_HEADERS` names are
+/// granted now: far more than any app sends; a preflight asking for more fails in the browser
+/// as it should.
+#[tokio::test]
+async fn a_preflight_grants_a_bounded_list_of_headers() {
+    use speech_token_broker::origin::MAX_PREFLIGHT_HEADERS;
+    let b = start(&["--allow-origin", "https://app.example"], &[]).await;
+    let asked: Vec<String> = std::iter::once("authorization".to_string())
+        .chain((0..20_000).map(|i| format!("x-h{i}")))
+        .collect();
+    let r = common::client()
+        .request(reqwest::Method::OPTIONS, b.url(TOKEN))
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", asked.join(", "))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let granted: Vec<String> = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .split(", ")
+        .map(str::to_string)
+        .collect();
+    assert_eq!(granted.len(), MAX_PREFLIGHT_HEADERS);
+    assert_eq!(granted[..], asked[..MAX_PREFLIGHT_HEADERS]);
+    // Control: an app's few headers are granted as asked, duplicates once.
+    let r = common::client()
+        .request(reqwest::Method::OPTIONS, b.url(TOKEN))
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "GET")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization, x-session, X-Session, x-trace, accept-language",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-headers"],
+        "authorization, x-session, x-trace"
+    );
 }
 
 /// The deadline's 503 reaches a cross-origin page as an `http` error with its status, not as an

@@ -805,6 +805,32 @@ async fn only_the_sdks_websocket_paths_are_relayed() {
     assert_eq!(paths, want);
 }
 
+/// Found by an outside review: a relay path that is not UTF-8 got axum's plain-text 400 (no
+/// JSON, no `no-store`) instead of the documented 404 `not-found`, and a method other than GET
+/// got 401 (the ticket was read first) instead of the documented 405 with `Allow: GET`.
+#[tokio::test]
+async fn relay_paths_that_are_not_utf8_and_other_methods_get_the_documented_errors() {
+    let b = start(&["--relay"], &[]).await;
+    let c = common::client();
+    let r = c.get(b.url("/relay/%ff")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "not-found", "{body}");
+    let rec = "/relay/speech/recognition/conversation/cognitiveservices/v1";
+    for method in ["PUT", "POST", "DELETE", "HEAD", "PATCH"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = c.request(method.clone(), b.url(rec)).send().await.unwrap();
+        assert_eq!(r.status(), 405, "{method}");
+        assert_eq!(r.headers()["allow"], "GET", "{method}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{method}");
+    }
+    // Control: a GET without a ticket is still refused for the missing ticket.
+    let r = c.get(b.url(rec)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
 /// A fake upstream that sends a small text frame every `every` and never reads.
 async fn chatty_upstream(every: Duration) -> String {
     fake_upstream(move |mut ws| async move {
