@@ -68,14 +68,11 @@ done
 run "broker (release build for browser and end-to-end tests)" check cargo build --release --locked -p speech-token-broker
 
 # The browser tests' real-broker cases talk to a dev broker on loopback (URL baked in at compile
-# time through SPEECH_TOKEN_TEST_BROKER).
-broker_out="$logdir/broker.out"
-./target/release/speech-token-broker --listen 127.0.0.1:0 --rate-limit 0 >"$broker_out" 2>"$logdir/broker.err" &
-broker_pid=$!
-trap 'kill $broker_pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do grep -q '^listening on ' "$broker_out" 2>/dev/null && break; sleep 0.1; done
-export SPEECH_TOKEN_TEST_BROKER=$(sed -n 's/^listening on //p' "$broker_out")
-[ -n "$SPEECH_TOKEN_TEST_BROKER" ] || echo "warning: the test broker did not start: $(cat "$logdir/broker.err")"
+# time through SPEECH_TOKEN_TEST_BROKER): one broker for the three engines, so the tests are
+# compiled once.
+. scripts/test-broker.sh
+trap stop_test_broker EXIT
+start_test_broker || echo "warning: the real-broker browser tests will fail"
 
 # A test file gets this long in one browser (the runner's default, 20 s, is less than
 # web_lifecycle's wait for the shell's 15-s clock check on a slow machine).
@@ -94,11 +91,11 @@ run "browser tests (wasm-pack test, headless Firefox ESR)" tests \
 run "browser tests (wasm-pack test, WebKitGTK MiniBrowser under Xvfb)" tests \
   env -u CHROMEDRIVER xvfb-run -a -s "-screen 0 1280x1024x24" scripts/wasm-env.sh wasm-pack test --headless --safari \
   --safaridriver /usr/bin/WebKitWebDriver --mode no-install . --locked
-kill $broker_pid 2>/dev/null || true
+stop_test_broker
 run "build npm package (pkg/)" check scripts/build-pkg.sh
 if ls tests/e2e/*.test.mjs >/dev/null 2>&1; then
   run "end-to-end tests (Playwright + real Speech SDK)" tests \
-    env BROKER_BIN=target/release/speech-token-broker node --test --test-concurrency=1 tests/e2e/
+    env BROKER_BIN=target/release/speech-token-broker node --test --test-concurrency=1 tests/e2e/*.test.mjs
 fi
 # The cross-engine end-to-end suite (tests/e2e/engines/: demo, real Speech SDK, tabs, hidden-page
 # timers and lifecycle) through selenium-webdriver and drivers started by the tests themselves

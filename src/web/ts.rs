@@ -5,8 +5,8 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
-/** Request headers: a record of strings, or name/value pairs (a `Headers` object — with the DOM.Iterable lib —, a `Map`, an array); checked by `new Headers()`. */
-export type TokenClientHeaders = Record<string, string> | Iterable<readonly [string, string]>;
+/** Request headers: the DOM's `HeadersInit` (a record of strings, a `Headers`, name/value arrays), or an iterable of name/value pairs (a `Map`); checked by `new Headers()`. */
+export type TokenClientHeaders = HeadersInit | Record<string, string> | Iterable<readonly [string, string]>;
 
 /** What `new TokenClient(options)` accepts. Unknown keys are rejected (kind "config"). */
 export interface TokenClientOptions {

@@ -1,7 +1,8 @@
 // TypeScript consumers (issue 18): the packed package installed into a fresh app, type-checked by
 // tsc under `strict` with `skipLibCheck: false` (so the shipped .d.ts is checked too) and the
 // default `lib` of an ES2022 target, for each `moduleResolution` an app uses: node16, nodenext,
-// bundler. Both entry points (tests/types/consumer.ts, consumer-bundler.ts); with an esnext `lib`,
+// bundler. Both entry points (tests/types/consumer.ts, consumer-bundler.ts); with `lib` ES2022 +
+// DOM only, `headers` as a `HeadersInit` (consumer-dom.ts); with an esnext `lib`,
 // `using client = new TokenClient(…)` (consumer-using.ts). A negative control shows that the
 // check sees the failure it guards against (wasm-bindgen's `[Symbol.dispose](): void` under ES2022).
 
@@ -20,7 +21,7 @@ before(() => {
   let tarball;
   ({ work, tarball } = packTarball("ts-consumer"));
   app = consumerApp(work, tarball);
-  for (const f of ["consumer.ts", "consumer-bundler.ts", "consumer-using.ts"]) {
+  for (const f of ["consumer.ts", "consumer-bundler.ts", "consumer-using.ts", "consumer-dom.ts"]) {
     copyFileSync(path.join(ROOT, "tests/types", f), path.join(app, f));
   }
 });
@@ -60,6 +61,8 @@ before(() => {
   // DOM.Iterable as in common app configs (consumer.ts passes a `Headers` object as headers)
   runs.using = tsc("using", { ...MATRIX.bundler, lib: ["ESNext", "DOM", "DOM.Iterable"] }, ["consumer.ts", "consumer-using.ts"]);
   runs.usingEs2022 = tsc("using-es2022", MATRIX.bundler, ["consumer-using.ts"]);
+  // DOM without DOM.Iterable: a `Headers` is no `Iterable` there, still a `HeadersInit`
+  runs.domOnly = tsc("dom-only", { ...MATRIX.bundler, lib: ["ES2022", "DOM"] }, ["consumer-dom.ts"]);
   writeFileSync(path.join(app, "raw.d.ts"), "export declare class Raw {\n  free(): void;\n  [Symbol.dispose](): void;\n}\n");
   runs.control = tsc("control", { ...MATRIX.bundler, lib: ["ES2022"] }, ["raw.d.ts"]);
 });
@@ -73,6 +76,11 @@ for (const name of Object.keys(MATRIX)) {
 
 test("tsc with lib esnext: the client is Disposable (`using`)", async () => {
   const { ok, output } = await runs.using;
+  assert.ok(ok, `tsc failed:\n${output}`);
+});
+
+test("tsc with lib ES2022 + DOM (no DOM.Iterable): `headers` takes a HeadersInit and a Headers", async () => {
+  const { ok, output } = await runs.domOnly;
   assert.ok(ok, `tsc failed:\n${output}`);
 });
 
