@@ -27,9 +27,23 @@ pub enum RateKey {
 pub struct RateLimiter {
     per_sec: f64,
     burst: f64,
-    buckets: Mutex<HashMap<RateKey, Bucket>>,
+    /// Prune once this many callers are tracked ([`MAX_TRACKED`] in service).
+    max_tracked: usize,
+    buckets: Mutex<Buckets>,
 }
 
+/// The buckets, and when to look for full ones to forget next.
+#[derive(Default)]
+struct Buckets {
+    map: HashMap<RateKey, Bucket>,
+    /// The map's size that triggers the next prune (see [`RateLimiter::check`]).
+    prune_at: usize,
+    /// Prunes so far (each a pass over every bucket).
+    prunes: u64,
+}
+
+/// Callers tracked before full buckets (callers quiet long enough to have refilled) are
+/// forgotten.
 const MAX_TRACKED: usize = 100_000;
 
 /// IPv4-mapped addresses count as IPv4; IPv6 addresses are grouped by /64 (one subscriber).
@@ -50,10 +64,18 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 impl RateLimiter {
     /// `None` when `per_minute` is 0 (no limit).
     pub fn new(per_minute: u32, burst: u32) -> Option<Self> {
+        Self::tracking(per_minute, burst, MAX_TRACKED)
+    }
+
+    fn tracking(per_minute: u32, burst: u32, max_tracked: usize) -> Option<Self> {
         (per_minute > 0).then(|| RateLimiter {
             per_sec: per_minute as f64 / 60.0,
             burst: burst.max(1) as f64,
-            buckets: Mutex::new(HashMap::new()),
+            max_tracked,
+            buckets: Mutex::new(Buckets {
+                prune_at: max_tracked,
+                ..Buckets::default()
+            }),
         })
     }
 
@@ -65,12 +87,22 @@ impl RateLimiter {
             RateKey::Refused(ip) => RateKey::Refused(client_key(ip)),
             k => k,
         };
-        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_TRACKED {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let Buckets {
+            map,
+            prune_at,
+            prunes,
+        } = &mut *buckets;
+        if map.len() >= *prune_at {
             let (per_sec, burst) = (self.per_sec, self.burst);
             map.retain(|_, b| {
                 b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * per_sec < burst
             });
+            *prunes += 1;
+            // The next pass only once as many callers again are tracked: a pass costs the
+            // map's size, so it is paid for by that many new callers (amortised O(1) per
+            // request), never by every request while many callers are active.
+            *prune_at = self.max_tracked.max(2 * map.len());
         }
         let b = map.entry(key).or_insert(Bucket {
             tokens: self.burst,
@@ -88,10 +120,9 @@ impl RateLimiter {
     }
 
     pub fn reset(&self) {
-        self.buckets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets.map.clear();
+        buckets.prune_at = self.max_tracked;
     }
 }
 
@@ -128,6 +159,40 @@ mod tests {
             .unwrap();
         assert!(rl.check(ip, t0 + Duration::from_millis(1002)).is_err());
         assert!(RateLimiter::new(0, 5).is_none());
+    }
+
+    /// Noticed in review: at the cap with every caller active (none to forget), every new
+    /// caller's request scanned the whole map under the lock (100 000 buckets per request: a
+    /// cheap way to slow the broker down for an attacker with many IPv6 /64s). A pass now comes
+    /// only after as many new callers again.
+    #[test]
+    fn a_full_table_of_active_callers_is_not_scanned_on_every_request() {
+        let rl = RateLimiter::tracking(60, 5, 100).unwrap();
+        let t0 = Instant::now();
+        let ip = |i: u32| RateKey::Ip(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+        for i in 0..1_000 {
+            rl.check(ip(i), t0).unwrap();
+        }
+        let prunes = rl.buckets.lock().unwrap().prunes;
+        assert!(prunes <= 5, "{prunes} passes for 900 callers over the cap");
+        assert_eq!(
+            rl.buckets.lock().unwrap().map.len(),
+            1_000,
+            "all active: all kept"
+        );
+        // Control: callers that went quiet (their buckets refilled) are forgotten by the next
+        // pass, and the threshold comes back down to the cap.
+        let later = t0 + Duration::from_secs(60);
+        for i in 1_000..3_000 {
+            rl.check(ip(i), later).unwrap();
+        }
+        let b = rl.buckets.lock().unwrap();
+        assert!(
+            b.map.len() < 3_000,
+            "quiet callers were forgotten ({})",
+            b.map.len()
+        );
+        assert!(b.prunes > prunes);
     }
 
     #[test]
