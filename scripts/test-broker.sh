@@ -21,9 +21,9 @@ start_test_broker() {
   echo "[test broker] $SPEECH_TOKEN_TEST_BROKER" >&2
 }
 
+# Safe under `set -e` (it runs in EXIT traps): a broker that already exited is no error.
 stop_test_broker() {
-  [ -n "${test_broker_pid:-}" ] && kill "$test_broker_pid" 2>/dev/null
-  [ -n "${test_broker_logs:-}" ] && rm -rf "$test_broker_logs"
+  if [ -n "${test_broker_pid:-}" ]; then kill "$test_broker_pid" 2>/dev/null || true; fi
+  if [ -n "${test_broker_logs:-}" ]; then rm -rf "$test_broker_logs"; fi
   test_broker_pid= test_broker_logs=
-  return 0
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -16,7 +17,7 @@ use crate::auth::{bearer, Authenticator};
 use crate::http::{json_error, with_retry_after, NO_STORE};
 use crate::origin::{allowed_request_headers, is_loopback_peer, OriginDecision};
 use crate::presented::presented_token;
-use crate::relay::{refuse, TICKET_PREFIX};
+use crate::relay::{refuse, upstream_path, TICKET_PREFIX};
 use crate::state::AppState;
 use crate::upstream::now_unix_ms;
 
@@ -177,12 +178,21 @@ pub async fn origin_guard(State(st): State<Arc<AppState>>, req: Request, next: N
 /// relay's trust rules"); a ticket that does not verify is left to the relay to refuse.
 pub async fn relay_user_guard(
     State(st): State<Arc<AppState>>,
+    rest: Result<Path<String>, PathRejection>,
     req: Request,
     next: Next,
 ) -> Response {
     let (Some(relay), Authenticator::Entra(_)) = (&st.relay, &st.auth) else {
         return next.run(req).await;
     };
+    // The relay's own refusals come first, before any ticket or user token is read: a method
+    // other than GET (405) and a path that is no Speech SDK path (404), answered by `relay_ws`.
+    let sdk_path = rest
+        .ok()
+        .and_then(|Path(rest)| upstream_path(&rest, req.uri().query()));
+    if req.method() != Method::GET || sdk_path.is_none() {
+        return next.run(req).await;
+    }
     let headers = req.headers();
     // The ticket: the query's `Authorization` (the SDK), else the header (a native client).
     let Some(ticket) = presented_token(req.uri().query(), headers) else {

@@ -653,6 +653,35 @@ async fn a_ticket_presented_by_another_user_is_refused() {
     let endpoint = grant["endpoint"].as_str().unwrap().to_string();
     let t = grant["token"].as_str().unwrap().to_string();
     let origin = "https://app.example.com";
+    // Found by a review: with a user token next to the ticket, the user check ran before the
+    // relay's own refusals, so a method other than GET got 403/401 instead of 405, and a path
+    // that is no SDK path 403 instead of 404 (README: "before the ticket is even read").
+    let http = url(&endpoint, &t).replacen("ws://", "http://", 1);
+    let not_sdk = b.url(&format!("/relay/not/sdk?Authorization=Bearer%20{t}"));
+    for user in [bob.as_str(), "not.a.jwt"] {
+        let c = common::client();
+        let r = c
+            .post(&http)
+            .header("Origin", origin)
+            .bearer_auth(user)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "POST with a user token");
+        assert_eq!(r.headers()["allow"], "GET");
+        let r = c
+            .get(&not_sdk)
+            .header("Origin", origin)
+            .bearer_auth(user)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            404,
+            "a path that is no SDK path, with a user token"
+        );
+    }
     // Bob presents Alice's ticket: refused before the upstream is contacted
     assert_eq!(
         connect_as(&url(&endpoint, &t), origin, &bob).await.err(),

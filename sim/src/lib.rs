@@ -15,6 +15,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use speech_token_client::engine::backoff::MAX_RETRY_AFTER_MS;
 use speech_token_client::engine::machine::{retry_rule, Effect, Machine, Now, Retry, TimerPlan};
 use speech_token_client::engine::policy::RefreshPolicy;
 use speech_token_client::engine::token::{
@@ -615,13 +616,16 @@ pub fn run_engine(scenario: &Scenario, policy: RefreshPolicy) -> Report {
                 Effect::RejectOne(_) => waiting_callers = waiting_callers.saturating_sub(1),
                 Effect::Expired => {}
                 Effect::Failed(error) => {
-                    // A backoff never reaches past expiry; a broker's Retry-After may.
-                    if let (Retry::Backoff, Some(retry), Some(usable)) = (
-                        retry_rule(error),
-                        machine.next_refresh_at(),
-                        machine.usable_until(),
-                    ) {
-                        if retry > usable + 0.001 {
+                    // A retry never reaches past expiry, except as far as a broker's
+                    // Retry-After asked.
+                    let asked = match retry_rule(error) {
+                        Retry::After(ms) => ms.min(MAX_RETRY_AFTER_MS),
+                        _ => 0.0,
+                    };
+                    if let (Some(retry), Some(usable)) =
+                        (machine.next_refresh_at(), machine.usable_until())
+                    {
+                        if retry > usable.max(now.wall_ms + asked) + 0.001 {
                             report.retries_past_expiry += 1;
                         }
                     }

@@ -747,6 +747,38 @@ fn retry_after_is_honoured_while_a_token_is_held() {
     assert_eq!(m.next_refresh_at(), Some(WALL0 + 3_600_000.0));
 }
 
+/// Found by the review of the fix above: only what the broker asked for is exempt from the
+/// usable-time bound, not the client's own floor under a short `Retry-After` (its backoff, up
+/// to 30 s): a broker answering `503 Retry-After: 1` again and again near the end of a token's
+/// life had its retries pushed past the usable time, and past expiry.
+#[test]
+fn the_clients_floor_under_a_short_retry_after_still_yields_to_the_usable_time() {
+    let mut m = default_with_token(600.0);
+    assert_eq!(fetches(&m.tick(at(480.0))), 1);
+    let until = m.usable_until().unwrap();
+    let mut now = 480.5;
+    for _ in 0..12 {
+        let _ = m.response(at(now), Err(Error::from_status(503, Some(1))), 0.999);
+        let retry = m.next_refresh_at().unwrap();
+        assert!(
+            retry <= until + 1e-3,
+            "retry at {} s, usable until {} s",
+            (retry - WALL0) / 1000.0,
+            (until - WALL0) / 1000.0
+        );
+        assert!(
+            retry >= WALL0 + now * 1000.0 + 1000.0 - 1e-3,
+            "Retry-After: 1 honoured"
+        );
+        now = (retry - WALL0) / 1000.0;
+        if now >= 595.0 - 1e-6 {
+            break;
+        }
+        assert_eq!(fetches(&m.timer_fired(at(now))), 1);
+        now += 0.1;
+    }
+}
+
 /// A backoff that would reach past the held token's usable time is cut short, to a round trip
 /// (the refresh lead, 5 s) before it: the retry goes out while the token is still handed out,
 /// and its success replaces it with no `expired` in between. Found with the review above: the

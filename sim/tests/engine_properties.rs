@@ -132,8 +132,9 @@ struct Shell {
     check_refresh_plan: bool,
     /// Check that Retry-After is honoured.
     check_retry_after: bool,
-    /// The planned retry is a broker's Retry-After (honoured past the token's usable time).
-    retry_after_planned: bool,
+    /// How far past the token's usable time the planned retry may come (wall ms): only as far
+    /// as a broker's Retry-After asked, never for the client's own delay.
+    retry_bound: Option<f64>,
     wall: f64,
     mono: f64,
     rng: Rng,
@@ -157,7 +158,7 @@ impl Shell {
             policy,
             check_refresh_plan,
             check_retry_after: false,
-            retry_after_planned: false,
+            retry_bound: None,
             wall: WALL0,
             mono: 0.0,
             rng: Rng::new(seed),
@@ -252,7 +253,7 @@ impl Shell {
                     self.fetches += 1;
                     self.stats.fetches += 1;
                     self.pending = Some(self.draw_request(now));
-                    self.retry_after_planned = false;
+                    self.retry_bound = None;
                 }
                 Effect::Publish => {
                     prop_assert_eq!(input, Input::Response, "Publish outside a response");
@@ -325,7 +326,13 @@ impl Shell {
                 }
                 Effect::Failed(err) => {
                     self.stats.failures += 1;
-                    self.retry_after_planned = matches!(retry_rule(err), Retry::After(_));
+                    // What the broker asked for (Retry-After), and nothing more, may reach
+                    // past the held token's usable time.
+                    let asked = match retry_rule(err) {
+                        Retry::After(ms) => ms.min(MAX_RETRY_AFTER_MS),
+                        _ => 0.0,
+                    };
+                    self.retry_bound = Some(now.wall_ms + asked);
                     if *err == Error::InvalidResponse(Invalid::ExpiredOnArrival) {
                         self.stats.expired_on_arrival += 1;
                     }
@@ -346,18 +353,20 @@ impl Shell {
                             earliest
                         );
                     }
-                    // A backoff never reaches past the held token's usable time.
-                    if let (Retry::Backoff, Some(retry), Some(until)) = (
-                        retry_rule(err),
+                    // A retry never reaches past the held token's usable time, except as far
+                    // as the broker's Retry-After asked.
+                    if let (Some(retry), Some(until), Some(asked)) = (
                         self.m.next_refresh_at(),
                         self.m.usable_until(),
+                        self.retry_bound,
                     ) {
                         self.stats.retries_checked += 1;
                         prop_assert!(
-                            retry <= until + 1e-3,
-                            "retry at {} past usable_until {}",
+                            retry <= until.max(asked) + 1e-3,
+                            "retry at {} past usable_until {} and Retry-After's {}",
                             retry,
-                            until
+                            until,
+                            asked
                         );
                     }
                 }
@@ -444,8 +453,11 @@ impl Shell {
             }
         }
         // Only a broker's Retry-After plans a retry past the token's usable time.
-        if self.check_refresh_plan && !self.retry_after_planned {
+        // Only a broker's Retry-After plans a retry past the token's usable time, and only as
+        // far as it asked.
+        if self.check_refresh_plan {
             if let (Some(next), Some(until)) = (m.next_refresh_at(), m.usable_until()) {
+                let until = until.max(self.retry_bound.unwrap_or(f64::NEG_INFINITY));
                 prop_assert!(
                     next <= until + 1e-3,
                     "next refresh {} after usable {}",

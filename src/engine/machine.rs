@@ -105,6 +105,14 @@ impl Deadline {
             mono_ms: self.mono_ms.min_ms(other.mono_ms),
         }
     }
+
+    /// The later of two deadlines, clock by clock.
+    fn latest(self, other: Deadline) -> Deadline {
+        Deadline {
+            wall_ms: self.wall_ms.max_ms(other.wall_ms),
+            mono_ms: self.mono_ms.max_ms(other.mono_ms),
+        }
+    }
 }
 
 /// The times an app reads (`expiresAt`, `nextRefreshAt`, the pipeline's expiry), as epoch
@@ -840,29 +848,29 @@ impl Machine {
         // Failures of the device rather than the broker: retried at once when the browser
         // comes back online (a session provider typically fails while the network is down).
         self.retry_is_network = matches!(error, Error::Network | Error::Timeout | Error::Headers);
-        let delay = match rule {
-            Retry::Stop => None,
-            Retry::After(ms) => Some(
-                ms.max_ms(retry_after_floor(self.attempt, jitter))
-                    .min_ms(MAX_RETRY_AFTER_MS),
-            ),
-            Retry::Backoff => Some(retry_delay(self.attempt, jitter)),
+        // The client's own delay, and what the broker asked for (`Retry-After`, else 0).
+        let (delay, asked) = match rule {
+            Retry::Stop => (None, 0.0),
+            Retry::After(ms) => {
+                let asked = ms.min_ms(MAX_RETRY_AFTER_MS);
+                let floor = retry_after_floor(self.attempt, jitter);
+                (Some(asked.max_ms(floor).min_ms(MAX_RETRY_AFTER_MS)), asked)
+            }
+            Retry::Backoff => (Some(retry_delay(self.attempt, jitter)), 0.0),
         };
         self.attempt = self.attempt.saturating_add(1);
         self.retry_error = delay.is_some().then_some(error);
         let (hidden, policy) = (self.hidden, &self.policy);
         self.retry_at = delay.map(|ms| {
             let at = Deadline::after(now, ms);
-            match &self.held {
-                // A broker's `Retry-After` is honoured in full, past the token's usable time
-                // too: the broker asked for it, and an earlier request meets the same answer.
-                _ if matches!(rule, Retry::After(_)) => at,
-                // A backoff never reaches past expiry: losing the token costs the user more
-                // than an early retry. It comes a round trip before the token stops being
-                // handed out, so that a success replaces it with no gap (a retry at that very
-                // moment would find it dropped); a hidden page's timer may fire up to a minute
-                // late, so there it comes that much earlier. Within that lead already, it
-                // comes no later than the end of usability (never a loop of immediate retries).
+            let capped = match &self.held {
+                // The client's own delay (a backoff, or its floor under a short Retry-After)
+                // never reaches past expiry: losing the token costs the user more than an early
+                // retry. It comes a round trip before the token stops being handed out, so that
+                // a success replaces it with no gap (a retry at that very moment would find it
+                // dropped); a hidden page's timer may fire up to a minute late, so there it
+                // comes that much earlier. Within that lead already, it comes no later than the
+                // end of usability (never a loop of immediate retries).
                 Some(h) if !h.usable_until.passed(now) => {
                     let left = h.usable_until.remaining(now);
                     let lead = if hidden {
@@ -876,7 +884,10 @@ impl Machine {
                 // A token that expired while the request was in flight does not shorten the
                 // wait: `settle` drops it right after.
                 _ => at,
-            }
+            };
+            // What the broker asked for is honoured in full, past the token's usable time too:
+            // an earlier request only meets the same answer.
+            capped.latest(Deadline::after(now, asked))
         });
         effects.push(Effect::Failed(error));
         if self.waiters() > 0 {
