@@ -103,6 +103,48 @@ async fn a_forged_peer_message_cannot_redirect_audio_or_pin_the_tab() {
     finish(client).await;
 }
 
+/// Found by an outside review: a peer message's strings were copied whole into wasm memory
+/// before any size check (the 16 KiB token limit came after), and wasm memory never shrinks: a
+/// same-origin page could pin gigabytes in this tab, then abort the module for every client on
+/// the page. Strings over the limit are now refused by their JS length, uncopied.
+#[wasm_bindgen_test]
+async fn a_peer_message_with_huge_strings_is_dropped_without_copying_them() {
+    install_fake_broker();
+    answer(token_answer("tok-own-big", 600.0, JsValue::UNDEFINED));
+    let client = TokenClient::new(options(&[("shareAcrossTabs", JsValue::TRUE)])).unwrap();
+    expect_token(&client, "tok-own-big").await;
+    let memory_bytes = || {
+        get(&get(&wasm_bindgen::memory(), "buffer"), "byteLength")
+            .as_f64()
+            .unwrap()
+    };
+    let before = memory_bytes();
+    // 16 Mi characters (a token over the limit a thousand times), made in JS: no wasm memory.
+    let huge: JsValue = js_sys::JsString::from("a").repeat(1 << 24).into();
+    let usable = JsValue::from(600_000.0);
+    forge_peer_message(
+        "/api/speech-token",
+        &object(&[
+            ("type", "token".into()),
+            ("token", huge.clone()),
+            ("usableFor", usable.clone()),
+            ("sentAt", now_ms().into()),
+        ]),
+    );
+    forge_peer_message(
+        "/api/speech-token",
+        &object(&[("type", huge), ("usableFor", usable)]),
+    );
+    wait_ms(300.0).await;
+    let grown = memory_bytes() - before;
+    assert!(
+        grown < 4_000_000.0,
+        "the module's memory grew by {grown} bytes for two dropped peer messages"
+    );
+    assert_eq!(token_of(&client).as_deref(), Some("tok-own-big"));
+    finish(client).await;
+}
+
 /// What page code put on `Object.prototype` (a data-only pollution through a vulnerable merge,
 /// or a polyfill's getter) is never taken for the broker's answer, the app's options or
 /// `speechConfig()`'s options: an inherited `endpoint` would send the audio, and the token, to

@@ -27,7 +27,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, BroadcastChannel, MessageEvent};
 
-use crate::engine::token::{grant_from_peer, Token};
+use crate::engine::token::{grant_from_peer, Token, MAX_TOKEN_BYTES};
 use crate::engine::{Grant, Machine, Ms};
 use crate::web::clock;
 use crate::web::js::{deferred, dictionary, get, given, object};
@@ -234,12 +234,21 @@ fn read_message(data: &JsValue) -> Option<PeerMessage> {
     // A structured clone's fields are its own: nothing on `Object.prototype` fills a field the
     // peer left out.
     let field = |k: &str| given(data, k).unwrap_or_default();
-    let string = |k: &str| field(k).as_string();
-    match string("type").as_deref() {
+    // A string is copied into wasm memory (which never shrinks) only when short enough to be
+    // what it claims: judged by its JS length first (UTF-16 units, never more than its UTF-8
+    // bytes), so a peer's huge string is dropped uncopied.
+    let string = |k: &str, max: usize| {
+        field(k)
+            .dyn_into::<js_sys::JsString>()
+            .ok()
+            .filter(|s| s.length() as usize <= max)
+            .and_then(|s| s.as_string())
+    };
+    match string("type", 5).as_deref() {
         Some("ask") => Some(PeerMessage::Ask),
         Some("token") => {
             // Wrapped at once: wiped on every path. Any other field is ignored.
-            let token = Token::new(string("token")?);
+            let token = Token::new(string("token", MAX_TOKEN_BYTES)?);
             let usable_for = field("usableFor").as_f64()?;
             let sent_at = field("sentAt").as_f64()?;
             let now = clock::now();
