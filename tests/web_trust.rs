@@ -21,6 +21,16 @@ export function forgePeerMessage(brokerPath, message) {
   channel.close();
 }
 
+/** Takes the client's cross-tab lock and holds it until the returned function is called, as
+ * a stalled (or hostile) same-origin tab can. */
+export function holdLock(brokerPath) {
+  const url = new URL(brokerPath, location.href).href;
+  let release;
+  const held = new Promise((r) => { release = r; });
+  navigator.locks.request("speech-token-client:" + url, () => held);
+  return () => release();
+}
+
 /** Data-only prototype pollution, as a vulnerable deep merge of `{"__proto__": ...}` does. */
 export function pollute(values) {
   for (const [k, v] of Object.entries(values)) Object.prototype[k] = v;
@@ -54,6 +64,8 @@ export function endlessChain(brokerUrl) {
 extern "C" {
     #[wasm_bindgen(js_name = forgePeerMessage)]
     fn forge_peer_message(broker_path: &str, message: &JsValue);
+    #[wasm_bindgen(js_name = holdLock)]
+    fn hold_lock(broker_path: &str) -> js_sys::Function;
     fn pollute(values: &JsValue);
     #[wasm_bindgen(js_name = polluteWithThrowingGetter)]
     fn pollute_with_throwing_getter(name: &str);
@@ -142,6 +154,31 @@ async fn a_peer_message_with_huge_strings_is_dropped_without_copying_them() {
         "the module's memory grew by {grown} bytes for two dropped peer messages"
     );
     assert_eq!(token_of(&client).as_deref(), Some("tok-own-big"));
+    finish(client).await;
+}
+
+/// Found by an outside attack review: a refresh waited for the cross-tab lock for the whole
+/// `requestTimeout` whatever time the held token had left, so a tab holding the lock (stalled,
+/// or a hostile same-origin page) made the token lapse: a 20 s token refreshes at ~10 s, stops
+/// being usable at 15 s, and the request started only at ~20 s. The wait now ends a round trip
+/// before the token stops being usable, and the tab fetches alone.
+#[wasm_bindgen_test]
+async fn a_tab_holding_the_lock_never_makes_the_token_lapse() {
+    install_fake_broker();
+    answer(token_answer("tok-lock-1", 20.0, JsValue::UNDEFINED));
+    answer(token_answer("tok-lock-2", 600.0, JsValue::UNDEFINED));
+    let client = TokenClient::new(options(&[("shareAcrossTabs", JsValue::TRUE)])).unwrap();
+    let events = record_events(&client);
+    expect_token(&client, "tok-lock-1").await;
+    let release = hold_lock("/api/speech-token");
+    // The refresh (due at ~9–10 s) reaches the broker before the token stops being usable.
+    wait_until("the refresh's token", 15_000.0, || {
+        token_of(&client).as_deref() == Some("tok-lock-2")
+    })
+    .await;
+    assert_eq!(events.details("expired").length(), 0, "the token lapsed");
+    assert_eq!(requests(), 2);
+    let _ = release.call0(&JsValue::UNDEFINED);
     finish(client).await;
 }
 

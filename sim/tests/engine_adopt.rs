@@ -571,3 +571,32 @@ fn a_broker_that_restamps_the_same_token_does_not_stretch_the_cap() {
         "refreshes {refresh_in_s:.1} s after adopting, before its peers would"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// the cross-tab lock
+
+/// Found by an outside attack review: a fetch waited for the cross-tab lock for the whole
+/// request timeout whatever time the held token had left, so a tab holding the lock made the
+/// token lapse. The wait ends a round trip (the refresh lead) before the token stops being
+/// usable; 0 means "fetch alone".
+#[test]
+fn the_lock_wait_never_outlasts_the_held_token() {
+    let timeout = 10_000.0;
+    // Nothing held (a first token, or one that ran out): the request timeout bounds the wait.
+    let m = Machine::new(RefreshPolicy::default());
+    assert_eq!(m.lock_wait(at(0.0), timeout), timeout);
+    // A 600 s token at its refresh (~480 s): usable until 595 s, far enough.
+    let mut m = holding();
+    assert_eq!(fetches(&m.tick(at(480.0))), 1);
+    assert_eq!(m.lock_wait(at(480.0), timeout), timeout);
+    // Near its usable time: until 5 s (the lead) before it, then nothing.
+    assert_eq!(m.lock_wait(at(585.0), timeout), 5_000.0);
+    assert_eq!(m.lock_wait(at(590.0), timeout), 0.0);
+    assert_eq!(m.lock_wait(at(594.0), timeout), 0.0);
+    // A 20 s token refreshes at 10 s, is usable until 15 s: a lead of 5 s leaves no wait.
+    let mut m = Machine::new(RefreshPolicy::default());
+    let _ = m.demand(at(0.0));
+    let _ = m.response(at(0.0), Ok(broker_grant(20.0)), 0.0);
+    assert_eq!(fetches(&m.tick(at(10.0))), 1);
+    assert_eq!(m.lock_wait(at(10.0), timeout), 0.0);
+}

@@ -815,6 +815,21 @@ impl Machine {
             }
     }
 
+    /// How long a tab about to fetch may wait for the cross-tab lock (`shareAcrossTabs`), in
+    /// ms: at most `timeout_ms` (the request timeout), and, while a token is held, no longer
+    /// than until a round trip ([`RefreshPolicy::lead`]) before it stops being usable. A tab
+    /// that holds the lock (stalled, or a hostile same-origin page) then costs one request of
+    /// this tab's own, never its token. 0: fetch alone, without the lock.
+    pub fn lock_wait(&self, now: Now, timeout_ms: f64) -> f64 {
+        match &self.held {
+            Some(h) => {
+                let left = h.usable_until.remaining(now) - self.policy.lead(h.lifetime_ms);
+                timeout_ms.min_ms(left).max_ms(0.0)
+            }
+            None => timeout_ms,
+        }
+    }
+
     /// Whether a tab that is about to fetch should first ask its peers (`shareAcrossTabs`):
     /// a request is in flight and no usable token is held. Peers answer from memory.
     pub fn ask_peers_first(&self, now: Now) -> bool {

@@ -16,6 +16,7 @@ use crate::engine::machine::PEER_ASK_WINDOW_MS;
 use crate::engine::Grant;
 use crate::error::Error;
 use crate::web::broker::fetch_grant;
+use crate::web::clock;
 use crate::web::shell::{FlightPlan, Shell};
 use crate::web::tabs::{Tabs, LOCK_SETTLE_MS};
 use crate::web::timer::sleep;
@@ -108,10 +109,16 @@ async fn run(
                 return skip_or_report(&weak, id, outcome);
             }
         }
-        let timeout_ms = weak.upgrade().map_or(0.0, |s| s.config.timeout_ms);
-        _lock = Some(tabs.lock(&lock_abort, timeout_ms).await);
-        let (settle, _timer) = sleep(LOCK_SETTLE_MS);
-        let _ = JsFuture::from(settle).await;
+        // The engine bounds the wait: a lock held elsewhere must not make the token lapse.
+        let wait_ms = weak.upgrade().map_or(0.0, |shell| {
+            let timeout_ms = shell.config.timeout_ms;
+            shell.read(|m| m.lock_wait(clock::now(), timeout_ms))
+        });
+        if wait_ms > 0.0 {
+            _lock = Some(tabs.lock(&lock_abort, wait_ms).await);
+            let (settle, _timer) = sleep(LOCK_SETTLE_MS);
+            let _ = JsFuture::from(settle).await;
+        }
     }
     // Alone, the engine asked for this fetch a moment ago; shared, another tab's token may have
     // made it pointless meanwhile.

@@ -31,7 +31,7 @@ export interface TokenClientOptions {
    * and keeps its own expiry judgement. A peer hands over only a token and how long it is usable:
    * region and endpoint always come from the tab's own broker, so each tab fetches its first
    * token itself; a tab whose token ran out asks its peers first (150 ms).
-   * A tab that closes or stalls never blocks the others (a lock wait is bounded by requestTimeout).
+   * A tab that closes, stalls or holds the lock never blocks the others nor makes their token lapse (a lock wait is bounded by requestTimeout and ends a round trip before the held token stops being usable).
    * Without Web Locks or BroadcastChannel the client fetches alone. Use only when every tab of the
    * origin may use the same token (the same user/session).
    */
