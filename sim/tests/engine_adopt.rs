@@ -600,3 +600,37 @@ fn the_lock_wait_never_outlasts_the_held_token() {
     assert_eq!(fetches(&m.tick(at(10.0))), 1);
     assert_eq!(m.lock_wait(at(10.0), timeout), 0.0);
 }
+
+/// Found by an outside attack review: re-posting the token a tab holds, with a fresh
+/// `usableFor`, extended it again and again (a JWT past its `exp` stayed in service). The token
+/// this tab holds is never taken from a peer again: its expiry stays what was first told.
+#[test]
+fn a_peer_cannot_extend_the_token_this_tab_holds() {
+    let mut m = holding();
+    let token = m.token().unwrap().expose().to_string();
+    let until = m.usable_until().unwrap();
+    let d = m.adopt(
+        at(500.0),
+        grant_from_peer(token.clone(), 590_000.0).unwrap(),
+        0.5,
+    );
+    assert!(!has(&d, &Effect::Publish), "{:?}", d.effects);
+    assert_eq!(m.usable_until(), Some(until));
+    // Adopted from a peer, too: a second post of it adds nothing.
+    let peer = peer_grant(at(500.0), 1_000.0);
+    let peer_token = peer.token.expose().to_string();
+    assert!(has(&m.adopt(at(500.0), peer, 0.5), &Effect::Publish));
+    let until = m.usable_until().unwrap();
+    let d = m.adopt(
+        at(520.0),
+        grant_from_peer(peer_token, 590_000.0).unwrap(),
+        0.5,
+    );
+    assert!(!has(&d, &Effect::Publish), "{:?}", d.effects);
+    assert_eq!(m.usable_until(), Some(until));
+    // Control: another token that stays usable longer is still taken.
+    assert!(has(
+        &m.adopt(at(520.0), peer_grant(at(520.0), 1_100.0), 0.5),
+        &Effect::Publish
+    ));
+}
