@@ -748,11 +748,11 @@ impl Machine {
     /// from `now` on this tab's clocks). Its lifetime is capped at this tab's own last broker
     /// token's, so one forged far expiry can neither keep a token nor block real ones for long
     /// (a page that keeps posting can: README, "Trust model"); it never changes the route
-    /// (region, endpoint). It is adopted only when it is usable, stays usable longer than the
-    /// token held and is not that token (whose expiry stays what was first told), by a client
-    /// that has wanted a token (an idle client stays lazy), has its own broker answer, is not
-    /// due to ask its own broker again
-    /// ([`PEER_ONLY_LIFETIMES`]) and is not stopped by a final error. Adopting publishes, serves
+    /// (region, endpoint). It is adopted only when it is usable and stays usable longer than the
+    /// token held (the held token itself included: a broker that re-stamps its cached token has
+    /// the first tab to refresh share a longer-lived copy), by a client that has wanted a token
+    /// (an idle client stays lazy), has its own broker answer, is not due to ask its own broker
+    /// again ([`PEER_ONLY_LIFETIMES`]) and is not stopped by a final error. Adopting publishes, serves
     /// `getToken()` callers (not `refreshNow()` ones: they asked the broker), clears failures and
     /// pending retries, and plans the next refresh with this tab's own policy and `jitter`. A
     /// request in flight is left alone: the shell asks [`Machine::fetch_needed`] whether to send
@@ -764,13 +764,7 @@ impl Machine {
         // Not taken: by an idle client (it stays lazy); before this tab's own first answer, or
         // when its own broker is due (see `own_answer_due`); after a final error (401, 403…),
         // which only the app's `refreshNow()` clears — a peer's token must not make it vanish.
-        // Nor the token this tab already holds: its expiry stays what was first told (a page
-        // re-posting it with a fresh `usableFor` would otherwise keep it in service forever).
-        let holds_it = self
-            .held
-            .as_ref()
-            .is_some_and(|h| h.grant.token.expose() == grant.token.expose());
-        if self.status == Status::Idle || self.own_answer_due(now) || self.stopped || holds_it {
+        if self.status == Status::Idle || self.own_answer_due(now) || self.stopped {
             return self.settle(now, Vec::new());
         }
         let nominal = self.own_lifetime_ms.unwrap_or(self.policy.max_lifetime_ms);
