@@ -99,7 +99,7 @@ impl TokenClient {
     /// The current usable token, or `undefined`. Synchronous; never an expired token.
     #[wasm_bindgen(getter, unchecked_return_type = "string | undefined")]
     pub fn token(&self) -> JsValue {
-        if let Some(token) = self.shell.usable_token_js() {
+        if let Some(token) = self.shell.usable_token_js(clock::now()) {
             return token;
         }
         if self.shell.read(|m| m.token().is_some()) {

@@ -311,11 +311,11 @@ impl Shell {
         self.state.borrow().token_js.clone()
     }
 
-    /// The current token as a JS string if it may be handed out now: a held token can be past
-    /// its usable time before the engine hears of it (no timer runs during a long task or while
-    /// the machine sleeps). Never an expired token, for every way the module hands one out.
-    pub(crate) fn usable_token_js(&self) -> Option<JsValue> {
-        let now = clock::now();
+    /// The current token as a JS string if it may be handed out at `now`: a held token can be
+    /// past its usable time before the engine hears of it (no timer runs during a long task or
+    /// while the machine sleeps). Never an expired token, for every way the module hands one
+    /// out (`client.token`, `attach()`, the credential's answer).
+    pub(crate) fn usable_token_js(&self, now: Now) -> Option<JsValue> {
         let state = self.state.borrow();
         state
             .machine

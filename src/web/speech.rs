@@ -24,6 +24,7 @@ use crate::engine::Ms;
 use crate::error::Error;
 use crate::web::broker::BrowserJson;
 use crate::web::client::TokenClient;
+use crate::web::clock;
 use crate::web::hooks;
 use crate::web::js::{abort_error, get, given, given_keys, object, promise, until_aborted};
 use crate::web::js_error::{config_error, to_js};
@@ -237,7 +238,7 @@ fn attach(shell: &Rc<Shell>, target: &JsValue) -> Result<(), JsValue> {
     }
     // Only a usable token: otherwise `get_token()` below lets the engine retire the held one
     // and fetch.
-    let token = shell.usable_token_js();
+    let token = shell.usable_token_js(clock::now());
     match token {
         Some(token) => {
             // A throwing setter is a closed SDK object (as on a refresh): it is detached with
@@ -377,18 +378,13 @@ impl TokenClient {
                     // served one may have been replaced in the microtask since). Its expiry is
                     // when it stops being handed out, so that a pipeline caching it by its
                     // expiry never uses it in the last seconds the SDK needs to connect.
-                    let now = crate::web::clock::now();
-                    let (expires, refresh, current) = shell.read(|m| {
+                    let now = clock::now();
+                    let (expires, refresh) = shell.read(|m| {
                         let times = m.schedule(now);
                         let expires = times.usable_until.unwrap_or(0.0);
-                        let refresh = times.next_refresh_at.unwrap_or(expires);
-                        (expires, refresh, m.token_at(now).is_some())
+                        (expires, times.next_refresh_at.unwrap_or(expires))
                     });
-                    let token = match shell.token_js() {
-                        Some(held) if current => held,
-                        _ => served,
-                    };
-                    let token = bearer_form(token);
+                    let token = bearer_form(shell.usable_token_js(now).unwrap_or(served));
                     Ok(object(&[
                         ("token", token),
                         ("expiresOnTimestamp", JsValue::from(expires)),
