@@ -229,6 +229,59 @@ async fn a_401_stops_automatic_retries_until_refresh_now() {
     finish(client).await;
 }
 
+/// `refreshNow()` is the app's "the user signed in again": it is answered by a request sent
+/// after the call, with the headers the app gives then. A request already on its way with the old
+/// session (here: refused, slowly) answers the callers that were waiting for it; the
+/// `refreshNow()` caller waits for the next request, which goes out as soon as that one ends.
+#[wasm_bindgen_test]
+async fn refresh_now_while_a_request_is_out_waits_for_one_sent_after_it() {
+    install_fake_broker();
+    let refused = raw_answer(401, None, "", JsValue::UNDEFINED);
+    js_sys::Reflect::set(&refused, &"delay".into(), &400.0.into()).unwrap();
+    answer(refused);
+    answer_always(token_answer("tok-new-session", 600.0, JsValue::UNDEFINED));
+    let session = object(&[("value", "Bearer old-session".into())]);
+    let headers = js_sys::Function::new_with_args(
+        "session",
+        "return () => ({ authorization: session.value });",
+    )
+    .call1(&JsValue::UNDEFINED, &session)
+    .unwrap();
+    let client = client_with(&[("headers", headers)]);
+    let first = client.get_token();
+    // The first request is out (its headers were read) and waits for its answer.
+    wait_until("the first request is sent", 2000.0, || requests() == 1).await;
+    wait_ms(50.0).await;
+    js_sys::Reflect::set(&session, &"value".into(), &"Bearer new-session".into()).unwrap();
+    let refreshed = client.refresh_now();
+    expect_rejection(first, "unauthorized", &[], "getToken() on the old session").await;
+    let token = settle(refreshed).await;
+    assert_eq!(
+        token
+            .map_err(|e| error_texts(&e))
+            .unwrap()
+            .as_string()
+            .as_deref(),
+        Some("tok-new-session"),
+        "refreshNow() answered by a request made after it"
+    );
+    let log = request_log();
+    assert_eq!(log.length(), 2, "one more request, after the first ended");
+    let sent = get_str(&get(&log.get(1), "headers"), "authorization");
+    assert_eq!(sent.as_deref(), Some("Bearer new-session"));
+    assert_eq!(client.status(), "valid");
+    // Calls made before the request is sent still share it (single flight).
+    let (a, b) = (client.refresh_now(), client.refresh_now());
+    settle(a).await.unwrap();
+    settle(b).await.unwrap();
+    assert_eq!(
+        requests(),
+        3,
+        "two refreshNow() calls in one tick share one request"
+    );
+    finish(client).await;
+}
+
 #[wasm_bindgen_test]
 async fn dispose_rejects_pending_calls_and_cancels_the_request() {
     install_fake_broker();

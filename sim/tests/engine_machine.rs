@@ -947,6 +947,64 @@ fn refresh_now_restarts_after_a_stop() {
     assert_eq!(m.next_refresh_at(), Some(WALL0 + 980_000.0));
 }
 
+/// `refreshNow()` is the app's "the user signed in again": behind a request already being sent
+/// (the app's headers read), it waits for the next request, which starts the moment that one
+/// ends, whatever its outcome planned (a stop after 401, a Retry-After). Before the request is
+/// sent, it joins it (single flight).
+#[test]
+fn a_refresh_now_behind_a_sent_request_waits_for_the_next_one() {
+    let mut m = Machine::new(RefreshPolicy::default());
+    assert_eq!(fetches(&m.demand(at(0.0))), 1);
+    assert!(!m.request_sent());
+    // Not sent yet: joins.
+    let d = m.refresh_now(at(0.01));
+    assert_eq!(fetches(&d), 0);
+    m.sending();
+    assert!(m.request_sent());
+    // Sent: waits for the next.
+    let d = m.refresh_now(at(0.02));
+    assert_eq!(fetches(&d), 0, "one request at a time");
+    assert_eq!(m.waiters(), 3);
+    // The old session's 401 answers the getToken() and the first refreshNow() caller...
+    let d = m.response(at(0.5), Err(Error::Unauthorized), 0.5);
+    assert_eq!(rejected_with(&d), Some(Error::Unauthorized));
+    // ...and the next request goes out at once, not stopped by it.
+    assert!(
+        pos(&d, &Effect::RejectWaiters(Error::Unauthorized)) < pos(&d, &Effect::Fetch),
+        "{:?}",
+        d.effects
+    );
+    assert_eq!(m.waiters(), 1);
+    assert!(!m.request_sent(), "a new request is not sent yet");
+    assert_eq!(m.status(), Status::Fetching);
+    let d = m.response(at(1.0), Ok(grant_named("new-session", 600.0)), 0.0);
+    assert!(has(&d, &Effect::ResolveWaiters));
+    assert_eq!(fetches(&d), 0);
+    assert_eq!(m.waiters(), 0);
+    assert_eq!(m.requests(), 2);
+
+    // Behind a refresh being sent with a token held, after a Retry-After answer: at once too.
+    let mut m = default_with_token(600.0);
+    assert_eq!(fetches(&m.tick(at(480.0))), 1);
+    m.sending();
+    let _ = m.refresh_now(at(480.1));
+    let d = m.response(at(480.5), Err(Error::from_status(503, Some(60))), 0.5);
+    assert_eq!(
+        rejected_with(&d),
+        None,
+        "nobody waited for the refresh itself"
+    );
+    assert_eq!(fetches(&d), 1);
+    // dispose() rejects a caller kept for the next request.
+    let mut m = Machine::new(RefreshPolicy::default());
+    let _ = m.demand(at(0.0));
+    m.sending();
+    let _ = m.refresh_now(at(0.1));
+    let d = m.dispose();
+    assert_eq!(rejected_with(&d), Some(Error::Disposed));
+    assert_eq!(m.waiters(), 0);
+}
+
 #[test]
 fn waiters_are_rejected_when_no_token_is_usable() {
     let mut m = Machine::new(RefreshPolicy::default());

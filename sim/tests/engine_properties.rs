@@ -41,6 +41,9 @@ enum Op {
         callers: u8,
     },
     RefreshNow,
+    /// The shell sends the request in flight (reads the app's headers): a `refreshNow()` from
+    /// then on waits for the next request.
+    Send,
     SetHidden(bool),
     Online,
     Tick,
@@ -64,6 +67,7 @@ fn op_with_late_timers(late: f64) -> impl Strategy<Value = Op> {
         1 => (-3_600_000i32..3_600_000).prop_map(|ms| Op::WallJump { ms }),
         5 => (1u8..4).prop_map(|callers| Op::Demand { callers }),
         2 => Just(Op::RefreshNow),
+        2 => Just(Op::Send),
         2 => any::<bool>().prop_map(Op::SetHidden),
         1 => Just(Op::Online),
         2 => Just(Op::Tick),
@@ -145,6 +149,8 @@ struct Shell {
     arriving: Option<ModelToken>,
     get_waiters: usize,
     fresh_waiters: usize,
+    /// `refreshNow()` callers behind a request already sent: they wait for the next one.
+    fresh_next: usize,
     disposed: bool,
     fetches: u64,
     serial: u64,
@@ -168,6 +174,7 @@ impl Shell {
             arriving: None,
             get_waiters: 0,
             fresh_waiters: 0,
+            fresh_next: 0,
             disposed: false,
             fetches: 0,
             serial: 0,
@@ -252,6 +259,7 @@ impl Shell {
                     );
                     self.fetches += 1;
                     self.stats.fetches += 1;
+                    self.fresh_waiters += std::mem::take(&mut self.fresh_next);
                     self.pending = Some(self.draw_request(now));
                     self.retry_bound = None;
                 }
@@ -300,6 +308,9 @@ impl Shell {
                     self.stats.rejects += 1;
                     self.get_waiters = 0;
                     self.fresh_waiters = 0;
+                    if self.disposed {
+                        self.fresh_next = 0;
+                    }
                 }
                 Effect::RejectOne(err) => {
                     // Only a demand, after a final error, with no usable token: never a token
@@ -336,8 +347,12 @@ impl Shell {
                     if *err == Error::InvalidResponse(Invalid::ExpiredOnArrival) {
                         self.stats.expired_on_arrival += 1;
                     }
-                    // Retry-After is honoured in full, with or without a token held.
-                    if let (true, Retry::After(ms)) = (self.check_retry_after, retry_rule(err)) {
+                    // Retry-After is honoured in full, with or without a token held; only the
+                    // app's own `refreshNow()` (kept for the next request) goes at once.
+                    let kept = self.fresh_next > 0;
+                    if let (true, false, Retry::After(ms)) =
+                        (self.check_retry_after, kept, retry_rule(err))
+                    {
                         prop_assert!(
                             fetch_count == 0,
                             "retried at once despite Retry-After {} ms: {:?}",
@@ -395,7 +410,17 @@ impl Shell {
     fn check(&self, after_input: bool) -> Result<(), TestCaseError> {
         let now = self.now();
         let m = &self.m;
-        prop_assert_eq!(m.waiters(), self.get_waiters + self.fresh_waiters);
+        prop_assert_eq!(
+            m.waiters(),
+            self.get_waiters + self.fresh_waiters + self.fresh_next
+        );
+        // A `refreshNow()` caller kept for the next request always has a request on its way:
+        // the one it waits behind, or its own.
+        prop_assert!(
+            self.disposed || self.fresh_next == 0 || self.pending.is_some(),
+            "{} refreshNow() callers wait for a next request that never comes",
+            self.fresh_next
+        );
         prop_assert_eq!(m.requests(), self.fetches);
         for (what, tok) in [
             ("token_at", m.token_at(now)),
@@ -590,7 +615,11 @@ impl Shell {
                 }
             }
             Op::RefreshNow => {
-                self.fresh_waiters += 1;
+                if self.m.request_sent() {
+                    self.fresh_next += 1;
+                } else {
+                    self.fresh_waiters += 1;
+                }
                 let d = self.m.refresh_now(self.now());
                 self.apply(d, Input::Other)?;
             }
@@ -605,6 +634,12 @@ impl Shell {
             Op::Tick => {
                 let d = self.m.tick(self.now());
                 self.apply(d, Input::Other)?;
+            }
+            Op::Send => {
+                self.m.sending();
+                if !self.disposed {
+                    prop_assert_eq!(self.m.request_sent(), self.pending.is_some());
+                }
             }
         }
         Ok(())

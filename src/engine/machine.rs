@@ -165,15 +165,19 @@ impl Status {
 /// One thing the shell must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Send one broker request now; report its outcome with [`Machine::response`].
+    /// Send one broker request now; report its outcome with [`Machine::response`]. The
+    /// `refreshNow()` callers kept apart ([`Machine::request_sent`]) wait for this
+    /// one from now on.
     Fetch,
     /// A new token is held: set it on attached targets and emit `token`.
     Publish,
-    /// Resolve every waiting caller (`getToken()` and `refreshNow()`) with the new token.
+    /// Resolve every caller the request answers (`getToken()` and `refreshNow()`, not those
+    /// kept apart for the next request) with the new token.
     ResolveWaiters,
     /// Resolve the `getToken()` callers (not the `refreshNow()` ones) with the current token.
     ServeWaiters,
-    /// Reject every waiting caller with this error.
+    /// Reject every caller the request answers with this error (after `dispose()`: every
+    /// waiting caller).
     RejectWaiters(Error),
     /// Reject the one caller that just asked (registered as a `getToken()` waiter) with this
     /// error, without a request: the final error of [`Machine::demand`].
@@ -389,8 +393,11 @@ pub struct Machine {
     /// When this tab's own broker must be asked again at the latest ([`PEER_ONLY_LIFETIMES`]
     /// after its last own token), however many tokens other tabs share.
     own_due: Option<Deadline>,
-    /// When the request in flight was sent.
+    /// When the request in flight was started.
     in_flight: Option<Now>,
+    /// The request in flight is being sent: the app's `headers` are read from then on, so a
+    /// `refreshNow()` no longer joins it ([`Machine::sending`]).
+    in_flight_sent: bool,
     /// When the next retry is due, after a failure.
     retry_at: Option<Deadline>,
     /// Whether the scheduled retry follows a network-level failure (retried at once on `online`).
@@ -413,6 +420,9 @@ pub struct Machine {
     waiters: usize,
     /// `refreshNow()` callers waiting for the next new token.
     fresh_waiters: usize,
+    /// `refreshNow()` callers that came while the request in flight was being sent: they wait
+    /// for the next request, which starts as soon as that one ends.
+    fresh_next: usize,
     disposed: bool,
     status: Status,
     /// The deadline the shell's timer is armed for.
@@ -430,6 +440,7 @@ impl Machine {
             own_lifetime_ms: None,
             own_due: None,
             in_flight: None,
+            in_flight_sent: false,
             retry_at: None,
             retry_is_network: false,
             attempt: 0,
@@ -441,6 +452,7 @@ impl Machine {
             hidden: false,
             waiters: 0,
             fresh_waiters: 0,
+            fresh_next: 0,
             disposed: false,
             status: Status::Idle,
             armed: None,
@@ -559,7 +571,26 @@ impl Machine {
 
     /// Callers currently waiting (`getToken()` and `refreshNow()`).
     pub fn waiters(&self) -> usize {
+        self.waiters + self.fresh_waiters + self.fresh_next
+    }
+
+    /// The callers the request in flight answers: all but the `refreshNow()` callers that came
+    /// after it was sent ([`Machine::request_sent`]).
+    fn answered_by_this_request(&self) -> usize {
         self.waiters + self.fresh_waiters
+    }
+
+    /// The request in flight is being sent now: the app's `headers` are read from here on.
+    /// A `refreshNow()` after this (the app's "the user signed in again") waits for a request
+    /// of its own rather than the outcome of one made with what the app gave before.
+    pub fn sending(&mut self) {
+        self.in_flight_sent = self.in_flight.is_some();
+    }
+
+    /// Whether the request in flight is being sent ([`Machine::sending`]): a `refreshNow()` now
+    /// waits for the request after it, and the shell keeps that caller apart until it starts.
+    pub fn request_sent(&self) -> bool {
+        self.in_flight.is_some() && self.in_flight_sent
     }
 
     /// The hot path: the token if it is usable at `now` and nothing is due, so the caller can be
@@ -630,16 +661,22 @@ impl Machine {
         held.or(far).cloned()
     }
 
-    /// Force a refresh now (the user's `refreshNow()`); the caller waits for the new token.
-    /// Joins a request already in flight. Clears a stop after 401/403 and any pending backoff.
+    /// Force a refresh now (the user's `refreshNow()`); the caller waits for the new token from
+    /// a request sent after the call: it joins a request in flight that is not being sent yet;
+    /// behind one that is, it waits for the next, which starts as soon as that one ends
+    /// ([`Machine::request_sent`]). Clears a stop after 401/403 and any pending backoff.
     pub fn refresh_now(&mut self, now: Now) -> Decision {
         if self.disposed {
             return Decision::refuse_disposed();
         }
-        self.fresh_waiters += 1;
         self.stopped = false;
-        if self.in_flight.is_none() {
-            self.retry_at = Some(Deadline::after(now, 0.0));
+        if self.request_sent() {
+            self.fresh_next += 1;
+        } else {
+            self.fresh_waiters += 1;
+            if self.in_flight.is_none() {
+                self.retry_at = Some(Deadline::after(now, 0.0));
+            }
         }
         self.settle(now, Vec::new())
     }
@@ -720,7 +757,7 @@ impl Machine {
                 self.waiters = 0;
                 effects.push(Effect::ServeWaiters);
             }
-        } else if self.waiters() > 0 {
+        } else if self.answered_by_this_request() > 0 {
             self.waiters = 0;
             self.fresh_waiters = 0;
             effects.push(Effect::ResolveWaiters);
@@ -907,7 +944,7 @@ impl Machine {
             capped.latest(Deadline::after(now, asked))
         });
         effects.push(Effect::Failed(error));
-        if self.waiters() > 0 {
+        if self.answered_by_this_request() > 0 {
             self.waiters = 0;
             self.fresh_waiters = 0;
             effects.push(Effect::RejectWaiters(error));
@@ -948,6 +985,7 @@ impl Machine {
         if self.waiters() > 0 {
             self.waiters = 0;
             self.fresh_waiters = 0;
+            self.fresh_next = 0;
             effects.push(Effect::RejectWaiters(Error::Disposed));
         }
         self.status = Status::Disposed;
@@ -976,14 +1014,22 @@ impl Machine {
             effects.push(Effect::Expired);
         }
         if self.in_flight.is_none() {
-            let due = match (self.retry_at, &self.held) {
-                (Some(retry), _) => retry.passed(now),
-                (None, Some(held)) => !self.stopped && held.refresh_at.passed(now),
-                (None, None) => self.waiters() > 0 || (self.had_token && !self.stopped),
-            };
+            // `refreshNow()` callers that came while the last request was being sent: theirs
+            // goes out now, whatever that request's outcome planned (a stop, a backoff).
+            let due = self.fresh_next > 0
+                || match (self.retry_at, &self.held) {
+                    (Some(retry), _) => retry.passed(now),
+                    (None, Some(held)) => !self.stopped && held.refresh_at.passed(now),
+                    (None, None) => self.waiters() > 0 || (self.had_token && !self.stopped),
+                };
             if due {
+                if self.fresh_next > 0 {
+                    self.fresh_waiters += std::mem::take(&mut self.fresh_next);
+                    self.stopped = false;
+                }
                 self.retry_at = None;
                 self.in_flight = Some(now);
+                self.in_flight_sent = false;
                 self.requests += 1;
                 effects.push(Effect::Fetch);
                 if self.held.is_some() {

@@ -84,8 +84,6 @@ pub(crate) struct Flight {
     pub(crate) abort: AbortController,
     /// Aborts a wait for the cross-tab lock (`shareAcrossTabs`).
     pub(crate) lock_abort: AbortController,
-    /// The broker request is being made (the lock was granted or given up on).
-    pub(crate) sending: bool,
 }
 
 impl Drop for Flight {
@@ -120,6 +118,9 @@ struct State {
     token_js: Option<JsValue>,
     waiters: Vec<Waiter>,
     fresh: Vec<Waiter>,
+    /// `refreshNow()` callers waiting for the request after the one being sent
+    /// (`Machine::request_sent`): they join `fresh` when it starts.
+    fresh_next: Vec<Waiter>,
     subscribers: Vec<Subscriber>,
     next_subscriber: u32,
     /// Attached targets, held weakly.
@@ -252,6 +253,7 @@ impl Shell {
                 token_js: None,
                 waiters: Vec::new(),
                 fresh: Vec::new(),
+                fresh_next: Vec::new(),
                 subscribers: Vec::new(),
                 next_subscriber: 1,
                 targets: Vec::new(),
@@ -358,6 +360,7 @@ impl Shell {
             for effect in decision.effects {
                 match effect {
                     Effect::Fetch => {
+                        state.fresh.append(&mut state.fresh_next);
                         if let Some(live) = state.live.as_mut() {
                             state.next_flight += 1;
                             let id = state.next_flight;
@@ -372,7 +375,6 @@ impl Shell {
                                 id,
                                 abort: abort.clone(),
                                 lock_abort: lock_abort.clone(),
-                                sending: false,
                             });
                             (self.launch)(
                                 self,
@@ -569,10 +571,12 @@ impl Shell {
         self.in_service();
         {
             let mut state = self.state.borrow_mut();
-            if fresh {
-                state.fresh.push(waiter);
-            } else {
+            if !fresh {
                 state.waiters.push(waiter);
+            } else if state.machine.request_sent() {
+                state.fresh_next.push(waiter);
+            } else {
+                state.fresh.push(waiter);
             }
         }
         if fresh {
@@ -635,10 +639,12 @@ impl Shell {
         if ask_engine && !state.machine.fetch_needed(clock::now()) {
             return false;
         }
-        let Some(flight) = state.flight(id) else {
+        if state.flight(id).is_none() {
             return false;
-        };
-        flight.sending |= sending;
+        }
+        if sending {
+            state.machine.sending();
+        }
         true
     }
 
@@ -657,7 +663,9 @@ impl Shell {
             let state = self.state.borrow();
             let flight = state.live.as_ref().and_then(|l| l.flight.as_ref());
             flight
-                .filter(|f| !f.sending && !state.machine.fetch_needed(clock::now()))
+                .filter(|_| {
+                    !state.machine.request_sent() && !state.machine.fetch_needed(clock::now())
+                })
                 .map(|f| f.lock_abort.clone())
         };
         // Outside the borrow: the signal's `abort` listeners run now.
@@ -706,6 +714,9 @@ impl Shell {
         let (decision, live, targets) = {
             let mut state = self.state.borrow_mut();
             let decision = state.machine.dispose();
+            // Every caller is rejected: those kept for a next request as well.
+            let next = std::mem::take(&mut state.fresh_next);
+            state.fresh.extend(next);
             state.token_js = None;
             let targets = std::mem::take(&mut state.targets);
             (decision, state.live.take(), targets)
