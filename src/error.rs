@@ -143,12 +143,11 @@ impl Error {
     }
 
     /// The full message: [`Error::message`], plus the status of [`Error::Http`] written with
-    /// no formatting machinery; a [`Error::Config`] message follows "invalid option: ".
+    /// no formatting machinery. A [`Error::Config`] message stands alone: it names the option
+    /// or the argument it is about (not every one is an option: `on()`'s listener, `attach()`'s
+    /// target).
     pub fn text(&self) -> String {
         let mut text = String::new();
-        if let Error::Config(_) = self {
-            text.push_str("invalid option: ");
-        }
         text.push_str(self.message());
         if let Error::Http { status, .. } = self {
             let mut digits = [b'0'; 5];
@@ -291,7 +290,7 @@ mod tests {
         assert!(Error::from(Invalid::NotJson)
             .text()
             .contains("not valid JSON"));
-        assert_eq!(Error::Config("x").text(), "invalid option: x");
+        assert_eq!(Error::Config("x").text(), "x");
     }
 
     #[test]

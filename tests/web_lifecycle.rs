@@ -114,6 +114,61 @@ async fn a_sleep_no_page_event_reports_is_noticed_at_the_next_clock_check() {
     finish(client).await;
 }
 
+/// After a sleep that no event reports, `status`, `expiresAt` and `nextRefreshAt` tell what is
+/// true now, as `token` does, not what was true before the sleep (an outside review: `"valid"`
+/// with an expiry in the past until the next clock check); the `status` events implied are
+/// delivered first, so the last one still equals `client.status`.
+#[wasm_bindgen_test]
+async fn the_getters_tell_what_is_true_after_a_sleep() {
+    struct WallClockBack;
+    impl Drop for WallClockBack {
+        fn drop(&mut self) {
+            restore_wall_clock();
+        }
+    }
+    for getter in ["status", "expiresAt", "nextRefreshAt"] {
+        install_fake_broker();
+        answer(token_answer("tok-before-sleep", 600.0, JsValue::UNDEFINED));
+        answer_always(token_answer("tok-after-sleep", 600.0, JsValue::UNDEFINED));
+        let client = TokenClient::new(options(&[])).unwrap();
+        let events = record_events(&client);
+        settle(client.get_token()).await.unwrap();
+        assert_eq!(client.status(), "valid");
+        // Ten minutes asleep: the 600-second token has expired, and no timer or event has run.
+        shift_wall_clock(600_000.0);
+        let _back = WallClockBack;
+        let now = now_ms();
+        let status = match getter {
+            "status" => client.status(),
+            "expiresAt" => {
+                let expires = client.expires_at();
+                assert!(expires.is_none_or(|t| t > now), "{getter}: {expires:?}");
+                client.status()
+            }
+            _ => {
+                let next = client.next_refresh_at();
+                assert!(next.is_none_or(|t| t >= now - 1.0), "{getter}: {next:?}");
+                client.status()
+            }
+        };
+        assert_ne!(status, "valid", "after reading {getter}");
+        assert!(client.expires_at().is_none_or(|t| t > now));
+        let statuses = strings(&events.statuses());
+        assert_eq!(
+            statuses.last().map(String::as_str),
+            Some(status.as_str()),
+            "{getter}: {statuses:?}"
+        );
+        assert_eq!(
+            events.details("expired").length(),
+            1,
+            "{getter}: the expired event"
+        );
+        drop(_back);
+        finish(client).await;
+    }
+}
+
 #[wasm_bindgen_test]
 async fn focus_and_pageshow_recheck_without_spending_requests() {
     install_fake_broker();

@@ -122,9 +122,9 @@ async fn attach_never_hands_out_a_token_past_its_usable_time() {
     // A 4-second token is usable until a quarter of its lifetime (1 s) before expiry; its
     // refresh timer (at 2 s) cannot run while the page is busy.
     busy_wait(3_400.0);
-    // The premise, read without letting the engine catch up: the token is still held, and
-    // past its usable time.
-    assert_eq!(client.expires_at(), Some(expires_at), "still held");
+    // The premise, read without letting the engine catch up (`requestCount` does not; the
+    // other getters would): no refresh has started, and the token is past its usable time.
+    assert_eq!(client.request_count(), 1.0, "the engine has not caught up");
     assert!(now_ms() > expires_at - 1_000.0, "past its usable time");
     let target = FakeTarget::new();
     client.attach(target.clone()).unwrap();
@@ -233,6 +233,41 @@ async fn token_credential_resolves_an_access_token_matching_the_client() {
         &[],
         "tokenCredential() after dispose",
     );
+    finish(client).await;
+}
+
+/// A first argument that is not the Speech SDK is a `config` error at once: it costs no broker
+/// request, and a failing broker does not hide it behind its own error.
+#[wasm_bindgen_test]
+async fn a_wrong_sdk_argument_is_refused_before_any_request() {
+    install_fake_broker();
+    answer_always(raw_answer(401, None, "", JsValue::UNDEFINED));
+    let client = TokenClient::new(options(&[])).unwrap();
+    let sdk = fake_sdk();
+    let no_factory = object(&[("SpeechConfig", js_sys::Function::new_no_args("").into())]);
+    let cases: [(&str, js_sys::Promise, &str); 3] = [
+        (
+            "speechConfig({ SpeechConfig: 42 })",
+            client.speech_config(object(&[("SpeechConfig", 42.into())]), None),
+            "SpeechConfig",
+        ),
+        (
+            "speechConfig with a class without factories",
+            client.speech_config(no_factory, None),
+            "SpeechConfig",
+        ),
+        (
+            "speechTranslationConfig without SpeechTranslationConfig",
+            client.speech_translation_config(sdk, None),
+            "SpeechTranslationConfig",
+        ),
+    ];
+    for (what, pending, class) in cases {
+        let error = expect_rejection(pending, "config", &[], what).await;
+        let message = get_str(&error, "message").unwrap_or_default();
+        assert!(message.contains(class), "{what}: {message}");
+    }
+    assert_eq!(requests(), 0, "no request for a call that cannot succeed");
     finish(client).await;
 }
 

@@ -559,6 +559,13 @@ impl Machine {
         }
     }
 
+    /// Whether a deadline the shell's timer was armed for has passed unseen (a long task, or a
+    /// machine asleep, held the timer back): what the machine tells is then out of date until
+    /// [`Machine::tick`].
+    pub fn behind(&self, now: Now) -> bool {
+        self.armed.is_some_and(|deadline| deadline.passed(now))
+    }
+
     /// Whether a broker request is in flight.
     pub fn is_fetching(&self) -> bool {
         self.in_flight.is_some()

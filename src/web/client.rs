@@ -104,22 +104,23 @@ impl TokenClient {
         if let Some(token) = self.shell.usable_token_js(clock::now()) {
             return token;
         }
-        if self.shell.read(|m| m.token().is_some()) {
-            // Held but no longer usable (a timer was frozen): let the engine catch up.
-            self.shell.input(|m, now| m.tick(now));
-        }
+        // Held but no longer usable (a timer was held back): let the engine catch up.
+        self.shell.catch_up();
         JsValue::UNDEFINED
     }
 
-    /// When the current token expires (epoch milliseconds), or `undefined`.
+    /// When the current token expires (epoch milliseconds), or `undefined`. Like `token`, `status`
+    /// and `nextRefreshAt`, what is true now, also right after a sleep no timer has seen yet.
     #[wasm_bindgen(getter, js_name = expiresAt)]
     pub fn expires_at(&self) -> Option<f64> {
+        self.shell.catch_up();
         self.shell.read(|m| m.schedule(clock::now()).expires_at)
     }
 
     /// When the next refresh (or retry) is planned (epoch milliseconds), or `undefined`.
     #[wasm_bindgen(getter, js_name = nextRefreshAt)]
     pub fn next_refresh_at(&self) -> Option<f64> {
+        self.shell.catch_up();
         self.shell
             .read(|m| m.schedule(clock::now()).next_refresh_at)
     }
@@ -141,6 +142,7 @@ impl TokenClient {
     /// `"idle" | "fetching" | "valid" | "refreshing" | "expired" | "error" | "disposed"`.
     #[wasm_bindgen(getter, unchecked_return_type = "TokenClientStatus")]
     pub fn status(&self) -> String {
+        self.shell.catch_up();
         self.shell.read(|m| m.status().as_str().to_owned())
     }
 

@@ -325,6 +325,16 @@ impl Shell {
             .and_then(|_| state.token_js.clone())
     }
 
+    /// Lets the engine catch up with the clock when a deadline its timer was armed for has
+    /// passed unseen ([`Machine::behind`]), so that a getter tells what is true now. The events
+    /// this implies (`expired`, `status`, `refreshing`) are delivered before the getter returns:
+    /// the last `status` event always equals `client.status`.
+    pub(crate) fn catch_up(self: &Rc<Shell>) {
+        if self.read(|m| m.behind(clock::now())) {
+            self.input(|m, now| m.tick(now));
+        }
+    }
+
     /// Input from outside: runs `f` on the engine with the current time, then carries out the
     /// decision.
     pub(crate) fn input(self: &Rc<Shell>, f: impl FnOnce(&mut Machine, Now) -> Decision) {

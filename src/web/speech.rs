@@ -136,24 +136,56 @@ fn route_options(options: &JsValue) -> Result<(Option<String>, Option<String>), 
     Ok((region, endpoint))
 }
 
-/// Builds `fromAuthorizationToken(token, region)` or `fromEndpoint(new URL(endpoint))`.
+/// The factories a config is built with.
+const FACTORIES: [&str; 2] = ["fromAuthorizationToken", "fromEndpoint"];
+
+/// The SDK's config class (`SpeechConfig` or `SpeechTranslationConfig`) with both factories,
+/// checked before a token is asked for: a call that cannot succeed costs no broker request,
+/// and a failing broker does not hide the mistake behind its own error.
+fn config_class(sdk: &JsValue, translation: bool) -> Result<JsValue, JsValue> {
+    let (class, messages) = if translation {
+        (
+            "SpeechTranslationConfig",
+            [
+                "the first argument must be the Speech SDK namespace (with SpeechTranslationConfig)",
+                "the Speech SDK lacks a SpeechTranslationConfig factory this module needs (fromAuthorizationToken, fromEndpoint)",
+            ],
+        )
+    } else {
+        (
+            "SpeechConfig",
+            [
+                "the first argument must be the Speech SDK namespace (with SpeechConfig)",
+                "the Speech SDK lacks a SpeechConfig factory this module needs (fromAuthorizationToken, fromEndpoint)",
+            ],
+        )
+    };
+    let class_value = get(sdk, class);
+    if !class_value.is_function() {
+        return Err(config_error(messages[0]));
+    }
+    if !FACTORIES
+        .iter()
+        .all(|name| get(&class_value, name).is_function())
+    {
+        return Err(config_error(messages[1]));
+    }
+    Ok(class_value)
+}
+
+/// Builds `fromAuthorizationToken(token, region)` or `fromEndpoint(new URL(endpoint))` with the
+/// class [`config_class`] checked.
 fn build_config(
-    sdk: &JsValue,
-    class: &str,
+    class_value: &JsValue,
     token: &JsValue,
     target: Option<Target>,
 ) -> Result<JsValue, JsValue> {
-    let class_value = get(sdk, class);
-    if !class_value.is_function() {
-        return Err(config_error(
-            "the first argument must be the Speech SDK namespace (with SpeechConfig)",
-        ));
-    }
     let call = |name: &str, args: &js_sys::Array| -> Result<JsValue, JsValue> {
-        let f: js_sys::Function = get(&class_value, name).dyn_into().map_err(|_| {
-            config_error("the Speech SDK lacks a SpeechConfig factory this module needs")
-        })?;
-        f.apply(&class_value, args)
+        // Checked before the token was asked for; read again (a getter may answer otherwise).
+        let f: js_sys::Function = get(class_value, name)
+            .dyn_into()
+            .map_err(|_| config_error("the Speech SDK lacks a config factory this module needs"))?;
+        f.apply(class_value, args)
     };
     let region = match target {
         Some(Target::Endpoint(endpoint)) => {
@@ -180,13 +212,14 @@ async fn speech_config(
     shell: Rc<Shell>,
     sdk: JsValue,
     options: JsValue,
-    class: &'static str,
+    translation: bool,
 ) -> Result<JsValue, JsValue> {
     if !sdk.is_object() && !sdk.is_function() {
         return Err(config_error(
             "the first argument must be the Speech SDK namespace",
         ));
     }
+    let class_value = config_class(&sdk, translation)?;
     let (region_option, endpoint_option) = route_options(&options)?;
     let token = JsFuture::from(shell.get_token()).await?;
     let (broker_region, broker_endpoint) = shell.read(|m| {
@@ -202,7 +235,7 @@ async fn speech_config(
         broker_region,
         broker_endpoint,
     );
-    let config = build_config(&sdk, class, &token, target)?;
+    let config = build_config(&class_value, &token, target)?;
     attach(&shell, &config)?;
     Ok(config)
 }
@@ -324,7 +357,7 @@ impl TokenClient {
             self.shell.clone(),
             sdk,
             options.unwrap_or_default(),
-            "SpeechConfig",
+            false,
         ))
     }
 
@@ -339,7 +372,7 @@ impl TokenClient {
             self.shell.clone(),
             sdk,
             options.unwrap_or_default(),
-            "SpeechTranslationConfig",
+            true,
         ))
     }
 

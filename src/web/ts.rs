@@ -8,22 +8,22 @@ const TYPES: &'static str = r#"
 /** Request headers: the DOM's `HeadersInit` (a record of strings, a `Headers`, name/value arrays), or an iterable of name/value pairs (a `Map`); checked by `new Headers()`. */
 export type TokenClientHeaders = HeadersInit | Record<string, string> | Iterable<readonly [string, string]>;
 
-/** What `new TokenClient(options)` accepts. Unknown keys are rejected (kind "config"). */
+/** What `new TokenClient(options)` accepts. Unknown keys are rejected (kind "config"); an option given as `undefined` is absent. */
 export interface TokenClientOptions {
   /** The token broker: https, a same-origin relative URL, or http on a loopback host. */
   brokerUrl: string;
   /** Extra request headers (e.g. the app's own session bearer): a record of strings, a `Headers` or name/value pairs; or a function returning them (or `null`/`undefined`: none) per request. */
-  headers?: TokenClientHeaders | (() => TokenClientHeaders | null | undefined | Promise<TokenClientHeaders | null | undefined>);
+  headers?: TokenClientHeaders | (() => TokenClientHeaders | null | undefined | Promise<TokenClientHeaders | null | undefined>) | null | undefined;
   /** Cookie policy for the broker request. Default "same-origin". */
-  credentials?: "same-origin" | "include" | "omit";
+  credentials?: "same-origin" | "include" | "omit" | undefined;
   /** HTTP method. Default "GET"; "POST" sends an empty body. */
-  method?: "GET" | "POST";
+  method?: "GET" | "POST" | undefined;
   /** Seconds before expiry to refresh. Default max(30, 20% of the lifetime), never more than half of it. */
-  refreshMargin?: number;
+  refreshMargin?: number | undefined;
   /** Broker request timeout in milliseconds. Default 10000. */
-  requestTimeout?: number;
+  requestTimeout?: number | undefined;
   /** Seconds after which a token is dropped from memory even if it lives longer. Default 3600. */
-  maxLifetime?: number;
+  maxLifetime?: number | undefined;
   /**
    * Cross-tab single flight. Default false. With true, tabs of this origin using the same brokerUrl
    * share one broker request per refresh: a Web Lock elects the tab that fetches, and the token
@@ -35,7 +35,7 @@ export interface TokenClientOptions {
    * Without Web Locks or BroadcastChannel the client fetches alone. Use only when every tab of the
    * origin may use the same token (the same user/session).
    */
-  shareAcrossTabs?: boolean;
+  shareAcrossTabs?: boolean | undefined;
 }
 
 /** `client.status`. */
@@ -58,7 +58,7 @@ export interface SpeechTokenError extends Error {
 
 /** Event details. None of them contains the token: read `client.token` in a listener. */
 export interface TokenClientEventMap {
-  token: { expiresAt: number; region?: string; endpoint?: string };
+  token: { expiresAt: number; region?: string | undefined; endpoint?: string | undefined };
   refreshing: Record<string, never>;
   error: { error: SpeechTokenError };
   expired: Record<string, never>;
@@ -95,9 +95,9 @@ export interface TranslationSdkLike {
  * broker's endpoint, then the broker's region (an explicit argument always wins).
  */
 export interface SpeechConfigOptions {
-  region?: string;
+  region?: string | undefined;
   /** A `wss:`/`https:` URL, as a string or a `URL` (which stands for its `href`). */
-  endpoint?: string | URL;
+  endpoint?: string | URL | undefined;
 }
 
 /** `@azure/core-auth`'s AccessToken, as `tokenCredential().getToken()` resolves. */
@@ -110,7 +110,7 @@ export interface AccessTokenLike {
 
 /** `@azure/core-auth`'s TokenCredential, for `SpeechConfig.fromEndpoint(url, credential)`. */
 export interface TokenCredentialLike {
-  getToken(scopes: string | string[], options?: { abortSignal?: AbortSignal }): Promise<AccessTokenLike | null>;
+  getToken(scopes: string | string[], options?: { abortSignal?: AbortSignal | undefined }): Promise<AccessTokenLike | null>;
 }
 
 export interface TokenClient {

@@ -276,14 +276,17 @@ function upgradeStatus(url) {
 }
 
 test("upstream unreachable (key mode, --endpoint on a closed port): the relay answers 502 and the SDK cancels", { timeout: 180_000 }, async () => {
-  const sts = await fakeSts();
-  const key = await startBroker({
-    mode: "key", env: { SPEECH_KEY: "e2e-key" },
-    extraArgs: ["--region", "westeurope", "--sts-base", sts.url, "--relay", "--endpoint", "ws://127.0.0.1:9",
-      "--auth", "none", "--allow-host", "127.0.0.1"],
-  });
-  const page = await chromium.context.newPage();
+  // Whatever fails (a browser that died under load included), the broker and the fake STS are
+  // stopped: a key-mode broker left running would keep the test process alive.
+  let sts, key, page;
   try {
+    sts = await fakeSts();
+    key = await startBroker({
+      mode: "key", env: { SPEECH_KEY: "e2e-key" },
+      extraArgs: ["--region", "westeurope", "--sts-base", sts.url, "--relay", "--endpoint", "ws://127.0.0.1:9",
+        "--auth", "none", "--allow-host", "127.0.0.1"],
+    });
+    page = await chromium.context.newPage();
     // the relay's own answer, seen from outside the browser (the WebSocket API hides it)
     const grant = await (await fetch(`${key.base}/api/speech-token`)).json();
     assert.match(grant.token, /^rt1\./);
@@ -304,9 +307,9 @@ test("upstream unreachable (key mode, --endpoint on a closed port): the relay an
     // control: the relay did try the upstream (it logged the failure), it did not refuse the ticket
     assert.match(key.log(), /relay: upstream connect failed/);
   } finally {
-    await page.close();
-    await key.stop();
-    await sts.close();
+    await page?.close().catch(() => {});
+    await key?.stop();
+    await sts?.close();
   }
 });
 

@@ -3,7 +3,8 @@
 // default `lib` of an ES2022 target, for each `moduleResolution` an app uses: node16, nodenext,
 // bundler. Both entry points (tests/types/consumer.ts, consumer-bundler.ts); with `lib` ES2022 +
 // DOM only, `headers` as a `HeadersInit` (consumer-dom.ts); with an esnext `lib`,
-// `using client = new TokenClient(…)` (consumer-using.ts). A negative control shows that the
+// `using client = new TokenClient(…)` (consumer-using.ts); with `exactOptionalPropertyTypes`,
+// options given as `undefined` (consumer-exact.ts). A negative control shows that the
 // check sees the failure it guards against (wasm-bindgen's `[Symbol.dispose](): void` under ES2022).
 
 import { test, before, after } from "node:test";
@@ -21,7 +22,7 @@ before(() => {
   let tarball;
   ({ work, tarball } = packTarball("ts-consumer"));
   app = consumerApp(work, tarball);
-  for (const f of ["consumer.ts", "consumer-bundler.ts", "consumer-using.ts", "consumer-dom.ts"]) {
+  for (const f of ["consumer.ts", "consumer-bundler.ts", "consumer-using.ts", "consumer-dom.ts", "consumer-exact.ts"]) {
     copyFileSync(path.join(ROOT, "tests/types", f), path.join(app, f));
   }
 });
@@ -63,6 +64,8 @@ before(() => {
   runs.usingEs2022 = tsc("using-es2022", MATRIX.bundler, ["consumer-using.ts"]);
   // DOM without DOM.Iterable: a `Headers` is no `Iterable` there, still a `HeadersInit`
   runs.domOnly = tsc("dom-only", { ...MATRIX.bundler, lib: ["ES2022", "DOM"] }, ["consumer-dom.ts"]);
+  // `exactOptionalPropertyTypes`: options given as `undefined` (an unset setting)
+  runs.exact = tsc("exact", { ...MATRIX.bundler, lib: ["ES2022", "DOM"], exactOptionalPropertyTypes: true }, ["consumer.ts", "consumer-exact.ts"]);
   writeFileSync(path.join(app, "raw.d.ts"), "export declare class Raw {\n  free(): void;\n  [Symbol.dispose](): void;\n}\n");
   runs.control = tsc("control", { ...MATRIX.bundler, lib: ["ES2022"] }, ["raw.d.ts"]);
 });
@@ -81,6 +84,11 @@ test("tsc with lib esnext: the client is Disposable (`using`)", async () => {
 
 test("tsc with lib ES2022 + DOM (no DOM.Iterable): `headers` takes a HeadersInit and a Headers", async () => {
   const { ok, output } = await runs.domOnly;
+  assert.ok(ok, `tsc failed:\n${output}`);
+});
+
+test("tsc with exactOptionalPropertyTypes: options, speechConfig options and the credential's abortSignal may be given as undefined", async () => {
+  const { ok, output } = await runs.exact;
   assert.ok(ok, `tsc failed:\n${output}`);
 });
 
