@@ -19,7 +19,6 @@ use crate::web::js::{dictionary, get, own_entries, text, until_aborted};
 use crate::web::timer::Timeout;
 
 /// Where the extra request headers come from.
-#[derive(Clone)]
 pub enum HeaderSource {
     /// No extra headers.
     None,
@@ -32,7 +31,6 @@ pub enum HeaderSource {
 }
 
 /// How to reach the broker. Validated once, at construction.
-#[derive(Clone)]
 pub struct BrokerConfig {
     /// Absolute URL of the token endpoint.
     pub url: String,

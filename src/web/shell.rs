@@ -229,8 +229,9 @@ thread_local! {
 /// The core of a `TokenClient`. See the module docs.
 pub(crate) struct Shell {
     id: u32,
-    /// How to reach the broker (validated at construction, never changes).
-    pub(crate) config: BrokerConfig,
+    /// How to reach the broker (validated at construction, never changes; shared with each
+    /// fetch, never copied).
+    pub(crate) config: Rc<BrokerConfig>,
     launch: Launcher,
     state: RefCell<State>,
     outbox: RefCell<Vec<Call>>,
@@ -246,7 +247,7 @@ impl Shell {
         });
         Rc::new(Shell {
             id,
-            config,
+            config: Rc::new(config),
             launch,
             state: RefCell::new(State {
                 machine,
