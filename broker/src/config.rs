@@ -447,7 +447,16 @@ fn is_loopback_listen(addr: &SocketAddr) -> bool {
 pub fn normalize_host(h: &str) -> Option<String> {
     let h = h.trim();
     let name = if let Some(rest) = h.strip_prefix('[') {
-        rest.split(']').next()?
+        // After the closing bracket: nothing, or a port.
+        let (name, after) = rest.split_once(']')?;
+        let port_ok = after.is_empty()
+            || after
+                .strip_prefix(':')
+                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+        if !port_ok {
+            return None;
+        }
+        name
     } else {
         match h.rsplit_once(':') {
             Some((n, p)) if !n.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => n,
@@ -971,6 +980,27 @@ impl RelayLimits {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// A `Host` is a name or a bracketed IPv6 address, then at most a port: anything else is not
+    /// a host (a malformed `Host` must not pass the allow-list as the name inside it).
+    #[test]
+    fn a_host_is_a_name_or_bracketed_address_with_at_most_a_port() {
+        for (host, want) in [
+            ("Broker.Example.COM.", Some("broker.example.com")),
+            ("broker.example.com:8443", Some("broker.example.com")),
+            ("[::1]", Some("::1")),
+            ("[::1]:8787", Some("::1")),
+            ("127.0.0.1:8787", Some("127.0.0.1")),
+            ("[::1]junk", None),
+            ("[::1]:80x", None),
+            ("[::1]]", None),
+            ("[::1", None),
+            ("bro ker", None),
+            ("", None),
+        ] {
+            assert_eq!(normalize_host(host).as_deref(), want, "{host:?}");
+        }
+    }
 
     fn resolve(argv: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Settings> {
         let mut full = vec!["speech-token-broker"];
