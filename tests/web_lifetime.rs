@@ -541,6 +541,65 @@ async fn after_a_final_error_get_token_waits_for_a_backoff_and_refresh_now_alway
     finish_js(&client).await;
 }
 
+/// A `refreshNow()` made while the app's `headers` function runs (an auth library's "signed in"
+/// event firing during its silent token call) is answered by the request those headers go
+/// with: no second request, and so never a chain of them (one per round trip, past any backoff).
+/// And `dispose()` rejects a caller kept for the next request.
+#[wasm_bindgen_test]
+async fn refresh_now_from_inside_the_headers_function_joins_that_request() {
+    install_fake_broker();
+    let slow = |name: &str| {
+        let step = token_answer(name, 600.0, JsValue::UNDEFINED);
+        js_sys::Reflect::set(&step, &"delay".into(), &300.0.into()).unwrap();
+        step
+    };
+    answer(slow("tok-1"));
+    answer_always(slow("tok-later"));
+    let hold = object(&[("pending", js_sys::Array::new().into())]);
+    let headers = js_sys::Function::new_with_args(
+        "hold",
+        "return () => { if (hold.client) hold.pending.push(hold.client.refreshNow()); \
+         return { authorization: 'Bearer session' }; };",
+    )
+    .call1(&JsValue::UNDEFINED, &hold)
+    .unwrap();
+    let client = js_client(&[("headers", headers)]);
+    js_sys::Reflect::set(&hold, &"client".into(), &client).unwrap();
+    let first = within(promise(call(&client, "getToken", &[])), 3000.0)
+        .await
+        .unwrap();
+    assert_eq!(first.as_string().as_deref(), Some("tok-1"));
+    let pending: js_sys::Array = get(&hold, "pending").unchecked_into();
+    assert_eq!(pending.length(), 1, "the headers function ran once");
+    let joined = within(pending.get(0).unchecked_into(), 3000.0)
+        .await
+        .unwrap();
+    assert_eq!(joined.as_string().as_deref(), Some("tok-1"));
+    wait_ms(700.0).await;
+    assert_eq!(
+        requests(),
+        1,
+        "no request after the one the headers went with"
+    );
+    js_sys::Reflect::delete_property(hold.unchecked_ref::<js_sys::Object>(), &"client".into())
+        .unwrap();
+
+    // Behind a request that is out, a caller waits for the next one; dispose() rejects it.
+    let refresh = promise(call(&client, "refreshNow", &[]));
+    wait_until("the refresh is sent", 2000.0, || requests() == 2).await;
+    wait_ms(50.0).await;
+    let kept = promise(call(&client, "refreshNow", &[]));
+    let _ = call(&client, "dispose", &[]);
+    for (pending, what) in [
+        (refresh, "the refresh in flight"),
+        (kept, "the kept refreshNow()"),
+    ] {
+        let outcome = within(pending, 2000.0).await;
+        assert_speech_error(&outcome.unwrap_err(), "disposed", &[], what);
+    }
+    finish_js(&client).await;
+}
+
 // ---- 5. Re-entrancy ---------------------------------------------------------------------------
 
 /// A getter on `speechConfig()`'s options that calls back into the client (it panicked with

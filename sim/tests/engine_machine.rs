@@ -1005,6 +1005,23 @@ fn a_refresh_now_behind_a_sent_request_waits_for_the_next_one() {
     assert_eq!(m.waiters(), 0);
 }
 
+/// `behind`: a deadline the timer was armed for has passed unseen (the getters then catch up);
+/// a tick catches up, and a disposed machine is never behind.
+#[test]
+fn the_machine_is_behind_once_an_armed_deadline_has_passed_unseen() {
+    let mut m = default_with_token(600.0);
+    let refresh = m.next_refresh_at().expect("a refresh is planned") - WALL0;
+    assert!(!m.behind(at(1.0)));
+    assert!(!m.behind(at_ms(refresh - 1.0)));
+    assert!(m.behind(at_ms(refresh)));
+    assert!(m.behind(at(3_600.0)), "asleep past expiry");
+    let d = m.tick(at(3_600.0));
+    assert!(has(&d, &Effect::Expired));
+    assert!(!m.behind(at(3_600.0)), "caught up");
+    let _ = m.dispose();
+    assert!(!m.behind(at(7_200.0)));
+}
+
 #[test]
 fn waiters_are_rejected_when_no_token_is_usable() {
     let mut m = Machine::new(RefreshPolicy::default());

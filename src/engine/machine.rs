@@ -395,8 +395,8 @@ pub struct Machine {
     own_due: Option<Deadline>,
     /// When the request in flight was started.
     in_flight: Option<Now>,
-    /// The request in flight is being sent: the app's `headers` are read from then on, so a
-    /// `refreshNow()` no longer joins it ([`Machine::sending`]).
+    /// The request in flight is being sent, with the app's `headers` in hand: a `refreshNow()`
+    /// no longer joins it ([`Machine::sending`]).
     in_flight_sent: bool,
     /// When the next retry is due, after a failure.
     retry_at: Option<Deadline>,
@@ -587,9 +587,10 @@ impl Machine {
         self.waiters + self.fresh_waiters
     }
 
-    /// The request in flight is being sent now: the app's `headers` are read from here on.
+    /// The request in flight is being sent now: the app's `headers` (its session) are in hand.
     /// A `refreshNow()` after this (the app's "the user signed in again") waits for a request
-    /// of its own rather than the outcome of one made with what the app gave before.
+    /// of its own rather than the outcome of one made with what the app gave before; one made
+    /// before, also while the app's `headers` function ran, is answered by this request.
     pub fn sending(&mut self) {
         self.in_flight_sent = self.in_flight.is_some();
     }

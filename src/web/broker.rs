@@ -243,8 +243,14 @@ enum ReadFailure {
     TooLarge,
 }
 
-/// Fetches and validates one grant. `abort` lets `dispose()` cancel the request.
-pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Result<Grant, Error> {
+/// Fetches and validates one grant. `abort` lets `dispose()` cancel the request; `sent` is
+/// called once the request's headers are in hand (the app's `headers` function has answered),
+/// just before it is sent.
+pub async fn fetch_grant(
+    config: &BrokerConfig,
+    abort: &AbortController,
+    sent: impl FnOnce(),
+) -> Result<Grant, Error> {
     // The deadline covers the whole attempt, the app's header function included: the engine
     // waits for every request it starts to end, so a header promise that never settles must not
     // leave the client "fetching" for good.
@@ -268,6 +274,7 @@ pub async fn fetch_grant(config: &BrokerConfig, abort: &AbortController) -> Resu
                 error
             }
         })?;
+    sent();
     // The request is built here rather than with gloo-net's `RequestBuilder`, which re-parses
     // the URL and formats its query string (`core::fmt` in every user's bundle); gloo-net
     // sends it. Its `RequestInit` is an object of this module's making, without a prototype

@@ -105,7 +105,7 @@ async fn run(
             tabs.ask();
             let (wait, _timer) = sleep(PEER_ASK_WINDOW_MS);
             let _ = JsFuture::from(wait).await;
-            if !still_needed(&weak, id, false, true) {
+            if !still_needed(&weak, id, true) {
                 return skip_or_report(&weak, id, outcome);
             }
         }
@@ -122,13 +122,21 @@ async fn run(
     }
     // Alone, the engine asked for this fetch a moment ago; shared, another tab's token may have
     // made it pointless meanwhile.
-    if !still_needed(&weak, id, true, tabs.is_some()) {
+    if !still_needed(&weak, id, tabs.is_some()) {
         return skip_or_report(&weak, id, outcome);
     }
     let Some(config) = weak.upgrade().map(|s| s.config.clone()) else {
         return;
     };
-    let result = fetch_grant(&config, &abort).await;
+    // Sent once the app's `headers` are in hand: a `refreshNow()` from then on (the app's "the
+    // user signed in again") waits for the next request; one made before, also from inside the
+    // app's `headers` function, is answered by this one.
+    let sent = || {
+        if let Some(shell) = weak.upgrade() {
+            shell.sending(id);
+        }
+    };
+    let result = fetch_grant(&config, &abort, sent).await;
     let published = outcome.report(result);
     if published {
         if let (Some(tabs), Some(shell)) = (&tabs, weak.upgrade()) {
@@ -139,11 +147,10 @@ async fn run(
     }
 }
 
-/// Whether fetch `id` is current and (when `ask_engine`) still has a purpose; marks it as
-/// being sent when `sending`.
-fn still_needed(weak: &Weak<Shell>, id: u64, sending: bool, ask_engine: bool) -> bool {
+/// Whether fetch `id` is current and (when `ask_engine`) still has a purpose.
+fn still_needed(weak: &Weak<Shell>, id: u64, ask_engine: bool) -> bool {
     weak.upgrade()
-        .is_some_and(|shell| shell.fetch_still_needed(id, sending, ask_engine))
+        .is_some_and(|shell| shell.fetch_still_needed(id, ask_engine))
 }
 
 /// Ends a fetch that is no longer needed: skipped if it is still current (a peer's token made

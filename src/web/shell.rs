@@ -644,19 +644,22 @@ impl Shell {
     }
 
     /// Whether fetch `id` is still the current one and (when `ask_engine`) still has a purpose
-    /// (`Machine::fetch_needed`). Marks it as being sent when `sending` (the request starts now).
-    pub(crate) fn fetch_still_needed(&self, id: u64, sending: bool, ask_engine: bool) -> bool {
+    /// (`Machine::fetch_needed`).
+    pub(crate) fn fetch_still_needed(&self, id: u64, ask_engine: bool) -> bool {
         let mut state = self.state.borrow_mut();
         if ask_engine && !state.machine.fetch_needed(clock::now()) {
             return false;
         }
-        if state.flight(id).is_none() {
-            return false;
-        }
-        if sending {
+        state.flight(id).is_some()
+    }
+
+    /// Fetch `id`, if it is still the current one, is being sent: the app's `headers` are in
+    /// hand (`Machine::sending`).
+    pub(crate) fn sending(&self, id: u64) {
+        let mut state = self.state.borrow_mut();
+        if state.flight(id).is_some() {
             state.machine.sending();
         }
-        true
     }
 
     /// Whether fetch `id` is the current one.

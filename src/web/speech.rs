@@ -83,8 +83,8 @@ fn choose_route(
 /// `speechConfig(sdk, { region?, endpoint? })`'s options, checked like the constructor's (a typo
 /// or a malformed value never silently changes where the audio goes): only those two keys, a
 /// region name as a broker's would be, an endpoint by the broker answer's rules (`wss:`/`https:`,
-/// `ws:`/`http:` on loopback only) as a string or a `URL`. Read before anything else (a getter
-/// may call back into the client).
+/// `ws:`/`http:` on loopback only) as a string or a `URL`. Read before the token is asked for,
+/// outside any borrow (a getter may call back into the client).
 fn route_options(options: &JsValue) -> Result<(Option<String>, Option<String>), JsValue> {
     if options.is_undefined() || options.is_null() {
         return Ok((None, None));

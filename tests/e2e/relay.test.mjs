@@ -308,8 +308,11 @@ test("upstream unreachable (key mode, --endpoint on a closed port): the relay an
     assert.match(key.log(), /relay: upstream connect failed/);
   } finally {
     await page?.close().catch(() => {});
-    await key?.stop();
-    await sts?.close();
+    try {
+      await key?.stop();
+    } finally {
+      await sts?.close();
+    }
   }
 });
 
