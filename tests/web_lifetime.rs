@@ -641,6 +641,30 @@ async fn dispose_inside_a_listener_rejects_what_was_pending() {
     finish_js(&client).await;
 }
 
+/// `dispose()` right after the credential's `getToken()` was answered inside the module, before
+/// its answer was made (a microtask later): it rejects with `disposed`, never a token of a
+/// disposed client (an outside review: it resolved with `expiresOnTimestamp: 0`).
+#[wasm_bindgen_test]
+async fn the_credential_never_answers_for_a_client_disposed_meanwhile() {
+    install_fake_broker();
+    serial_token_answers("cred", 600.0);
+    let client = js_client(&[]);
+    within(promise(call(&client, "getToken", &[])), 2000.0)
+        .await
+        .unwrap();
+    let ask = js_sys::Function::new_with_args(
+        "client",
+        "const p = client.tokenCredential().getToken('https://cognitiveservices.azure.com/.default'); \
+         queueMicrotask(() => client.dispose()); return p;",
+    );
+    let pending = promise(ask.call1(&JsValue::UNDEFINED, &client).unwrap());
+    match within(pending, 2000.0).await {
+        Ok(v) => panic!("the credential answered for a disposed client ({v:?})"),
+        Err(e) => assert_speech_error(&e, "disposed", &["cred-1"], "credential getToken()"),
+    }
+    finish_js(&client).await;
+}
+
 /// `dispose()` inside an `error` listener: the calls that were waiting for the failed request
 /// reject with `disposed`, as after any `dispose()` (they rejected with the request's own
 /// failure: the rejection was queued behind the event and not checked when made).

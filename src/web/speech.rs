@@ -407,6 +407,11 @@ impl TokenClient {
                     let outcome = JsFuture::from(pending).await;
                     stop_listening();
                     let served = outcome?;
+                    // `dispose()` may have come in the microtasks since the token was served:
+                    // a disposed client hands out nothing.
+                    if shell.disposed() {
+                        return Err(to_js(&Error::Disposed));
+                    }
                     // The token and its times read together: the one held now, if usable (the
                     // served one may have been replaced in the microtask since). Its expiry is
                     // when it stops being handed out, so that a pipeline caching it by its
