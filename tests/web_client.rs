@@ -31,7 +31,7 @@ async fn happy_path_fetches_once_with_safe_request_settings() {
     install_fake_broker();
     answer(token_answer("tok-happy-1", 600.0, JsValue::UNDEFINED));
     let client = client_with(&[]);
-    assert_eq!(client.status(), "idle");
+    assert_eq!(client.status().as_string().unwrap(), "idle");
     assert_eq!(
         requests(),
         0,
@@ -39,8 +39,8 @@ async fn happy_path_fetches_once_with_safe_request_settings() {
     );
     expect_token(&client, "tok-happy-1").await;
     assert_eq!(token_of(&client).as_deref(), Some("tok-happy-1"));
-    assert_eq!(client.status(), "valid");
-    assert_eq!(client.region().as_deref(), Some("westeurope"));
+    assert_eq!(client.status().as_string().unwrap(), "valid");
+    assert_eq!(client.region().as_string().as_deref(), Some("westeurope"));
     assert_eq!(requests(), 1);
     let req = last_request();
     assert_eq!(get_str(&req, "method").as_deref(), Some("GET"));
@@ -52,7 +52,7 @@ async fn happy_path_fetches_once_with_safe_request_settings() {
     expect_token(&client, "tok-happy-1").await;
     assert_eq!(requests(), 1);
     client.dispose();
-    assert_eq!(client.status(), "disposed");
+    assert_eq!(client.status().as_string().unwrap(), "disposed");
     assert!(client.token().is_undefined());
     finish(client).await;
 }
@@ -67,7 +67,7 @@ async fn a_thousand_concurrent_callers_share_one_request() {
     let promises: js_sys::Array = (0..1000)
         .map(|_| JsValue::from(client.get_token()))
         .collect();
-    assert_eq!(client.status(), "fetching");
+    assert_eq!(client.status().as_string().unwrap(), "fetching");
     let all: js_sys::Array = settle(js_sys::Promise::all(&promises))
         .await
         .unwrap()
@@ -107,7 +107,7 @@ async fn refresh_happens_before_expiry_with_no_gap_and_events_without_the_token(
             token.is_some(),
             "client.token was undefined {} ms into a 4 s token's life (status {})",
             now_ms() - first_sent,
-            client.status()
+            client.status().as_string().unwrap()
         );
         if token.as_deref() == Some("tok-r2") {
             break;
@@ -129,7 +129,7 @@ async fn refresh_happens_before_expiry_with_no_gap_and_events_without_the_token(
         "refresh sent {age} ms after the first request, expected ~1.8–2.0 s"
     );
     assert!(client.expires_at().unwrap() > first_expires_at);
-    assert_eq!(client.status(), "valid");
+    assert_eq!(client.status().as_string().unwrap(), "valid");
     assert_eq!(
         strings(&target.values()),
         ["tok-r1", "tok-r2"],
@@ -177,7 +177,7 @@ async fn a_failed_refresh_is_retried_automatically_with_backoff() {
     let failed_at = now_ms();
     // Still serving the held token, and a retry is planned within the first backoff step (1 s).
     assert_eq!(token_of(&client).as_deref(), Some("tok-keep"));
-    assert_eq!(client.status(), "refreshing");
+    assert_eq!(client.status().as_string().unwrap(), "refreshing");
     let retry_at = client.next_refresh_at().expect("a retry is planned");
     assert!(
         retry_at - failed_at <= 1000.0,
@@ -188,7 +188,7 @@ async fn a_failed_refresh_is_retried_automatically_with_backoff() {
     })
     .await;
     assert_eq!(requests(), 3);
-    assert_eq!(client.status(), "valid");
+    assert_eq!(client.status().as_string().unwrap(), "valid");
     finish(client).await;
 }
 
@@ -204,11 +204,11 @@ async fn a_401_stops_automatic_retries_until_refresh_now() {
     expect_token(&client, "tok-held").await;
     let error = expect_rejection(client.refresh_now(), "unauthorized", &["tok-held"], "401").await;
     assert_eq!(get(&error, "status").as_f64(), Some(401.0));
-    assert_eq!(client.status(), "error");
+    assert_eq!(client.status().as_string().unwrap(), "error");
     assert_eq!(client.next_refresh_at(), None, "no retry is planned");
     wait_ms(2500.0).await;
     assert_eq!(requests(), 2, "no automatic retry after a 401");
-    assert_eq!(client.status(), "error");
+    assert_eq!(client.status().as_string().unwrap(), "error");
     // The held token is still served meanwhile.
     assert_eq!(token_of(&client).as_deref(), Some("tok-held"));
     expect_token(&client, "tok-held").await;
@@ -225,7 +225,7 @@ async fn a_401_stops_automatic_retries_until_refresh_now() {
     let fresh = settle(client.refresh_now()).await.unwrap();
     assert_eq!(fresh.as_string().as_deref(), Some("tok-after"));
     assert_eq!(requests(), 3);
-    assert_eq!(client.status(), "valid");
+    assert_eq!(client.status().as_string().unwrap(), "valid");
     finish(client).await;
 }
 
@@ -269,7 +269,7 @@ async fn refresh_now_while_a_request_is_out_waits_for_one_sent_after_it() {
     assert_eq!(log.length(), 2, "one more request, after the first ended");
     let sent = get_str(&get(&log.get(1), "headers"), "authorization");
     assert_eq!(sent.as_deref(), Some("Bearer new-session"));
-    assert_eq!(client.status(), "valid");
+    assert_eq!(client.status().as_string().unwrap(), "valid");
     // Calls made before the request is sent still share it (single flight).
     let (a, b) = (client.refresh_now(), client.refresh_now());
     settle(a).await.unwrap();
@@ -290,7 +290,7 @@ async fn dispose_rejects_pending_calls_and_cancels_the_request() {
     let pending = client.get_token();
     let pending_refresh = client.refresh_now();
     wait_ms(20.0).await;
-    assert_eq!(client.status(), "fetching");
+    assert_eq!(client.status().as_string().unwrap(), "fetching");
     assert_eq!(requests(), 1);
     client.dispose();
     expect_rejection(pending, "disposed", &[], "pending getToken()").await;
@@ -300,11 +300,11 @@ async fn dispose_rejects_pending_calls_and_cancels_the_request() {
         Some(true),
         "the request in flight is aborted"
     );
-    assert_eq!(client.status(), "disposed");
+    assert_eq!(client.status().as_string().unwrap(), "disposed");
     assert!(client.token().is_undefined());
     // Idempotent, and everything afterwards is refused.
     client.dispose();
-    assert_eq!(client.status(), "disposed");
+    assert_eq!(client.status().as_string().unwrap(), "disposed");
     expect_rejection(
         client.get_token(),
         "disposed",
@@ -335,7 +335,7 @@ async fn dispose_stops_refreshes_and_events() {
     client.attach(target.clone()).unwrap();
     assert_eq!(client.attached_count(), 1);
     client.dispose();
-    assert_eq!(client.status(), "disposed");
+    assert_eq!(client.status().as_string().unwrap(), "disposed");
     assert!(client.token().is_undefined());
     assert_eq!(client.expires_at(), None);
     assert_eq!(client.attached_count(), 0, "dispose detaches every target");
@@ -359,7 +359,7 @@ async fn listeners_unsubscribe_survive_a_throwing_peer_and_see_idle_fetching_val
     install_fake_broker();
     answer(token_answer("tok-events", 600.0, JsValue::UNDEFINED));
     let client = client_with(&[]);
-    assert_eq!(client.status(), "idle");
+    assert_eq!(client.status().as_string().unwrap(), "idle");
     let removed = EventLog::new();
     let off = client
         .on("status".into(), removed.listener("status").into())
@@ -499,7 +499,7 @@ async fn dispose_inside_a_listener_stops_the_rest_of_the_event() {
     let later = record_events(&client);
     // settled either way: the token event comes first, and its listener disposes the client
     let _ = settle(client.get_token()).await;
-    assert_eq!(client.status(), "disposed");
+    assert_eq!(client.status().as_string().unwrap(), "disposed");
     assert_eq!(
         later.details("token").length(),
         0,
@@ -536,7 +536,7 @@ async fn expired_fires_when_the_token_runs_out_without_replacement() {
     .await;
     assert_eq!(requests(), 2);
     assert_eq!(events.details("expired").length(), 1);
-    assert_eq!(client.status(), "expired");
+    assert_eq!(client.status().as_string().unwrap(), "expired");
     assert!(client.token().is_undefined());
     assert_eq!(client.expires_at(), None);
     let errors = events.details("error");

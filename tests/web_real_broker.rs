@@ -55,15 +55,15 @@ async fn a_real_dev_token_over_http() {
         .as_string()
         .unwrap();
     assert_eq!(token.split('.').count(), 3, "a dev JWT");
-    assert_eq!(client.region().as_deref(), Some("local"));
-    let endpoint = client.endpoint().unwrap();
+    assert_eq!(client.region().as_string().as_deref(), Some("local"));
+    let endpoint = client.endpoint().as_string().unwrap();
     assert!(endpoint.starts_with("ws://127.0.0.1:"), "{endpoint}");
     let lifetime = client.expires_at().unwrap() - js_sys::Date::now();
     assert!(
         lifetime > 60_000.0 && lifetime <= 600_000.0,
         "lifetime {lifetime}"
     );
-    assert_eq!(client.status(), "valid");
+    assert_eq!(client.status().as_string().unwrap(), "valid");
     client.dispose();
 }
 
@@ -91,7 +91,7 @@ async fn a_real_401_stops_and_refresh_now_recovers() {
     let error = JsFuture::from(client.get_token()).await.unwrap_err();
     let kind = js_sys::Reflect::get(&error, &"kind".into()).unwrap();
     assert_eq!(kind.as_string().as_deref(), Some("unauthorized"));
-    assert_eq!(client.status(), "error");
+    assert_eq!(client.status().as_string().unwrap(), "error");
     let token = JsFuture::from(client.refresh_now()).await.unwrap();
     assert!(token.as_string().is_some_and(|t| t.split('.').count() == 3));
     client.dispose();

@@ -6,9 +6,9 @@
 
 use crate::engine::Ms;
 
-/// First retry waits up to this long. Source: docs/ARCHITECTURE.md ("base 1 s").
+/// First retry waits up to this long. Source: docs/ARCHITECTURE.md, "The refresh rules (engine)" (base 1 s).
 pub const BACKOFF_BASE_MS: f64 = 1_000.0;
-/// No retry waits longer than this. Source: docs/ARCHITECTURE.md ("cap 30 s").
+/// No retry waits longer than this. Source: docs/ARCHITECTURE.md, "The refresh rules (engine)" (cap 30 s).
 pub const BACKOFF_CAP_MS: f64 = 30_000.0;
 /// Longest `Retry-After` we honour; a broker asking for more is treated as asking for this.
 /// An hour is longer than any Speech token lives, so the cap never shortens a sane request.

@@ -138,10 +138,12 @@ pub enum Status {
     Valid,
     /// A usable token is held and being replaced (request in flight or retry scheduled).
     Refreshing,
-    /// The token expired and no fetch is under way.
+    /// A token was held, none is usable now, no fetch is under way, and no retry after a
+    /// failure is pending (also after a final error, once its token lapsed).
     Expired,
-    /// The last attempt failed: either no token is usable, or automatic retries have stopped
-    /// (401/403/…) and only `refreshNow()` or `getToken()` will try again.
+    /// The last attempt failed, and either a token is still held but automatic retries have
+    /// stopped (401/403/…: only `refreshNow()`, or `getToken()` after the hold, tries again), or
+    /// no usable token is held and a retry is pending (or none was ever held).
     Error,
     /// `dispose()` was called; the client is inert.
     Disposed,
@@ -243,8 +245,9 @@ pub enum Retry {
     Stop,
 }
 
-/// The retry rule for an error. Source: docs/ARCHITECTURE.md ("retry 5xx/network/timeout/invalid responses
-/// with exponential backoff ...; honour Retry-After on 429/503; do not auto-retry 400/401/403/404").
+/// The retry rule for an error. Source: docs/ARCHITECTURE.md, "The refresh rules (engine)",
+/// Failures (back off on `network`, `timeout`, `invalid-response`, `headers`, 5xx, 408/425;
+/// honour `Retry-After` on 429/503; stop on 401/403/redirect/other 4xx).
 pub fn retry_rule(error: &Error) -> Retry {
     match error {
         Error::Network | Error::Timeout | Error::InvalidResponse(_) | Error::Headers => {
@@ -878,7 +881,8 @@ impl Machine {
     }
 
     /// Whether a tab that is about to fetch should first ask its peers (`shareAcrossTabs`):
-    /// a request is in flight and no usable token is held. Peers answer from memory.
+    /// a request is in flight, no usable token is held, and this tab has had its own broker
+    /// answer (it never takes its first token from a peer). Peers answer from memory.
     pub fn ask_peers_first(&self, now: Now) -> bool {
         !self.disposed
             && self.in_flight.is_some()

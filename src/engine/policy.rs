@@ -3,14 +3,14 @@
 use crate::engine::Ms;
 use crate::error::Error;
 
-/// Smallest refresh margin. Source: docs/ARCHITECTURE.md ("margin is max(30 s, 20% of the lifetime)").
+/// Smallest refresh margin. Source: docs/ARCHITECTURE.md, "The refresh rules (engine)" (margin is max(30 s, 20% of the lifetime)).
 pub const MIN_MARGIN_MS: f64 = 30_000.0;
-/// Share of the lifetime kept as refresh margin. Source: docs/ARCHITECTURE.md; for 10-minute issueToken
+/// Share of the lifetime kept as refresh margin. Source: docs/ARCHITECTURE.md, "The refresh rules (engine)"; for 10-minute issueToken
 /// tokens this gives 2 minutes, enough to ride out the 60–110 s outages of the design's model.
 pub const MARGIN_FRACTION: f64 = 0.2;
 /// The margin never exceeds half the lifetime, so a short token is refreshed in the middle of its
-/// life instead of in a loop. Source: docs/ARCHITECTURE.md ("a margin larger than the lifetime is a
-/// refresh storm").
+/// life instead of in a loop. (A margin larger than the lifetime would be a
+/// refresh storm.) Source: docs/ARCHITECTURE.md, "The refresh rules (engine)".
 pub const MAX_MARGIN_FRACTION: f64 = 0.5;
 /// Margin while the page is hidden: half the lifetime. Hidden tabs fire chained timers only on
 /// 1-minute boundaries (Chrome's intensive throttling); the design's model shows this widening
@@ -21,10 +21,10 @@ pub const HIDDEN_MARGIN_FRACTION: f64 = 0.5;
 /// last retry before expiry is planned this much earlier so that a late wake still beats expiry.
 pub const HIDDEN_TIMER_GRANULARITY_MS: f64 = 60_000.0;
 /// Random extra margin, as a share of the margin, so that many clients (tabs, users behind one
-/// broker) do not refresh in lockstep. Source: docs/ARCHITECTURE.md ("jitter random within 10% of the margin").
+/// broker) do not refresh in lockstep. Source: docs/ARCHITECTURE.md, "The refresh rules (engine)" (jitter random within 10% of the margin).
 pub const JITTER_FRACTION: f64 = 0.1;
 /// A token is handed out only until this long before its expiry: the SDK still has to open a
-/// WebSocket with it. Source: docs/ARCHITECTURE.md ("usable until expiresAt - 5 s").
+/// WebSocket with it. Source: docs/ARCHITECTURE.md, "The refresh rules (engine)" (usable until expiresAt - 5 s).
 pub const USABLE_SLACK_MS: f64 = 5_000.0;
 /// For very short tokens (tests, demos) the slack is at most this share of the lifetime, so a
 /// 4-second token is still usable for 3 seconds. Never affects real (≥ 20 s) tokens.
@@ -36,9 +36,9 @@ pub const MAX_SLACK_FRACTION: f64 = 0.25;
 /// the very moment the token stops being usable.
 pub const MIN_REFRESH_LEAD_MS: f64 = 5_000.0;
 /// Default cap on how long a token stays in memory, whatever the broker says (seconds → ms).
-/// Source: docs/ARCHITECTURE.md JS API (`maxLifetime` default 3600).
+/// Source: README.md, options table (`maxLifetime` default 3600).
 pub const DEFAULT_MAX_LIFETIME_MS: f64 = 3_600_000.0;
-/// Default broker request timeout. Source: docs/ARCHITECTURE.md JS API (`requestTimeout` default 10000).
+/// Default broker request timeout. Source: README.md, options table (`requestTimeout` default 10000).
 pub const DEFAULT_REQUEST_TIMEOUT_MS: f64 = 10_000.0;
 /// Longest accepted `requestTimeout` option: two minutes is already far beyond any sane broker.
 pub const MAX_REQUEST_TIMEOUT_MS: f64 = 120_000.0;

@@ -127,24 +127,30 @@ impl TokenClient {
     }
 
     /// The Azure region this tab's broker named with its last token, or `undefined`.
-    #[wasm_bindgen(getter)]
-    pub fn region(&self) -> Option<String> {
-        self.shell
-            .read(|m| m.route().and_then(|r| r.region.clone()))
+    #[wasm_bindgen(getter, unchecked_return_type = "string | undefined")]
+    pub fn region(&self) -> JsValue {
+        self.shell.read(|m| {
+            m.route()
+                .and_then(|r| r.region.as_deref())
+                .map_or(JsValue::UNDEFINED, JsValue::from_str)
+        })
     }
 
     /// The custom-domain or private endpoint this tab's broker named, or `undefined`.
-    #[wasm_bindgen(getter)]
-    pub fn endpoint(&self) -> Option<String> {
-        self.shell
-            .read(|m| m.route().and_then(|r| r.endpoint.clone()))
+    #[wasm_bindgen(getter, unchecked_return_type = "string | undefined")]
+    pub fn endpoint(&self) -> JsValue {
+        self.shell.read(|m| {
+            m.route()
+                .and_then(|r| r.endpoint.as_deref())
+                .map_or(JsValue::UNDEFINED, JsValue::from_str)
+        })
     }
 
     /// `"idle" | "fetching" | "valid" | "refreshing" | "expired" | "error" | "disposed"`.
     #[wasm_bindgen(getter, unchecked_return_type = "TokenClientStatus")]
-    pub fn status(&self) -> String {
+    pub fn status(&self) -> JsValue {
         self.shell.catch_up();
-        self.shell.read(|m| m.status().as_str().to_owned())
+        self.shell.read(|m| JsValue::from_str(m.status().as_str()))
     }
 
     /// Broker requests this client has started (for dashboards and tests).

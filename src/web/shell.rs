@@ -328,8 +328,9 @@ impl Shell {
 
     /// Lets the engine catch up with the clock when a deadline its timer was armed for has
     /// passed unseen ([`Machine::behind`]), so that a getter tells what is true now. The events
-    /// this implies (`expired`, `status`, `refreshing`) are delivered before the getter returns:
-    /// the last `status` event always equals `client.status`.
+    /// this implies (`expired`, `status`, `refreshing`) are delivered before the getter returns
+    /// (read inside one of the client's own callbacks: once that callback returns), so the last
+    /// `status` event equals `client.status` once they are delivered.
     pub(crate) fn catch_up(self: &Rc<Shell>) {
         if self.read(|m| m.behind(clock::now())) {
             self.input(|m, now| m.tick(now));
@@ -720,9 +721,9 @@ impl Shell {
         f(&mut self.state.borrow_mut().targets)
     }
 
-    /// `dispose()`: the engine stops (the token is wiped, waiters are rejected with kind
-    /// `disposed`, the last `status` event says so), then the live part is dropped (the
-    /// teardown: see [`Live`]). Idempotent; safe from inside any callback. Returns the targets
+    /// `dispose()`: the engine stops (the token is wiped), the live part is dropped (the
+    /// teardown: see [`Live`]), then waiters are rejected with kind `disposed` and the last
+    /// `status` event says so. Idempotent; safe from inside any callback. Returns the targets
     /// that were attached (their close hooks are the Speech room's to remove).
     pub(crate) fn dispose(self: &Rc<Shell>) -> Vec<js_sys::WeakRef> {
         let (decision, live, targets) = {

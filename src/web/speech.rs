@@ -320,7 +320,8 @@ fn as_object(value: &JsValue) -> Option<&js_sys::Object> {
 impl TokenClient {
     /// Keeps `target.authorizationToken` set to the current token: now (if one is held) and on
     /// every refresh. Held weakly: a collected target simply disappears; one whose setter throws
-    /// (closed) is detached with a `detach` event. Starts a fetch when no token is held yet.
+    /// (closed) is detached with a `detach` event. Asks for a token (as `getToken()` would)
+    /// when none is usable.
     pub fn attach(
         &self,
         #[wasm_bindgen(unchecked_param_type = "AuthorizationTokenTarget")] target: JsValue,
@@ -350,7 +351,8 @@ impl TokenClient {
     }
 
     /// Waits for a token and builds an attached `SpeechConfig`: `fromEndpoint(new URL(endpoint))`
-    /// when the broker (or `opts`) names an endpoint, else `fromAuthorizationToken(token, region)`.
+    /// or `fromAuthorizationToken(token, region)`: your `endpoint`, then your `region`, then the
+    /// broker's endpoint, then its region.
     #[wasm_bindgen(js_name = speechConfig, skip_typescript)]
     pub fn speech_config(&self, sdk: JsValue, options: Option<JsValue>) -> js_sys::Promise {
         promise(speech_config(
