@@ -92,7 +92,7 @@ async fn refresh_happens_before_expiry_with_no_gap_and_events_without_the_token(
     client.attach(target.clone()).unwrap(); // no token yet: starts the fetch
     expect_token(&client, "tok-r1").await;
     let first_sent = get(&request_log().get(0), "at").as_f64().unwrap();
-    let first_expires_at = client.expires_at().unwrap();
+    let first_expires_at = client.expires_at().as_f64().unwrap();
     assert!(
         (first_expires_at - first_sent - 4000.0).abs() < 250.0,
         "expiresAt is anchored on when the request was sent"
@@ -128,7 +128,7 @@ async fn refresh_happens_before_expiry_with_no_gap_and_events_without_the_token(
         (1700.0..2900.0).contains(&age),
         "refresh sent {age} ms after the first request, expected ~1.8–2.0 s"
     );
-    assert!(client.expires_at().unwrap() > first_expires_at);
+    assert!(client.expires_at().as_f64().unwrap() > first_expires_at);
     assert_eq!(client.status().as_string().unwrap(), "valid");
     assert_eq!(
         strings(&target.values()),
@@ -149,7 +149,7 @@ async fn refresh_happens_before_expiry_with_no_gap_and_events_without_the_token(
     );
     assert_eq!(
         get(&details.get(1), "expiresAt").as_f64(),
-        client.expires_at()
+        client.expires_at().as_f64()
     );
     assert_eq!(events.details("refreshing").length(), 1);
     assert_eq!(
@@ -178,7 +178,10 @@ async fn a_failed_refresh_is_retried_automatically_with_backoff() {
     // Still serving the held token, and a retry is planned within the first backoff step (1 s).
     assert_eq!(token_of(&client).as_deref(), Some("tok-keep"));
     assert_eq!(client.status().as_string().unwrap(), "refreshing");
-    let retry_at = client.next_refresh_at().expect("a retry is planned");
+    let retry_at = client
+        .next_refresh_at()
+        .as_f64()
+        .expect("a retry is planned");
     assert!(
         retry_at - failed_at <= 1000.0,
         "first backoff step is at most 1 s"
@@ -205,7 +208,11 @@ async fn a_401_stops_automatic_retries_until_refresh_now() {
     let error = expect_rejection(client.refresh_now(), "unauthorized", &["tok-held"], "401").await;
     assert_eq!(get(&error, "status").as_f64(), Some(401.0));
     assert_eq!(client.status().as_string().unwrap(), "error");
-    assert_eq!(client.next_refresh_at(), None, "no retry is planned");
+    assert_eq!(
+        client.next_refresh_at().as_f64(),
+        None,
+        "no retry is planned"
+    );
     wait_ms(2500.0).await;
     assert_eq!(requests(), 2, "no automatic retry after a 401");
     assert_eq!(client.status().as_string().unwrap(), "error");
@@ -337,7 +344,7 @@ async fn dispose_stops_refreshes_and_events() {
     client.dispose();
     assert_eq!(client.status().as_string().unwrap(), "disposed");
     assert!(client.token().is_undefined());
-    assert_eq!(client.expires_at(), None);
+    assert_eq!(client.expires_at().as_f64(), None);
     assert_eq!(client.attached_count(), 0, "dispose detaches every target");
     let seen = js_sys::JSON::stringify(&events.statuses()).unwrap();
     // Past the planned refresh (~1 s) and the end of the token's usable life (1.5 s).
@@ -538,7 +545,7 @@ async fn expired_fires_when_the_token_runs_out_without_replacement() {
     assert_eq!(events.details("expired").length(), 1);
     assert_eq!(client.status().as_string().unwrap(), "expired");
     assert!(client.token().is_undefined());
-    assert_eq!(client.expires_at(), None);
+    assert_eq!(client.expires_at().as_f64(), None);
     let errors = events.details("error");
     assert_eq!(errors.length(), 1);
     assert_eq!(
@@ -564,13 +571,13 @@ async fn max_lifetime_caps_how_long_a_token_is_kept() {
     answer(token_answer("tok-capped", 3600.0, JsValue::UNDEFINED));
     let client = client_with(&[("maxLifetime", 60.into())]);
     expect_token(&client, "tok-capped").await;
-    let left = client.expires_at().unwrap() - now_ms();
+    let left = client.expires_at().as_f64().unwrap() - now_ms();
     assert!(
         (59_000.0..=60_000.0).contains(&left),
         "a 1 h token is kept 60 s, got {left} ms"
     );
     // Refreshed well before the cap: margin max(30 s, 20%) capped at half the (capped) lifetime.
-    let refresh_in = client.next_refresh_at().unwrap() - now_ms();
+    let refresh_in = client.next_refresh_at().as_f64().unwrap() - now_ms();
     assert!(
         (26_000.0..=30_000.0).contains(&refresh_in),
         "refresh in {refresh_in} ms"

@@ -387,7 +387,7 @@ async fn a_valid_text_body_is_accepted_as_an_issue_token_passthrough() {
     let client = TokenClient::new(options(&[])).unwrap();
     expect_token(&client, &jwt).await;
     // Lifetime from the JWT: min(exp − now, exp − iat) (600 s), anchored on the local clock.
-    let left = client.expires_at().unwrap() - now_ms();
+    let left = client.expires_at().as_f64().unwrap() - now_ms();
     assert!(
         (590_000.0..=600_000.0).contains(&left),
         "lifetime {left} ms"

@@ -32,8 +32,8 @@ async fn hiding_the_page_refreshes_earlier_and_showing_it_restores_the_plan() {
     answer(token_answer("tok-visible", 600.0, JsValue::UNDEFINED));
     let client = TokenClient::new(options(&[])).unwrap();
     settle(client.get_token()).await.unwrap();
-    let expires = client.expires_at().unwrap();
-    let visible_plan = client.next_refresh_at().unwrap();
+    let expires = client.expires_at().as_f64().unwrap();
+    let visible_plan = client.next_refresh_at().as_f64().unwrap();
     // Visible: margin 120 s plus up to 10 % jitter.
     let margin = expires - visible_plan;
     assert!(
@@ -41,14 +41,14 @@ async fn hiding_the_page_refreshes_earlier_and_showing_it_restores_the_plan() {
         "visible margin {margin}"
     );
     set_hidden(true);
-    let hidden_margin = expires - client.next_refresh_at().unwrap();
+    let hidden_margin = expires - client.next_refresh_at().as_f64().unwrap();
     // Hidden: half the lifetime (throttled timers), same jitter draw.
     assert!(
         (300_000.0..=330_001.0).contains(&hidden_margin),
         "hidden margin {hidden_margin}"
     );
     set_hidden(false);
-    assert_eq!(client.next_refresh_at(), Some(visible_plan));
+    assert_eq!(client.next_refresh_at().as_f64(), Some(visible_plan));
     assert_eq!(requests(), 1, "re-planning costs no request");
     restore_visibility();
     finish(client).await;
@@ -63,7 +63,10 @@ async fn online_retries_a_network_failure_at_once() {
     let error = settle(client.get_token()).await.unwrap_err();
     assert_eq!(get_str(&error, "kind").as_deref(), Some("network"));
     assert_eq!(client.request_count(), 1.0);
-    assert!(client.next_refresh_at().is_some(), "a retry is scheduled");
+    assert!(
+        client.next_refresh_at().as_f64().is_some(),
+        "a retry is scheduled"
+    );
     // Listeners run synchronously inside dispatchEvent: the retry starts before any timer can.
     fire("window", "online");
     assert_eq!(client.request_count(), 2.0, "online retried at once");
@@ -141,18 +144,18 @@ async fn the_getters_tell_what_is_true_after_a_sleep() {
         let status = match getter {
             "status" => client.status().as_string().unwrap(),
             "expiresAt" => {
-                let expires = client.expires_at();
+                let expires = client.expires_at().as_f64();
                 assert!(expires.is_none_or(|t| t > now), "{getter}: {expires:?}");
                 client.status().as_string().unwrap()
             }
             _ => {
-                let next = client.next_refresh_at();
+                let next = client.next_refresh_at().as_f64();
                 assert!(next.is_none_or(|t| t >= now - 1.0), "{getter}: {next:?}");
                 client.status().as_string().unwrap()
             }
         };
         assert_ne!(status, "valid", "after reading {getter}");
-        assert!(client.expires_at().is_none_or(|t| t > now));
+        assert!(client.expires_at().as_f64().is_none_or(|t| t > now));
         let statuses = strings(&events.statuses());
         assert_eq!(
             statuses.last().map(String::as_str),

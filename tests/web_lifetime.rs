@@ -990,15 +990,15 @@ async fn expires_at_follows_the_wall_clock_when_it_is_set_back() {
     expect_token(&client, "tok-clock").await;
     let ahead = |at: Option<f64>| at.expect("a time") - js_sys::Date::now();
     // clocks in step: the same time on every read (an app may compare it to spot a new token)
-    assert_eq!(client.expires_at(), client.expires_at());
-    let before = ahead(client.expires_at());
+    assert_eq!(client.expires_at().as_f64(), client.expires_at().as_f64());
+    let before = ahead(client.expires_at().as_f64());
     assert!(
         before > 590_000.0 && before <= 600_000.0,
         "control: {before}"
     );
     shift_wall_clock(-3_600_000.0);
-    let left = ahead(client.expires_at());
-    let next = ahead(client.next_refresh_at());
+    let left = ahead(client.expires_at().as_f64());
+    let next = ahead(client.next_refresh_at().as_f64());
     let token = client.token();
     restore_wall_clock();
     assert!(

@@ -58,7 +58,7 @@ async fn a_real_dev_token_over_http() {
     assert_eq!(client.region().as_string().as_deref(), Some("local"));
     let endpoint = client.endpoint().as_string().unwrap();
     assert!(endpoint.starts_with("ws://127.0.0.1:"), "{endpoint}");
-    let lifetime = client.expires_at().unwrap() - js_sys::Date::now();
+    let lifetime = client.expires_at().as_f64().unwrap() - js_sys::Date::now();
     assert!(
         lifetime > 60_000.0 && lifetime <= 600_000.0,
         "lifetime {lifetime}"

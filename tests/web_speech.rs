@@ -118,7 +118,7 @@ async fn attach_never_hands_out_a_token_past_its_usable_time() {
     answer(token_answer("tok-next", 600.0, JsValue::UNDEFINED));
     let client = client();
     expect_token(&client, "tok-stale").await;
-    let expires_at = client.expires_at().expect("a token is held");
+    let expires_at = client.expires_at().as_f64().expect("a token is held");
     // A 4-second token is usable until a quarter of its lifetime (1 s) before expiry; its
     // refresh timer (at 2 s) cannot run while the page is busy.
     busy_wait(3_400.0);
@@ -195,7 +195,7 @@ async fn token_credential_resolves_an_access_token_matching_the_client() {
     let refresh_after = get(&access, "refreshAfterTimestamp").as_f64().unwrap();
     // The credential's expiry is when the token stops being handed out (5 s before it expires):
     // a pipeline that caches by expiry never hands the SDK a token in its last seconds.
-    assert_eq!(Some(expires_on + 5_000.0), client.expires_at());
+    assert_eq!(Some(expires_on + 5_000.0), client.expires_at().as_f64());
     assert!(refresh_after <= expires_on);
     assert!(
         refresh_after > now_ms(),

@@ -112,18 +112,20 @@ impl TokenClient {
 
     /// When the current token expires (epoch milliseconds), or `undefined`. Like `token`, `status`
     /// and `nextRefreshAt`, what is true now, also right after a sleep no timer has seen yet.
-    #[wasm_bindgen(getter, js_name = expiresAt)]
-    pub fn expires_at(&self) -> Option<f64> {
+    #[wasm_bindgen(getter, js_name = expiresAt, unchecked_return_type = "number | undefined")]
+    pub fn expires_at(&self) -> JsValue {
         self.shell.catch_up();
-        self.shell.read(|m| m.schedule(clock::now()).expires_at)
+        optional_number(self.shell.read(|m| m.schedule(clock::now()).expires_at))
     }
 
     /// When the next refresh (or retry) is planned (epoch milliseconds), or `undefined`.
-    #[wasm_bindgen(getter, js_name = nextRefreshAt)]
-    pub fn next_refresh_at(&self) -> Option<f64> {
+    #[wasm_bindgen(getter, js_name = nextRefreshAt, unchecked_return_type = "number | undefined")]
+    pub fn next_refresh_at(&self) -> JsValue {
         self.shell.catch_up();
-        self.shell
-            .read(|m| m.schedule(clock::now()).next_refresh_at)
+        optional_number(
+            self.shell
+                .read(|m| m.schedule(clock::now()).next_refresh_at),
+        )
     }
 
     /// The Azure region this tab's broker named with its last token, or `undefined`.
@@ -248,4 +250,10 @@ fn on_peer(shell: &Rc<Shell>, message: PeerMessage) {
         }
         PeerMessage::Token(grant, now) => shell.adopt(grant, now),
     }
+}
+
+/// A number, or `undefined`, as a JS value: a getter's answer without the glue reading an
+/// `Option<f64>` out of wasm memory.
+fn optional_number(value: Option<f64>) -> JsValue {
+    value.map_or(JsValue::UNDEFINED, JsValue::from_f64)
 }
