@@ -131,21 +131,15 @@ impl TokenClient {
     /// The Azure region this tab's broker named with its last token, or `undefined`.
     #[wasm_bindgen(getter, unchecked_return_type = "string | undefined")]
     pub fn region(&self) -> JsValue {
-        self.shell.read(|m| {
-            m.route()
-                .and_then(|r| r.region.as_deref())
-                .map_or(JsValue::UNDEFINED, JsValue::from_str)
-        })
+        self.shell
+            .read(|m| optional_text(m.route().and_then(|r| r.region.as_deref())))
     }
 
     /// The custom-domain or private endpoint this tab's broker named, or `undefined`.
     #[wasm_bindgen(getter, unchecked_return_type = "string | undefined")]
     pub fn endpoint(&self) -> JsValue {
-        self.shell.read(|m| {
-            m.route()
-                .and_then(|r| r.endpoint.as_deref())
-                .map_or(JsValue::UNDEFINED, JsValue::from_str)
-        })
+        self.shell
+            .read(|m| optional_text(m.route().and_then(|r| r.endpoint.as_deref())))
     }
 
     /// `"idle" | "fetching" | "valid" | "refreshing" | "expired" | "error" | "disposed"`.
@@ -256,4 +250,10 @@ fn on_peer(shell: &Rc<Shell>, message: PeerMessage) {
 /// `Option<f64>` out of wasm memory.
 fn optional_number(value: Option<f64>) -> JsValue {
     value.map_or(JsValue::UNDEFINED, JsValue::from_f64)
+}
+
+/// A string, or `undefined`, as a JS value: a getter's answer without the glue copying a Rust
+/// `String` out of wasm memory and freeing it.
+fn optional_text(value: Option<&str>) -> JsValue {
+    value.map_or(JsValue::UNDEFINED, JsValue::from_str)
 }
