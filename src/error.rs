@@ -107,7 +107,9 @@ impl Invalid {
             Invalid::Region => {
                 "invalid token response: the region is not a valid Azure region name"
             }
-            Invalid::Endpoint => "invalid token response: the endpoint is not a wss or https URL",
+            Invalid::Endpoint => {
+                "invalid token response: the endpoint is not a wss or https URL without a user name or password (ws or http only on loopback)"
+            }
         }
     }
 }

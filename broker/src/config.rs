@@ -26,6 +26,17 @@ pub enum Mode {
     Entra,
 }
 
+impl Mode {
+    /// The mode's name as `--mode` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Dev => "dev",
+            Mode::Key => "key",
+            Mode::Entra => "entra",
+        }
+    }
+}
+
 /// Reference token broker for speech-token-client.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "speech-token-broker", version, about, long_about = None)]
@@ -101,7 +112,8 @@ pub struct Args {
     )]
     pub allow_origins: Vec<String>,
 
-    /// Also allow any http://127.0.0.1:<port>, http://localhost:<port>, http://[::1]:<port> origin.
+    /// Also allow any http:// origin on a loopback host, any port: 127.0.0.0/8, localhost,
+    /// *.localhost, [::1].
     /// Default: on in dev mode, off otherwise. `--allow-loopback-origins=false` turns it off.
     #[arg(long, env = "BROKER_ALLOW_LOOPBACK_ORIGINS", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_name = "BOOL")]
@@ -139,8 +151,8 @@ pub struct Args {
     #[arg(long, default_value_t = 20, env = "BROKER_RATE_BURST")]
     pub rate_burst: u32,
 
-    /// dev mode: lifetime of signed tokens in seconds (minimum 2).
-    #[arg(long, default_value_t = 600, env = "BROKER_TTL")]
+    /// dev mode: lifetime of signed tokens in seconds (2..86400).
+    #[arg(long, default_value_t = DEFAULT_TTL_S, env = "BROKER_TTL")]
     pub ttl: u64,
 
     /// Directory served at `/` (index.html).
@@ -159,26 +171,17 @@ pub struct Args {
     #[arg(long, env = "BROKER_REGION")]
     pub region: Option<String>,
 
-    /// key mode: base URL of the token service (default https://<region>.api.cognitive.microsoft.com).
+    /// key mode: base URL of the token service (default https://<region>.api.cognitive.microsoft.com;
+    /// .azure.cn for china* regions, .microsoft.us for usgov*).
     #[arg(long, env = "BROKER_STS_BASE", value_name = "URL")]
     pub sts_base: Option<String>,
 
     /// entra mode: authority host for client credentials.
-    #[arg(
-        long,
-        default_value = "https://login.microsoftonline.com",
-        env = "BROKER_AUTHORITY",
-        value_name = "URL"
-    )]
+    #[arg(long, default_value = DEFAULT_AUTHORITY, env = "BROKER_AUTHORITY", value_name = "URL")]
     pub authority: String,
 
     /// entra mode: Instance Metadata Service base URL (managed identity on VMs/AKS).
-    #[arg(
-        long,
-        default_value = "http://169.254.169.254",
-        env = "BROKER_IMDS_BASE",
-        value_name = "URL"
-    )]
+    #[arg(long, default_value = DEFAULT_IMDS_BASE, env = "BROKER_IMDS_BASE", value_name = "URL")]
     pub imds_base: String,
 
     /// entra mode: use managed identity even if AZURE_CLIENT_SECRET is set.
@@ -190,12 +193,13 @@ pub struct Args {
     pub resource_id: Option<String>,
 
     /// entra mode: custom-domain endpoint (https://<name>.cognitiveservices.azure.com); answers carry
-    /// the raw Entra token plus this endpoint.
+    /// the raw Entra token plus this endpoint. With --relay (key or entra mode): where the relay
+    /// connects (a host only).
     #[arg(long, env = "BROKER_ENDPOINT", value_name = "URL")]
     pub endpoint: Option<String>,
 
     /// entra mode: the largest `expiresIn` handed to browsers, in seconds.
-    #[arg(long, default_value_t = 600, env = "BROKER_MAX_TTL")]
+    #[arg(long, default_value_t = DEFAULT_MAX_TTL_S, env = "BROKER_MAX_TTL")]
     pub max_ttl: u64,
 
     /// entra mode: hand browsers the broker identity's own Entra access token. It stays valid
@@ -236,32 +240,32 @@ pub struct Args {
     pub relay: bool,
 
     /// --relay: ticket lifetime in seconds.
-    #[arg(long, default_value_t = 60, env = "BROKER_RELAY_TICKET_TTL")]
+    #[arg(long, default_value_t = DEFAULT_RELAY_TICKET_TTL_S, env = "BROKER_RELAY_TICKET_TTL")]
     pub relay_ticket_ttl: u64,
 
     /// --relay: relayed sessions at most, in total.
-    #[arg(long, default_value_t = 256, env = "BROKER_RELAY_MAX_SESSIONS")]
+    #[arg(long, default_value_t = DEFAULT_RELAY_MAX_SESSIONS, env = "BROKER_RELAY_MAX_SESSIONS")]
     pub relay_max_sessions: usize,
 
     /// --relay: relayed sessions at most per user.
-    #[arg(long, default_value_t = 4, env = "BROKER_RELAY_MAX_SESSIONS_PER_USER")]
+    #[arg(long, default_value_t = DEFAULT_RELAY_MAX_SESSIONS_PER_USER, env = "BROKER_RELAY_MAX_SESSIONS_PER_USER")]
     pub relay_max_sessions_per_user: usize,
 
     /// --relay: longest relayed session, in seconds.
-    #[arg(long, default_value_t = 3600, env = "BROKER_RELAY_MAX_DURATION")]
+    #[arg(long, default_value_t = DEFAULT_RELAY_MAX_DURATION_S, env = "BROKER_RELAY_MAX_DURATION")]
     pub relay_max_duration: u64,
 
     /// --relay: seconds without a frame from the browser after which a session is closed.
-    #[arg(long, default_value_t = 60, env = "BROKER_RELAY_IDLE_TIMEOUT")]
+    #[arg(long, default_value_t = DEFAULT_RELAY_IDLE_TIMEOUT_S, env = "BROKER_RELAY_IDLE_TIMEOUT")]
     pub relay_idle_timeout: u64,
 
     /// --relay: largest frame or message relayed, in bytes.
-    #[arg(long, default_value_t = 1024 * 1024, env = "BROKER_RELAY_MAX_FRAME")]
+    #[arg(long, default_value_t = DEFAULT_RELAY_MAX_FRAME, env = "BROKER_RELAY_MAX_FRAME")]
     pub relay_max_frame: usize,
 
     /// dev mode: seconds without a frame from the client after which the fake Speech service
     /// closes a WebSocket (code 1000).
-    #[arg(long, default_value_t = 60, env = "BROKER_WS_IDLE_TIMEOUT")]
+    #[arg(long, default_value_t = DEFAULT_WS_IDLE_TIMEOUT_S, env = "BROKER_WS_IDLE_TIMEOUT")]
     pub ws_idle_timeout: u64,
 }
 
@@ -278,6 +282,145 @@ pub enum AuthKind {
 
 /// Microsoft Entra ID's global authority host.
 pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+
+/// The defaults of the flags that mean something in some modes only (or only with `--relay`):
+/// clap's defaults, and how [`refuse_flags_of_other_modes`] tells a flag the deployment set (a
+/// value other than its default) from one it left alone.
+pub const DEFAULT_TTL_S: u64 = 600;
+/// `--max-ttl`: Azure's own Speech tokens last 10 minutes.
+pub const DEFAULT_MAX_TTL_S: u64 = 600;
+/// `--ws-idle-timeout`: the fake Speech service's idle close.
+pub const DEFAULT_WS_IDLE_TIMEOUT_S: u64 = 60;
+/// `--imds-base`: the Instance Metadata Service's fixed link-local address.
+pub const DEFAULT_IMDS_BASE: &str = "http://169.254.169.254";
+/// `--relay-ticket-ttl`.
+pub const DEFAULT_RELAY_TICKET_TTL_S: u64 = 60;
+/// `--relay-max-sessions`.
+pub const DEFAULT_RELAY_MAX_SESSIONS: usize = 256;
+/// `--relay-max-sessions-per-user`.
+pub const DEFAULT_RELAY_MAX_SESSIONS_PER_USER: usize = 4;
+/// `--relay-max-duration`: an hour, the longest session Speech itself keeps open is about 10 min
+/// of continuous recognition per connection renewal; an hour leaves room for long dictation.
+pub const DEFAULT_RELAY_MAX_DURATION_S: u64 = 3600;
+/// `--relay-idle-timeout`.
+pub const DEFAULT_RELAY_IDLE_TIMEOUT_S: u64 = 60;
+/// `--relay-max-frame`: 1 MiB, far above the SDK's audio frames and JSON messages.
+pub const DEFAULT_RELAY_MAX_FRAME: usize = 1024 * 1024;
+
+/// Refuses a flag that means nothing in `mode` (or without `--relay`): its value would be
+/// silently ignored, and the deployment would believe in a setting the broker does not have
+/// (`--resource-id` in key mode, `--ttl` outside dev mode). A flag is "set" when its value
+/// differs from its default (given as a flag or as its environment variable).
+fn refuse_flags_of_other_modes(args: &Args, mode: Mode) -> anyhow::Result<()> {
+    let (dev, key, entra) = (mode == Mode::Dev, mode == Mode::Key, mode == Mode::Entra);
+    // (flag, set, where it applies)
+    let flags: [(&str, bool, bool, &str); 16] = [
+        ("--ttl", args.ttl != DEFAULT_TTL_S, dev, "dev mode"),
+        (
+            "--ws-idle-timeout",
+            args.ws_idle_timeout != DEFAULT_WS_IDLE_TIMEOUT_S,
+            dev,
+            "dev mode",
+        ),
+        (
+            "--region",
+            args.region.is_some(),
+            !dev,
+            "key and entra modes",
+        ),
+        ("--sts-base", args.sts_base.is_some(), key, "key mode"),
+        (
+            "--endpoint",
+            args.endpoint.is_some(),
+            !dev,
+            "entra mode (key mode: with --relay)",
+        ),
+        (
+            "--resource-id",
+            args.resource_id.is_some(),
+            entra,
+            "entra mode",
+        ),
+        (
+            "--max-ttl",
+            args.max_ttl != DEFAULT_MAX_TTL_S,
+            entra,
+            "entra mode",
+        ),
+        (
+            "--expose-entra-token",
+            args.expose_entra_token,
+            entra,
+            "entra mode",
+        ),
+        (
+            "--managed-identity",
+            args.managed_identity,
+            entra,
+            "entra mode",
+        ),
+        (
+            "--authority",
+            args.authority != DEFAULT_AUTHORITY,
+            entra,
+            "entra mode",
+        ),
+        (
+            "--imds-base",
+            args.imds_base != DEFAULT_IMDS_BASE,
+            entra,
+            "entra mode",
+        ),
+        (
+            "--relay-ticket-ttl",
+            args.relay_ticket_ttl != DEFAULT_RELAY_TICKET_TTL_S,
+            args.relay,
+            "--relay",
+        ),
+        (
+            "--relay-max-sessions",
+            args.relay_max_sessions != DEFAULT_RELAY_MAX_SESSIONS,
+            args.relay,
+            "--relay",
+        ),
+        (
+            "--relay-max-sessions-per-user",
+            args.relay_max_sessions_per_user != DEFAULT_RELAY_MAX_SESSIONS_PER_USER,
+            args.relay,
+            "--relay",
+        ),
+        (
+            "--relay-max-duration",
+            args.relay_max_duration != DEFAULT_RELAY_MAX_DURATION_S,
+            args.relay,
+            "--relay",
+        ),
+        (
+            "--relay-idle-timeout",
+            args.relay_idle_timeout != DEFAULT_RELAY_IDLE_TIMEOUT_S,
+            args.relay,
+            "--relay",
+        ),
+    ];
+    let frame = args.relay_max_frame != DEFAULT_RELAY_MAX_FRAME && !args.relay;
+    if frame {
+        bail!("--relay-max-frame applies with --relay only: without it the value would be ignored");
+    }
+    for (flag, set, applies, where_) in flags {
+        if set && !applies {
+            bail!(
+                "{flag} applies to {where_} only, not to {} mode{}: the value would be ignored",
+                mode.name(),
+                if where_ == "--relay" {
+                    " without --relay"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(())
+}
 
 /// Default upstream timeout: half the browser client's default `requestTimeout`
 /// (`speech_token_client::engine::policy::DEFAULT_REQUEST_TIMEOUT_MS`), so that the broker's
@@ -422,20 +565,33 @@ pub fn valid_region(r: &str) -> bool {
 
 /// An upstream base URL: `https://` (plain `http://` only on loopback, for local fakes), no
 /// query or fragment. IMDS is the one documented plain-HTTP endpoint: `allow_http` says so.
-fn valid_base_url(name: &str, s: &str, allow_http: bool) -> anyhow::Result<String> {
+fn valid_base_url(name: &str, s: &str, link_local_http: bool) -> anyhow::Result<String> {
     let u = url::Url::parse(s).with_context(|| format!("{name}: not a URL"))?;
     if u.host_str().is_none() {
         bail!("{name}: must be an https URL");
     }
     match u.scheme() {
         "https" => {}
-        "http" if allow_http || is_loopback_url(&u) => {}
+        "http" if is_loopback_url(&u) || (link_local_http && is_link_local_url(&u)) => {}
+        _ if link_local_http => bail!(
+            "{name}: must be an https:// URL (http:// only on loopback or a link-local address such as 169.254.169.254)"
+        ),
         _ => bail!("{name}: must be an https:// URL (http:// only on loopback)"),
     }
     if u.query().is_some() || u.fragment().is_some() {
         bail!("{name}: must not have a query or fragment");
     }
     Ok(s.trim_end_matches('/').to_string())
+}
+
+/// Whether `u`'s host is a link-local address (IPv4 169.254.0.0/16, IPv6 fe80::/10): the
+/// Instance Metadata Service's (169.254.169.254), reachable only from the machine itself.
+fn is_link_local_url(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_link_local(),
+        Some(url::Host::Ipv6(ip)) => (ip.segments()[0] & 0xffc0) == 0xfe80,
+        _ => false,
+    }
 }
 
 /// Whether `ip` may listen for dev mode: loopback only.
@@ -575,8 +731,14 @@ impl Settings {
                     env_nonempty("IDENTITY_HEADER"),
                 ) {
                     let u = url::Url::parse(&endpoint).context("IDENTITY_ENDPOINT: not a URL")?;
-                    if !matches!(u.scheme(), "http" | "https") {
-                        bail!("IDENTITY_ENDPOINT must be an http(s) URL");
+                    // Azure's own is a loopback port (App Service, Container Apps, Functions,
+                    // Arc); anywhere else plain http would carry IDENTITY_HEADER in the clear.
+                    match u.scheme() {
+                        "https" => {}
+                        "http" if is_loopback_url(&u) => {}
+                        _ => bail!(
+                            "IDENTITY_ENDPOINT must be an https:// URL (http:// only on loopback)"
+                        ),
                     }
                     EntraCredential::AppService {
                         endpoint,
@@ -730,6 +892,13 @@ impl Settings {
                 .parse::<ipnet::IpNet>()
                 .or_else(|_| c.trim().parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
                 .map_err(|_| anyhow!("--trust-proxy {c:?}: not a CIDR (e.g. 10.0.0.0/8)"))?;
+            if net.prefix_len() == 0 {
+                bail!(
+                    "--trust-proxy {c:?} trusts every address: any client could then forge \
+                     X-Forwarded-For past the rate limit and the relay's session caps. Give the \
+                     reverse proxy's own addresses"
+                );
+            }
             trust_proxies.push(net);
         }
         let relay = RelayLimits::from_args(&args)?;
@@ -760,6 +929,8 @@ impl Settings {
             )?),
         };
 
+        // After the range checks: a value out of range gets the range's message in every mode.
+        refuse_flags_of_other_modes(&args, chosen)?;
         Ok(Settings {
             allow_loopback_origins: args.allow_loopback_origins.unwrap_or(chosen == Mode::Dev),
             mode,
@@ -773,11 +944,20 @@ impl Settings {
             limits,
             rate_limit: args.rate_limit,
             rate_burst: in_range("--rate-burst", args.rate_burst.into(), RATE_BURST, "")? as u32,
-            www: args.www,
-            pkg: args.pkg,
-            vendor: args.vendor,
+            www: static_dir("--www", args.www)?,
+            pkg: static_dir("--pkg", args.pkg)?,
+            vendor: static_dir("--vendor", args.vendor)?,
             upstream_timeout: timeout,
         })
+    }
+}
+
+/// A static-files directory (`--www`, `--pkg`, `--vendor`) that exists: a mistyped path is a
+/// startup error, not a broker that answers 404 for everything under it.
+fn static_dir(flag: &str, dir: Option<PathBuf>) -> anyhow::Result<Option<PathBuf>> {
+    match dir {
+        Some(d) if !d.is_dir() => bail!("{flag} {}: not a directory", d.display()),
+        d => Ok(d),
     }
 }
 
@@ -1437,12 +1617,32 @@ mod tests {
         min: u64,
         max: u64,
     ) -> Vec<(u64, Settings)> {
-        let with = |value: u64| {
-            let value = value.to_string();
-            let mut args = base.to_vec();
-            args.extend([flag, value.as_str()]);
-            resolve(&args, env)
-        };
+        out_of_range_refused(base, env, flag, min, max);
+        [min, max]
+            .into_iter()
+            .map(|good| {
+                let s = with_flag(base, env, flag, good)
+                    .unwrap_or_else(|e| panic!("{flag} {good}: {e:#}"));
+                (good, s)
+            })
+            .collect()
+    }
+
+    fn with_flag(
+        base: &[&str],
+        env: &[(&str, &str)],
+        flag: &str,
+        value: u64,
+    ) -> anyhow::Result<Settings> {
+        let value = value.to_string();
+        let mut args = base.to_vec();
+        args.extend([flag, value.as_str()]);
+        resolve(&args, env)
+    }
+
+    /// `flag` out of `min..=max` is an error naming the flag and the range.
+    fn out_of_range_refused(base: &[&str], env: &[(&str, &str)], flag: &str, min: u64, max: u64) {
+        let with = |value: u64| with_flag(base, env, flag, value);
         for bad in [0, min.saturating_sub(1), max + 1] {
             if bad >= min && bad <= max {
                 continue;
@@ -1457,19 +1657,13 @@ mod tests {
                 "{flag} {bad}: {msg}"
             );
         }
-        [min, max]
-            .into_iter()
-            .map(|good| {
-                let s = with(good).unwrap_or_else(|e| panic!("{flag} {good}: {e:#}"));
-                (good, s)
-            })
-            .collect()
     }
 
     /// `--ttl` (dev) and `--max-ttl` (entra) are range-checked in every mode: the README lists
     /// them among the out-of-range values that exit with status 2, and a value silently ignored
     /// in one mode (`--ttl 0` in key mode, `--max-ttl 0` in key or dev mode) hides a typo or a
-    /// stray `BROKER_TTL`/`BROKER_MAX_TTL` until the mode changes.
+    /// stray `BROKER_TTL`/`BROKER_MAX_TTL` until the mode changes. In range, each is taken in its
+    /// own mode only ([`a_flag_of_another_mode_is_refused`]).
     #[test]
     fn ttl_flags_are_range_checked_in_every_mode() {
         let key = [
@@ -1499,13 +1693,24 @@ mod tests {
             ("AZURE_CLIENT_ID", "c"),
             ("AZURE_CLIENT_SECRET", "s"),
         ];
-        for (base, env) in [
-            (&[][..], &[][..]),
-            (&key[..], &key_env[..]),
-            (&entra[..], &entra_env[..]),
+        for (base, env, mode) in [
+            (&[][..], &[][..], Mode::Dev),
+            (&key[..], &key_env[..], Mode::Key),
+            (&entra[..], &entra_env[..], Mode::Entra),
         ] {
-            range_checked(base, env, "--ttl", MIN_TTL, MAX_TTL);
-            range_checked(base, env, "--max-ttl", 1, MAX_TTL);
+            for (flag, min, own) in [("--ttl", MIN_TTL, Mode::Dev), ("--max-ttl", 1, Mode::Entra)] {
+                if mode == own {
+                    range_checked(base, env, flag, min, MAX_TTL);
+                } else {
+                    out_of_range_refused(base, env, flag, min, MAX_TTL);
+                    let refused = with_flag(base, env, flag, min).err().map(|e| e.to_string());
+                    assert!(
+                        refused.as_deref().is_some_and(|e| e.contains("applies to")),
+                        "{flag} in {} mode: {refused:?}",
+                        mode.name()
+                    );
+                }
+            }
         }
     }
 
@@ -1591,5 +1796,184 @@ mod tests {
             resolve(&["--auth-scope", "s"], &[]).is_err(),
             "entra flags need --auth entra"
         );
+    }
+
+    /// A flag that means something only in another mode (or only with `--relay`) would do
+    /// nothing, silently: a deployment that sets `--resource-id` in key mode, or `--ttl` outside
+    /// dev mode, believes in a setting the broker ignores. Refused, naming the flag; each flag
+    /// still works in its own mode.
+    #[test]
+    fn a_flag_of_another_mode_is_refused() {
+        let key_env: &[(&str, &str)] = &[("SPEECH_KEY", "k")];
+        let entra_env: &[(&str, &str)] = &[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_CLIENT_SECRET", "s"),
+        ];
+        let rid =
+            "/subscriptions/0/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/a";
+        let dev: &[&str] = &["--mode", "dev"];
+        let key: &[&str] = &["--mode", "key", "--region", "westeurope"];
+        let entra: &[&str] = &[
+            "--mode",
+            "entra",
+            "--resource-id",
+            rid,
+            "--region",
+            "westeurope",
+        ];
+        let run = |base: &[&str], extra: &[&str], env: &[(&str, &str)]| {
+            let mut argv = base.to_vec();
+            argv.extend_from_slice(extra);
+            if base == dev {
+                resolve(&argv, env)
+            } else {
+                deployed(&argv, env)
+            }
+        };
+        // Negative control: each base is valid as it stands.
+        for (base, env) in [(dev, &[][..]), (key, key_env), (entra, entra_env)] {
+            run(base, &[], env).unwrap();
+        }
+        /// A base command line, its environment and the flag (with its value) added to it.
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+        let refused: &[Case] = &[
+            (key, key_env, &["--resource-id", rid]),
+            (key, key_env, &["--expose-entra-token"]),
+            (key, key_env, &["--managed-identity"]),
+            (key, key_env, &["--max-ttl", "300"]),
+            (key, key_env, &["--authority", "https://login.example.com"]),
+            (key, key_env, &["--imds-base", "http://127.0.0.1:1"]),
+            (key, key_env, &["--ttl", "60"]),
+            (key, key_env, &["--ws-idle-timeout", "5"]),
+            (key, key_env, &["--relay-ticket-ttl", "30"]),
+            (entra, entra_env, &["--sts-base", "https://sts.example.com"]),
+            (entra, entra_env, &["--ttl", "60"]),
+            (entra, entra_env, &["--relay-max-sessions", "9"]),
+            (dev, &[], &["--region", "westeurope"]),
+            (dev, &[], &["--sts-base", "https://sts.example.com"]),
+            (dev, &[], &["--resource-id", rid]),
+            (
+                dev,
+                &[],
+                &["--endpoint", "https://a.cognitiveservices.azure.com"],
+            ),
+            (dev, &[], &["--max-ttl", "300"]),
+            (dev, &[], &["--expose-entra-token"]),
+            (dev, &[], &["--relay-idle-timeout", "5"]),
+        ];
+        for (base, env, extra) in refused {
+            let error = run(base, extra, env).err().map(|e| e.to_string());
+            assert!(
+                error.as_deref().is_some_and(|e| e.contains(extra[0])),
+                "{base:?} + {extra:?}: {error:?}"
+            );
+        }
+        // Each flag in its own mode.
+        run(key, &["--sts-base", "https://sts.example.com"], key_env).unwrap();
+        run(
+            entra,
+            &["--max-ttl", "300", "--managed-identity"],
+            entra_env,
+        )
+        .unwrap();
+        run(dev, &["--ttl", "60", "--ws-idle-timeout", "5"], &[]).unwrap();
+        run(dev, &["--relay", "--relay-idle-timeout", "5"], &[]).unwrap();
+        run(key, &["--relay", "--relay-ticket-ttl", "30"], key_env).unwrap();
+    }
+
+    /// The README's "never trust `0.0.0.0/0`": a proxy range that is the whole address space
+    /// lets any client forge `X-Forwarded-For` past the per-IP rate limit and session cap.
+    #[test]
+    fn trusting_every_address_as_a_proxy_is_refused() {
+        for all in ["0.0.0.0/0", "::/0", "10.0.0.0/8,0.0.0.0/0"] {
+            let error = resolve(&["--trust-proxy", all], &[])
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("--trust-proxy")),
+                "{all}: {error:?}"
+            );
+        }
+        let s = resolve(&["--trust-proxy", "10.0.0.0/8,::1"], &[]).unwrap();
+        assert_eq!(s.trust_proxies.len(), 2);
+    }
+
+    /// A mistyped static-files directory is a startup error, not a broker that answers 404.
+    #[test]
+    fn a_static_directory_that_is_not_there_is_refused() {
+        let here = std::env::temp_dir();
+        let here = here.to_str().unwrap();
+        for flag in ["--www", "--pkg", "--vendor"] {
+            let error = resolve(&[flag, "/nonexistent/speech-token-broker"], &[])
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                error.as_deref().is_some_and(|e| e.contains(flag)),
+                "{flag}: {error:?}"
+            );
+            resolve(&[flag, here], &[]).unwrap();
+        }
+    }
+
+    /// README: the broker exits 2 on "an `http://` upstream that is not loopback". The managed
+    /// identity endpoints were the exception: `IDENTITY_ENDPOINT` (whose `IDENTITY_HEADER` is a
+    /// secret) took any `http://` host, `--imds-base` any `http://` host. Azure's own are a
+    /// loopback port (App Service, Container Apps, Functions, Arc) and the link-local IMDS.
+    #[test]
+    fn managed_identity_endpoints_are_https_or_local() {
+        let entra = |extra: &[&str], env: &[(&str, &str)]| {
+            let mut argv = vec![
+                "--mode",
+                "entra",
+                "--endpoint",
+                "https://sp.cognitiveservices.azure.com",
+            ];
+            argv.extend_from_slice(extra);
+            deployed(&argv, env)
+        };
+        let app_service = |endpoint| {
+            entra(
+                &[],
+                &[("IDENTITY_ENDPOINT", endpoint), ("IDENTITY_HEADER", "h")],
+            )
+        };
+        for refused in [
+            "http://10.255.255.1/msi/token",
+            "http://identity.example.com/msi",
+        ] {
+            let error = app_service(refused).err().map(|e| e.to_string());
+            assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("IDENTITY_ENDPOINT")),
+                "{refused}: {error:?}"
+            );
+        }
+        for taken in [
+            "http://127.0.0.1:41234/msi/token",
+            "http://localhost:42356/msi/token",
+            "https://identity.example.com/msi/token",
+        ] {
+            app_service(taken).unwrap_or_else(|e| panic!("{taken}: {e:#}"));
+        }
+        for refused in ["http://imds.attacker.example", "http://10.0.0.1"] {
+            let error = entra(&["--imds-base", refused], &[])
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                error.as_deref().is_some_and(|e| e.contains("--imds-base")),
+                "{refused}: {error:?}"
+            );
+        }
+        for taken in [
+            "http://169.254.169.254",
+            "http://127.0.0.1:1",
+            "https://imds.example.com",
+        ] {
+            entra(&["--imds-base", taken], &[]).unwrap_or_else(|e| panic!("{taken}: {e:#}"));
+        }
     }
 }

@@ -20,6 +20,10 @@ pub enum RateKey {
     User { tid: String, oid: String },
     /// An unauthenticated caller (`--auth none`/`header`), by client IP ([`client_key`]).
     Ip(IpAddr),
+    /// A relay connection, by its ticket's subject (`tid/oid`, or the caller class and client
+    /// IP: `relay::ticket_subject`): its own bucket, so that opening sessions never uses up
+    /// the token requests that renew the tickets.
+    Relay(String),
     /// A refused authentication, by client IP: its own bucket.
     Refused(IpAddr),
 }

@@ -44,7 +44,7 @@ use crate::cache::TokenCache;
 use crate::cloud::cloud_of;
 use crate::http::{json_error, with_retry_after};
 use crate::presented::presented_token;
-use crate::ratelimit::client_key;
+use crate::ratelimit::{client_key, RateKey, RateLimiter};
 use crate::secret::fingerprint;
 use crate::shutdown::{ShutdownWatch, CLOSE_HANDSHAKE_WAIT};
 use crate::upstream::now_unix_ms;
@@ -215,6 +215,9 @@ pub struct Relay {
     /// request the broker makes.
     connect_timeout: Duration,
     cache: Arc<TokenCache>,
+    /// `--rate-limit`: each upgrade takes a token from its ticket subject's bucket
+    /// ([`RateKey::Relay`]); the session caps count only the sessions open at once.
+    rate: Option<Arc<RateLimiter>>,
     sessions: Arc<Semaphore>,
     per_user: Mutex<HashMap<String, usize>>,
     shutdown: ShutdownWatch,
@@ -232,9 +235,11 @@ impl Relay {
         upstream: RelayUpstream,
         connect_timeout: Duration,
         cache: Arc<TokenCache>,
+        rate: Option<Arc<RateLimiter>>,
         shutdown: ShutdownWatch,
     ) -> Self {
         Relay {
+            rate,
             signer: TicketSigner::new_random(),
             ticket_ttl_secs: AtomicU64::new(limits.ticket_ttl.as_secs()),
             sessions: Arc::new(Semaphore::new(limits.max_sessions)),
@@ -418,14 +423,15 @@ pub fn refuse(relay: &Relay, status: StatusCode, kind: &str, detail: &str) -> Re
 /// a user wait long.
 pub const SESSION_CAP_RETRY_AFTER_S: u64 = 5;
 
-/// Refuses an upgrade over a session cap: 429 `rate-limited` with `retryAfter` and
-/// `Retry-After`, as the README's error table promises for every 429.
-fn refuse_over_cap(relay: &Relay, why: &str) -> Response {
+/// Refuses an upgrade over a session cap or the rate limit: 429 `rate-limited` with
+/// `retryAfter` and `Retry-After` (`retry_after_s`), as the README's error table promises for
+/// every 429.
+fn refuse_over_cap(relay: &Relay, why: &str, retry_after_s: u64) -> Response {
     relay.refused.fetch_add(1, Ordering::Relaxed);
-    let body = json!({ "detail": why, "retryAfter": SESSION_CAP_RETRY_AFTER_S });
+    let body = json!({ "detail": why, "retryAfter": retry_after_s });
     with_retry_after(
         json_error(StatusCode::TOO_MANY_REQUESTS, "rate-limited", Some(body)),
-        SESSION_CAP_RETRY_AFTER_S,
+        retry_after_s,
     )
 }
 
@@ -499,9 +505,16 @@ pub async fn relay_ws(
             .max_message_size(relay.limits.max_frame_bytes),
         Err(rejection) => return crate::http::ws_rejection(rejection),
     };
+    // Before the session caps and the upstream: a refused upgrade costs no upstream connect.
+    if let Some(rate) = &relay.rate {
+        if let Err(wait) = rate.check(RateKey::Relay(user.clone()), Instant::now()) {
+            let secs = (wait.as_secs_f64().ceil() as u64).max(1);
+            return refuse_over_cap(&relay, "too many relay connections for this user", secs);
+        }
+    }
     let guard = match relay.enter(&user) {
         Ok(g) => g,
-        Err(why) => return refuse_over_cap(&relay, why),
+        Err(why) => return refuse_over_cap(&relay, why, SESSION_CAP_RETRY_AFTER_S),
     };
     // the upstream credential: the broker's own token, in a header
     let credential = match relay.cache.get().await {

@@ -1,6 +1,7 @@
 //! Wiring: routes, their guards, static files with their security headers.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -172,13 +173,13 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
         .expect("CSP is a header value");
     let mut statics: Router = Router::new();
     if let Some(p) = &settings.pkg {
-        statics = statics.nest_service("/pkg", ServeDir::new(p));
+        statics = statics.nest_service("/pkg", confined_dir(p));
     }
     if let Some(v) = &settings.vendor {
-        statics = statics.nest_service("/vendor", ServeDir::new(v));
+        statics = statics.nest_service("/vendor", confined_dir(v));
     }
     statics = match &settings.www {
-        Some(w) => statics.fallback_service(ServeDir::new(w)),
+        Some(w) => statics.fallback_service(confined_dir(w)),
         None => statics.fallback(|| async { json_error(StatusCode::NOT_FOUND, "not-found", None) }),
     };
     let statics = statics.layer(middleware::from_fn_with_state(csp, static_headers));
@@ -190,6 +191,46 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
             deadline,
         ))
         .layer(middleware::from_fn_with_state(state, host_guard))
+}
+
+/// `dir` served as static files, confined ([`confine`]).
+fn confined_dir(dir: &Path) -> Router {
+    // Canonical, so that a symlink's target can be compared with it (the directory exists:
+    // `config::static_dir` checked it at start).
+    let root = Arc::new(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
+    Router::new()
+        .fallback_service(ServeDir::new(dir))
+        .layer(middleware::from_fn_with_state(root, confine))
+}
+
+/// Static files never include a dot-file or a dot-directory (`.env`, `.git/`, `.npmrc`) and
+/// never leave their directory through a symlink: a `--www` pointed at a checkout or a build
+/// folder must not publish what sits beside the page. Either is a 404, as for a file that is
+/// not there. (`ServeDir` itself refuses `..` but serves dot-files and follows symlinks.)
+async fn confine(State(root): State<Arc<PathBuf>>, req: Request, next: Next) -> Response {
+    let not_found = || json_error(StatusCode::NOT_FOUND, "not-found", None);
+    let Ok(path) = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8() else {
+        return not_found();
+    };
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if segments
+        .iter()
+        .any(|s| s.starts_with('.') || s.contains('\\'))
+    {
+        return not_found();
+    }
+    let mut file = root.join(segments.join("/"));
+    if tokio::fs::metadata(&file).await.is_ok_and(|m| m.is_dir()) {
+        file.push("index.html");
+    }
+    // A path that does not resolve is left to `ServeDir` (its 404); one that resolves outside
+    // the directory is refused here.
+    if let Ok(real) = tokio::fs::canonicalize(&file).await {
+        if !real.starts_with(root.as_path()) {
+            return not_found();
+        }
+    }
+    next.run(req).await
 }
 
 /// Every static answer carries the CSP and friends; JS and wasm get exact content types.

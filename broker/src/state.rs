@@ -170,6 +170,7 @@ pub fn build_state(
             relay_upstream_base(&settings.mode, local),
             settings.upstream_timeout,
             Arc::clone(&cache),
+            rate.clone(),
             shutdown.clone(),
         ))
     });

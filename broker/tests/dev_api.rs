@@ -773,3 +773,64 @@ async fn admin_numbers_out_of_range_are_400_not_a_crash() {
     let _ws = common::speech::connect(&url, None).await.expect("upgrade");
     assert_eq!(get(&b, "/healthz").await.status(), 200);
 }
+
+/// A `--www` pointed at a checkout or a build folder published its dot-files (`.env`,
+/// `.git/config`) and followed symlinks out of the folder (an outside review read
+/// `/etc/hostname` through one). Both are 404 now, under every static mount; files inside, a
+/// symlink that stays inside and a directory's `index.html` are still served.
+#[cfg(unix)]
+#[tokio::test]
+async fn static_files_hide_dot_files_and_never_leave_their_directory() {
+    let dir = std::env::temp_dir().join(format!("stb-confined-{}", common::random_hex(6)));
+    let (www, pkg, outside) = (dir.join("www"), dir.join("pkg"), dir.join("outside"));
+    for d in [&www, &pkg, &outside, &www.join(".git"), &www.join("sub")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(www.join("index.html"), "<!doctype html>").unwrap();
+    std::fs::write(www.join("sub/index.html"), "<!doctype html>sub").unwrap();
+    std::fs::write(www.join(".env"), "SPEECH_KEY=secret").unwrap();
+    std::fs::write(www.join(".git/config"), "[core]").unwrap();
+    std::fs::write(pkg.join(".npmrc"), "//registry:_authToken=secret").unwrap();
+    std::fs::write(outside.join("secret.txt"), "secret").unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.txt"), www.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(&outside, www.join("linked-dir")).unwrap();
+    std::os::unix::fs::symlink(www.join("index.html"), www.join("inside.html")).unwrap();
+    let b = start(
+        &[
+            "--www",
+            www.to_str().unwrap(),
+            "--pkg",
+            pkg.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let c = client();
+    for path in [
+        "/.env",
+        "/%2eenv",
+        "/.git/config",
+        "/.git/",
+        "/pkg/.npmrc",
+        "/link.txt",
+        "/linked-dir/secret.txt",
+        "/sub/../.env",
+    ] {
+        let r = c.get(b.url(path)).send().await.unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(!body.contains("secret"), "{path}: {body}");
+    }
+    // Negative control: what is inside is served.
+    for (path, body) in [
+        ("/", "<!doctype html>"),
+        ("/sub/", "<!doctype html>sub"),
+        ("/inside.html", "<!doctype html>"),
+    ] {
+        let r = c.get(b.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.text().await.unwrap().starts_with(body), "{path}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1089,3 +1089,37 @@ async fn a_service_that_does_not_answer_in_time_is_an_upstream_failure() {
     assert_eq!(body["detail"], "Speech service timed out");
     assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
 }
+
+/// One ticket could open any number of upstream sessions one after another (3 858 in 5 s in an
+/// outside review), each with the broker's own credential: the session caps count only the
+/// sessions open at once. Each upgrade now draws from the `--rate-limit` bucket of the ticket's
+/// subject (its own bucket, beside the token route's), refused with 429 and `Retry-After`
+/// before the upstream is reached.
+#[tokio::test]
+async fn relay_connections_are_rate_limited_per_ticket_subject() {
+    let b = start(&["--relay", "--rate-limit", "60", "--rate-burst", "3"], &[]).await;
+    let u = ticket_url(&b).await;
+    for n in 0..3 {
+        let mut ws = connect(&u, None)
+            .await
+            .unwrap_or_else(|e| panic!("connection {n}: {e}"));
+        let _ = ws.close(None).await;
+    }
+    let (status, retry_after, body) = refusal(&u).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "rate-limited", "{body}");
+    let secs: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=2).contains(&secs), "{secs}");
+    // the refused upgrade never reached the Speech service
+    let st = stats(&b).await;
+    assert_eq!(st["speechConnections"].as_array().unwrap().len(), 3, "{st}");
+    // Negative control: without a limit, the same churn is not refused.
+    let free = start(&["--relay", "--rate-limit", "0"], &[]).await;
+    let u = ticket_url(&free).await;
+    for n in 0..5 {
+        let mut ws = connect(&u, None)
+            .await
+            .unwrap_or_else(|e| panic!("unlimited, connection {n}: {e}"));
+        let _ = ws.close(None).await;
+    }
+}

@@ -90,8 +90,8 @@ impl TokenClient {
     /// Fetches a new token now, even if the current one is still good, from a request sent
     /// after the call: the caller joins a request in flight only while that request's headers
     /// are not in hand yet; behind one already sent, it waits for the next request, sent as soon
-    /// as that one ends. Resolves with the new token; a failure leaves the current token in
-    /// service.
+    /// as that one ends. Resolves with the broker's answer (a broker that caches its token may
+    /// answer the same one); a failure leaves the current token in service.
     /// Always asks the broker, also right after a final error (it is the app's "the user signed
     /// in again").
     #[wasm_bindgen(js_name = refreshNow, unchecked_return_type = "Promise<string>")]

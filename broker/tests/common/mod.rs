@@ -16,13 +16,13 @@ pub mod binary;
 pub mod entra;
 pub mod speech;
 
-/// Flags every key/entra test broker needs on loopback (explicit `--auth`, host allow-list, the
-/// entra opt-in); `start` adds them unless the test gives its own.
-pub const DEPLOY_FLAGS: &[(&str, &str)] = &[
-    ("--auth", "none"),
-    ("--allow-host", "127.0.0.1"),
-    ("--expose-entra-token", ""),
-];
+/// Flags every key/entra test broker needs on loopback (explicit `--auth`, host allow-list);
+/// `start` adds them unless the test gives its own, and in entra mode also the opt-in
+/// [`ENTRA_FLAG`] (a flag of another mode is refused).
+pub const DEPLOY_FLAGS: &[(&str, &str)] = &[("--auth", "none"), ("--allow-host", "127.0.0.1")];
+
+/// The entra-mode opt-in that entra test brokers get from [`with_deploy_flags`].
+pub const ENTRA_FLAG: &str = "--expose-entra-token";
 
 pub fn settings(argv: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Settings> {
     let mut full = vec!["speech-token-broker", "--listen", "127.0.0.1:0"];
@@ -44,10 +44,12 @@ pub async fn start(argv: &[&str], env: &[(&str, &str)]) -> RunningBroker {
 
 /// `argv` plus the [`DEPLOY_FLAGS`] it lacks, for key and entra modes.
 pub fn with_deploy_flags<'a>(argv: &[&'a str]) -> Vec<&'a str> {
-    let deployed = argv
-        .windows(2)
-        .any(|w| w[0] == "--mode" && (w[1] == "key" || w[1] == "entra"));
+    let mode = |name| argv.windows(2).any(|w| w[0] == "--mode" && w[1] == name);
+    let deployed = mode("key") || mode("entra");
     let mut full: Vec<&str> = argv.to_vec();
+    if mode("entra") && !argv.contains(&ENTRA_FLAG) {
+        full.push(ENTRA_FLAG);
+    }
     if deployed {
         for (flag, value) in DEPLOY_FLAGS {
             if argv.contains(flag) {
