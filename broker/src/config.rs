@@ -293,14 +293,16 @@ pub const DEFAULT_MAX_TTL_S: u64 = 600;
 pub const DEFAULT_WS_IDLE_TIMEOUT_S: u64 = 60;
 /// `--imds-base`: the Instance Metadata Service's fixed link-local address.
 pub const DEFAULT_IMDS_BASE: &str = "http://169.254.169.254";
-/// `--relay-ticket-ttl`.
+/// `--relay-ticket-ttl`: the relay issue's "≤ 60 s by default". The browser client refreshes a
+/// ticket half-way (margin max(30 s, 20 %) capped at half the lifetime), so a ticket is always
+/// fresh when the SDK opens a connection.
 pub const DEFAULT_RELAY_TICKET_TTL_S: u64 = 60;
 /// `--relay-max-sessions`.
 pub const DEFAULT_RELAY_MAX_SESSIONS: usize = 256;
 /// `--relay-max-sessions-per-user`.
 pub const DEFAULT_RELAY_MAX_SESSIONS_PER_USER: usize = 4;
-/// `--relay-max-duration`: an hour, the longest session Speech itself keeps open is about 10 min
-/// of continuous recognition per connection renewal; an hour leaves room for long dictation.
+/// `--relay-max-duration`: an hour, room for long dictation while a forgotten session still
+/// ends.
 pub const DEFAULT_RELAY_MAX_DURATION_S: u64 = 3600;
 /// `--relay-idle-timeout`.
 pub const DEFAULT_RELAY_IDLE_TIMEOUT_S: u64 = 60;

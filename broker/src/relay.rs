@@ -5,9 +5,11 @@
 //! `{token: <ticket>, expiresIn, endpoint: "ws(s)://<broker>/relay/speech/…"}`), so the browser
 //! module's refresh, attach and single-flight machinery work unchanged and the SDK carries the
 //! ticket as it carries a token (the `Authorization` query parameter of each connection). A ticket
-//! is HMAC-SHA256-signed with a random per-process key, lives [`DEFAULT_TICKET_TTL`] by default,
+//! is HMAC-SHA256-signed with a random per-process key, lives `config::DEFAULT_RELAY_TICKET_TTL_S` by default,
 //! and is bound to the relay route, the page's origin and the user (`tid`+`oid`, or the caller
-//! class and client IP without user authentication): worthless anywhere else. On upgrade the relay
+//! class and client IP without user authentication): worthless on another route, page or user.
+//! Within its lifetime it is a bearer (the IP in an anonymous subject is not compared on
+//! upgrade): `--rate-limit` bounds how many sessions one ticket opens one after another. On upgrade the relay
 //! checks it, strips it from the query, and connects to the Speech service with the broker's own
 //! credential in an `Authorization` header (which a native client can send and a browser cannot).
 //! Only the SDK's own WebSocket paths ([`SDK_PATHS`]) are relayed.
@@ -49,10 +51,6 @@ use crate::secret::fingerprint;
 use crate::shutdown::{ShutdownWatch, CLOSE_HANDSHAKE_WAIT};
 use crate::upstream::now_unix_ms;
 
-/// Default ticket lifetime: the "≤ 60 s by default". The browser client refreshes it
-/// half-way (margin max(30 s, 20 %) capped at half the lifetime), so a ticket is always fresh
-/// when the SDK opens a connection.
-pub const DEFAULT_TICKET_TTL: Duration = Duration::from_secs(60);
 /// The path prefix of relayed connections.
 pub const RELAY_PREFIX: &str = "/relay";
 /// What a ticket is bound to besides origin and user.

@@ -8,6 +8,7 @@ pub mod keys;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::config::AuthSettings;
 use crate::http::{ct_eq, json_error, with_retry_after};
@@ -144,10 +145,17 @@ impl Authenticator {
         match self {
             Authenticator::None => Ok(Identity::Anonymous),
             Authenticator::Header { name, value } => {
-                let ok = headers
-                    .get_all(name)
-                    .iter()
-                    .any(|v| ct_eq(v.as_bytes(), value.expose().as_bytes()));
+                // Exactly one copy: with several, one request would carry several guesses.
+                // Compared as SHA-256 digests in constant time: equal lengths, so the time
+                // tells nothing of the secret's length either.
+                let mut copies = headers.get_all(name).iter();
+                let ok = match (copies.next(), copies.next()) {
+                    (Some(given), None) => ct_eq(
+                        &Sha256::digest(given.as_bytes()),
+                        &Sha256::digest(value.expose().as_bytes()),
+                    ),
+                    _ => false,
+                };
                 if ok {
                     Ok(Identity::SharedHeader)
                 } else {
@@ -184,6 +192,42 @@ mod tests {
         assert_eq!(bearer(&h), None);
         h.insert("authorization", HeaderValue::from_static("Bearer "));
         assert_eq!(bearer(&h), None);
+    }
+
+    /// `--auth header` took a request when any of its copies of the header matched, so one
+    /// request could carry ~100 guesses of the shared value (an outside review). A request now
+    /// carries the header exactly once; the one copy is compared.
+    #[tokio::test]
+    async fn the_shared_header_is_one_guess_per_request() {
+        let auth = Authenticator::Header {
+            name: axum::http::HeaderName::from_static("x-app-session"),
+            value: Secret::new("s3ss10n".to_string()),
+        };
+        let with = |values: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("x-app-session", HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(auth.authenticate(&with(&["s3ss10n"])).await.is_ok());
+        for refused in [
+            &[][..],
+            &["wrong"][..],
+            &["s3ss10"][..],
+            &["s3ss10n0"][..],
+            &["guess1", "s3ss10n"][..],
+            &["s3ss10n", "guess2"][..],
+            &["s3ss10n", "s3ss10n"][..],
+        ] {
+            assert!(
+                matches!(
+                    auth.authenticate(&with(refused)).await,
+                    Err(Refusal::Header)
+                ),
+                "{refused:?}"
+            );
+        }
     }
 
     #[test]
