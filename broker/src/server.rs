@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -23,6 +23,17 @@ use crate::shutdown::Shutdown;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
+/// How often connections refused at `--max-connections` are told in the log: a client that
+/// keeps connecting past the limit would otherwise write one line per attempt.
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Connections refused at the limit since the last log line, and when that line was written.
+#[derive(Default)]
+struct Refused {
+    count: u64,
+    last_told: Option<Instant>,
+}
+
 /// Serves `router` on `listener` until `shutdown` completes; then announces it to the WebSocket
 /// sessions (`going_away`), waits for open HTTP connections to finish their current request and
 /// for the sessions to close. Unbounded here: the caller bounds it (`main`:
@@ -36,6 +47,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut refused = Refused::default();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -50,8 +62,21 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!(%peer, max = limits.max_connections, "connection limit reached; closing");
             drop(stream);
+            refused.count += 1;
+            let now = Instant::now();
+            if refused
+                .last_told
+                .is_none_or(|t| now.duration_since(t) >= REFUSED_LOG_EVERY)
+            {
+                // `refused`: connections closed since the previous line (this one included).
+                tracing::warn!(%peer, max = limits.max_connections, refused = refused.count,
+                    "connection limit reached; closing");
+                refused = Refused {
+                    count: 0,
+                    last_told: Some(now),
+                };
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);

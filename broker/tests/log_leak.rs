@@ -464,3 +464,31 @@ async fn relay_logs_no_ticket_and_no_upstream_token() {
         "a JWT in the log"
     );
 }
+
+/// A client that keeps opening connections past `--max-connections` wrote one WARN line per
+/// refused connection (an outside review flooded the log this way). The refusals are now told
+/// at most once a second, with how many there were.
+#[tokio::test]
+async fn refused_connections_are_logged_at_most_once_a_second() {
+    let run = run_binary(&["--mode", "dev", "--max-connections", "1"], &[]).await;
+    let addr = run.base.trim_start_matches("http://").to_string();
+    // The one slot, held.
+    let _held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..200 {
+        if let Ok(s) = tokio::net::TcpStream::connect(&addr).await {
+            drop(s);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run.sigterm();
+    let log = run.exited().await;
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("connection limit reached"))
+        .collect();
+    // Negative control: the refusals happened and were told.
+    assert!(!lines.is_empty(), "{log}");
+    assert!(lines.len() <= 3, "{} lines: {lines:#?}", lines.len());
+    assert!(lines[0].contains("refused="), "{}", lines[0]);
+}
