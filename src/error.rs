@@ -108,7 +108,7 @@ impl Invalid {
                 "invalid token response: the region is not a valid Azure region name"
             }
             Invalid::Endpoint => {
-                "invalid token response: the endpoint is not a wss or https URL without a user name or password (ws or http only on loopback)"
+                "invalid token response: the endpoint is not a wss or https URL, or has a user name"
             }
         }
     }

@@ -315,8 +315,16 @@ pub const DEFAULT_RELAY_MAX_FRAME: usize = 1024 * 1024;
 /// differs from its default (given as a flag or as its environment variable).
 fn refuse_flags_of_other_modes(args: &Args, mode: Mode) -> anyhow::Result<()> {
     let (dev, key, entra) = (mode == Mode::Dev, mode == Mode::Key, mode == Mode::Entra);
-    // (flag, set, where it applies)
-    let flags: [(&str, bool, bool, &str); 16] = [
+    // An empty value (`BROKER_REGION=` from a template that writes every variable) is unset,
+    // as an empty secret is; a URL is compared without a trailing `/`.
+    let text = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    let url = |v: &str, default: &str| {
+        let v = v.trim().trim_end_matches('/');
+        !v.is_empty() && v != default
+    };
+    let relay = args.relay;
+    // (flag, set, applies here, where it applies)
+    let flags: [(&str, bool, bool, &str); 17] = [
         ("--ttl", args.ttl != DEFAULT_TTL_S, dev, "dev mode"),
         (
             "--ws-idle-timeout",
@@ -324,22 +332,17 @@ fn refuse_flags_of_other_modes(args: &Args, mode: Mode) -> anyhow::Result<()> {
             dev,
             "dev mode",
         ),
-        (
-            "--region",
-            args.region.is_some(),
-            !dev,
-            "key and entra modes",
-        ),
-        ("--sts-base", args.sts_base.is_some(), key, "key mode"),
+        ("--region", text(&args.region), !dev, "key and entra modes"),
+        ("--sts-base", text(&args.sts_base), key, "key mode"),
         (
             "--endpoint",
-            args.endpoint.is_some(),
+            text(&args.endpoint),
             !dev,
             "entra mode (key mode: with --relay)",
         ),
         (
             "--resource-id",
-            args.resource_id.is_some(),
+            text(&args.resource_id),
             entra,
             "entra mode",
         ),
@@ -352,8 +355,8 @@ fn refuse_flags_of_other_modes(args: &Args, mode: Mode) -> anyhow::Result<()> {
         (
             "--expose-entra-token",
             args.expose_entra_token,
-            entra,
-            "entra mode",
+            entra && !relay,
+            "entra mode without --relay (the relay hands out tickets, never the Entra token)",
         ),
         (
             "--managed-identity",
@@ -363,61 +366,59 @@ fn refuse_flags_of_other_modes(args: &Args, mode: Mode) -> anyhow::Result<()> {
         ),
         (
             "--authority",
-            args.authority != DEFAULT_AUTHORITY,
+            url(&args.authority, DEFAULT_AUTHORITY),
             entra,
             "entra mode",
         ),
         (
             "--imds-base",
-            args.imds_base != DEFAULT_IMDS_BASE,
+            url(&args.imds_base, DEFAULT_IMDS_BASE),
             entra,
             "entra mode",
         ),
         (
             "--relay-ticket-ttl",
             args.relay_ticket_ttl != DEFAULT_RELAY_TICKET_TTL_S,
-            args.relay,
+            relay,
             "--relay",
         ),
         (
             "--relay-max-sessions",
             args.relay_max_sessions != DEFAULT_RELAY_MAX_SESSIONS,
-            args.relay,
+            relay,
             "--relay",
         ),
         (
             "--relay-max-sessions-per-user",
             args.relay_max_sessions_per_user != DEFAULT_RELAY_MAX_SESSIONS_PER_USER,
-            args.relay,
+            relay,
             "--relay",
         ),
         (
             "--relay-max-duration",
             args.relay_max_duration != DEFAULT_RELAY_MAX_DURATION_S,
-            args.relay,
+            relay,
             "--relay",
         ),
         (
             "--relay-idle-timeout",
             args.relay_idle_timeout != DEFAULT_RELAY_IDLE_TIMEOUT_S,
-            args.relay,
+            relay,
+            "--relay",
+        ),
+        (
+            "--relay-max-frame",
+            args.relay_max_frame != DEFAULT_RELAY_MAX_FRAME,
+            relay,
             "--relay",
         ),
     ];
-    let frame = args.relay_max_frame != DEFAULT_RELAY_MAX_FRAME && !args.relay;
-    if frame {
-        bail!("--relay-max-frame applies with --relay only: without it the value would be ignored");
-    }
     for (flag, set, applies, where_) in flags {
         if set && !applies {
             bail!(
-                "{flag} applies to {where_} only, not to {} mode{}: the value would be ignored",
+                "{flag} applies to {where_} only; this broker runs in {} mode{}: the value would be ignored",
                 mode.name(),
-                if where_ == "--relay" {
-                    " without --relay"
-                } else {
-                    ""
-                }
+                if relay { " with --relay" } else { " without --relay" }
             );
         }
     }
@@ -596,6 +597,17 @@ fn is_link_local_url(u: &url::Url) -> bool {
     }
 }
 
+/// Whether `u`'s host is a link-local or private (RFC 1918, IPv6 unique-local) address: the
+/// hosting platform's own network, where Azure serves its managed identity endpoint.
+fn is_platform_local_url(u: &url::Url) -> bool {
+    is_link_local_url(u)
+        || match u.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_private(),
+            Some(url::Host::Ipv6(ip)) => (ip.segments()[0] & 0xfe00) == 0xfc00,
+            _ => false,
+        }
+}
+
 /// Whether `ip` may listen for dev mode: loopback only.
 fn is_loopback_listen(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
@@ -733,13 +745,17 @@ impl Settings {
                     env_nonempty("IDENTITY_HEADER"),
                 ) {
                     let u = url::Url::parse(&endpoint).context("IDENTITY_ENDPOINT: not a URL")?;
-                    // Azure's own is a loopback port (App Service, Container Apps, Functions,
-                    // Arc); anywhere else plain http would carry IDENTITY_HEADER in the clear.
+                    // Azure's own is plain http on the platform's local network: a loopback
+                    // port (Windows App Service, Container Apps, Arc), a link-local address
+                    // (Linux App Service and Functions: 169.254.129.x, 169.254.130.x,
+                    // 169.254.255.2) or, on older Linux custom containers, a private one
+                    // (172.16.x.x). On a routable address plain http would carry
+                    // IDENTITY_HEADER, a secret, across networks in the clear.
                     match u.scheme() {
                         "https" => {}
-                        "http" if is_loopback_url(&u) => {}
+                        "http" if is_loopback_url(&u) || is_platform_local_url(&u) => {}
                         _ => bail!(
-                            "IDENTITY_ENDPOINT must be an https:// URL (http:// only on loopback)"
+                            "IDENTITY_ENDPOINT must be an https:// URL (http:// only on a loopback, link-local or private address, as Azure sets it)"
                         ),
                     }
                     EntraCredential::AppService {
@@ -894,11 +910,12 @@ impl Settings {
                 .parse::<ipnet::IpNet>()
                 .or_else(|_| c.trim().parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
                 .map_err(|_| anyhow!("--trust-proxy {c:?}: not a CIDR (e.g. 10.0.0.0/8)"))?;
-            if net.prefix_len() == 0 {
+            if too_wide_to_be_proxies(&net) {
                 bail!(
-                    "--trust-proxy {c:?} trusts every address: any client could then forge \
-                     X-Forwarded-For past the rate limit and the relay's session caps. Give the \
-                     reverse proxy's own addresses"
+                    "--trust-proxy {c:?} is too wide to be your proxies (IPv4 /{MIN_PROXY_PREFIX_V4} \
+                     or narrower, IPv6 /{MIN_PROXY_PREFIX_V6} or narrower): any client in it could \
+                     forge X-Forwarded-For past the rate limit and the relay's session caps. Give \
+                     the reverse proxy's own addresses"
                 );
             }
             trust_proxies.push(net);
@@ -951,6 +968,34 @@ impl Settings {
             vendor: static_dir("--vendor", args.vendor)?,
             upstream_timeout: timeout,
         })
+    }
+}
+
+/// The widest IPv4 range `--trust-proxy` takes: a /8 (`10.0.0.0/8`, a private network's
+/// proxies). Wider ranges (`0.0.0.0/1` and `128.0.0.0/1` together trust every address) are
+/// refused: the README's "never trust every address".
+pub const MIN_PROXY_PREFIX_V4: u8 = 8;
+/// The widest IPv6 range `--trust-proxy` takes: a /32, an ISP's or a cloud region's allocation.
+pub const MIN_PROXY_PREFIX_V6: u8 = 32;
+
+/// Whether `net` is wider than any set of reverse proxies: an IPv4 range wider than
+/// [`MIN_PROXY_PREFIX_V4`], an IPv6 range wider than [`MIN_PROXY_PREFIX_V6`], or an
+/// IPv4-mapped IPv6 range (`::ffff:0:0/96`) wider than the same /8 of IPv4.
+fn too_wide_to_be_proxies(net: &ipnet::IpNet) -> bool {
+    match net {
+        ipnet::IpNet::V4(v4) => v4.prefix_len() < MIN_PROXY_PREFIX_V4,
+        ipnet::IpNet::V6(v6) => {
+            let mapped_space = std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0);
+            if v6.prefix_len() < MIN_PROXY_PREFIX_V6 {
+                true
+            } else if v6.prefix_len() <= 96 {
+                // Holds all of IPv4, mapped (`::/64` does).
+                v6.contains(&mapped_space)
+            } else {
+                v6.network().to_ipv4_mapped().is_some()
+                    && v6.prefix_len() < 96 + MIN_PROXY_PREFIX_V4
+            }
+        }
     }
 }
 
@@ -1871,6 +1916,41 @@ mod tests {
                 "{base:?} + {extra:?}: {error:?}"
             );
         }
+        // The relay hands out tickets: the Entra token opt-in is refused with it.
+        let error = resolve(
+            &[
+                "--mode",
+                "entra",
+                "--endpoint",
+                "https://a.cognitiveservices.azure.com",
+                "--relay",
+                "--expose-entra-token",
+                "--auth",
+                "none",
+                "--allow-host",
+                "b",
+            ],
+            entra_env,
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("--expose-entra-token")),
+            "{error:?}"
+        );
+        // An empty value (a template that writes every variable) is unset, and a URL equal to
+        // its default but for a trailing `/` is the default.
+        run(
+            key,
+            &["--resource-id", "", "--sts-base", "https://sts.example.com"],
+            key_env,
+        )
+        .unwrap();
+        run(entra, &["--sts-base", " "], entra_env).unwrap();
+        run(dev, &["--region", "", "--endpoint", ""], &[]).unwrap();
+        run(key, &["--imds-base", "http://169.254.169.254/"], key_env).unwrap();
         // Each flag in its own mode.
         run(key, &["--sts-base", "https://sts.example.com"], key_env).unwrap();
         run(
@@ -1884,11 +1964,22 @@ mod tests {
         run(key, &["--relay", "--relay-ticket-ttl", "30"], key_env).unwrap();
     }
 
-    /// The README's "never trust `0.0.0.0/0`": a proxy range that is the whole address space
-    /// lets any client forge `X-Forwarded-For` past the per-IP rate limit and session cap.
+    /// The README's "never trust `0.0.0.0/0`": a proxy range that is the whole address space (or
+    /// near it, or several ranges that add up to it) lets any client forge `X-Forwarded-For`
+    /// past the per-IP rate limit and session cap.
     #[test]
     fn trusting_every_address_as_a_proxy_is_refused() {
-        for all in ["0.0.0.0/0", "::/0", "10.0.0.0/8,0.0.0.0/0"] {
+        for all in [
+            "0.0.0.0/0",
+            "::/0",
+            "10.0.0.0/8,0.0.0.0/0",
+            "0.0.0.0/1,128.0.0.0/1",
+            "10.0.0.0/7",
+            "::ffff:0:0/96",
+            "::ffff:0:0/103",
+            "::/64",
+            "2000::/3",
+        ] {
             let error = resolve(&["--trust-proxy", all], &[])
                 .err()
                 .map(|e| e.to_string());
@@ -1899,8 +1990,15 @@ mod tests {
                 "{all}: {error:?}"
             );
         }
-        let s = resolve(&["--trust-proxy", "10.0.0.0/8,::1"], &[]).unwrap();
-        assert_eq!(s.trust_proxies.len(), 2);
+        let s = resolve(
+            &[
+                "--trust-proxy",
+                "10.0.0.0/8,::1,2001:db8::/32,::ffff:10.0.0.0/104,192.0.2.1",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.trust_proxies.len(), 5);
     }
 
     /// A mistyped static-files directory is a startup error, not a broker that answers 404.
@@ -1920,10 +2018,12 @@ mod tests {
         }
     }
 
-    /// README: the broker exits 2 on "an `http://` upstream that is not loopback". The managed
-    /// identity endpoints were the exception: `IDENTITY_ENDPOINT` (whose `IDENTITY_HEADER` is a
-    /// secret) took any `http://` host, `--imds-base` any `http://` host. Azure's own are a
-    /// loopback port (App Service, Container Apps, Functions, Arc) and the link-local IMDS.
+    /// README: the broker exits 2 on an `http://` upstream across networks. The managed identity
+    /// endpoints were the exception: `IDENTITY_ENDPOINT` (whose `IDENTITY_HEADER` is a secret)
+    /// took any `http://` host, `--imds-base` any `http://` host. Azure's own are on the
+    /// platform's local network: a loopback port (Windows App Service, Container Apps, Arc), a
+    /// link-local address (Linux App Service and Functions), a private one (older Linux custom
+    /// containers), and the link-local IMDS.
     #[test]
     fn managed_identity_endpoints_are_https_or_local() {
         let entra = |extra: &[&str], env: &[(&str, &str)]| {
@@ -1943,8 +2043,9 @@ mod tests {
             )
         };
         for refused in [
-            "http://10.255.255.1/msi/token",
+            "http://203.0.113.7/msi/token",
             "http://identity.example.com/msi",
+            "ftp://127.0.0.1/msi",
         ] {
             let error = app_service(refused).err().map(|e| e.to_string());
             assert!(
@@ -1957,6 +2058,9 @@ mod tests {
         for taken in [
             "http://127.0.0.1:41234/msi/token",
             "http://localhost:42356/msi/token",
+            "http://169.254.129.2:8081/msi/token",
+            "http://169.254.255.2:8081/msi/token",
+            "http://172.16.1.5:8081/msi/token",
             "https://identity.example.com/msi/token",
         ] {
             app_service(taken).unwrap_or_else(|e| panic!("{taken}: {e:#}"));

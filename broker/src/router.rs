@@ -8,7 +8,7 @@ use axum::extract::{Request, State};
 use axum::handler::Handler;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, MethodRouter};
 use axum::Router;
 use tower_http::services::ServeDir;
@@ -195,30 +195,39 @@ pub fn router(settings: &Settings, state: Arc<AppState>) -> Router {
 
 /// `dir` served as static files, confined ([`confine`]).
 fn confined_dir(dir: &Path) -> Router {
-    // Canonical, so that a symlink's target can be compared with it (the directory exists:
-    // `config::static_dir` checked it at start).
-    let root = Arc::new(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
     Router::new()
         .fallback_service(ServeDir::new(dir))
-        .layer(middleware::from_fn_with_state(root, confine))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(dir.to_path_buf()),
+            confine,
+        ))
 }
 
 /// Static files never include a dot-file or a dot-directory (`.env`, `.git/`, `.npmrc`) and
 /// never leave their directory through a symlink: a `--www` pointed at a checkout or a build
-/// folder must not publish what sits beside the page. Either is a 404, as for a file that is
-/// not there. (`ServeDir` itself refuses `..` but serves dot-files and follows symlinks.)
-async fn confine(State(root): State<Arc<PathBuf>>, req: Request, next: Next) -> Response {
-    let not_found = || json_error(StatusCode::NOT_FOUND, "not-found", None);
+/// folder must not publish what sits beside the page. Either is the same bare 404 as a file that
+/// is not there (`ServeDir`'s), so an answer never tells whether something exists outside.
+/// (`ServeDir` itself refuses `..` but serves dot-files and follows symlinks.) The directory
+/// is resolved on every request, as `ServeDir` reads it: a release swap that repoints a
+/// symlinked `--www` is judged against the tree that is served.
+async fn confine(State(dir): State<Arc<PathBuf>>, req: Request, next: Next) -> Response {
+    let not_found = || StatusCode::NOT_FOUND.into_response();
     let Ok(path) = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8() else {
         return not_found();
     };
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&str> = path
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
     if segments
         .iter()
         .any(|s| s.starts_with('.') || s.contains('\\'))
     {
         return not_found();
     }
+    let Ok(root) = tokio::fs::canonicalize(dir.as_path()).await else {
+        return not_found();
+    };
     let mut file = root.join(segments.join("/"));
     if tokio::fs::metadata(&file).await.is_ok_and(|m| m.is_dir()) {
         file.push("index.html");
@@ -226,7 +235,7 @@ async fn confine(State(root): State<Arc<PathBuf>>, req: Request, next: Next) -> 
     // A path that does not resolve is left to `ServeDir` (its 404); one that resolves outside
     // the directory is refused here.
     if let Ok(real) = tokio::fs::canonicalize(&file).await {
-        if !real.starts_with(root.as_path()) {
+        if !real.starts_with(&root) {
             return not_found();
         }
     }

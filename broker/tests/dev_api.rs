@@ -806,6 +806,12 @@ async fn static_files_hide_dot_files_and_never_leave_their_directory() {
     )
     .await;
     let c = client();
+    // A missing file's 404: what every refusal looks like, so that an answer never tells
+    // whether something exists outside the directory.
+    let missing = c.get(b.url("/missing.txt")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let missing = missing.text().await.unwrap();
+    std::os::unix::fs::symlink(outside.join("nothing.txt"), www.join("dangling.txt")).unwrap();
     for path in [
         "/.env",
         "/%2eenv",
@@ -813,6 +819,7 @@ async fn static_files_hide_dot_files_and_never_leave_their_directory() {
         "/.git/",
         "/pkg/.npmrc",
         "/link.txt",
+        "/dangling.txt",
         "/linked-dir/secret.txt",
         "/sub/../.env",
     ] {
@@ -820,17 +827,67 @@ async fn static_files_hide_dot_files_and_never_leave_their_directory() {
         let status = r.status();
         let body = r.text().await.unwrap();
         assert_eq!(status, 404, "{path}: {body}");
-        assert!(!body.contains("secret"), "{path}: {body}");
+        assert_eq!(body, missing, "{path}");
     }
     // Negative control: what is inside is served.
     for (path, body) in [
         ("/", "<!doctype html>"),
         ("/sub/", "<!doctype html>sub"),
+        ("/./sub/./index.html", "<!doctype html>sub"),
         ("/inside.html", "<!doctype html>"),
     ] {
         let r = c.get(b.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
         assert!(r.text().await.unwrap().starts_with(body), "{path}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `--www` that is itself a symlink (a release swap: `current -> releases/vN`) is judged
+/// against the tree it points to now, which is the one served: the outside review found the
+/// check still looking at the tree of the broker's start.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_repointed_static_directory_is_confined_to_its_new_tree() {
+    let dir = std::env::temp_dir().join(format!("stb-swap-{}", common::random_hex(6)));
+    let (v1, v2, outside) = (dir.join("v1"), dir.join("v2"), dir.join("outside"));
+    for d in [&v1, &v2, &outside] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(outside.join("secret.txt"), "secret").unwrap();
+    std::fs::write(v1.join("index.html"), "v1").unwrap();
+    std::fs::write(v2.join("index.html"), "v2").unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.txt"), v2.join("leak.txt")).unwrap();
+    let current = dir.join("current");
+    std::os::unix::fs::symlink(&v1, &current).unwrap();
+    let b = start(&["--www", current.to_str().unwrap()], &[]).await;
+    let c = client();
+    assert_eq!(
+        c.get(b.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "v1"
+    );
+    // The swap.
+    let next = dir.join("current.next");
+    std::os::unix::fs::symlink(&v2, &next).unwrap();
+    std::fs::rename(&next, &current).unwrap();
+    assert_eq!(
+        c.get(b.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "v2"
+    );
+    let r = c.get(b.url("/leak.txt")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(!r.text().await.unwrap().contains("secret"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -17,8 +17,8 @@ pub mod entra;
 pub mod speech;
 
 /// Flags every key/entra test broker needs on loopback (explicit `--auth`, host allow-list);
-/// `start` adds them unless the test gives its own, and in entra mode also the opt-in
-/// [`ENTRA_FLAG`] (a flag of another mode is refused).
+/// `start` adds them unless the test gives its own, and in entra mode without `--relay` also the
+/// opt-in [`ENTRA_FLAG`] (a flag that does not apply is refused).
 pub const DEPLOY_FLAGS: &[(&str, &str)] = &[("--auth", "none"), ("--allow-host", "127.0.0.1")];
 
 /// The entra-mode opt-in that entra test brokers get from [`with_deploy_flags`].
@@ -47,7 +47,7 @@ pub fn with_deploy_flags<'a>(argv: &[&'a str]) -> Vec<&'a str> {
     let mode = |name| argv.windows(2).any(|w| w[0] == "--mode" && w[1] == name);
     let deployed = mode("key") || mode("entra");
     let mut full: Vec<&str> = argv.to_vec();
-    if mode("entra") && !argv.contains(&ENTRA_FLAG) {
+    if mode("entra") && !argv.contains(&ENTRA_FLAG) && !argv.contains(&"--relay") {
         full.push(ENTRA_FLAG);
     }
     if deployed {
