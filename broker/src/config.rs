@@ -1240,6 +1240,16 @@ mod tests {
         Settings::resolve(args, &move |k| map.get(k).cloned())
     }
 
+    /// Asserts that `result` is a configuration error whose message names `flag` (`case` says
+    /// which case failed).
+    fn assert_refused_naming(result: anyhow::Result<Settings>, flag: &str, case: &str) {
+        let error = result.err().map(|e| e.to_string());
+        assert!(
+            error.as_deref().is_some_and(|e| e.contains(flag)),
+            "{case}: {error:?}"
+        );
+    }
+
     /// What every key/entra deployment must state: `--auth`, the host allow-list and (entra)
     /// the token-exposure opt-in.
     fn deployed(argv: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Settings> {
@@ -1910,35 +1920,31 @@ mod tests {
             (dev, &[], &["--relay-idle-timeout", "5"]),
         ];
         for (base, env, extra) in refused {
-            let error = run(base, extra, env).err().map(|e| e.to_string());
-            assert!(
-                error.as_deref().is_some_and(|e| e.contains(extra[0])),
-                "{base:?} + {extra:?}: {error:?}"
+            assert_refused_naming(
+                run(base, extra, env),
+                extra[0],
+                &format!("{base:?} + {extra:?}"),
             );
         }
         // The relay hands out tickets: the Entra token opt-in is refused with it.
-        let error = resolve(
-            &[
-                "--mode",
-                "entra",
-                "--endpoint",
-                "https://a.cognitiveservices.azure.com",
-                "--relay",
-                "--expose-entra-token",
-                "--auth",
-                "none",
-                "--allow-host",
-                "b",
-            ],
-            entra_env,
-        )
-        .err()
-        .map(|e| e.to_string());
-        assert!(
-            error
-                .as_deref()
-                .is_some_and(|e| e.contains("--expose-entra-token")),
-            "{error:?}"
+        assert_refused_naming(
+            resolve(
+                &[
+                    "--mode",
+                    "entra",
+                    "--endpoint",
+                    "https://a.cognitiveservices.azure.com",
+                    "--relay",
+                    "--expose-entra-token",
+                    "--auth",
+                    "none",
+                    "--allow-host",
+                    "b",
+                ],
+                entra_env,
+            ),
+            "--expose-entra-token",
+            "",
         );
         // An empty value (a template that writes every variable) is unset, and a URL equal to
         // its default but for a trailing `/` is the default.
@@ -1980,14 +1986,10 @@ mod tests {
             "::/64",
             "2000::/3",
         ] {
-            let error = resolve(&["--trust-proxy", all], &[])
-                .err()
-                .map(|e| e.to_string());
-            assert!(
-                error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("--trust-proxy")),
-                "{all}: {error:?}"
+            assert_refused_naming(
+                resolve(&["--trust-proxy", all], &[]),
+                "--trust-proxy",
+                &format!("{all}"),
             );
         }
         let s = resolve(
@@ -2007,12 +2009,10 @@ mod tests {
         let here = std::env::temp_dir();
         let here = here.to_str().unwrap();
         for flag in ["--www", "--pkg", "--vendor"] {
-            let error = resolve(&[flag, "/nonexistent/speech-token-broker"], &[])
-                .err()
-                .map(|e| e.to_string());
-            assert!(
-                error.as_deref().is_some_and(|e| e.contains(flag)),
-                "{flag}: {error:?}"
+            assert_refused_naming(
+                resolve(&[flag, "/nonexistent/speech-token-broker"], &[]),
+                flag,
+                &format!("{flag}"),
             );
             resolve(&[flag, here], &[]).unwrap();
         }
@@ -2047,12 +2047,10 @@ mod tests {
             "http://identity.example.com/msi",
             "ftp://127.0.0.1/msi",
         ] {
-            let error = app_service(refused).err().map(|e| e.to_string());
-            assert!(
-                error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("IDENTITY_ENDPOINT")),
-                "{refused}: {error:?}"
+            assert_refused_naming(
+                app_service(refused),
+                "IDENTITY_ENDPOINT",
+                &format!("{refused}"),
             );
         }
         for taken in [
@@ -2066,12 +2064,10 @@ mod tests {
             app_service(taken).unwrap_or_else(|e| panic!("{taken}: {e:#}"));
         }
         for refused in ["http://imds.attacker.example", "http://10.0.0.1"] {
-            let error = entra(&["--imds-base", refused], &[])
-                .err()
-                .map(|e| e.to_string());
-            assert!(
-                error.as_deref().is_some_and(|e| e.contains("--imds-base")),
-                "{refused}: {error:?}"
+            assert_refused_naming(
+                entra(&["--imds-base", refused], &[]),
+                "--imds-base",
+                &format!("{refused}"),
             );
         }
         for taken in [
