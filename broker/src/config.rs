@@ -1986,11 +1986,7 @@ mod tests {
             "::/64",
             "2000::/3",
         ] {
-            assert_refused_naming(
-                resolve(&["--trust-proxy", all], &[]),
-                "--trust-proxy",
-                &format!("{all}"),
-            );
+            assert_refused_naming(resolve(&["--trust-proxy", all], &[]), "--trust-proxy", all);
         }
         let s = resolve(
             &[
@@ -2012,7 +2008,7 @@ mod tests {
             assert_refused_naming(
                 resolve(&[flag, "/nonexistent/speech-token-broker"], &[]),
                 flag,
-                &format!("{flag}"),
+                flag,
             );
             resolve(&[flag, here], &[]).unwrap();
         }
@@ -2047,11 +2043,7 @@ mod tests {
             "http://identity.example.com/msi",
             "ftp://127.0.0.1/msi",
         ] {
-            assert_refused_naming(
-                app_service(refused),
-                "IDENTITY_ENDPOINT",
-                &format!("{refused}"),
-            );
+            assert_refused_naming(app_service(refused), "IDENTITY_ENDPOINT", refused);
         }
         for taken in [
             "http://127.0.0.1:41234/msi/token",
@@ -2067,7 +2059,7 @@ mod tests {
             assert_refused_naming(
                 entra(&["--imds-base", refused], &[]),
                 "--imds-base",
-                &format!("{refused}"),
+                refused,
             );
         }
         for taken in [
