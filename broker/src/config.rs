@@ -143,7 +143,8 @@ pub struct Args {
     )]
     pub trust_proxies: Vec<String>,
 
-    /// Token requests per minute per user (--auth entra) or per client IP (0 = no limit).
+    /// Token requests per minute per user (--auth entra) or per client IP (0 = no limit); with
+    /// --relay also relay connections per ticket subject, in a bucket of their own.
     #[arg(long, default_value_t = 120, env = "BROKER_RATE_LIMIT")]
     pub rate_limit: u32,
 
@@ -315,9 +316,8 @@ pub const DEFAULT_RELAY_MAX_FRAME: usize = 1024 * 1024;
 /// differs from its default (given as a flag or as its environment variable).
 fn refuse_flags_of_other_modes(args: &Args, mode: Mode) -> anyhow::Result<()> {
     let (dev, key, entra) = (mode == Mode::Dev, mode == Mode::Key, mode == Mode::Entra);
-    // An empty value (`BROKER_REGION=` from a template that writes every variable) is unset,
-    // as an empty secret is; a URL is compared without a trailing `/`.
-    let text = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    // Empty text values are gone already (`Settings::resolve`); an empty URL is the default,
+    // and a URL is compared without a trailing `/`.
     let url = |v: &str, default: &str| {
         let v = v.trim().trim_end_matches('/');
         !v.is_empty() && v != default
@@ -332,17 +332,22 @@ fn refuse_flags_of_other_modes(args: &Args, mode: Mode) -> anyhow::Result<()> {
             dev,
             "dev mode",
         ),
-        ("--region", text(&args.region), !dev, "key and entra modes"),
-        ("--sts-base", text(&args.sts_base), key, "key mode"),
+        (
+            "--region",
+            args.region.is_some(),
+            !dev,
+            "key and entra modes",
+        ),
+        ("--sts-base", args.sts_base.is_some(), key, "key mode"),
         (
             "--endpoint",
-            text(&args.endpoint),
+            args.endpoint.is_some(),
             !dev,
             "entra mode (key mode: with --relay)",
         ),
         (
             "--resource-id",
-            text(&args.resource_id),
+            args.resource_id.is_some(),
             entra,
             "entra mode",
         ),
@@ -645,7 +650,22 @@ pub fn normalize_host(h: &str) -> Option<String> {
 impl Settings {
     /// Validates `args`; secrets are looked up with `env` (the process environment in `main`,
     /// a map in tests).
-    pub fn resolve(args: Args, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
+    pub fn resolve(
+        mut args: Args,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Settings> {
+        // An empty text value (`BROKER_ENDPOINT=` from a template that writes every variable)
+        // is no value, as an empty secret is.
+        for value in [
+            &mut args.region,
+            &mut args.sts_base,
+            &mut args.endpoint,
+            &mut args.resource_id,
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *value = None;
+            }
+        }
         let env_nonempty = |k: &str| {
             env(k)
                 .map(|v| v.trim().to_string())
@@ -1956,6 +1976,8 @@ mod tests {
         .unwrap();
         run(entra, &["--sts-base", " "], entra_env).unwrap();
         run(dev, &["--region", "", "--endpoint", ""], &[]).unwrap();
+        run(key, &["--endpoint", ""], key_env).unwrap();
+        run(entra, &["--endpoint", " "], entra_env).unwrap();
         run(key, &["--imds-base", "http://169.254.169.254/"], key_env).unwrap();
         // Each flag in its own mode.
         run(key, &["--sts-base", "https://sts.example.com"], key_env).unwrap();

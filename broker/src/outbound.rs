@@ -43,22 +43,31 @@ pub fn describe_transport_error(who: &str, e: &reqwest::Error) -> UpstreamError 
     UpstreamError::new(format!("{who} {what}"))
 }
 
-/// Builds an HTTP client for upstream calls: rustls, no redirects, bounded time, and no proxy for
-/// loopback / link-local targets (IMDS must never go through a proxy).
+/// Builds an HTTP client for upstream calls: rustls, no redirects, bounded time, and no proxy
+/// where [`bypasses_proxy`] says so.
 pub fn http_client(target: &str, timeout: Duration) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("speech-token-broker/", env!("CARGO_PKG_VERSION")));
-    if let Ok(u) = url::Url::parse(target) {
-        let link_local = matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_link_local());
-        let local = link_local || crate::origin::is_loopback_url(&u);
-        if local {
-            b = b.no_proxy();
-        }
+    if bypasses_proxy(target) {
+        b = b.no_proxy();
     }
     b.build().expect("reqwest client builds")
+}
+
+/// Whether requests to `target` skip an `HTTP(S)_PROXY` from the environment: loopback and
+/// link-local targets (IMDS must never go through a proxy), and every plain `http://` target.
+/// The configuration takes plain http only on the platform's local network (a managed identity
+/// endpoint on a private address, as Azure sets it): through a proxy its secret header would
+/// cross networks in the clear, where https would tunnel it.
+pub fn bypasses_proxy(target: &str) -> bool {
+    let Ok(u) = url::Url::parse(target) else {
+        return false;
+    };
+    let link_local = matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_link_local());
+    u.scheme() == "http" || link_local || crate::origin::is_loopback_url(&u)
 }
 
 /// Largest body accepted from an upstream.
@@ -79,4 +88,32 @@ pub async fn read_limited(resp: reqwest::Response, who: &str) -> Result<Vec<u8>,
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A managed identity endpoint on a private address (Linux App Service's older containers:
+    /// `http://172.16.x.x:8081`) carries `IDENTITY_HEADER`, a secret: never through an
+    /// environment proxy in plain text. An https upstream may use the proxy (it tunnels).
+    #[test]
+    fn plain_http_and_local_targets_never_use_a_proxy() {
+        for direct in [
+            "http://172.16.1.5:8081/msi/token",
+            "http://169.254.169.254/metadata/identity/oauth2/token",
+            "http://169.254.129.2:8081/msi/token",
+            "http://127.0.0.1:41234/msi/token",
+            "https://127.0.0.1:8443/x",
+        ] {
+            assert!(bypasses_proxy(direct), "{direct}");
+        }
+        for proxied in [
+            "https://login.microsoftonline.com/t/oauth2/v2.0/token",
+            "https://westeurope.api.cognitive.microsoft.com",
+            "not a url",
+        ] {
+            assert!(!bypasses_proxy(proxied), "{proxied}");
+        }
+    }
 }

@@ -228,15 +228,19 @@ async fn confine(State(dir): State<Arc<PathBuf>>, req: Request, next: Next) -> R
     let Ok(root) = tokio::fs::canonicalize(dir.as_path()).await else {
         return not_found();
     };
-    let mut file = root.join(segments.join("/"));
-    if tokio::fs::metadata(&file).await.is_ok_and(|m| m.is_dir()) {
-        file.push("index.html");
-    }
-    // A path that does not resolve is left to `ServeDir` (its 404); one that resolves outside
-    // the directory is refused here.
-    if let Ok(real) = tokio::fs::canonicalize(&file).await {
-        if !real.starts_with(&root) {
-            return not_found();
+    // The path itself and, for a directory, the `index.html` served for it. A path that does
+    // not resolve is left to `ServeDir` (its 404); one that resolves outside the directory is
+    // refused here, a directory too (`ServeDir` would answer its existence with a redirect).
+    let target = root.join(segments.join("/"));
+    let index = tokio::fs::metadata(&target)
+        .await
+        .is_ok_and(|m| m.is_dir())
+        .then(|| target.join("index.html"));
+    for path in std::iter::once(target).chain(index) {
+        if let Ok(real) = tokio::fs::canonicalize(&path).await {
+            if !real.starts_with(&root) {
+                return not_found();
+            }
         }
     }
     next.run(req).await

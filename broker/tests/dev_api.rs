@@ -821,6 +821,8 @@ async fn static_files_hide_dot_files_and_never_leave_their_directory() {
         "/link.txt",
         "/dangling.txt",
         "/linked-dir/secret.txt",
+        "/linked-dir",
+        "/linked-dir/",
         "/sub/../.env",
     ] {
         let r = c.get(b.url(path)).send().await.unwrap();
