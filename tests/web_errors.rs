@@ -707,7 +707,11 @@ async fn headers_with_a_throwing_getter_are_refused_not_thrown_through() {
     )
     .await;
     assert_eq!(requests(), 0, "no request without its headers");
-    assert_eq!(client.status().as_string().unwrap(), "error");
+    // "error" with the retry planned; "fetching" when the retry's full-jitter delay (uniform from
+    // 0 ms) drew so little that it was due by the time `status` was read: the read catches up and
+    // starts it (README: the getters tell what is true when read). Seen once in Firefox ESR.
+    let status = client.status().as_string().unwrap();
+    assert!(status == "error" || status == "fetching", "{status}");
     // control: the same client still answers (its state was not left borrowed by an exception)
     client.dispose();
     assert_eq!(client.status().as_string().unwrap(), "disposed");
