@@ -531,12 +531,18 @@ pub struct ServerLimits {
 }
 
 impl ModeSettings {
-    pub fn name(&self) -> &'static str {
+    /// The mode these settings are for.
+    pub fn mode(&self) -> Mode {
         match self {
-            ModeSettings::Dev { .. } => "dev",
-            ModeSettings::Key { .. } => "key",
-            ModeSettings::Entra { .. } => "entra",
+            ModeSettings::Dev { .. } => Mode::Dev,
+            ModeSettings::Key { .. } => Mode::Key,
+            ModeSettings::Entra { .. } => Mode::Entra,
         }
+    }
+
+    /// The mode's name ([`Mode::name`]).
+    pub fn name(&self) -> &'static str {
+        self.mode().name()
     }
 }
 
@@ -1780,11 +1786,10 @@ mod tests {
                     range_checked(base, env, flag, min, MAX_TTL);
                 } else {
                     out_of_range_refused(base, env, flag, min, MAX_TTL);
-                    let refused = with_flag(base, env, flag, min).err().map(|e| e.to_string());
-                    assert!(
-                        refused.as_deref().is_some_and(|e| e.contains("applies to")),
-                        "{flag} in {} mode: {refused:?}",
-                        mode.name()
+                    assert_refused_naming(
+                        with_flag(base, env, flag, min),
+                        "applies to",
+                        &format!("{flag} in {} mode", mode.name()),
                     );
                 }
             }

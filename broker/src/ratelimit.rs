@@ -65,6 +65,12 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The `Retry-After` seconds for a refusal that must wait `wait` ([`RateLimiter::check`]'s
+/// error): rounded up, at least 1 (a 0 would invite an immediate retry).
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs_f64().ceil() as u64).max(1)
+}
+
 impl RateLimiter {
     /// `None` when `per_minute` is 0 (no limit).
     pub fn new(per_minute: u32, burst: u32) -> Option<Self> {

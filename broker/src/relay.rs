@@ -5,12 +5,12 @@
 //! `{token: <ticket>, expiresIn, endpoint: "ws(s)://<broker>/relay/speech/…"}`), so the browser
 //! module's refresh, attach and single-flight machinery work unchanged and the SDK carries the
 //! ticket as it carries a token (the `Authorization` query parameter of each connection). A ticket
-//! is HMAC-SHA256-signed with a random per-process key, lives `config::DEFAULT_RELAY_TICKET_TTL_S` by default,
-//! and is bound to the relay route, the page's origin and the user (`tid`+`oid`, or the caller
-//! class and client IP without user authentication): worthless on another route, page or user.
-//! Within its lifetime it is a bearer (the IP in an anonymous subject is not compared on
-//! upgrade): `--rate-limit` bounds how many sessions one ticket opens one after another. On upgrade the relay
-//! checks it, strips it from the query, and connects to the Speech service with the broker's own
+//! is HMAC-SHA256-signed with a random per-process key, lives
+//! `config::DEFAULT_RELAY_TICKET_TTL_S` by default, and is bound to the relay route, the page's
+//! origin and the user (`tid`+`oid`, or the caller class and client IP without user
+//! authentication): worthless on another route, page or user. Within its lifetime it is a bearer
+//! (the IP in an anonymous subject is not compared on upgrade): `--rate-limit` bounds how many
+//! sessions one ticket opens one after another. On upgrade the relay checks it, strips it from the query, and connects to the Speech service with the broker's own
 //! credential in an `Authorization` header (which a native client can send and a browser cannot).
 //! Only the SDK's own WebSocket paths ([`SDK_PATHS`]) are relayed.
 //!
@@ -46,7 +46,7 @@ use crate::cache::TokenCache;
 use crate::cloud::cloud_of;
 use crate::http::{json_error, with_retry_after};
 use crate::presented::presented_token;
-use crate::ratelimit::{client_key, RateKey, RateLimiter};
+use crate::ratelimit::{client_key, retry_after_secs, RateKey, RateLimiter};
 use crate::secret::fingerprint;
 use crate::shutdown::{ShutdownWatch, CLOSE_HANDSHAKE_WAIT};
 use crate::upstream::now_unix_ms;
@@ -506,7 +506,7 @@ pub async fn relay_ws(
     // Before the session caps and the upstream: a refused upgrade costs no upstream connect.
     if let Some(rate) = &relay.rate {
         if let Err(wait) = rate.check(RateKey::Relay(user.clone()), Instant::now()) {
-            let secs = (wait.as_secs_f64().ceil() as u64).max(1);
+            let secs = retry_after_secs(wait);
             return refuse_over_cap(&relay, "too many relay connections for this user", secs);
         }
     }

@@ -21,11 +21,11 @@ use crate::dev::FailPlan;
 use crate::http::{
     json_error, json_response, kind_for_status, with_retry_after, NO_CACHE, NO_STORE,
 };
-use crate::ratelimit::RateKey;
+use crate::ratelimit::{retry_after_secs, RateKey};
 use crate::state::AppState;
 
 fn rate_limited(wait: Duration) -> Response {
-    let secs = (wait.as_secs_f64().ceil() as u64).max(1);
+    let secs = retry_after_secs(wait);
     with_retry_after(
         json_error(
             StatusCode::TOO_MANY_REQUESTS,

@@ -504,7 +504,7 @@ async fn admin_routes_exist_only_in_dev_and_refuse_foreign_origins() {
 
 #[tokio::test]
 async fn static_files_with_csp_and_types() {
-    let dir = std::env::temp_dir().join(format!("stb-static-{}", common::random_hex(6)));
+    let dir = common::scratch_dir("static");
     let (www, pkg, vendor) = (dir.join("www"), dir.join("pkg"), dir.join("vendor"));
     for d in [&www, &pkg, &vendor] {
         std::fs::create_dir_all(d).unwrap();
@@ -595,7 +595,7 @@ async fn every_405_is_a_json_error_with_no_store_and_allow() {
         let v: Value = r.json().await.unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(v["error"], "method-not-allowed", "{what}");
     }
-    let www = std::env::temp_dir().join(format!("stb-405-{}", common::random_hex(6)));
+    let www = common::scratch_dir("405");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("index.html"), "<!doctype html><title>t</title>").unwrap();
     let b = start(&["--relay", "--www", www.to_str().unwrap()], &[]).await;
@@ -781,7 +781,7 @@ async fn admin_numbers_out_of_range_are_400_not_a_crash() {
 #[cfg(unix)]
 #[tokio::test]
 async fn static_files_hide_dot_files_and_never_leave_their_directory() {
-    let dir = std::env::temp_dir().join(format!("stb-confined-{}", common::random_hex(6)));
+    let dir = common::scratch_dir("confined");
     let (www, pkg, outside) = (dir.join("www"), dir.join("pkg"), dir.join("outside"));
     for d in [&www, &pkg, &outside, &www.join(".git"), &www.join("sub")] {
         std::fs::create_dir_all(d).unwrap();
@@ -851,7 +851,7 @@ async fn static_files_hide_dot_files_and_never_leave_their_directory() {
 #[cfg(unix)]
 #[tokio::test]
 async fn a_repointed_static_directory_is_confined_to_its_new_tree() {
-    let dir = std::env::temp_dir().join(format!("stb-swap-{}", common::random_hex(6)));
+    let dir = common::scratch_dir("swap");
     let (v1, v2, outside) = (dir.join("v1"), dir.join("v2"), dir.join("outside"));
     for d in [&v1, &v2, &outside] {
         std::fs::create_dir_all(d).unwrap();

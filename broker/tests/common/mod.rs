@@ -158,6 +158,12 @@ pub fn fake_jwt(lifetime: u64, marker: &str) -> String {
     format!("{header}.{payload}.{}", B64.encode(sig))
 }
 
+/// A fresh directory path under the system's temp directory (`stb-<name>-<random>`), not yet
+/// created: for a test's static files.
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("stb-{name}-{}", random_hex(6)))
+}
+
 pub fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     getrandom::fill(&mut b).unwrap();
